@@ -1,0 +1,45 @@
+# The front door: `make demo` and `make test` are the two commands of the README.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Here (no GPU) torch comes from the local CPU wheel, pinned; where nvidia-smi exists, pip picks the
+# CUDA build, and a torch already in the venv is never replaced.
+TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: setup demo demo-fast test test-slow bench lint format clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+demo: setup
+	$(VENV)/bin/ttc demo --config configs/demo.yaml
+
+demo-fast: setup
+	$(VENV)/bin/ttc demo --config configs/demo.yaml --fast true --output_dir runs/demo-fast
+
+test: setup
+	$(PY) -m pytest -q
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow
+
+bench: setup
+	$(PY) -m pytest -q -m slow
+	@for b in bench/*.py; do [ -f "$$b" ] && $(PY) "$$b"; done; true
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf runs .pytest_cache .ruff_cache

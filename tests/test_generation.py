@@ -1,0 +1,124 @@
+"""The transformers generation backend: checked against ``model.generate`` and against the softmax."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from ttcompute.errors import InputError
+from ttcompute.models.generation import GenerationBackend, SamplingParams, build_prompt, load_backend
+from ttcompute.models.hf_backend import TransformersBackend, sample_next_token
+
+PROMPTS = ["Start at 3. Add 4.\n", "Start at 17. Multiply by 2. Subtract 5. Add 9.\n", "Start at 0.\n"]
+
+
+@pytest.fixture(scope="module")
+def random_backend(random_policy_dir):
+    return TransformersBackend(str(random_policy_dir), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def small_backend(small_policy_dir):
+    return TransformersBackend(str(small_policy_dir), device="cpu")
+
+
+def test_backend_satisfies_the_interface(random_backend):
+    assert isinstance(random_backend, GenerationBackend)
+    assert random_backend.num_parameters == sum(p.numel() for p in random_backend.model.parameters())
+
+
+def test_greedy_matches_transformers_generate(random_policy_dir, random_backend):
+    """Left padding, positions and the KV cache are right iff greedy decoding equals HF's own."""
+    tokenizer = AutoTokenizer.from_pretrained(random_policy_dir)
+    model = AutoModelForCausalLM.from_pretrained(random_policy_dir)
+    ours = random_backend.generate(PROMPTS, SamplingParams(n=1, temperature=0, max_tokens=24))
+    for prompt, [completion] in zip(PROMPTS, ours):
+        ids = tokenizer(prompt, return_tensors="pt")
+        reference = model.generate(
+            **ids, do_sample=False, max_new_tokens=24, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id
+        )
+        new = reference[0, ids["input_ids"].shape[1] :].tolist()
+        if tokenizer.eos_token_id in new:
+            new = new[: new.index(tokenizer.eos_token_id) + 1]
+        assert completion.num_tokens == len(new)
+        assert completion.text == tokenizer.decode(new, skip_special_tokens=True)
+
+
+def test_batch_composition_does_not_change_greedy_output(random_backend):
+    together = random_backend.generate(PROMPTS, SamplingParams(temperature=0, max_tokens=16))
+    alone = [random_backend.generate([p], SamplingParams(temperature=0, max_tokens=16))[0] for p in PROMPTS]
+    assert [c[0].text for c in together] == [c[0].text for c in alone]
+
+
+def test_sample_next_token_follows_softmax_and_top_p():
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])).repeat(40_000, 1)
+    counts = torch.bincount(sample_next_token(logits, 1.0, 1.0, generator), minlength=4).float() / 40_000
+    assert torch.allclose(counts, torch.tensor([0.5, 0.3, 0.15, 0.05]), atol=0.01)
+    # top_p=0.7 keeps the smallest prefix with mass >= 0.7: tokens 0 and 1, renormalised.
+    counts = torch.bincount(sample_next_token(logits, 1.0, 0.7, generator), minlength=4).float() / 40_000
+    assert torch.allclose(counts, torch.tensor([0.625, 0.375, 0.0, 0.0]), atol=0.01)
+    # temperature 0.5 squares the probabilities before renormalising.
+    squared = torch.tensor([0.25, 0.09, 0.0225, 0.0025])
+    counts = torch.bincount(sample_next_token(logits, 0.5, 1.0, generator), minlength=4).float() / 40_000
+    assert torch.allclose(counts, squared / squared.sum(), atol=0.01)
+
+
+def test_n_samples_seeded_and_reproducible(random_backend):
+    params = SamplingParams(n=3, temperature=1.0, max_tokens=12, seed=7)
+    first = random_backend.generate(PROMPTS, params)
+    assert [len(c) for c in first] == [3, 3, 3]
+    again = random_backend.generate(PROMPTS, params)
+    assert [[c.text for c in row] for row in first] == [[c.text for c in row] for row in again]
+    other = random_backend.generate(PROMPTS, SamplingParams(n=3, temperature=1.0, max_tokens=12, seed=8))
+    assert [[c.text for c in row] for row in first] != [[c.text for c in row] for row in other]
+
+
+def test_length_finish_and_token_counts(random_backend, char_tokenizer):
+    [[completion]] = random_backend.generate(["Start at 5.\n"], SamplingParams(temperature=0, max_tokens=5))
+    if completion.finish_reason == "length":
+        assert completion.num_tokens == 5
+        assert len(char_tokenizer(completion.text, add_special_tokens=False)["input_ids"]) == 5
+
+
+def test_token_budget_splits_batches_without_changing_results(random_policy_dir):
+    big = TransformersBackend(str(random_policy_dir), device="cpu", max_batch_tokens=1 << 20)
+    tiny = TransformersBackend(str(random_policy_dir), device="cpu", max_batch_tokens=40)
+    params = SamplingParams(n=2, temperature=0, max_tokens=10)
+    assert [[c.text for c in r] for r in big.generate(PROMPTS, params)] == [
+        [c.text for c in r] for r in tiny.generate(PROMPTS, params)
+    ]
+
+
+def test_stop_at_step_separator_with_trained_policy(small_backend):
+    """The trained policy writes one step and stops at the blank line; steps concatenate back."""
+    prompt = "Start at 12. Add 5. Multiply by 2.\n"
+    step_params = SamplingParams(n=4, temperature=0, max_tokens=40, stop=["\n\n"])
+    [steps] = small_backend.generate([prompt], step_params)
+    for step in steps:
+        assert step.finish_reason == "stop"
+        assert step.text.endswith("\n\n") and step.text.count("\n\n") == 1
+        assert step.num_tokens == len(step.text)  # one token per character
+    [[full]] = small_backend.generate([prompt], SamplingParams(temperature=0, max_tokens=120))
+    assert full.finish_reason == "eos"
+    assert full.text.startswith(steps[0].text)
+    [[rest]] = small_backend.generate([prompt + steps[0].text], SamplingParams(temperature=0, max_tokens=120))
+    assert steps[0].text + rest.text == full.text
+
+
+def test_load_backend_errors():
+    with pytest.raises(InputError, match="unknown backend"):
+        load_backend("onnx", "x")
+    with pytest.raises(InputError, match="no such model directory"):
+        load_backend("transformers", "./no/such/model")
+    with pytest.raises(ValueError):
+        SamplingParams(top_p=0)
+
+
+def test_build_prompt_with_chat_template(char_tokenizer):
+    assert build_prompt("Q?", "Problem: {question}\n") == "Problem: Q?\n"
+    tokenizer = char_tokenizer
+    tokenizer.chat_template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}<assistant>"
+    assert build_prompt("Q?", "{question}", tokenizer, use_chat_template=True) == "<user>Q?<assistant>"
+    tokenizer.chat_template = None

@@ -1,0 +1,161 @@
+"""``ttc sample``: N graded solutions per problem, written in shards as it goes, resumable.
+
+Output columns (one row per problem):
+    problem_id, question, prompt, gold_answer, metadata (JSON text),
+    completions: list[str], answers: list[str | None] (extracted final answers),
+    correct: list[bool], num_tokens: list[int], finish_reasons: list[str]
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from ttcompute.models.generation import GenerationArgs, GenerationBackend, build_prompt
+from ttcompute.tasks.problem import Problem
+from ttcompute.tasks.source_args import ProblemArgs
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SampleConfig:
+    """Options of ``ttc sample`` (besides the problem and generation options).
+
+    Attributes:
+        output_dir: Where shards, manifest, resolved config and stats go.
+        num_samples: Solutions per problem (N; up to 2048).
+        seed: Base seed; shard ``j`` samples with seed ``seed * 1_000_003 + j``, so the output does not
+            depend on how shards are spread over workers.
+        problems_per_shard: Problems per shard file: the unit of resumption.
+        shard: ``i/n``: this worker takes every shard ``j`` with ``j % n == i``.
+        overwrite: Replace an output directory written with a different config.
+    """
+
+    output_dir: str = field(default="runs/samples", metadata={"help": "output directory"})
+    num_samples: int = field(default=16, metadata={"help": "solutions per problem (N)"})
+    seed: int = field(default=0, metadata={"help": "base sampling seed"})
+    problems_per_shard: int = field(default=64, metadata={"help": "problems per shard file"})
+    shard: str = field(default="0/1", metadata={"help": "i/n: this worker's part of the shards"})
+    overwrite: bool = field(default=False, metadata={"help": "replace output of a different config"})
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.num_samples <= 1 << 16:
+            raise ValueError(f"num_samples must be in [1, 65536], got {self.num_samples}")
+        if self.problems_per_shard < 1:
+            raise ValueError("problems_per_shard must be >= 1")
+
+
+def sample_rows(
+    backend: GenerationBackend, problems: list[Problem], gen_args: GenerationArgs, n: int, seed: int
+) -> list[dict[str, Any]]:
+    """Sample ``n`` solutions for each problem in one batched call and grade them."""
+    from ttcompute.tasks.grading import extract_answer, is_equivalent
+
+    tokenizer = getattr(backend, "tokenizer", None)
+    prompts = [build_prompt(p.question, gen_args.prompt_template, tokenizer, gen_args.use_chat_template) for p in problems]
+    outputs = backend.generate(prompts, gen_args.sampling_params(n=n, seed=seed))
+    rows = []
+    for problem, prompt, completions in zip(problems, prompts, outputs):
+        answers = [extract_answer(c.text) for c in completions]
+        verdicts: dict[str, bool] = {}  # samples repeat answers; grade each distinct one once
+        for answer in set(a for a in answers if a is not None):
+            verdicts[answer] = is_equivalent(answer, problem.answer)
+        rows.append(
+            {
+                "problem_id": problem.problem_id,
+                "question": problem.question,
+                "prompt": prompt,
+                "gold_answer": problem.answer,
+                "metadata": json.dumps(problem.metadata, sort_keys=True),
+                "completions": [c.text for c in completions],
+                "answers": answers,
+                "correct": [a is not None and verdicts[a] for a in answers],
+                "num_tokens": [c.num_tokens for c in completions],
+                "finish_reasons": [c.finish_reason for c in completions],
+            }
+        )
+    return rows
+
+
+def pass_at_1_by(rows: list[dict[str, Any]], key: str) -> tuple[float, dict[str, float]]:
+    """Mean correctness over all samples, and per value of metadata field ``key``."""
+    groups: dict[str, list[bool]] = defaultdict(list)
+    everything: list[bool] = []
+    for row in rows:
+        value = json.loads(row["metadata"]).get(key)
+        groups[str(value)].extend(row["correct"])
+        everything.extend(row["correct"])
+    by = {k: round(sum(v) / len(v), 4) for k, v in sorted(groups.items(), key=lambda kv: _natural(kv[0]))}
+    return round(sum(everything) / max(len(everything), 1), 4), by
+
+
+def _natural(value: str) -> tuple[int, Any]:
+    return (0, int(value)) if value.lstrip("-").isdigit() else (1, value)
+
+
+def run_sample(problem_args: ProblemArgs, gen_args: GenerationArgs, config: SampleConfig) -> dict[str, Any]:
+    """The ``ttc sample`` stage: sample every unfinished shard of this worker, then write stats."""
+    from ttcompute.config import config_hash, config_to_dict, save_resolved_config
+    from ttcompute.data_gen.shards import (
+        finished_shards,
+        load_sharded,
+        missing_shards,
+        parse_shard_spec,
+        prepare_output,
+        write_json,
+        write_shard,
+    )
+    from ttcompute.errors import InputError
+    from ttcompute.eval.budget import ComputeSpent
+    from ttcompute.models.generation import load_backend
+
+    if not gen_args.model_name_or_path:
+        raise InputError("ttc sample: --model_name_or_path is required")
+    worker, num_workers = parse_shard_spec(config.shard)
+    problems = problem_args.load()
+    if not problems:
+        raise InputError("ttc sample: the problem set is empty")
+    shards = [problems[i : i + config.problems_per_shard] for i in range(0, len(problems), config.problems_per_shard)]
+    values = config_to_dict(problem_args, gen_args, config)
+    digest = config_hash(values, ignore={"output_dir", "overwrite", "shard"})
+    prepare_output(config.output_dir, "sample", digest, len(shards), config.overwrite)
+    save_resolved_config(config.output_dir, "sample", problem_args, gen_args, config)
+
+    done = finished_shards(config.output_dir)
+    todo = [j for j in range(len(shards)) if j % num_workers == worker and j not in done]
+    if done:
+        logger.info("Resuming: %d of %d shards already finished in %s", len(done), len(shards), config.output_dir)
+    backend = load_backend(gen_args.backend, gen_args.model_name_or_path, **gen_args.backend_kwargs())
+    progress = tqdm(total=sum(len(shards[j]) for j in todo), desc="Sampling", unit="problem")
+    for j in todo:
+        rows = sample_rows(backend, shards[j], gen_args, n=config.num_samples, seed=config.seed * 1_000_003 + j)
+        write_shard(config.output_dir, j, rows)
+        progress.update(len(shards[j]))
+    progress.close()
+
+    remaining = missing_shards(config.output_dir)
+    if remaining:
+        logger.info("Worker %d/%d finished; %d shard(s) remain for other workers", worker, num_workers, len(remaining))
+        return {"output_dir": config.output_dir, "remaining_shards": len(remaining)}
+    dataset = load_sharded(config.output_dir)
+    spent = ComputeSpent(policy_parameters=backend.num_parameters, policy_tokens=sum(sum(t) for t in dataset["num_tokens"]))
+    all_correct = [c for row in dataset["correct"] for c in row]
+    stats = {
+        "stage": "sample",
+        "num_problems": len(dataset),
+        "num_samples": len(all_correct),
+        "pass_at_1": round(sum(all_correct) / len(all_correct), 4),
+        "compute": spent.to_dict(),
+    }
+    write_json(f"{config.output_dir}/stats.json", stats)
+    logger.info(
+        "Sampled %d solutions for %d problems: pass@1 %.3f, %d tokens generated (%.3g FLOPs) -> %s",
+        stats["num_samples"], stats["num_problems"], stats["pass_at_1"], spent.policy_tokens, spent.policy_flops, config.output_dir,
+    )
+    return {"output_dir": config.output_dir, **stats}

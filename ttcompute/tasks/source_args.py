@@ -1,0 +1,55 @@
+"""Options that select a problem set; shared by every stage that reads problems."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ttcompute.tasks.problem import Problem
+
+
+@dataclass
+class ProblemArgs:
+    """Which problems to run on.
+
+    Attributes:
+        task: ``arithmetic`` (built in, generated from a seed), ``math`` or ``gsm8k``.
+        dataset: For math/gsm8k: a local .json/.jsonl/.parquet file or directory, or a Hub dataset id
+            (e.g. ``HuggingFaceH4/MATH-500``, ``openai/gsm8k``).
+        split: Dataset split when loading through ``datasets``.
+        num_problems: Use the first N problems (all when unset; required for arithmetic).
+        problem_seed: Seed of the arithmetic generator (held-out sets use a seed unseen in training).
+        min_ops / max_ops / max_operand / max_value / ops: Arithmetic difficulty knobs.
+    """
+
+    task: str = field(default="arithmetic", metadata={"help": "arithmetic | math | gsm8k"})
+    dataset: str | None = field(default=None, metadata={"help": "file, directory or Hub id (math/gsm8k)"})
+    split: str = field(default="test", metadata={"help": "split for Hub/directory datasets"})
+    num_problems: int | None = field(default=None, metadata={"help": "first N problems (arithmetic: how many)"})
+    problem_seed: int = field(default=1000, metadata={"help": "seed of the arithmetic generator"})
+    min_ops: int = field(default=1, metadata={"help": "arithmetic: fewest operations"})
+    max_ops: int = field(default=8, metadata={"help": "arithmetic: most operations"})
+    max_operand: int = field(default=9, metadata={"help": "arithmetic: largest operand"})
+    max_value: int = field(default=99, metadata={"help": "arithmetic: largest intermediate value"})
+    ops: list[str] = field(default_factory=lambda: ["+", "-", "*"], metadata={"help": "arithmetic: operation mix"})
+
+    def __post_init__(self) -> None:
+        if self.task == "arithmetic" and not self.num_problems:
+            self.num_problems = 200
+        if self.task in ("math", "gsm8k") and not self.dataset:
+            raise ValueError(f"task {self.task!r} needs --dataset (a file, directory or Hub id)")
+
+    def load(self) -> list[Problem]:
+        from ttcompute.tasks.sources import load_problems
+
+        return load_problems(
+            self.task,
+            self.dataset,
+            self.split,
+            self.num_problems,
+            seed=self.problem_seed,
+            min_ops=self.min_ops,
+            max_ops=self.max_ops,
+            max_operand=self.max_operand,
+            max_value=self.max_value,
+            ops=tuple(self.ops),
+        )
