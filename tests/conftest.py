@@ -31,7 +31,9 @@ def random_policy_dir(tmp_path_factory, char_tokenizer) -> Path:
     from ttcompute.models.tiny import build_tiny_llama, save_tiny, tiny_llama_config
 
     path = tmp_path_factory.mktemp("random_policy")
-    config = tiny_llama_config(len(char_tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2)
+    config = tiny_llama_config(
+        len(char_tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2
+    )
     save_tiny(build_tiny_llama(config, seed=0), char_tokenizer, path)
     return path
 
@@ -40,5 +42,7 @@ def random_policy_dir(tmp_path_factory, char_tokenizer) -> Path:
 def small_policy_dir() -> Path:
     """The shipped small policy: trained, so it writes real (often right, sometimes wrong) solutions."""
     if not (SMALL_POLICY / "model.safetensors").is_file():
-        pytest.fail(f"{SMALL_POLICY} missing: train it with `ttc train-policy --config configs/policy_small.yaml`")
+        pytest.fail(
+            f"{SMALL_POLICY} missing: train it with `ttc train-policy --config configs/policy_small.yaml`"
+        )
     return SMALL_POLICY

@@ -42,7 +42,7 @@ def _simulate(start: int, ops: list[tuple[str, int]]) -> list[int]:
 
 def _solution_text(start: int, ops: list[tuple[str, int]]) -> str:
     lines, value = [], start
-    for (op, operand), result in zip(ops, _simulate(start, ops)):
+    for (op, operand), result in zip(ops, _simulate(start, ops), strict=True):
         lines.append(f"{value} {op} {operand} = {result}")
         value = result
     lines.append("The answer is \\boxed{" + str(value) + "}")
@@ -64,7 +64,7 @@ def test_different_seeds_give_different_problems():
     a = [p.question for p in generate_problems(60, seed=1)]
     b = [p.question for p in generate_problems(60, seed=2)]
     # 60 random chains of 1-8 ops coinciding by chance is out of the question; most must differ.
-    assert sum(x != y for x, y in zip(a, b)) > 50
+    assert sum(x != y for x, y in zip(a, b, strict=True)) > 50
 
 
 def test_default_config_problems_are_generated_with_ids_from_seed():
@@ -84,7 +84,11 @@ KNOB_CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize("cfg", KNOB_CONFIGS, ids=lambda c: f"{c.min_ops}-{c.max_ops}ops_{c.max_operand}_{c.max_value}_{''.join(c.ops)}")
+@pytest.mark.parametrize(
+    "cfg",
+    KNOB_CONFIGS,
+    ids=lambda c: f"{c.min_ops}-{c.max_ops}ops_{c.max_operand}_{c.max_value}_{''.join(c.ops)}",
+)
 def test_generated_problems_respect_every_knob(cfg):
     problems = generate_problems(250, seed=5, cfg=cfg)
     seen_num_ops, seen_ops = set(), set()
@@ -215,7 +219,10 @@ def test_first_wrong_step_rejects_non_arithmetic_question():
 
 
 def test_parse_question_reads_every_op_word():
-    assert parse_question("Start at 12. Multiply by 3. Subtract 10. Add 7.") == (12, [("*", 3), ("-", 10), ("+", 7)])
+    assert parse_question("Start at 12. Multiply by 3. Subtract 10. Add 7.") == (
+        12,
+        [("*", 3), ("-", 10), ("+", 7)],
+    )
     assert parse_question("Start at 0.") == (0, [])
 
 
@@ -240,15 +247,15 @@ def test_arithmetic_config_accepts_a_list_of_ops():
     assert ArithmeticConfig(ops=["*", "-"]).ops == ("*", "-")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="package bug: knobs that admit no chain (ops=('*',) with max_ops=8, max_value=99) make "
-    "generate_problem restart forever and die with RecursionError instead of a ValueError",
-)
 def test_infeasible_knobs_are_rejected_not_recursed_on():
-    try:
-        cfg = ArithmeticConfig(ops=("*",))  # 2**7 > 99: 7 or 8 multiplications cannot stay <= 99
-    except ValueError:
-        return
-    problems = generate_problems(20, seed=0, cfg=cfg)
-    assert len(problems) == 20
+    cfg = ArithmeticConfig(ops=("*",))  # 2**7 > 99: 7 or 8 multiplications cannot stay <= 99
+    with pytest.raises(ValueError, match="cannot build"):
+        generate_problems(20, seed=0, cfg=cfg)
+    # Through the problem loader the same knobs are a one-line input error.
+    from ttcompute.errors import InputError
+    from ttcompute.tasks.sources import load_problems
+
+    with pytest.raises(InputError, match="arithmetic task: cannot build"):
+        load_problems("arithmetic", None, "test", 20, ops=("*",))
+    # Feasible knobs with only multiplication work.
+    assert len(generate_problems(20, seed=0, cfg=ArithmeticConfig(ops=("*",), max_ops=4))) == 20

@@ -36,7 +36,11 @@ def test_greedy_matches_transformers_generate(random_policy_dir, random_backend)
     for prompt, [completion] in zip(PROMPTS, ours):
         ids = tokenizer(prompt, return_tensors="pt")
         reference = model.generate(
-            **ids, do_sample=False, max_new_tokens=24, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id
+            **ids,
+            do_sample=False,
+            max_new_tokens=24,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
         )
         new = reference[0, ids["input_ids"].shape[1] :].tolist()
         if tokenizer.eos_token_id in new:
@@ -119,6 +123,8 @@ def test_load_backend_errors():
 def test_build_prompt_with_chat_template(char_tokenizer):
     assert build_prompt("Q?", "Problem: {question}\n") == "Problem: Q?\n"
     tokenizer = char_tokenizer
-    tokenizer.chat_template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}<assistant>"
+    tokenizer.chat_template = (
+        "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}<assistant>"
+    )
     assert build_prompt("Q?", "{question}", tokenizer, use_chat_template=True) == "<user>Q?<assistant>"
     tokenizer.chat_template = None

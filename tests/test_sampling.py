@@ -50,14 +50,24 @@ def sampled(small_policy_dir, tmp_path_factory) -> Path:
 def test_sample_output_columns_and_grades(sampled):
     data = load_sharded(sampled)
     assert len(data) == 12
-    for column in ("problem_id", "prompt", "completions", "answers", "correct", "num_tokens", "finish_reasons"):
+    for column in (
+        "problem_id",
+        "prompt",
+        "completions",
+        "answers",
+        "correct",
+        "num_tokens",
+        "finish_reasons",
+    ):
         assert column in data.column_names
     graded = 0
     for row in data:
         assert len(row["completions"]) == len(row["correct"]) == len(row["num_tokens"]) == 4
         truth = _true_answer(row["question"])
         assert row["gold_answer"] == truth
-        for text, answer, correct, tokens in zip(row["completions"], row["answers"], row["correct"], row["num_tokens"]):
+        for text, answer, correct, tokens in zip(
+            row["completions"], row["answers"], row["correct"], row["num_tokens"]
+        ):
             assert correct == (answer == truth)  # independent grading of integer answers
             assert tokens == len(text) + (1 if tokens > len(text) else 0)  # chars + EOS
             graded += 1
@@ -92,7 +102,9 @@ def test_resume_after_sigkill_matches_uninterrupted_run(small_policy_dir, sample
     out = tmp_path / "killed"
     args = _args(small_policy_dir, out, per_shard=2)
     env = {**os.environ, "TTC_LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen([TTC, "sample", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [TTC, "sample", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     deadline = time.time() + 120
     while len(finished_shards(out)) < 2 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)

@@ -38,7 +38,12 @@ def test_every_printable_character_is_its_own_token(char_tokenizer):
 def test_round_trip_of_random_printable_text(char_tokenizer):
     rng = random.Random(0)
     texts = [_random_text(rng, rng.randint(0, 80)) for _ in range(200)]
-    texts += ["\n\n", "7 + 8 = 15\n\n15 * 2 = 30\n\nThe answer is \\boxed{30}", "  leading and trailing  ", " \n \n"]
+    texts += [
+        "\n\n",
+        "7 + 8 = 15\n\n15 * 2 = 30\n\nThe answer is \\boxed{30}",
+        "  leading and trailing  ",
+        " \n \n",
+    ]
     for text in texts:
         ids = char_tokenizer(text)["input_ids"]
         assert ids[0] == char_tokenizer.bos_token_id
@@ -80,8 +85,15 @@ def test_saved_tokenizer_reloads_with_auto_tokenizer(char_tokenizer, tmp_path):
     for text in texts:
         ids = char_tokenizer(text)["input_ids"]
         assert reloaded(text)["input_ids"] == ids, repr(text)
-        assert reloaded.decode(ids, skip_special_tokens=True) == char_tokenizer.decode(ids, skip_special_tokens=True)
-    assert (reloaded.bos_token, reloaded.eos_token, reloaded.pad_token, reloaded.unk_token) == ("<s>", "</s>", "<pad>", "<unk>")
+        assert reloaded.decode(ids, skip_special_tokens=True) == char_tokenizer.decode(
+            ids, skip_special_tokens=True
+        )
+    assert (reloaded.bos_token, reloaded.eos_token, reloaded.pad_token, reloaded.unk_token) == (
+        "<s>",
+        "</s>",
+        "<pad>",
+        "<unk>",
+    )
     assert reloaded.padding_side == "left"
 
 
@@ -105,7 +117,11 @@ def _expected_llama_parameters(vocab: int, hidden: int, layers: int, intermediat
 )
 def test_count_parameters_matches_the_llama_formula(vocab, hidden, layers, heads, intermediate, expected):
     config = tiny_llama_config(
-        vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=intermediate
+        vocab,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=intermediate,
     )
     assert config.num_key_value_heads == config.num_attention_heads
     assert config.intermediate_size == (intermediate or 4 * hidden)
@@ -116,14 +132,18 @@ def test_count_parameters_matches_the_llama_formula(vocab, hidden, layers, heads
 
 
 def test_same_seed_same_weights_other_seed_other_weights(char_tokenizer):
-    config = tiny_llama_config(len(char_tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2)
+    config = tiny_llama_config(
+        len(char_tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2
+    )
     first, again, other = (build_tiny_llama(config, seed=s).state_dict() for s in (3, 3, 4))
     assert all(torch.equal(first[k], again[k]) for k in first)
     assert not torch.equal(first["model.embed_tokens.weight"], other["model.embed_tokens.weight"])
 
 
 def test_save_tiny_writes_safetensors_and_reloads_identically(char_tokenizer, tmp_path):
-    config = tiny_llama_config(len(char_tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2)
+    config = tiny_llama_config(
+        len(char_tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2
+    )
     model = build_tiny_llama(config, seed=0).eval()
     save_tiny(model, char_tokenizer, tmp_path)
 
@@ -142,9 +162,12 @@ def test_save_tiny_writes_safetensors_and_reloads_identically(char_tokenizer, tm
 
     tokenizer = AutoTokenizer.from_pretrained(tmp_path)
     inputs = tokenizer(["Start at 3. Add 4.\n", "3 + 4 = 7\n\n"], padding=True, return_tensors="pt")
-    assert inputs["input_ids"].tolist() == char_tokenizer(
-        ["Start at 3. Add 4.\n", "3 + 4 = 7\n\n"], padding=True, return_tensors="pt"
-    )["input_ids"].tolist()
+    assert (
+        inputs["input_ids"].tolist()
+        == char_tokenizer(["Start at 3. Add 4.\n", "3 + 4 = 7\n\n"], padding=True, return_tensors="pt")[
+            "input_ids"
+        ].tolist()
+    )
     with torch.no_grad():
         expected = model(**inputs).logits
         actual = reloaded(**inputs).logits

@@ -17,7 +17,10 @@ from ttcompute.errors import InputError
 STAGES: dict[str, tuple[str, list[tuple[str, str]], tuple[str, str]]] = {
     "train-policy": (
         "pretrain the built-in task's tiny base policy on reference solutions",
-        [("ttcompute.tasks.source_args", "ProblemArgs"), ("ttcompute.trainers.policy_config", "PolicyConfig")],
+        [
+            ("ttcompute.tasks.source_args", "ProblemArgs"),
+            ("ttcompute.trainers.policy_config", "PolicyConfig"),
+        ],
         ("ttcompute.trainers.policy_trainer", "train_policy"),
     ),
     "sample": (
@@ -52,7 +55,9 @@ def _usage() -> str:
 
 def _setup_logging() -> None:
     level = os.environ.get("TTC_LOG_LEVEL", "INFO").upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
     # Keep library chatter (datasets caching, httpx) at warnings unless asked for.
     for noisy in ("datasets", "httpx", "urllib3", "filelock", "fsspec"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
@@ -67,6 +72,10 @@ def run_stage(stage: str, args: list[str]):
     _, config_specs, (module_name, function_name) = STAGES[stage]
     config_types = tuple(getattr(importlib.import_module(m), c) for m, c in config_specs)
     configs = parse_stage_args(config_types, args, prog=f"ttc {stage}")
+    # Per-file "Loading weights" bars are noise for our stages; stages draw their own progress bars.
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     function = getattr(importlib.import_module(module_name), function_name)
     return function(*configs)
 

@@ -26,7 +26,9 @@ class StageArgumentParser(HfArgumentParser):
 
     def __init__(self, dataclass_types, prog: str, description: str | None = None) -> None:
         super().__init__(dataclass_types, prog=prog, description=description)
-        self.add_argument("--config", type=str, default=None, help="YAML file of option values (flags override it)")
+        self.add_argument(
+            "--config", type=str, default=None, help="YAML file of option values (flags override it)"
+        )
 
     def error(self, message: str):  # noqa: D102 - argparse hook
         raise InputError(f"{self.prog}: {message}")
@@ -53,11 +55,12 @@ def _yaml_with_lines(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
 
 
 def _as_flags(key: str, value: Any) -> list[str]:
+    # `--key=value` so that values starting with "-" are not read as flags.
     if isinstance(value, bool):
-        return [f"--{key}", str(value).lower()]
+        return [f"--{key}={str(value).lower()}"]
     if isinstance(value, (list, tuple)):
         return [f"--{key}", *[str(v) for v in value]]
-    return [f"--{key}", str(value)]
+    return [f"--{key}={value}"]
 
 
 def parse_stage_args(dataclass_types: tuple[type, ...], args: list[str], prog: str) -> tuple[Any, ...]:
@@ -89,7 +92,9 @@ def parse_stage_args(dataclass_types: tuple[type, ...], args: list[str], prog: s
         values, lines = _yaml_with_lines(config_path)
         for key, value in values.items():
             if key not in known:
-                raise InputError(f"{config_path}:{lines.get(key, 1)}: unknown key '{key}' for {prog} (see {prog} --help)")
+                raise InputError(
+                    f"{config_path}:{lines.get(key, 1)}: unknown key '{key}' for {prog} (see {prog} --help)"
+                )
             if value is None:
                 continue
             if isinstance(value, dict):  # e.g. a DeepSpeed config inline: not expressible as a flag
@@ -98,7 +103,9 @@ def parse_stage_args(dataclass_types: tuple[type, ...], args: list[str], prog: s
             try:
                 parser.parse_args(_as_flags(key, value))
             except InputError as err:
-                raise InputError(f"{config_path}:{lines.get(key, 1)}: key '{key}': {_strip_prog(err, prog)}") from None
+                raise InputError(
+                    f"{config_path}:{lines.get(key, 1)}: key '{key}': {_strip_prog(err, prog)}"
+                ) from None
             yaml_flags += _as_flags(key, value)
     if dict_defaults:
         parser.set_defaults(**dict_defaults)

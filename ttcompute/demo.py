@@ -36,8 +36,12 @@ class DemoConfig:
     output_dir: str = field(default="runs/demo", metadata={"help": "output directory (cached, resumable)"})
     retrain: bool = field(default=False, metadata={"help": "train the base policies from scratch"})
     fast: bool = field(default=False, metadata={"help": "smoke-test size"})
-    policy_small_config: str = field(default="configs/policy_small.yaml", metadata={"help": "recipe for --retrain"})
-    policy_large_config: str = field(default="configs/policy_large.yaml", metadata={"help": "recipe for --retrain"})
+    policy_small_config: str = field(
+        default="configs/policy_small.yaml", metadata={"help": "recipe for --retrain"}
+    )
+    policy_large_config: str = field(
+        default="configs/policy_large.yaml", metadata={"help": "recipe for --retrain"}
+    )
     num_problems: int = field(default=320, metadata={"help": "held-out problems"})
     num_samples: int = field(default=16, metadata={"help": "samples per problem"})
     problem_seed: int = field(default=2024, metadata={"help": "seed of the held-out problems"})
@@ -86,11 +90,20 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     if config.retrain and not config.fast:
         _policy(config, "policy_large", config.policy_large_config)
 
-    problems = ProblemArgs(task="arithmetic", num_problems=config.num_problems, problem_seed=config.problem_seed)
+    problems = ProblemArgs(
+        task="arithmetic", num_problems=config.num_problems, problem_seed=config.problem_seed
+    )
     gen_args = GenerationArgs(model_name_or_path=str(small), max_new_tokens=160)
-    sample_config = SampleConfig(output_dir=str(out / "samples"), num_samples=config.num_samples, seed=config.seed, problems_per_shard=32)
+    sample_config = SampleConfig(
+        output_dir=str(out / "samples"),
+        num_samples=config.num_samples,
+        seed=config.seed,
+        problems_per_shard=32,
+    )
     sample_stats = run_sample(problems, gen_args, sample_config)
-    difficulty_stats = run_difficulty(DifficultyConfig(samples_dir=str(out / "samples"), output_dir=str(out / "difficulty")))
+    difficulty_stats = run_difficulty(
+        DifficultyConfig(samples_dir=str(out / "samples"), output_dir=str(out / "difficulty"))
+    )
 
     rows = load_sharded(out / "samples").to_list()
     overall, by_ops = pass_at_1_by(rows, key="num_ops")
@@ -115,8 +128,16 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
     print("\n== ttc demo ==")
     print(f"policy:      {summary['policy']}")
     print(f"samples:     {summary['samples']}  (pass@1 {summary['pass_at_1']:.3f})")
-    print("pass@1 by number of operations: " + ", ".join(f"{k}: {v:.2f}" for k, v in summary["pass_at_1_by_num_ops"].items()))
+    print(
+        "pass@1 by number of operations: "
+        + ", ".join(f"{k}: {v:.2f}" for k, v in summary["pass_at_1_by_num_ops"].items())
+    )
     print(f"difficulty:  {summary['difficulty']}  (bin sizes {summary['difficulty_bin_sizes']})")
-    print("mean pass@1 by bin (1 = easiest): " + ", ".join(f"{k}: {v}" for k, v in summary["mean_pass_at_1_by_bin"].items()))
-    print(f"compute:     {summary['policy_tokens_generated']} tokens generated, {summary['policy_flops']:.3g} FLOPs")
+    print(
+        "mean pass@1 by bin (1 = easiest): "
+        + ", ".join(f"{k}: {v}" for k, v in summary["mean_pass_at_1_by_bin"].items())
+    )
+    print(
+        f"compute:     {summary['policy_tokens_generated']} tokens generated, {summary['policy_flops']:.3g} FLOPs"
+    )
     print(f"summary:     {out / 'summary.json'}")

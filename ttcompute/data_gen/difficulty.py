@@ -83,24 +83,28 @@ def run_difficulty(config: DifficultyConfig) -> dict[str, Any]:
         if column not in samples.column_names:
             raise InputError(f"{config.samples_dir}: missing column '{column}' (not ttc sample output?)")
     out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    save_resolved_config(out, "difficulty", config)
 
     correct = samples["correct"]
     pass_at_1 = []
     for row, verdicts in enumerate(correct):
         if not verdicts:
-            raise InputError(f"{config.samples_dir}: row {row} (problem {samples[row]['problem_id']}): no samples")
+            raise InputError(
+                f"{config.samples_dir}: row {row} (problem {samples[row]['problem_id']}): no samples"
+            )
         pass_at_1.append(sum(verdicts) / len(verdicts))
 
     if config.bin_edges_file:
         saved = json.loads(Path(config.bin_edges_file).read_text())
         edges = saved["edges"]
         if len(edges) != config.num_bins - 1:
-            raise InputError(f"{config.bin_edges_file}: has {len(edges) + 1} bins, but --num_bins is {config.num_bins}")
+            raise InputError(
+                f"{config.bin_edges_file}: has {len(edges) + 1} bins, but --num_bins is {config.num_bins}"
+            )
     else:
         edges = quantile_edges(pass_at_1, config.num_bins)
     bins = assign_bins(pass_at_1, edges)
+    out.mkdir(parents=True, exist_ok=True)
+    save_resolved_config(out, "difficulty", config)
 
     table = datasets.Dataset.from_dict(
         {
@@ -113,13 +117,20 @@ def run_difficulty(config: DifficultyConfig) -> dict[str, Any]:
     tmp = out / ".difficulty.parquet.tmp"
     table.to_parquet(str(tmp))
     tmp.replace(out / "difficulty.parquet")
-    write_json(out / "bin_edges.json", {"metric": "pass_at_1", "edges": edges, "num_bins": config.num_bins, "bin_1": "easiest"})
+    write_json(
+        out / "bin_edges.json",
+        {"metric": "pass_at_1", "edges": edges, "num_bins": config.num_bins, "bin_1": "easiest"},
+    )
 
     sample_stats_file = Path(config.samples_dir) / "stats.json"
-    sample_compute = json.loads(sample_stats_file.read_text()).get("compute") if sample_stats_file.exists() else None
+    sample_compute = (
+        json.loads(sample_stats_file.read_text()).get("compute") if sample_stats_file.exists() else None
+    )
     sizes = {str(b): bins.count(b) for b in range(1, config.num_bins + 1)}
     mean_by_bin = {
-        str(b): round(float(np.mean([p for p, q in zip(pass_at_1, bins) if q == b])), 4) if sizes[str(b)] else None
+        str(b): round(float(np.mean([p for p, q in zip(pass_at_1, bins) if q == b])), 4)
+        if sizes[str(b)]
+        else None
         for b in range(1, config.num_bins + 1)
     }
     stats = {
@@ -132,7 +143,14 @@ def run_difficulty(config: DifficultyConfig) -> dict[str, Any]:
         "estimation_compute": sample_compute,
     }
     write_json(out / "stats.json", stats)
-    logger.info("Binned %d problems into %d bins (sizes %s, mean pass@1 %s) -> %s", len(bins), config.num_bins, sizes, mean_by_bin, out)
+    logger.info(
+        "Binned %d problems into %d bins (sizes %s, mean pass@1 %s) -> %s",
+        len(bins),
+        config.num_bins,
+        sizes,
+        mean_by_bin,
+        out,
+    )
     return {"output_dir": str(out), **stats}
 
 

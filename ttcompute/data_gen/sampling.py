@@ -58,7 +58,10 @@ def sample_rows(
     from ttcompute.tasks.grading import extract_answer, is_equivalent
 
     tokenizer = getattr(backend, "tokenizer", None)
-    prompts = [build_prompt(p.question, gen_args.prompt_template, tokenizer, gen_args.use_chat_template) for p in problems]
+    prompts = [
+        build_prompt(p.question, gen_args.prompt_template, tokenizer, gen_args.use_chat_template)
+        for p in problems
+    ]
     outputs = backend.generate(prompts, gen_args.sampling_params(n=n, seed=seed))
     rows = []
     for problem, prompt, completions in zip(problems, prompts, outputs):
@@ -121,7 +124,12 @@ def run_sample(problem_args: ProblemArgs, gen_args: GenerationArgs, config: Samp
     problems = problem_args.load()
     if not problems:
         raise InputError("ttc sample: the problem set is empty")
-    shards = [problems[i : i + config.problems_per_shard] for i in range(0, len(problems), config.problems_per_shard)]
+    shards = [
+        problems[i : i + config.problems_per_shard]
+        for i in range(0, len(problems), config.problems_per_shard)
+    ]
+    # Load the model before touching output_dir: a typo in the path must not leave a manifest behind.
+    backend = load_backend(gen_args.backend, gen_args.model_name_or_path, **gen_args.backend_kwargs())
     values = config_to_dict(problem_args, gen_args, config)
     digest = config_hash(values, ignore={"output_dir", "overwrite", "shard"})
     prepare_output(config.output_dir, "sample", digest, len(shards), config.overwrite)
@@ -130,21 +138,28 @@ def run_sample(problem_args: ProblemArgs, gen_args: GenerationArgs, config: Samp
     done = finished_shards(config.output_dir)
     todo = [j for j in range(len(shards)) if j % num_workers == worker and j not in done]
     if done:
-        logger.info("Resuming: %d of %d shards already finished in %s", len(done), len(shards), config.output_dir)
-    backend = load_backend(gen_args.backend, gen_args.model_name_or_path, **gen_args.backend_kwargs())
+        logger.info(
+            "Resuming: %d of %d shards already finished in %s", len(done), len(shards), config.output_dir
+        )
     progress = tqdm(total=sum(len(shards[j]) for j in todo), desc="Sampling", unit="problem")
     for j in todo:
-        rows = sample_rows(backend, shards[j], gen_args, n=config.num_samples, seed=config.seed * 1_000_003 + j)
+        rows = sample_rows(
+            backend, shards[j], gen_args, n=config.num_samples, seed=config.seed * 1_000_003 + j
+        )
         write_shard(config.output_dir, j, rows)
         progress.update(len(shards[j]))
     progress.close()
 
     remaining = missing_shards(config.output_dir)
     if remaining:
-        logger.info("Worker %d/%d finished; %d shard(s) remain for other workers", worker, num_workers, len(remaining))
+        logger.info(
+            "Worker %d/%d finished; %d shard(s) remain for other workers", worker, num_workers, len(remaining)
+        )
         return {"output_dir": config.output_dir, "remaining_shards": len(remaining)}
     dataset = load_sharded(config.output_dir)
-    spent = ComputeSpent(policy_parameters=backend.num_parameters, policy_tokens=sum(sum(t) for t in dataset["num_tokens"]))
+    spent = ComputeSpent(
+        policy_parameters=backend.num_parameters, policy_tokens=sum(sum(t) for t in dataset["num_tokens"])
+    )
     all_correct = [c for row in dataset["correct"] for c in row]
     stats = {
         "stage": "sample",
@@ -156,6 +171,11 @@ def run_sample(problem_args: ProblemArgs, gen_args: GenerationArgs, config: Samp
     write_json(f"{config.output_dir}/stats.json", stats)
     logger.info(
         "Sampled %d solutions for %d problems: pass@1 %.3f, %d tokens generated (%.3g FLOPs) -> %s",
-        stats["num_samples"], stats["num_problems"], stats["pass_at_1"], spent.policy_tokens, spent.policy_flops, config.output_dir,
+        stats["num_samples"],
+        stats["num_problems"],
+        stats["pass_at_1"],
+        spent.policy_tokens,
+        spent.policy_flops,
+        config.output_dir,
     )
     return {"output_dir": config.output_dir, **stats}

@@ -50,7 +50,9 @@ def parse_shard_spec(spec: str) -> tuple[int, int]:
     return i, n
 
 
-def prepare_output(output_dir: str | Path, stage: str, config_hash: str, num_shards: int, overwrite: bool) -> None:
+def prepare_output(
+    output_dir: str | Path, stage: str, config_hash: str, num_shards: int, overwrite: bool
+) -> None:
     """Create ``output_dir`` with its manifest, or check that an existing one belongs to this config.
 
     Raises:
@@ -75,7 +77,9 @@ def prepare_output(output_dir: str | Path, stage: str, config_hash: str, num_sha
         else:
             return
     elif out.exists() and any(out.glob("shard-*.parquet")) and not overwrite:
-        raise InputError(f"{out}: has shards but no {MANIFEST}; pass --overwrite or choose another output_dir")
+        raise InputError(
+            f"{out}: has shards but no {MANIFEST}; pass --overwrite or choose another output_dir"
+        )
     out.mkdir(parents=True, exist_ok=True)
     _atomic_write_text(manifest_file, json.dumps(manifest, indent=2))
 
@@ -112,7 +116,9 @@ def load_sharded(output_dir: str | Path) -> datasets.Dataset:
         raise InputError(f"{out}: not a ttc output directory (no {MANIFEST})")
     missing = missing_shards(out)
     if missing:
-        raise InputError(f"{out}: {len(missing)} shard(s) not finished yet (e.g. {missing[:5]}); rerun the stage")
+        raise InputError(
+            f"{out}: {len(missing)} shard(s) not finished yet (e.g. {missing[:5]}); rerun the stage"
+        )
     files = [str(shard_path(out, i)) for i in sorted(finished_shards(out))]
     return datasets.Dataset.from_parquet(files, keep_in_memory=False)
 

@@ -110,7 +110,9 @@ class GenerationArgs:
     use_chat_template: bool = field(default=False, metadata={"help": "wrap prompts in the chat template"})
     device: str | None = field(default=None, metadata={"help": "transformers backend: cpu, cuda, ..."})
     dtype: str = field(default="auto", metadata={"help": "auto | float32 | bfloat16 | float16"})
-    max_batch_tokens: int = field(default=65536, metadata={"help": "transformers backend: tokens per forward batch"})
+    max_batch_tokens: int = field(
+        default=65536, metadata={"help": "transformers backend: tokens per forward batch"}
+    )
     tensor_parallel_size: int = field(default=1, metadata={"help": "vLLM tensor parallel GPUs"})
     data_parallel_size: int = field(default=1, metadata={"help": "vLLM data parallel replicas"})
     gpu_memory_utilization: float = field(default=0.9, metadata={"help": "vLLM GPU memory fraction"})
@@ -136,7 +138,12 @@ class GenerationArgs:
 
     def sampling_params(self, n: int, seed: int, stop: list[str] | None = None) -> SamplingParams:
         return SamplingParams(
-            n=n, temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_new_tokens, stop=stop or [], seed=seed
+            n=n,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            max_tokens=self.max_new_tokens,
+            stop=stop or [],
+            seed=seed,
         )
 
 
@@ -148,5 +155,7 @@ def build_prompt(question: str, template: str, tokenizer=None, use_chat_template
     """
     text = template.format(question=question)
     if use_chat_template:
-        text = tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+        )
     return text

@@ -56,13 +56,19 @@ class TransformersBackend:
         if not Path(model_name_or_path).exists() and model_name_or_path.startswith((".", "/")):
             raise InputError(f"{model_name_or_path}: no such model directory")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
-        self.model = AutoModelForCausalLM.from_pretrained(
-            model_name_or_path,
-            dtype=dtype if dtype == "auto" else getattr(torch, dtype),
-            use_safetensors=True,
-            trust_remote_code=trust_remote_code,
-        ).to(self.device)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(
+                model_name_or_path, trust_remote_code=trust_remote_code
+            )
+            self.model = AutoModelForCausalLM.from_pretrained(
+                model_name_or_path,
+                dtype=dtype if dtype == "auto" else getattr(torch, dtype),
+                use_safetensors=True,
+                trust_remote_code=trust_remote_code,
+            ).to(self.device)
+        except (OSError, ValueError) as err:  # not a directory, not on the Hub (or offline), no safetensors
+            first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise InputError(f"{model_name_or_path}: cannot load the model ({first_line})") from None
         self.model.eval()
         self.max_batch_tokens = max_batch_tokens
         self.num_parameters = sum(p.numel() for p in self.model.parameters())

@@ -31,7 +31,9 @@ class VLLMBackend:
         try:
             import vllm
         except ImportError:
-            raise InputError("backend 'vllm' needs the vllm extra: pip install 'ttcompute[vllm]' (CUDA only)") from None
+            raise InputError(
+                "backend 'vllm' needs the vllm extra: pip install 'ttcompute[vllm]' (CUDA only)"
+            ) from None
         kwargs = {}
         if data_parallel_size > 1:
             kwargs["data_parallel_size"] = data_parallel_size
@@ -70,7 +72,9 @@ class VLLMBackend:
                     reason = "stop" if out.stop_reason is not None else "eos"
                 else:
                     reason = "length"
-                completions.append(Completion(text=out.text, num_tokens=len(out.token_ids), finish_reason=reason))
+                completions.append(
+                    Completion(text=out.text, num_tokens=len(out.token_ids), finish_reason=reason)
+                )
             results.append(completions)
         return results
 

@@ -109,21 +109,34 @@ def reference_steps(start: int, ops: list[tuple[str, int]]) -> list[str]:
     return steps
 
 
-def generate_problem(rng: random.Random, cfg: ArithmeticConfig, num_ops: int | None = None):
-    """Draw (start, ops) with every intermediate value in [0, max_value]."""
+def generate_problem(
+    rng: random.Random, cfg: ArithmeticConfig, num_ops: int | None = None, max_attempts: int = 1000
+):
+    """Draw (start, ops) with every intermediate value in [0, max_value].
+
+    Raises:
+        ValueError: no chain of ``num_ops`` operations fits the knobs (e.g. eight multiplications
+            by >= 2 below 100), after ``max_attempts`` random restarts.
+    """
     num_ops = rng.randint(cfg.min_ops, cfg.max_ops) if num_ops is None else num_ops
-    value = rng.randint(0, cfg.max_value)
-    start, ops = value, []
-    for _ in range(num_ops):
-        choices = [(op, _valid_operands(value, op, cfg)) for op in cfg.ops]
-        choices = [(op, operands) for op, operands in choices if operands]
-        if not choices:  # e.g. ops=('*',) at value 0: restart from a value that allows a move
-            return generate_problem(rng, cfg, num_ops)
-        op, operands = rng.choice(choices)
-        b = rng.choice(operands)
-        ops.append((op, b))
-        value = apply_op(value, op, b)
-    return start, ops
+    for _ in range(max_attempts):
+        value = rng.randint(0, cfg.max_value)
+        start, ops = value, []
+        for _ in range(num_ops):
+            choices = [(op, _valid_operands(value, op, cfg)) for op in cfg.ops]
+            choices = [(op, operands) for op, operands in choices if operands]
+            if not choices:  # e.g. ops=('*',) once the value is too large: restart the chain
+                break
+            op, operands = rng.choice(choices)
+            b = rng.choice(operands)
+            ops.append((op, b))
+            value = apply_op(value, op, b)
+        else:
+            return start, ops
+    raise ValueError(
+        f"cannot build {num_ops} operations from {cfg.ops} with operands <= {cfg.max_operand} "
+        f"and values <= {cfg.max_value}; lower max_ops or widen the knobs"
+    )
 
 
 def generate_problems(num_problems: int, seed: int = 0, cfg: ArithmeticConfig | None = None) -> list[Problem]:
@@ -170,7 +183,12 @@ def first_wrong_step(question: str, steps: list[str]) -> int | None:
             op, b = ops[i]
             match = _STEP_RE.match(step)
             expected = apply_op(value, op, b)
-            if match is None or (int(match.group(1)), match.group(2), int(match.group(3)), int(match.group(4))) != (
+            if match is None or (
+                int(match.group(1)),
+                match.group(2),
+                int(match.group(3)),
+                int(match.group(4)),
+            ) != (
                 value,
                 op,
                 b,

@@ -17,9 +17,9 @@ import ctypes
 import logging
 import re
 import threading
-from decimal import Decimal
 from collections.abc import Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 
 import math_verify
 import math_verify.grader

@@ -24,13 +24,17 @@ class ProblemArgs:
     task: str = field(default="arithmetic", metadata={"help": "arithmetic | math | gsm8k"})
     dataset: str | None = field(default=None, metadata={"help": "file, directory or Hub id (math/gsm8k)"})
     split: str = field(default="test", metadata={"help": "split for Hub/directory datasets"})
-    num_problems: int | None = field(default=None, metadata={"help": "first N problems (arithmetic: how many)"})
+    num_problems: int | None = field(
+        default=None, metadata={"help": "first N problems (arithmetic: how many)"}
+    )
     problem_seed: int = field(default=1000, metadata={"help": "seed of the arithmetic generator"})
     min_ops: int = field(default=1, metadata={"help": "arithmetic: fewest operations"})
     max_ops: int = field(default=8, metadata={"help": "arithmetic: most operations"})
     max_operand: int = field(default=9, metadata={"help": "arithmetic: largest operand"})
     max_value: int = field(default=99, metadata={"help": "arithmetic: largest intermediate value"})
-    ops: list[str] = field(default_factory=lambda: ["+", "-", "*"], metadata={"help": "arithmetic: operation mix"})
+    ops: list[str] = field(
+        default_factory=lambda: ["+", "-", "*"], metadata={"help": "arithmetic: operation mix"}
+    )
 
     def __post_init__(self) -> None:
         if self.task == "arithmetic" and not self.num_problems:

@@ -245,9 +245,9 @@ def load_arithmetic(
         )
     try:
         cfg = ArithmeticConfig(**kwargs)
+        problems = generate_problems(num_problems, seed, cfg)
     except ValueError as err:
         raise InputError(f"arithmetic task: {err}") from None
-    problems = generate_problems(num_problems, seed, cfg)
     return problems[:limit] if limit is not None else problems
 
 

@@ -60,7 +60,9 @@ class PolicyConfig(TrainingArguments):
     logging_steps: float = field(default=50, metadata={"help": "log every N steps"})
     save_steps: float = field(default=500, metadata={"help": "checkpoint every N steps (resume point)"})
     save_total_limit: int | None = field(default=2, metadata={"help": "checkpoints kept"})
-    train_sampling_strategy: str = field(default="group_by_length", metadata={"help": "batch similar lengths"})
+    train_sampling_strategy: str = field(
+        default="group_by_length", metadata={"help": "batch similar lengths"}
+    )
     # Typed `str` (TrainingArguments says `str | bool`, which HfArgumentParser reads as a bool flag).
     include_num_input_tokens_seen: str = field(
         default="non_padding", metadata={"help": "count D_pretrain (non-padding tokens)"}

@@ -16,7 +16,7 @@ from typing import Any
 
 import datasets
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase, Trainer
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, Trainer
 from transformers.trainer_utils import get_last_checkpoint
 
 from ttcompute.config import save_resolved_config
@@ -94,7 +94,9 @@ class PolicyTrainer(Trainer):
         processing_class: The tokenizer; its EOS ends every completion so the policy learns to stop.
     """
 
-    def __init__(self, model, args: PolicyConfig, train_dataset: datasets.Dataset, processing_class, **kwargs):
+    def __init__(
+        self, model, args: PolicyConfig, train_dataset: datasets.Dataset, processing_class, **kwargs
+    ):
         tokenized = train_dataset.map(
             self.tokenize,
             fn_kwargs={"tokenizer": processing_class},
@@ -179,7 +181,11 @@ def train_policy(problem_args: ProblemArgs, config: PolicyConfig) -> dict[str, A
     )
     model = build_tiny_llama(model_config, seed=config.model_init_seed)
     num_params = count_parameters(model)
-    logger.info("Tiny Llama with %d parameters; generating %d training problems", num_params, problem_args.num_problems)
+    logger.info(
+        "Tiny Llama with %d parameters; generating %d training problems",
+        num_params,
+        problem_args.num_problems,
+    )
 
     train_dataset = policy_dataset(problem_args.load(), config.prompt_template)
     trainer = PolicyTrainer(model=model, args=config, train_dataset=train_dataset, processing_class=tokenizer)
@@ -187,10 +193,14 @@ def train_policy(problem_args: ProblemArgs, config: PolicyConfig) -> dict[str, A
     result = trainer.train(resume_from_checkpoint=last_checkpoint)
     trainer.save_model(str(out))
     tokenizer.save_pretrained(str(out))
+    # A pickle beside safetensors weights invites torch.load; the resolved config is ttc_config.yaml.
+    (out / "training_args.bin").unlink(missing_ok=True)
     tokens_seen = int(trainer.state.num_input_tokens_seen)
 
     log: dict[str, Any] = {
-        "command": "ttc train-policy " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["train-policy"] else None,
+        "command": "ttc train-policy " + " ".join(sys.argv[2:])
+        if sys.argv[1:2] == ["train-policy"]
+        else None,
         "num_parameters": num_params,
         "num_train_tokens": tokens_seen,
         "pretraining_flops": pretraining_flops(num_params, tokens_seen),
@@ -203,7 +213,11 @@ def train_policy(problem_args: ProblemArgs, config: PolicyConfig) -> dict[str, A
     }
     if config.eval_num_problems > 0 and trainer.is_world_process_zero():
         log["heldout"] = evaluate_heldout(str(out), problem_args, config)
-        logger.info("Held-out pass@1 %.3f; by number of operations %s", log["heldout"]["pass_at_1"], log["heldout"]["pass_at_1_by_num_ops"])
+        logger.info(
+            "Held-out pass@1 %.3f; by number of operations %s",
+            log["heldout"]["pass_at_1"],
+            log["heldout"]["pass_at_1_by_num_ops"],
+        )
     if trainer.is_world_process_zero():
         (out / TRAINING_LOG).write_text(json.dumps(log, indent=2))
     return log
@@ -217,9 +231,13 @@ def evaluate_heldout(checkpoint: str, problem_args: ProblemArgs, config: PolicyC
     from ttcompute.models.generation import GenerationArgs
     from ttcompute.models.hf_backend import TransformersBackend
 
-    heldout = replace(problem_args, num_problems=config.eval_num_problems, problem_seed=config.eval_problem_seed).load()
+    heldout = replace(
+        problem_args, num_problems=config.eval_num_problems, problem_seed=config.eval_problem_seed
+    ).load()
     backend = TransformersBackend(checkpoint, device="cpu" if config.use_cpu else None)
-    gen_args = GenerationArgs(model_name_or_path=checkpoint, temperature=1.0, prompt_template=config.prompt_template)
+    gen_args = GenerationArgs(
+        model_name_or_path=checkpoint, temperature=1.0, prompt_template=config.prompt_template
+    )
     rows = sample_rows(backend, heldout, gen_args, n=config.eval_samples_per_problem, seed=config.seed)
     overall, by_ops = pass_at_1_by(rows, key="num_ops")
     return {
