@@ -94,8 +94,9 @@ def _read_datasets(path_or_id: str, split: str) -> Iterator[tuple[str, Row]]:
 
     try:
         dataset = datasets.load_dataset(path_or_id, _HUB_CONFIGS.get(path_or_id), split=split)
-    except (datasets.exceptions.DatasetNotFoundError, FileNotFoundError, ValueError) as err:
-        # ValueError covers an unknown split or a missing config name; the message says which.
+    except (datasets.exceptions.DatasetNotFoundError, OSError, ValueError) as err:
+        # ValueError covers an unknown split or a missing config name; OSError a missing file and
+        # an unreachable (or offline) Hub -- ConnectionError is an OSError.
         raise InputError(f"{path_or_id}: cannot load split {split!r} ({err})") from None
     for index, row in enumerate(dataset):
         yield f"{path_or_id}[{split}]: row {index}", row
