@@ -53,6 +53,7 @@ class TransformersBackend:
         max_batch_tokens: int = 65536,
         trust_remote_code: bool = False,
     ) -> None:
+        # A path-like name that does not exist is a typo, not a Hub id: fail before any Hub lookup.
         if not Path(model_name_or_path).exists() and model_name_or_path.startswith((".", "/")):
             raise InputError(f"{model_name_or_path}: no such model directory")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ttcompute.tasks.problem import Problem
+from ttcompute.tasks.sources import DEFAULT_NUM_ARITHMETIC_PROBLEMS, load_problems
 
 
 @dataclass
@@ -38,13 +39,11 @@ class ProblemArgs:
 
     def __post_init__(self) -> None:
         if self.task == "arithmetic" and not self.num_problems:
-            self.num_problems = 200
+            self.num_problems = DEFAULT_NUM_ARITHMETIC_PROBLEMS
         if self.task in ("math", "gsm8k") and not self.dataset:
             raise ValueError(f"task {self.task!r} needs --dataset (a file, directory or Hub id)")
 
     def load(self) -> list[Problem]:
-        from ttcompute.tasks.sources import load_problems
-
         return load_problems(
             self.task,
             self.dataset,

@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 # Used by load_problems when no dataset is given.
 DEFAULT_DATASETS = {"math": "HuggingFaceH4/MATH-500", "gsm8k": "openai/gsm8k"}
-DEFAULT_NUM_ARITHMETIC_PROBLEMS = 500
+DEFAULT_NUM_ARITHMETIC_PROBLEMS = 200
 
 # Hub datasets that cannot be loaded without naming a config.
 _HUB_CONFIGS = {"openai/gsm8k": "main", "gsm8k": "main"}
