@@ -37,6 +37,14 @@ STAGES: dict[str, tuple[str, list[tuple[str, str]], tuple[str, str]]] = {
         [("ttcompute.data_gen.difficulty", "DifficultyConfig")],
         ("ttcompute.data_gen.difficulty", "run_difficulty"),
     ),
+    "label": (
+        "Monte Carlo step labels (soft/hard) for samples; exhaustive or binary search",
+        [
+            ("ttcompute.models.generation", "GenerationArgs"),
+            ("ttcompute.data_gen.mc_labels", "LabelConfig"),
+        ],
+        ("ttcompute.data_gen.mc_labels", "run_label"),
+    ),
     "demo": (
         "run the pipeline end to end on the built-in arithmetic task",
         [("ttcompute.demo", "DemoConfig")],

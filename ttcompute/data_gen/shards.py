@@ -88,11 +88,16 @@ def finished_shards(output_dir: str | Path) -> set[int]:
     return {int(p.stem.split("-")[1]) for p in Path(output_dir).glob("shard-*.parquet")}
 
 
-def write_shard(output_dir: str | Path, index: int, rows: list[dict[str, Any]]) -> Path:
-    """Write one shard atomically: a kill leaves either the whole shard or none of it."""
+def write_shard(
+    output_dir: str | Path, index: int, rows: list[dict[str, Any]], schema: pa.Schema | None = None
+) -> Path:
+    """Write one shard atomically: a kill leaves either the whole shard or none of it.
+
+    ``schema`` fixes the column types, so that a shard with no rows still reads back with the others.
+    """
     path = shard_path(output_dir, index)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    table = pa.Table.from_pylist(rows)
+    table = pa.Table.from_pylist(rows, schema=schema)
     pq.write_table(table, tmp)
     with open(tmp, "rb") as handle:
         os.fsync(handle.fileno())

@@ -1,0 +1,527 @@
+"""``ttc label``: Monte Carlo step labels for sampled solutions (Snell et al., Sec. 5.1; Math-Shepherd).
+
+Each solution is split into steps. The value of step ``i`` is estimated by rolling out ``k``
+completions from the prefix ``prompt + steps[:i+1]`` with the same policy: the fraction that reach the
+correct answer is the *soft* label (what the paper trains on), "any of them did" the *hard* label
+(Math-Shepherd). The last step needs no rollouts: it holds the answer, so its label is the solution's
+own correctness.
+
+Two labellers write the same columns:
+
+``exhaustive``
+    ``k`` rollouts at every step prefix. Soft and hard labels everywhere.
+``binary_search``
+    OmegaPRM-style: only incorrect solutions are searched (a correct solution is itself a successful
+    rollout from each of its prefixes, so every step is hard-positive). The first step whose value
+    drops to zero is found by binary search over prefixes, and each probe draws rollouts in chunks and
+    stops at the first correct one -- so rollouts go only where the answer is still open. Labels are
+    hard (1 before the first bad step, 0 from it on); ``soft_labels`` repeats them.
+
+Identical prefixes (the same opening steps shared by several samples of a problem) are rolled out
+once and their estimate is shared; the rollouts are charged to the first solution that asked for them,
+so per-row costs add up to the stage's total.
+
+Output columns (one row per labelled solution; TRL's stepwise-supervision shape plus provenance)::
+
+    prompt: str, completions: list[str] (the steps, without separators), labels: list[float],
+    problem_id, question, sample_index: int, answer, correct: bool,
+    soft_labels: list[float], hard_labels: list[float], first_bad_step: int (-1: none),
+    rollout_outcomes: list[list[bool]] (per step, whether each rollout drawn from it was correct, in
+    order; empty where none was drawn), num_rollouts: int, rollout_tokens: int, labeller: str
+
+``rollout_outcomes`` lets :func:`replay_binary_search` run the binary search on an exhaustive run's
+own rollouts: the two labellers then compared on the same random draws, so their disagreement is
+the search's, not Monte Carlo noise.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from tqdm.auto import tqdm
+
+from ttcompute.errors import InputError
+from ttcompute.models.generation import GenerationArgs, GenerationBackend
+
+logger = logging.getLogger(__name__)
+
+LABELLERS = ("exhaustive", "binary_search")
+
+# Fixed, so that a shard without labellable solutions (still written: its problems are done) reads
+# back together with the others.
+LABEL_SCHEMA = pa.schema(
+    [
+        ("prompt", pa.string()),
+        ("completions", pa.list_(pa.string())),
+        ("labels", pa.list_(pa.float64())),
+        ("problem_id", pa.string()),
+        ("question", pa.string()),
+        ("sample_index", pa.int64()),
+        ("answer", pa.string()),
+        ("correct", pa.bool_()),
+        ("soft_labels", pa.list_(pa.float64())),
+        ("hard_labels", pa.list_(pa.float64())),
+        ("first_bad_step", pa.int64()),
+        ("rollout_outcomes", pa.list_(pa.list_(pa.bool_()))),
+        ("num_rollouts", pa.int64()),
+        ("rollout_tokens", pa.int64()),
+        ("labeller", pa.string()),
+    ]
+)
+
+
+@dataclass
+class LabelConfig:
+    """Options of ``ttc label`` (the policy that rolls out comes from the generation options).
+
+    Attributes:
+        samples_dir: Output directory of ``ttc sample``. Its policy is used for rollouts unless
+            ``--model_name_or_path`` names another.
+        output_dir: Where the labelled shards go.
+        labeller: ``exhaustive`` (k rollouts at every step) or ``binary_search`` (OmegaPRM-style).
+        num_rollouts: k, rollouts per step prefix (the paper uses 16).
+        rollout_chunk: binary search draws rollouts for a probe in chunks of this size and stops at the
+            first correct one.
+        label_type: What goes in ``labels``: ``soft`` (fraction correct) or ``hard`` (any correct).
+            Binary search only has hard labels.
+        max_solutions_per_problem: Label at most this many (parseable, distinct) samples per problem.
+        step_separator: Text between steps.
+        seed: Base seed; shard ``j`` rolls out with seeds derived from ``seed`` and ``j`` only.
+        problems_per_shard: Problems per shard file: the unit of resumption.
+        shard / overwrite: As for ``ttc sample``.
+    """
+
+    samples_dir: str = field(default="runs/samples", metadata={"help": "output directory of ttc sample"})
+    output_dir: str = field(default="runs/labels", metadata={"help": "output directory"})
+    labeller: str = field(default="exhaustive", metadata={"help": "exhaustive | binary_search"})
+    num_rollouts: int = field(default=16, metadata={"help": "k rollouts per step prefix"})
+    rollout_chunk: int = field(default=4, metadata={"help": "binary search: rollouts per probe round"})
+    label_type: str = field(default="soft", metadata={"help": "soft | hard: what goes in `labels`"})
+    max_solutions_per_problem: int | None = field(
+        default=None, metadata={"help": "label at most this many samples per problem"}
+    )
+    step_separator: str = field(default="\n\n", metadata={"help": "text between steps"})
+    seed: int = field(default=0, metadata={"help": "base rollout seed"})
+    problems_per_shard: int = field(default=16, metadata={"help": "problems per shard file"})
+    shard: str = field(default="0/1", metadata={"help": "i/n: this worker's part of the shards"})
+    overwrite: bool = field(default=False, metadata={"help": "replace output of a different config"})
+
+    def __post_init__(self) -> None:
+        if self.labeller not in LABELLERS:
+            raise ValueError(f"labeller must be one of {LABELLERS}, got {self.labeller!r}")
+        if self.label_type not in ("soft", "hard"):
+            raise ValueError(f"label_type must be 'soft' or 'hard', got {self.label_type!r}")
+        if self.num_rollouts < 1:
+            raise ValueError("num_rollouts must be >= 1")
+        if not 1 <= self.rollout_chunk <= self.num_rollouts:
+            raise ValueError("rollout_chunk must be in [1, num_rollouts]")
+        if self.max_solutions_per_problem is not None and self.max_solutions_per_problem < 1:
+            raise ValueError("max_solutions_per_problem must be >= 1")
+        if not self.step_separator:
+            raise ValueError("step_separator must not be empty")
+        if self.problems_per_shard < 1:
+            raise ValueError("problems_per_shard must be >= 1")
+
+
+def split_solution(text: str, separator: str) -> list[str]:
+    """Steps of a solution: the pieces between separators, blank pieces dropped.
+
+    >>> split_solution("1 + 2 = 3\\n\\nThe answer is \\\\boxed{3}", "\\n\\n")
+    ['1 + 2 = 3', 'The answer is \\\\boxed{3}']
+    """
+    return [step for step in text.split(separator) if step.strip()]
+
+
+@dataclass
+class _Solution:
+    row: dict[str, Any]  # the sample row it comes from
+    sample_index: int
+    steps: list[str]
+    answer: str
+    correct: bool
+    num_rollouts: int = 0
+    rollout_tokens: int = 0
+
+
+@dataclass
+class _Prefix:
+    """Rollout statistics of one step prefix, shared by every solution that starts with it."""
+
+    @property
+    def drawn(self) -> int:
+        return len(self.outcomes)
+
+    @property
+    def num_correct(self) -> int:
+        return sum(self.outcomes)
+
+    prompt: str
+    outcomes: list[bool] = field(default_factory=list)  # each rollout reached the answer, in order
+    tokens: int = 0
+    owner: _Solution | None = None  # pays for the rollouts
+
+
+class _Grader:
+    """Grades rollout answers against one problem's gold answer, each distinct answer once."""
+
+    def __init__(self, gold: str) -> None:
+        self.gold = gold
+        self.verdicts: dict[str, bool] = {}
+
+    def __call__(self, text: str) -> bool:
+        from ttcompute.tasks.grading import extract_answer, is_equivalent
+
+        answer = extract_answer(text)
+        if answer is None:
+            return False
+        if answer not in self.verdicts:
+            self.verdicts[answer] = is_equivalent(answer, self.gold)
+        return self.verdicts[answer]
+
+
+def collect_solutions(
+    rows: list[dict[str, Any]], separator: str, max_per_problem: int | None, counts: dict[str, int]
+) -> list[_Solution]:
+    """Solutions worth labelling: parseable answer, at least one step, one copy of each distinct text.
+
+    ``counts`` gains how many were dropped and why.
+    """
+    solutions = []
+    for row in rows:
+        seen: set[str] = set()
+        kept = 0
+        for j, (text, answer, correct) in enumerate(zip(row["completions"], row["answers"], row["correct"])):
+            if max_per_problem is not None and kept >= max_per_problem:
+                break
+            if answer is None:
+                counts["dropped_unparseable"] += 1
+                continue
+            steps = split_solution(text, separator)
+            if not steps:
+                counts["dropped_empty"] += 1
+                continue
+            if text in seen:
+                counts["dropped_duplicate"] += 1
+                continue
+            seen.add(text)
+            solutions.append(_Solution(row, j, steps, answer, bool(correct)))
+            kept += 1
+    return solutions
+
+
+class _RolloutPool:
+    """Draws rollouts for many prefixes in batched backend calls and tallies them per prefix."""
+
+    def __init__(self, backend: GenerationBackend, gen_args: GenerationArgs, separator: str, seed: int):
+        self.backend = backend
+        self.gen_args = gen_args
+        self.separator = separator
+        self.seed = seed
+        self.calls = 0
+        self.prefixes: dict[tuple[str, tuple[str, ...]], _Prefix] = {}
+        self.graders: dict[str, _Grader] = {}
+
+    @staticmethod
+    def key(solution: _Solution, num_steps: int) -> tuple[str, tuple[str, ...]]:
+        return (solution.row["problem_id"], tuple(solution.steps[:num_steps]))
+
+    def prefix(self, solution: _Solution, num_steps: int) -> _Prefix:
+        """The shared statistics of ``solution``'s first ``num_steps`` steps."""
+        row = solution.row
+        key = self.key(solution, num_steps)
+        if key not in self.prefixes:
+            text = row["prompt"] + self.separator.join(solution.steps[:num_steps]) + self.separator
+            self.prefixes[key] = _Prefix(text, owner=solution)
+            self.graders.setdefault(row["problem_id"], _Grader(row["gold_answer"]))
+        return self.prefixes[key]
+
+    def draw(self, requests: list[tuple[_Prefix, str]], n: int, progress: tqdm | None = None) -> None:
+        """``n`` more rollouts for each (prefix, problem_id), batched ``chunk`` prefixes per call."""
+        chunk = 256  # prefixes per backend call: big enough to batch well, small enough to show progress
+        for start in range(0, len(requests), chunk):
+            part = requests[start : start + chunk]
+            params = self.gen_args.sampling_params(n=n, seed=self.seed * 1009 + self.calls)
+            self.calls += 1
+            outputs = self.backend.generate([p.prompt for p, _ in part], params)
+            for (prefix, problem_id), completions in zip(part, outputs):
+                grader = self.graders[problem_id]
+                tokens = sum(c.num_tokens for c in completions)
+                prefix.outcomes.extend(grader(c.text) for c in completions)
+                prefix.tokens += tokens
+                prefix.owner.num_rollouts += len(completions)
+                prefix.owner.rollout_tokens += tokens
+            if progress is not None:
+                progress.update(len(part) * n)
+
+
+def label_exhaustive(solutions: list[_Solution], pool: _RolloutPool, k: int, progress=None) -> list[dict]:
+    """k rollouts from every step prefix but the last; soft and hard labels at every step."""
+    todo, seen = [], set()
+    for solution in solutions:
+        for i in range(1, len(solution.steps)):
+            prefix = pool.prefix(solution, i)
+            if id(prefix) not in seen:
+                seen.add(id(prefix))
+                todo.append((prefix, solution.row["problem_id"]))
+    pool.draw(todo, k, progress)
+    results = []
+    for solution in solutions:
+        soft = [
+            pool.prefix(solution, i).num_correct / pool.prefix(solution, i).drawn
+            for i in range(1, len(solution.steps))
+        ]
+        soft.append(float(solution.correct))
+        outcomes = [pool.prefix(solution, i).outcomes for i in range(1, len(solution.steps))] + [[]]
+        results.append(_labelled_row(solution, soft, [float(v > 0) for v in soft], "exhaustive", outcomes))
+    return results
+
+
+def label_binary_search(
+    solutions: list[_Solution], pool: _RolloutPool, k: int, chunk: int, progress=None
+) -> list[dict]:
+    """First step whose value is zero, by binary search over the prefixes of incorrect solutions.
+
+    Invariant: the prefix ending at step ``lo`` reaches the answer (``lo = -1``: the empty prefix is
+    assumed solvable) and the one ending at step ``hi`` does not (``hi`` starts at the last step,
+    whose answer is wrong). A probe is decided as soon as one rollout is correct, or after ``k``
+    rollouts without one.
+    """
+    searches = {id(s): [-1, len(s.steps) - 1] for s in solutions if not s.correct}
+    by_id = {id(s): s for s in solutions}
+
+    def probe(sid: int) -> _Prefix:
+        lo, hi = searches[sid]
+        return pool.prefix(by_id[sid], (lo + hi) // 2 + 1)
+
+    while True:
+        active = [sid for sid, (lo, hi) in searches.items() if hi - lo > 1]
+        if not active:
+            break
+        # Undecided probes, grouped by how many rollouts they still may draw this round.
+        requests: dict[int, list[tuple[_Prefix, str]]] = {}
+        seen = set()
+        for sid in active:
+            prefix = probe(sid)
+            if prefix.num_correct == 0 and prefix.drawn < k and id(prefix) not in seen:
+                seen.add(id(prefix))
+                n = min(chunk, k - prefix.drawn)
+                requests.setdefault(n, []).append((prefix, by_id[sid].row["problem_id"]))
+        for n in sorted(requests):
+            pool.draw(requests[n], n, progress)
+        for sid in active:
+            prefix = probe(sid)
+            lo, hi = searches[sid]
+            mid = (lo + hi) // 2
+            if prefix.num_correct > 0:
+                searches[sid] = [mid, hi]
+            elif prefix.drawn >= k:
+                searches[sid] = [lo, mid]
+    results = []
+    for solution in solutions:
+        first_bad = searches[id(solution)][1] if id(solution) in searches else len(solution.steps)
+        hard = [float(i < first_bad) for i in range(len(solution.steps))]
+        outcomes = [
+            list(pool.prefixes[key].outcomes) if (key := pool.key(solution, i)) in pool.prefixes else []
+            for i in range(1, len(solution.steps))
+        ]
+        results.append(_labelled_row(solution, hard, hard, "binary_search", outcomes + [[]]))
+    return results
+
+
+def replay_binary_search(outcomes: list[list[bool]], correct: bool, k: int, chunk: int) -> tuple[int, int]:
+    """The binary-search labeller run on recorded rollouts: (first bad step or -1, rollouts it used).
+
+    ``outcomes[i]`` are the rollouts drawn after step ``i`` in order (at least ``k`` for every step but
+    the last, as an exhaustive run records). Same invariant and probe rule as
+    :func:`label_binary_search`; prefixes are not shared here, so the count is per solution.
+
+    >>> replay_binary_search([[False, True, False, False], [False] * 4, []], correct=False, k=4, chunk=2)
+    (1, 6)
+    """
+    if correct:
+        return -1, 0
+    lo, hi, used = -1, len(outcomes) - 1, 0
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        drawn = outcomes[mid][:k]
+        first_hit = next((i for i, ok in enumerate(drawn) if ok), None)
+        if first_hit is None:
+            used += len(drawn)
+            hi = mid
+        else:
+            used += min(-(-(first_hit + 1) // chunk) * chunk, k)  # whole chunks up to the hit
+            lo = mid
+    return hi, used
+
+
+def _labelled_row(
+    solution: _Solution, soft: list[float], hard: list[float], labeller: str, outcomes: list[list[bool]]
+) -> dict:
+    row = solution.row
+    first_bad = next((i for i, v in enumerate(hard) if v == 0), -1)
+    return {
+        "prompt": row["prompt"],
+        "completions": solution.steps,
+        "labels": soft,  # replaced by hard labels when label_type is "hard"
+        "problem_id": row["problem_id"],
+        "question": row["question"],
+        "sample_index": solution.sample_index,
+        "answer": solution.answer,
+        "correct": solution.correct,
+        "soft_labels": soft,
+        "hard_labels": hard,
+        "first_bad_step": first_bad,
+        "rollout_outcomes": outcomes,
+        "num_rollouts": solution.num_rollouts,
+        "rollout_tokens": solution.rollout_tokens,
+        "labeller": labeller,
+    }
+
+
+def label_rows(
+    rows: list[dict[str, Any]],
+    backend: GenerationBackend,
+    gen_args: GenerationArgs,
+    config: LabelConfig,
+    seed: int,
+    counts: dict[str, int],
+    progress: tqdm | None = None,
+) -> list[dict[str, Any]]:
+    """Label the solutions of some sample rows (one shard) with the configured labeller."""
+    solutions = collect_solutions(rows, config.step_separator, config.max_solutions_per_problem, counts)
+    pool = _RolloutPool(backend, gen_args, config.step_separator, seed)
+    if config.labeller == "exhaustive":
+        labelled = label_exhaustive(solutions, pool, config.num_rollouts, progress)
+    else:
+        labelled = label_binary_search(solutions, pool, config.num_rollouts, config.rollout_chunk, progress)
+    if config.label_type == "hard":
+        for row in labelled:
+            row["labels"] = row["hard_labels"]
+    return labelled
+
+
+def _samples_config(samples_dir: str) -> dict[str, Any]:
+    import yaml
+
+    path = Path(samples_dir) / "ttc_config.yaml"
+    return yaml.safe_load(path.read_text()) if path.is_file() else {}
+
+
+def _check_sample_columns(dataset, samples_dir: str) -> None:
+    needed = {"problem_id", "question", "prompt", "gold_answer", "completions", "answers", "correct"}
+    missing = needed - set(dataset.column_names)
+    if missing:
+        raise InputError(f"{samples_dir}: not `ttc sample` output, missing column(s) {sorted(missing)}")
+
+
+def run_label(gen_args: GenerationArgs, config: LabelConfig) -> dict[str, Any]:
+    """The ``ttc label`` stage: label every unfinished shard of this worker, then write stats."""
+    import json
+
+    from ttcompute.config import config_hash, config_to_dict, save_resolved_config
+    from ttcompute.data_gen.shards import (
+        MANIFEST,
+        finished_shards,
+        load_sharded,
+        missing_shards,
+        parse_shard_spec,
+        prepare_output,
+        write_json,
+        write_shard,
+    )
+    from ttcompute.eval.budget import ComputeSpent
+    from ttcompute.models.generation import load_backend
+
+    worker, num_workers = parse_shard_spec(config.shard)
+    samples = load_sharded(config.samples_dir)
+    _check_sample_columns(samples, config.samples_dir)
+    if not gen_args.model_name_or_path:
+        gen_args.model_name_or_path = _samples_config(config.samples_dir).get("model_name_or_path")
+        if not gen_args.model_name_or_path:
+            raise InputError(
+                f"ttc label: --model_name_or_path is required ({config.samples_dir} does not name its policy)"
+            )
+        logger.info("Rolling out with the samples' policy %s", gen_args.model_name_or_path)
+    if not any(config.step_separator in text for row in samples["completions"] for text in row):
+        raise InputError(
+            f"{config.samples_dir}: no completion contains the step separator {config.step_separator!r}; "
+            "every solution would be a single step (set --step_separator)"
+        )
+    num_shards = -(-len(samples) // config.problems_per_shard)
+    backend = load_backend(gen_args.backend, gen_args.model_name_or_path, **gen_args.backend_kwargs())
+    samples_manifest = json.loads((Path(config.samples_dir) / MANIFEST).read_text())
+    values = {**config_to_dict(gen_args, config), "samples_config_hash": samples_manifest["config_hash"]}
+    digest = config_hash(values, ignore={"output_dir", "overwrite", "shard", "samples_dir"})
+    prepare_output(config.output_dir, "label", digest, num_shards, config.overwrite)
+    save_resolved_config(config.output_dir, "label", gen_args, config)
+
+    done = finished_shards(config.output_dir)
+    todo = [j for j in range(num_shards) if j % num_workers == worker and j not in done]
+    if done:
+        logger.info(
+            "Resuming: %d of %d shards already finished in %s", len(done), num_shards, config.output_dir
+        )
+    counts = {"dropped_unparseable": 0, "dropped_empty": 0, "dropped_duplicate": 0}
+    progress = tqdm(desc=f"Rollouts ({config.labeller})", unit="rollout")
+    shard_bar = tqdm(total=len(todo), desc="Label shards", unit="shard")
+    for j in todo:
+        rows = samples.select(
+            range(j * config.problems_per_shard, min((j + 1) * config.problems_per_shard, len(samples)))
+        )
+        labelled = label_rows(
+            rows.to_list(), backend, gen_args, config, config.seed * 1_000_003 + j, counts, progress
+        )
+        if not labelled:
+            logger.warning("Shard %d: no labellable solutions", j)
+        write_shard(config.output_dir, j, labelled, schema=LABEL_SCHEMA)
+        shard_bar.update(1)
+    progress.close()
+    shard_bar.close()
+
+    remaining = missing_shards(config.output_dir)
+    if remaining:
+        logger.info(
+            "Worker %d/%d finished; %d shard(s) remain for other workers", worker, num_workers, len(remaining)
+        )
+        return {"output_dir": config.output_dir, "remaining_shards": len(remaining)}
+    dataset = load_sharded(config.output_dir)
+    stats = label_stats(dataset)
+    stats["dropped_this_run"] = counts
+    stats["compute"] = ComputeSpent(
+        policy_parameters=backend.num_parameters, policy_tokens=stats["rollout_tokens"]
+    ).to_dict()
+    write_json(f"{config.output_dir}/stats.json", stats)
+    logger.info(
+        "Labelled %d solutions (%d steps) with %s: %d rollouts (%.1f per solution), %d tokens -> %s",
+        stats["num_solutions"],
+        stats["num_steps"],
+        config.labeller,
+        stats["num_rollouts"],
+        stats["rollouts_per_solution"],
+        stats["rollout_tokens"],
+        config.output_dir,
+    )
+    return {"output_dir": config.output_dir, **stats}
+
+
+def label_stats(dataset) -> dict[str, Any]:
+    """Counts, rollout cost and label distribution of a labelled dataset."""
+    num = len(dataset)
+    steps = [len(c) for c in dataset["completions"]]
+    hard = [v for row in dataset["hard_labels"] for v in row]
+    rollouts = int(sum(dataset["num_rollouts"]))
+    return {
+        "stage": "label",
+        "num_solutions": num,
+        "num_problems": len(set(dataset["problem_id"])),
+        "num_steps": int(sum(steps)),
+        "fraction_correct": round(sum(dataset["correct"]) / max(num, 1), 4),
+        "fraction_steps_hard_positive": round(sum(hard) / max(len(hard), 1), 4),
+        "num_rollouts": rollouts,
+        "rollouts_per_solution": round(rollouts / max(num, 1), 2),
+        "rollout_tokens": int(sum(dataset["rollout_tokens"])),
+    }

@@ -1,0 +1,1 @@
+"""Search methods over a policy's candidates, one per module, and the selection rules they share."""
