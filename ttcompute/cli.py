@@ -45,6 +45,16 @@ STAGES: dict[str, tuple[str, list[tuple[str, str]], tuple[str, str]]] = {
         ],
         ("ttcompute.data_gen.mc_labels", "run_label"),
     ),
+    "eval-prm": (
+        "ProcessBench F1, step ROC-AUC and best-of-N of a PRM",
+        [("ttcompute.eval.prm_eval", "EvalPRMConfig")],
+        ("ttcompute.eval.prm_eval", "run_eval_prm"),
+    ),
+    "train-prm": (
+        "train a process reward model on (soft) step labels; LoRA, DeepSpeed, W&B, Hub",
+        [("ttcompute.trainers.prm_config", "PRMConfig")],
+        ("ttcompute.trainers.prm_trainer", "train_prm"),
+    ),
     "demo": (
         "run the pipeline end to end on the built-in arithmetic task",
         [("ttcompute.demo", "DemoConfig")],
@@ -88,8 +98,50 @@ def run_stage(stage: str, args: list[str]):
     return function(*configs)
 
 
+def _cpu_only_launch_defaults() -> None:
+    """Under a multi-process launcher on a machine without GPUs, train on CPU processes with gloo.
+
+    Without this, `TrainingArguments` under `deepspeed` on CPU sees one process and DeepSpeed stops
+    with a batch-size assertion; with it, ``deepspeed --num_gpus 2`` / ``accelerate launch
+    --num_processes 2`` just work on a laptop. An explicit ``ACCELERATE_USE_CPU`` wins.
+    """
+    if "LOCAL_RANK" not in os.environ or "ACCELERATE_USE_CPU" in os.environ:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ["ACCELERATE_USE_CPU"] = "true"
+
+
+def strip_launcher_args(argv: list[str]) -> list[str]:
+    """Drop the ``--local_rank=N`` that the ``deepspeed`` launcher puts before the stage name.
+
+    The rank also arrives in the ``LOCAL_RANK`` environment variable, which is what training reads.
+
+    >>> strip_launcher_args(["--local_rank=1", "train-prm", "--seed", "3"])
+    ['train-prm', '--seed', '3']
+    """
+    out, skip = [], False
+    for i, arg in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in ("--local_rank", "--local-rank"):
+            if "=" in arg:
+                os.environ.setdefault("LOCAL_RANK", arg.split("=", 1)[1])
+            else:
+                skip = True
+                if i + 1 < len(argv):
+                    os.environ.setdefault("LOCAL_RANK", argv[i + 1])
+            continue
+        out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = strip_launcher_args(list(sys.argv[1:] if argv is None else argv))
+    _cpu_only_launch_defaults()
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -152,7 +153,8 @@ def save_resolved_config(output_dir: str | Path, stage: str, *configs: Any) -> P
     path.parent.mkdir(parents=True, exist_ok=True)
     values = config_to_dict(*configs)
     header = f"# Resolved config of `ttc {stage}`; rerun with: ttc {stage} --config {path.name}\n"
-    tmp = path.with_suffix(".yaml.tmp")
+    # One temporary name per process: every rank of a distributed launch writes the same file.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(header + yaml.safe_dump(values, sort_keys=True))
     tmp.replace(path)
     return path

@@ -117,7 +117,7 @@ class LabelConfig:
             raise ValueError(f"label_type must be 'soft' or 'hard', got {self.label_type!r}")
         if self.num_rollouts < 1:
             raise ValueError("num_rollouts must be >= 1")
-        if not 1 <= self.rollout_chunk <= self.num_rollouts:
+        if self.labeller == "binary_search" and not 1 <= self.rollout_chunk <= self.num_rollouts:
             raise ValueError("rollout_chunk must be in [1, num_rollouts]")
         if self.max_solutions_per_problem is not None and self.max_solutions_per_problem < 1:
             raise ValueError("max_solutions_per_problem must be >= 1")

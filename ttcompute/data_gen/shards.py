@@ -124,8 +124,13 @@ def load_sharded(output_dir: str | Path) -> datasets.Dataset:
         raise InputError(
             f"{out}: {len(missing)} shard(s) not finished yet (e.g. {missing[:5]}); rerun the stage"
         )
-    files = [str(shard_path(out, i)) for i in sorted(finished_shards(out))]
-    return datasets.Dataset.from_parquet(files, keep_in_memory=False)
+    files = [shard_path(out, i) for i in sorted(finished_shards(out))]
+    # A shard may hold no rows (e.g. no labellable solution in its problems): it marks work as done,
+    # but `datasets` cannot read a zero-row parquet file alongside the others.
+    non_empty = [str(f) for f in files if pq.read_metadata(f).num_rows > 0]
+    if not non_empty:
+        return datasets.Dataset(pq.read_table(files[0]))
+    return datasets.Dataset.from_parquet(non_empty, keep_in_memory=False)
 
 
 def _atomic_write_text(path: Path, text: str) -> None:

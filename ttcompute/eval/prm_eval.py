@@ -507,24 +507,28 @@ def _optional_auc(scores: Sequence[float], labels: Sequence[int], what: str) -> 
     return step_roc_auc(scores, labels)
 
 
-def _evaluate_best_of_n(prm, config: EvalPRMConfig, separator: str) -> dict[str, Any]:
+def load_samples(samples_dir: str, limit: int | None = None) -> list[dict[str, Any]]:
+    """The ``question, completions, answers, correct`` of a ``ttc sample`` output, checked row by row."""
     from ttcompute.data_gen.shards import load_sharded
-    from ttcompute.models.prm import score_solutions
 
-    samples = load_sharded(config.samples_dir)
-    for column in ("question", "completions", "answers", "correct"):
+    columns = ["question", "completions", "answers", "correct"]
+    samples = load_sharded(samples_dir)
+    for column in columns:
         if column not in samples.column_names:
-            raise InputError(f"{config.samples_dir}: missing column '{column}' (not ttc sample output?)")
-    if config.limit is not None:
-        samples = samples.select(range(min(config.limit, len(samples))))
-    rows = samples.select_columns(["question", "completions", "answers", "correct"]).to_list()
+            raise InputError(f"{samples_dir}: missing column '{column}' (not ttc sample output?)")
+    if limit is not None:
+        samples = samples.select(range(min(limit, len(samples))))
+    rows = samples.select_columns(columns).to_list()
     for index, row in enumerate(rows):
         if not row["completions"]:
-            raise InputError(f"{config.samples_dir}: row {index}: field 'completions' is empty")
+            raise InputError(f"{samples_dir}: row {index}: field 'completions' is empty")
         if not len(row["completions"]) == len(row["answers"]) == len(row["correct"]):
-            raise InputError(
-                f"{config.samples_dir}: row {index}: completions, answers, correct differ in length"
-            )
+            raise InputError(f"{samples_dir}: row {index}: completions, answers, correct differ in length")
+    return rows
+
+
+def _evaluate_best_of_n(prm, rows: list[dict[str, Any]], aggregation: str, separator: str) -> dict[str, Any]:
+    from ttcompute.models.prm import score_solutions
 
     # Flatten every candidate; one with no step at all (an empty generation) is scored 0 unseen.
     flat: list[tuple[int, int, list[str]]] = []
@@ -540,7 +544,7 @@ def _evaluate_best_of_n(prm, config: EvalPRMConfig, separator: str) -> dict[str,
             prm,
             [rows[r]["question"] for r, _, _ in batch],
             [steps for _, _, steps in batch],
-            config.aggregation,
+            aggregation,
         )
         for (r, c, _), score in zip(batch, solution_scores):
             scores[r][c] = float(score)
@@ -551,7 +555,23 @@ def _evaluate_best_of_n(prm, config: EvalPRMConfig, separator: str) -> dict[str,
             "%d of %d sampled solutions have no step; scored 0", len(flat) - len(scorable), len(flat)
         )
     curve = best_of_n_accuracy([row["answers"] for row in rows], [row["correct"] for row in rows], scores)
-    return {"num_problems": len(rows), "aggregation": config.aggregation, **curve}
+    return {"num_problems": len(rows), "aggregation": aggregation, **curve}
+
+
+def _prm_step_separator(prm, prm_path: str) -> str:
+    """The separator the PRM was trained with (``ttc_prm`` metadata), else the blank line."""
+    from transformers import PretrainedConfig
+
+    from ttcompute.tasks.arithmetic import STEP_SEPARATOR
+
+    separator = getattr(prm, "step_separator", None)
+    if separator:
+        return separator
+    try:
+        config_dict, _ = PretrainedConfig.get_config_dict(prm_path)
+    except (OSError, ValueError):  # a toy or remote PRM without a readable config
+        return STEP_SEPARATOR
+    return (config_dict.get("ttc_prm") or {}).get("step_separator") or STEP_SEPARATOR
 
 
 def run_eval_prm(config: EvalPRMConfig) -> dict[str, Any]:
@@ -559,14 +579,12 @@ def run_eval_prm(config: EvalPRMConfig) -> dict[str, Any]:
     from ttcompute.config import config_to_dict, save_resolved_config
     from ttcompute.data_gen.shards import write_json
     from ttcompute.models.prm import AGGREGATIONS, aggregate, load_prm
-    from ttcompute.tasks.arithmetic import STEP_SEPARATOR
 
     # Everything that can be wrong with the input is found before the model is loaded.
     examples, kind = load_eval_examples(config.dataset, config.split, config.limit)
     gold = resolve_gold(config.gold, examples)
     first_errors = gold_first_errors(gold, examples)
-    if config.samples_dir is not None and not Path(config.samples_dir).exists():
-        raise InputError(f"{config.samples_dir}: no such directory")
+    samples = load_samples(config.samples_dir, config.limit) if config.samples_dir is not None else None
     logger.info("Evaluating on %d %s solutions from %s (gold: %s)", len(examples), kind, config.dataset, gold)
 
     prm = load_prm(
@@ -607,9 +625,9 @@ def run_eval_prm(config: EvalPRMConfig) -> dict[str, Any]:
         metrics["label_agreement"] = {"against": gold, **label_agreement(examples, first_errors)}
 
     metrics["compute"] = {"step_eval": eval_compute}
-    if config.samples_dir is not None:
-        separator = config.step_separator or getattr(prm, "step_separator", None) or STEP_SEPARATOR
-        metrics["best_of_n"] = _evaluate_best_of_n(prm, config, separator)
+    if samples is not None:
+        separator = config.step_separator or _prm_step_separator(prm, config.prm)
+        metrics["best_of_n"] = _evaluate_best_of_n(prm, samples, config.aggregation, separator)
         metrics["compute"]["best_of_n"] = _compute(
             prm,
             prm.num_tokens_encoded - eval_compute["verifier_tokens"],

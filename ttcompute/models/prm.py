@@ -1,0 +1,713 @@
+"""Process reward models (PRMs): one scoring interface over three checkpoint formats.
+
+A PRM gives each step of a (question, partial solution) pair a score in [0, 1], the probability that
+the solution so far is on track. Search code (best-of-N, beam search, lookahead) only sees :class:`PRM`
+and :func:`score_solutions`; it never imports transformers.
+
+Every supported format is a decoder-only transformer: a backbone producing hidden states and a head
+mapping the hidden state at some token positions to a score. So there is one engine,
+:class:`TransformersPRM`, parameterized by an ``encode`` function (question, steps -> token ids and the
+positions to score) and a ``head`` function (hidden states -> scores), and three small backends:
+
+- ``"ttcompute"``: our own PRMs (``*ForTokenClassification`` with ``ttc_prm`` metadata in the config).
+- ``"math-shepherd"``: causal LMs scored by P("+") vs P("-") at a step tag ``ки``
+  (peiyi9979/math-shepherd-mistral-7b-prm).
+- ``"qwen-prm"``: ``Qwen2ForProcessRewardModel`` (Qwen/Qwen2.5-Math-PRM-7B), loaded without its custom
+  code.
+
+The engine packs requests into batches by a token budget (a fixed batch size ran out of memory at
+n=256 in search-and-learn) and reuses the KV cache of prefixes it has already scored, which is what
+step-wise search asks for: the same question and first t steps, again, with one more step.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+from ttcompute.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+AGGREGATIONS = ("last", "min", "prod", "mean")
+PRM_FORMATS = ("ttcompute", "math-shepherd", "qwen-prm")
+
+# Math-Shepherd's conventions, from its model card: each step is followed by " ки" and the PRM's
+# verdict at the tag is the LM's choice between "+" and "-".
+SHEPHERD_STEP_TAG = "ки"
+SHEPHERD_GOOD, SHEPHERD_BAD = "+", "-"
+# Qwen2.5-Math-PRM's conventions, from its model card: this system prompt, steps joined and ended by
+# "<extra_0>", the score is the positive class's probability at each "<extra_0>".
+QWEN_PRM_SYSTEM_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
+QWEN_PRM_STEP_TOKEN = "<extra_0>"
+
+
+# --------------------------------------------------------------------------------------------------
+# Pure pieces: aggregation and our own token format
+
+
+def aggregate(step_scores: Sequence[float], how: str = "last") -> float:
+    """One solution-level score from its step scores.
+
+    ``"last"`` is the default because Snell et al. (2024, sec. 5.2) found the last step's score, which
+    the PRM computes having seen the whole solution, works better than ``"min"`` or ``"prod"``.
+
+    >>> aggregate([0.9, 0.5, 0.8], "min")
+    0.5
+    """
+    if how not in AGGREGATIONS:
+        raise ValueError(f"unknown aggregation {how!r}; choose one of {AGGREGATIONS}")
+    if len(step_scores) == 0:
+        raise ValueError("cannot aggregate an empty list of step scores")
+    if how == "last":
+        return float(step_scores[-1])
+    if how == "min":
+        return float(min(step_scores))
+    if how == "prod":
+        return float(math.prod(step_scores))
+    return float(sum(step_scores) / len(step_scores))
+
+
+def encode_steps(
+    tokenizer, prompt: str, steps: Sequence[str], step_separator: str
+) -> tuple[list[int], list[int]]:
+    """Token ids and label positions of the ``ttcompute`` PRM format.
+
+    The trainer and the scorer both call this, so a PRM is scored on exactly the tokens it was trained
+    on. Each piece (the prompt, then each ``step + step_separator``) is tokenized on its own: the ids of
+    the first t steps are then a prefix of the ids of the first t+1, which is what lets the scorer
+    reuse a prefix's KV cache. A step's label sits on the last token of its piece, where the model has
+    seen the whole step and its separator.
+
+    With the character tokenizer of the built-in task (``<s>`` is prepended to the prompt):
+
+    >>> from ttcompute.models.tiny import build_char_tokenizer
+    >>> tok = build_char_tokenizer()
+    >>> ids, positions = encode_steps(tok, "Q\\n", ["ab", "c"], "\\n\\n")
+    >>> tok.convert_ids_to_tokens(ids)
+    ['<s>', 'Q', '\\n', 'a', 'b', '\\n', '\\n', 'c', '\\n', '\\n']
+    >>> positions
+    [6, 9]
+
+    Raises:
+        ValueError: a piece tokenizes to nothing (it would have no token to carry its label).
+    """
+    ids = list(tokenizer(prompt, add_special_tokens=True)["input_ids"])
+    positions = []
+    pieces = [step + step_separator for step in steps]
+    piece_ids = tokenizer(pieces, add_special_tokens=False)["input_ids"] if pieces else []
+    for index, (piece, piece_tokens) in enumerate(zip(pieces, piece_ids)):
+        if not piece_tokens:
+            raise ValueError(f"step {index} ({piece!r}) tokenizes to no tokens")
+        ids.extend(piece_tokens)
+        positions.append(len(ids) - 1)
+    return ids, positions
+
+
+def ttc_prm_metadata(step_separator: str, prompt_template: str, **extra) -> dict:
+    """The ``ttc_prm`` dict the trainer stores on ``model.config``; :func:`load_prm` reads it back.
+
+    >>> ttc_prm_metadata("\\n\\n", "{question}\\n")["label_position"]
+    'last token of each step separator'
+    """
+    if "{question}" not in prompt_template:
+        raise ValueError(f"prompt_template must contain '{{question}}', got {prompt_template!r}")
+    return {
+        "format": "ttcompute",
+        "step_separator": step_separator,
+        "prompt_template": prompt_template,
+        "label_position": "last token of each step separator",
+        **extra,
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# The interface search code sees
+
+
+@runtime_checkable
+class PRM(Protocol):
+    """Scores every step of (question, steps) pairs.
+
+    Attributes:
+        num_parameters: For FLOPs accounting (2 x parameters x tokens).
+        num_tokens_encoded: Tokens actually run through the model so far.
+        num_tokens_requested: Tokens the requests would have cost without any reuse.
+    """
+
+    num_parameters: int
+    num_tokens_encoded: int
+    num_tokens_requested: int
+
+    def score(self, questions: Sequence[str], steps: Sequence[Sequence[str]]) -> list[list[float]]:
+        """For each (question, steps) pair, one score per step in [0, 1]."""
+        ...
+
+
+def score_solutions(
+    prm: PRM, questions: Sequence[str], steps: Sequence[Sequence[str]], aggregation: str = "last"
+) -> list[float]:
+    """One aggregated score per (question, steps) pair; see :func:`aggregate`."""
+    if aggregation not in AGGREGATIONS:  # fail before spending compute on scoring
+        raise ValueError(f"unknown aggregation {aggregation!r}; choose one of {AGGREGATIONS}")
+    for index, pair_steps in enumerate(steps):
+        if len(pair_steps) == 0:
+            raise ValueError(f"pair {index} has no steps: nothing to score")
+    return [aggregate(scores, aggregation) for scores in prm.score(questions, steps)]
+
+
+# --------------------------------------------------------------------------------------------------
+# The engine: token-budget batching and prefix (KV cache) reuse
+
+Encoder = Callable[[str, Sequence[str]], tuple[list[int], list[int]]]
+Head = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class _CachedPrefix:
+    """A scored prefix: its per-layer keys/values, each (1, kv_heads, length, head_dim), and its scores."""
+
+    length: int
+    positions: tuple[int, ...]
+    scores: tuple[float, ...]
+    kv: list[tuple[torch.Tensor, torch.Tensor]]
+
+
+class _PrefixStore:
+    """LRU map from a token-id prefix (ending at a scored position) to its :class:`_CachedPrefix`."""
+
+    def __init__(self, max_tokens: int) -> None:
+        self.max_tokens = max_tokens
+        self.entries: OrderedDict[tuple[int, ...], _CachedPrefix] = OrderedDict()
+        self.num_tokens = 0
+
+    def lookup(self, ids: list[int], positions: list[int]) -> _CachedPrefix | None:
+        """The longest stored prefix of ``ids`` that ends at one of ``positions``."""
+        for j in range(len(positions) - 1, -1, -1):
+            key = tuple(ids[: positions[j] + 1])
+            entry = self.entries.get(key)
+            # Same ids but other scored positions (a ttcompute step containing the separator) would hand
+            # back scores for the wrong tokens.
+            if entry is not None and entry.positions == tuple(positions[: j + 1]):
+                self.entries.move_to_end(key)
+                return entry
+        return None
+
+    def wants(self, ids: list[int]) -> bool:
+        """Whether :meth:`store` would keep ``ids`` (checked first: copying a cache out is not free)."""
+        return len(ids) <= self.max_tokens and tuple(ids) not in self.entries
+
+    def store(self, ids: list[int], entry: _CachedPrefix) -> None:
+        key = tuple(ids)
+        if not self.wants(ids):
+            return
+        self.entries[key] = entry
+        self.num_tokens += entry.length
+        while self.num_tokens > self.max_tokens:
+            _, evicted = self.entries.popitem(last=False)
+            self.num_tokens -= evicted.length
+
+
+@dataclass
+class _Job:
+    """One distinct token sequence to score, and the pairs that asked for it."""
+
+    ids: list[int]
+    positions: list[int]
+    pairs: list[int] = field(default_factory=list)
+    past: _CachedPrefix | None = None
+    scores: list[float] = field(default_factory=list)
+
+    @property
+    def past_len(self) -> int:
+        return self.past.length if self.past is not None else 0
+
+
+class TransformersPRM:
+    """:class:`PRM` over a transformers backbone, an encoder and a head.
+
+    Args:
+        backbone: A decoder-only base model (``LlamaModel``, ``Qwen2Model`` ...) returning
+            ``last_hidden_state``; it must accept ``position_ids`` and a ``DynamicCache``.
+        encode: ``(question, steps) -> (ids, positions)``: the token ids and, ascending, the index of the
+            token that carries each step's score.
+        head: Hidden states (n, hidden) at those positions -> scores (n,) in [0, 1].
+        num_parameters: Parameters of backbone + head, for FLOPs.
+        pad_token_id: Any valid id; padded slots are masked out.
+        max_batch_tokens: A batch holds rows until rows x (longest cached prefix + longest new part)
+            would pass this; a longer single request runs alone.
+        reuse_prefixes: Keep the KV cache of scored prefixes and run only the new tokens of a request
+            that extends one (and score identical requests once).
+        max_cache_tokens: Least recently used prefixes are dropped beyond this many cached tokens.
+
+    ``num_tokens_requested`` counts each request up to its last scored token (later tokens, such as a
+    chat template's end of turn, are never run: they cannot change a score); ``num_tokens_encoded``
+    counts the tokens actually run, so the two are equal with ``reuse_prefixes=False``.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        encode: Encoder,
+        head: Head,
+        *,
+        num_parameters: int,
+        pad_token_id: int = 0,
+        max_batch_tokens: int = 32768,
+        reuse_prefixes: bool = True,
+        max_cache_tokens: int = 1_000_000,
+    ) -> None:
+        if max_batch_tokens < 1:
+            raise ValueError(f"max_batch_tokens must be >= 1, got {max_batch_tokens}")
+        if max_cache_tokens < 0:
+            raise ValueError(f"max_cache_tokens must be >= 0, got {max_cache_tokens}")
+        self.backbone = backbone.eval()
+        self.encode = encode
+        self.head = head
+        self.num_parameters = num_parameters
+        self.pad_token_id = pad_token_id
+        self.max_batch_tokens = max_batch_tokens
+        self.reuse_prefixes = reuse_prefixes
+        self.prefix_store = _PrefixStore(max_cache_tokens) if reuse_prefixes and max_cache_tokens else None
+        self.num_tokens_encoded = 0
+        self.num_tokens_requested = 0
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.backbone.parameters()).device
+
+    @torch.inference_mode()
+    def score(self, questions: Sequence[str], steps: Sequence[Sequence[str]]) -> list[list[float]]:
+        """For each (question, steps) pair, one score per step in [0, 1]; ``[]`` for a pair with no steps."""
+        if len(questions) != len(steps):
+            raise ValueError(f"{len(questions)} questions but {len(steps)} step lists")
+        jobs: dict[object, _Job] = {}
+        for index, (question, pair_steps) in enumerate(zip(questions, steps)):
+            if isinstance(pair_steps, str):
+                raise ValueError(f"pair {index}: steps must be a list of strings, got one string")
+            if len(pair_steps) == 0:
+                continue
+            for step_index, step in enumerate(pair_steps):
+                if not step:
+                    raise ValueError(f"pair {index}, step {step_index}: empty step")
+            ids, positions = self.encode(question, pair_steps)
+            if len(positions) != len(pair_steps):
+                raise ValueError(
+                    f"pair {index}: {len(pair_steps)} steps but {len(positions)} scored tokens "
+                    "(does the question or a step contain the step tag?)"
+                )
+            # Tokens after the last scored one (a chat template's end-of-turn) cannot change any score.
+            ids = ids[: positions[-1] + 1]
+            self.num_tokens_requested += len(ids)
+            # Identical requests run once (with reuse on); the positions are part of the key because a
+            # ttcompute step containing the separator has the same ids as two steps.
+            key = (tuple(ids), tuple(positions)) if self.reuse_prefixes else index
+            if key not in jobs:
+                jobs[key] = _Job(ids=ids, positions=positions)
+            jobs[key].pairs.append(index)
+
+        for job in jobs.values():
+            if self.prefix_store is not None:
+                job.past = self.prefix_store.lookup(job.ids, job.positions)
+                if job.past is not None:
+                    job.scores = list(job.past.scores)
+        to_run = [job for job in jobs.values() if job.past_len < len(job.ids)]
+        for batch in self._plan_batches(to_run):
+            self._run_batch(batch)
+        logger.debug(
+            "PRM: %d pairs, %d distinct, %d run (%d reusing a prefix)",
+            len(questions),
+            len(jobs),
+            len(to_run),
+            sum(job.past is not None for job in to_run),
+        )
+
+        results: list[list[float]] = [[] for _ in questions]
+        for job in jobs.values():
+            for index in job.pairs:
+                results[index] = list(job.scores)
+        return results
+
+    def _plan_batches(self, jobs: list[_Job]) -> list[list[_Job]]:
+        # Sorted by (cached, new) length, so rows of a batch need little padding on either side.
+        order = sorted(jobs, key=lambda job: (job.past_len, len(job.ids) - job.past_len))
+        batches: list[list[_Job]] = []
+        current: list[_Job] = []
+        widest_past = widest_new = 0
+        for job in order:
+            past, new = job.past_len, len(job.ids) - job.past_len
+            if current and (len(current) + 1) * (max(widest_past, past) + max(widest_new, new)) > (
+                self.max_batch_tokens
+            ):
+                batches.append(current)
+                current, widest_past, widest_new = [], 0, 0
+            current.append(job)
+            widest_past, widest_new = max(widest_past, past), max(widest_new, new)
+        if current:
+            batches.append(current)
+        return batches
+
+    def _run_batch(self, jobs: list[_Job]) -> None:
+        past_lens = [job.past_len for job in jobs]
+        new_ids = [job.ids[job.past_len :] for job in jobs]
+        rows, width_past, width_new = len(jobs), max(past_lens), max(len(ids) for ids in new_ids)
+        # Layout per row: [left padding | cached prefix | new tokens | right padding]. Cached keys
+        # already carry their rotary embedding, so padding slots shifts nothing as long as the new
+        # tokens get their true positions.
+        input_ids = torch.full((rows, width_new), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((rows, width_past + width_new), dtype=torch.long)
+        position_ids = torch.zeros((rows, width_new), dtype=torch.long)
+        for row, (past_len, ids) in enumerate(zip(past_lens, new_ids)):
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            attention_mask[row, width_past - past_len : width_past + len(ids)] = 1
+            position_ids[row] = past_len + torch.arange(width_new)
+
+        cache = None
+        if width_past > 0:
+            cache = self._stack_caches(jobs, width_past)
+        elif self.prefix_store is not None:
+            # Our own cache, not the model's default: a config-built one may be a sliding-window cache
+            # that keeps only the last window of the prefix.
+            from transformers import DynamicCache
+
+            cache = DynamicCache()
+        device = self.device
+        hidden = self.backbone(
+            input_ids=input_ids.to(device),
+            attention_mask=attention_mask.to(device),
+            position_ids=position_ids.to(device),
+            past_key_values=cache,
+            use_cache=cache is not None,
+        ).last_hidden_state  # (rows, width_new, hidden)
+        self.num_tokens_encoded += sum(len(ids) for ids in new_ids)
+
+        score_rows, score_cols = [], []
+        for row, job in enumerate(jobs):
+            for position in job.positions:
+                if position >= job.past_len:
+                    score_rows.append(row)
+                    score_cols.append(position - job.past_len)
+        scores = self.head(hidden[score_rows, score_cols]).float().cpu().tolist()
+
+        start = 0
+        for row, job in enumerate(jobs):
+            count = len(job.positions) - len(job.scores)
+            new_scores = scores[start : start + count]
+            start += count
+            if any(math.isnan(s) for s in new_scores):
+                raise ValueError(f"the PRM returned NaN for question {job.pairs[0]}")
+            job.scores.extend(new_scores)
+            if self.prefix_store is not None and self.prefix_store.wants(job.ids):
+                begin, end = width_past - past_lens[row], width_past + len(new_ids[row])
+                kv = [
+                    (
+                        layer.keys[row : row + 1, :, begin:end].clone(),
+                        layer.values[row : row + 1, :, begin:end].clone(),
+                    )
+                    for layer in cache.layers
+                ]
+                entry = _CachedPrefix(len(job.ids), tuple(job.positions), tuple(job.scores), kv)
+                self.prefix_store.store(job.ids, entry)
+
+    @staticmethod
+    def _stack_caches(jobs: list[_Job], width: int):
+        """One DynamicCache for the batch: each row's cached prefix, left-padded to ``width`` slots."""
+        from transformers import DynamicCache
+
+        reference = next(job.past for job in jobs if job.past is not None)
+        layers = []
+        for layer_index, (ref_keys, ref_values) in enumerate(reference.kv):
+            batch_shape = (len(jobs), ref_keys.shape[1], width, ref_keys.shape[3])
+            keys = ref_keys.new_zeros(batch_shape)
+            values = ref_values.new_zeros(batch_shape[:3] + (ref_values.shape[3],))
+            for row, job in enumerate(jobs):
+                if job.past is not None:
+                    past_keys, past_values = job.past.kv[layer_index]
+                    keys[row, :, width - job.past.length :] = past_keys[0]
+                    values[row, :, width - job.past.length :] = past_values[0]
+            layers.append((keys, values))
+        return DynamicCache(ddp_cache_data=layers)
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading: detect the format, build backbone + encoder + head
+
+
+def load_prm(
+    model_name_or_path: str,
+    prm_format: str = "auto",
+    *,
+    device: str | None = None,
+    dtype: str = "auto",
+    max_batch_tokens: int = 32768,
+    reuse_prefixes: bool = True,
+    max_cache_tokens: int = 1_000_000,
+    trust_remote_code: bool = False,
+    step_separator: str | None = None,
+) -> PRM:
+    """Load a PRM checkpoint (Hub id or local directory) as a :class:`TransformersPRM`.
+
+    Args:
+        model_name_or_path: Hub id or local checkpoint directory (safetensors only).
+        prm_format: One of :data:`PRM_FORMATS`, or ``"auto"``: ``ttc_prm`` metadata in the config means
+            ``ttcompute``; architecture ``Qwen2ForProcessRewardModel`` means ``qwen-prm``; a causal LM
+            whose tokenizer has the ``ки`` tag means ``math-shepherd``.
+        device / dtype: Placement, as for generation; ``dtype`` is a torch dtype name or ``"auto"``.
+        max_batch_tokens / reuse_prefixes / max_cache_tokens: See :class:`TransformersPRM`.
+        trust_remote_code: Off unless asked; no supported format needs it.
+        step_separator: ``ttcompute`` format only: overrides the separator stored in the metadata (and
+            lets a token-classification checkpoint without metadata load).
+    """
+    if prm_format != "auto" and prm_format not in PRM_FORMATS:
+        raise InputError(f"unknown PRM format {prm_format!r}; choose 'auto' or one of {PRM_FORMATS}")
+    if not Path(model_name_or_path).exists() and model_name_or_path.startswith((".", "/")):
+        raise InputError(f"{model_name_or_path}: no such model directory")
+    if dtype != "auto" and not isinstance(getattr(torch, dtype, None), torch.dtype):
+        raise InputError(f"unknown dtype {dtype!r}; use 'auto', 'float32', 'bfloat16' or 'float16'")
+    from transformers import AutoTokenizer, PretrainedConfig
+
+    try:
+        config_dict, _ = PretrainedConfig.get_config_dict(model_name_or_path)
+        tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise InputError(f"{model_name_or_path}: cannot load the PRM ({_first_line(err)})") from None
+    architectures = config_dict.get("architectures") or []
+    if prm_format == "auto":
+        prm_format = _detect_format(config_dict, tokenizer)
+        if prm_format is None:
+            raise InputError(
+                f"{model_name_or_path}: cannot tell the PRM format (architectures {architectures}); "
+                f"pass prm_format, one of {PRM_FORMATS}"
+            )
+    if step_separator is not None and prm_format != "ttcompute":
+        logger.warning("step_separator is ignored for the %s format (steps are tagged by it)", prm_format)
+
+    load_kwargs = {
+        "dtype": dtype if dtype == "auto" else getattr(torch, dtype),
+        "use_safetensors": True,
+        "trust_remote_code": trust_remote_code,
+    }
+    target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    builders = {"ttcompute": _ttcompute_parts, "math-shepherd": _shepherd_parts, "qwen-prm": _qwen_prm_parts}
+    try:
+        backbone, encode, head, num_parameters = builders[prm_format](
+            model_name_or_path, config_dict, tokenizer, load_kwargs, target, step_separator
+        )
+    except InputError:
+        raise
+    except (OSError, ValueError) as err:
+        raise InputError(f"{model_name_or_path}: cannot load the PRM ({_first_line(err)})") from None
+    pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    logger.info("PRM %s: format %s, %.1fM parameters", model_name_or_path, prm_format, num_parameters / 1e6)
+    return TransformersPRM(
+        backbone,
+        encode,
+        head,
+        num_parameters=num_parameters,
+        pad_token_id=pad_token_id,
+        max_batch_tokens=max_batch_tokens,
+        reuse_prefixes=reuse_prefixes,
+        max_cache_tokens=max_cache_tokens,
+    )
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _detect_format(config_dict: dict, tokenizer) -> str | None:
+    architectures = config_dict.get("architectures") or []
+    if isinstance(config_dict.get("ttc_prm"), dict):
+        return "ttcompute"
+    if architectures == ["Qwen2ForProcessRewardModel"]:
+        return "qwen-prm"
+    if any(a.endswith("ForCausalLM") for a in architectures) and _shepherd_tag_id(tokenizer) is not None:
+        return "math-shepherd"
+    return None
+
+
+def _shepherd_tag_id(tokenizer) -> int | None:
+    """The id of the ``ки`` tag if the tokenizer has it as a token of its own (not unknown, not bytes)."""
+    ids = tokenizer.encode(SHEPHERD_STEP_TAG, add_special_tokens=False)
+    if not ids or ids[-1] == tokenizer.unk_token_id:
+        return None
+    return ids[-1] if SHEPHERD_STEP_TAG in tokenizer.decode([ids[-1]]) else None
+
+
+def _ttcompute_parts(
+    name: str,
+    config_dict: dict,
+    tokenizer,
+    load_kwargs: dict,
+    device: torch.device,
+    step_separator: str | None,
+):
+    from transformers import AutoModelForTokenClassification
+
+    architectures = config_dict.get("architectures") or []
+    # Loading a causal LM as token classification would "work" with a random head: refuse instead.
+    if not any(a.endswith("ForTokenClassification") for a in architectures):
+        raise InputError(
+            f"{name}: the ttcompute format needs a *ForTokenClassification checkpoint, "
+            f"found architectures {architectures}"
+        )
+    metadata = config_dict.get("ttc_prm") or {}
+    separator = step_separator if step_separator is not None else metadata.get("step_separator")
+    if separator is None:
+        raise InputError(f"{name}: no ttc_prm.step_separator in config.json; pass step_separator")
+    template = metadata.get("prompt_template", "{question}\n")
+    model = AutoModelForTokenClassification.from_pretrained(name, **load_kwargs).to(device)
+    num_labels = model.config.num_labels
+    if num_labels not in (1, 2):
+        raise InputError(f"{name}: a ttcompute PRM has 1 or 2 labels, this one has {num_labels}")
+    # The head is whatever the token-classification model adds to its base model: `score` for the
+    # Llama/Qwen family, `classifier` for others.
+    head_module = getattr(model, "score", None)
+    if not isinstance(head_module, nn.Module):
+        head_module = getattr(model, "classifier", None)
+    if not isinstance(head_module, nn.Module):
+        raise InputError(f"{name}: found no `score` or `classifier` head on {type(model).__name__}")
+
+    def encode(question: str, steps: Sequence[str]) -> tuple[list[int], list[int]]:
+        return encode_steps(tokenizer, template.format(question=question), steps, separator)
+
+    def head(hidden: torch.Tensor) -> torch.Tensor:
+        logits = head_module(hidden).float()
+        # One logit: trained with BCE (soft MC labels); two: TRL-style classes, 1 = good.
+        return torch.sigmoid(logits[:, 0]) if num_labels == 1 else torch.softmax(logits, dim=-1)[:, 1]
+
+    num_parameters = sum(p.numel() for p in model.parameters())
+    return model.base_model, encode, head, num_parameters
+
+
+def _shepherd_parts(
+    name: str,
+    config_dict: dict,
+    tokenizer,
+    load_kwargs: dict,
+    device: torch.device,
+    step_separator: str | None,
+):
+    from transformers import AutoModelForCausalLM
+
+    tag_id = _shepherd_tag_id(tokenizer)
+    if tag_id is None:
+        raise InputError(f"{name}: the math-shepherd format needs the tokenizer to have the step tag 'ки'")
+    # As the model card's `tokenizer.encode("+ -")[1:]` (ids 648, 387 for Mistral's tokenizer).
+    candidates = [tokenizer.encode(t, add_special_tokens=False)[-1:] for t in (SHEPHERD_GOOD, SHEPHERD_BAD)]
+    if not all(candidates) or candidates[0] == candidates[1] or tokenizer.unk_token_id in sum(candidates, []):
+        raise InputError(f"{name}: the math-shepherd format needs '+' and '-' as distinct known tokens")
+    model = AutoModelForCausalLM.from_pretrained(name, **load_kwargs).to(device)
+    lm_head = model.get_output_embeddings()
+    # Only the two candidate rows of the LM head: no need for logits over the whole vocabulary.
+    rows = torch.tensor([candidates[0][0], candidates[1][0]])
+    weight = lm_head.weight[rows].detach().clone()  # (2, hidden)
+    bias = lm_head.bias[rows].detach().clone() if getattr(lm_head, "bias", None) is not None else None
+    backbone = model.base_model
+    del model, lm_head
+
+    def encode(question: str, steps: Sequence[str]) -> tuple[list[int], list[int]]:
+        # The model card's input: f"{question} {output}", output = "Step 1: ... ки\nStep 2: ... ки..."
+        text = f"{question} " + "".join(f"{step} {SHEPHERD_STEP_TAG}\n" for step in steps)
+        ids = tokenizer(text, add_special_tokens=True)["input_ids"]
+        return ids, [i for i, token in enumerate(ids) if token == tag_id]
+
+    def head(hidden: torch.Tensor) -> torch.Tensor:
+        logits = nn.functional.linear(hidden, weight, bias)
+        return torch.softmax(logits.float(), dim=-1)[:, 0]
+
+    num_parameters = sum(p.numel() for p in backbone.parameters()) + weight.numel()
+    return backbone, encode, head, num_parameters
+
+
+def _qwen_prm_parts(
+    name: str,
+    config_dict: dict,
+    tokenizer,
+    load_kwargs: dict,
+    device: torch.device,
+    step_separator: str | None,
+):
+    from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    step_ids = tokenizer.encode(QWEN_PRM_STEP_TOKEN, add_special_tokens=False)
+    if len(step_ids) != 1 or step_ids[0] == tokenizer.unk_token_id:
+        raise InputError(f"{name}: the qwen-prm format needs the tokenizer to have the token '<extra_0>'")
+    if not getattr(tokenizer, "chat_template", None):
+        raise InputError(f"{name}: the qwen-prm format needs a tokenizer with a chat template")
+    step_id = step_ids[0]
+    head_module = _read_qwen_head(name, config_dict)
+    # The custom Qwen2ForProcessRewardModel is a Qwen2Model plus this head, so the stock Qwen2Model
+    # loads the `model.*` weights; its own code is never needed.
+    previous = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the report would list the score.* weights as "unexpected"
+    try:
+        backbone, info = AutoModel.from_pretrained(
+            name, **{**load_kwargs, "trust_remote_code": False}, output_loading_info=True
+        )
+    finally:
+        hf_logging.set_verbosity(previous)
+    if info["missing_keys"]:
+        missing = sorted(info["missing_keys"])
+        raise InputError(f"{name}: backbone weights missing from the checkpoint: {missing[:5]}")
+    backbone.to(device)
+    head_module.to(device=device, dtype=backbone.dtype)
+
+    def encode(question: str, steps: Sequence[str]) -> tuple[list[int], list[int]]:
+        messages = [
+            {"role": "system", "content": QWEN_PRM_SYSTEM_PROMPT},
+            {"role": "user", "content": question},
+            {"role": "assistant", "content": QWEN_PRM_STEP_TOKEN.join(steps) + QWEN_PRM_STEP_TOKEN},
+        ]
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
+        ids = tokenizer(text, add_special_tokens=True)["input_ids"]  # as the card's tokenizer.encode
+        return ids, [i for i, token in enumerate(ids) if token == step_id]
+
+    def head(hidden: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(head_module(hidden).float(), dim=-1)[:, 1]
+
+    num_parameters = sum(p.numel() for p in backbone.parameters()) + sum(
+        p.numel() for p in head_module.parameters()
+    )
+    return backbone, encode, head, num_parameters
+
+
+def _read_qwen_head(name: str, config_dict: dict) -> nn.Sequential:
+    """``score = Sequential(Linear(h, h), ReLU, Linear(h, 2))`` read from the checkpoint's safetensors."""
+    from safetensors import safe_open
+    from transformers.utils import cached_file
+
+    index_file = cached_file(
+        name, "model.safetensors.index.json", _raise_exceptions_for_missing_entries=False
+    )
+    wanted = ["score.0.weight", "score.0.bias", "score.2.weight", "score.2.bias"]
+    if index_file is not None:
+        weight_map = json.loads(Path(index_file).read_text())["weight_map"]
+        shards = {key: weight_map.get(key) for key in wanted}
+    else:
+        shards = dict.fromkeys(wanted, "model.safetensors")
+    tensors = {}
+    for key, shard in shards.items():
+        path = cached_file(name, shard, _raise_exceptions_for_missing_entries=False) if shard else None
+        if path is not None:
+            with safe_open(path, framework="pt") as weights:
+                if key in weights.keys():  # noqa: SIM118 (safe_open has no __contains__)
+                    tensors[key] = weights.get_tensor(key)
+    missing = [key for key in wanted if key not in tensors]
+    if missing:
+        raise InputError(f"{name}: no {', '.join(missing)} in the safetensors weights (not a Qwen PRM?)")
+    hidden_size = config_dict["hidden_size"]
+    head = nn.Sequential(nn.Linear(hidden_size, hidden_size), nn.ReLU(), nn.Linear(hidden_size, 2))
+    head.load_state_dict({key.removeprefix("score."): value for key, value in tensors.items()})
+    return head.eval()

@@ -1,0 +1,97 @@
+"""Config of ``ttc train-prm``: a process reward model finetuned on soft Monte Carlo step labels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+
+@dataclass
+class PRMConfig(TrainingArguments):
+    r"""Configuration for :class:`~ttcompute.trainers.prm_trainer.PRMTrainer`.
+
+    Only the PRM-specific knobs are listed; everything else is [`~transformers.TrainingArguments`]
+    (``--deepspeed``, ``--report_to wandb``, ``--push_to_hub``, ``--hub_model_id`` ...).
+
+    Parameters that control the model:
+        model_name_or_path (`str`): The base model, usually the policy whose solutions were labelled
+            (Hub id or local path). Loaded with `AutoModelForTokenClassification` and a fresh
+            one-logit head.
+        trust_remote_code (`bool`, defaults to `False`): Allow custom model code.
+        use_peft (`bool`, defaults to `False`): Train LoRA adapters instead of all weights; the score
+            head is always trained in full (it starts from scratch).
+        lora_r / lora_alpha / lora_dropout / lora_target_modules: The LoRA adapters
+            (`lora_target_modules` is a comma-separated list or ``all-linear``).
+
+    Parameters that control the data preprocessing:
+        dataset_name (`str`): A ``ttc label`` output directory, a .parquet/.jsonl/.json file, a
+            dataset directory or a Hub id, in the stepwise-supervision shape: ``prompt``,
+            ``completions`` (the steps), ``labels`` (one float in [0, 1] or bool per step).
+        dataset_split (`str`, defaults to `"train"`): Split to read from a Hub/dataset directory.
+        eval_dataset_name (`str` or `None`): Evaluation data in the same shape; without it,
+            ``eval_fraction`` of the *problems* (by ``problem_id`` when present) is held out.
+        eval_fraction (`float`, defaults to `0.05`): See above; 0 disables evaluation.
+        step_separator (`str`, defaults to `"\n\n"`): Appended to every step; the label sits on its
+            last token.
+        prompt_template (`str`, defaults to `"{question}\n"`): How a question becomes the ``prompt``
+            column; stored in the checkpoint so that scoring builds the same input. Checked against
+            the data when it has a ``question`` column.
+        max_length (`int`, defaults to `1024`): Longer examples are truncated from the right (their
+            last steps lose their labels); the count is logged.
+        train_on_last_step_only (`bool`, defaults to `False`): Label only the last step (an outcome
+            reward model, e.g. on reviser samples).
+
+    Parameters that control the run:
+        overwrite_output_dir (`bool`, defaults to `False`): Start from scratch even if ``output_dir``
+            holds checkpoints (by default training resumes from the last one).
+    """
+
+    model_name_or_path: str | None = field(default=None, metadata={"help": "base model: Hub id or path"})
+    trust_remote_code: bool = field(default=False, metadata={"help": "allow custom model code (off)"})
+    use_peft: bool = field(default=False, metadata={"help": "train LoRA adapters (+ the full score head)"})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
+    lora_target_modules: str = field(default="all-linear", metadata={"help": "comma list or all-linear"})
+
+    dataset_name: str | None = field(default=None, metadata={"help": "stepwise-supervision data"})
+    dataset_split: str = field(default="train", metadata={"help": "split of a Hub/dataset dir"})
+    eval_dataset_name: str | None = field(default=None, metadata={"help": "evaluation data (same shape)"})
+    eval_fraction: float = field(default=0.05, metadata={"help": "problems held out for evaluation"})
+    step_separator: str = field(
+        default="\n\n", metadata={"help": "appended to each step; label on its last token"}
+    )
+    prompt_template: str = field(
+        default="{question}\n", metadata={"help": "question -> prompt (stored for scoring)"}
+    )
+    max_length: int = field(default=1024, metadata={"help": "truncate longer examples from the right"})
+    train_on_last_step_only: bool = field(default=False, metadata={"help": "label only the last step (ORM)"})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "ignore checkpoints in output_dir"})
+
+    # Defaults for a small verifier; override any of them on the command line.
+    learning_rate: float = field(default=1e-4, metadata={"help": "peak learning rate"})
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": "learning-rate schedule"})
+    warmup_steps: float = field(default=0.05, metadata={"help": "warm-up steps (or fraction if < 1)"})
+    num_train_epochs: float = field(default=1.0, metadata={"help": "passes over the data"})
+    per_device_train_batch_size: int = field(default=16, metadata={"help": "batch size per device"})
+    per_device_eval_batch_size: int = field(default=32, metadata={"help": "eval batch size per device"})
+    logging_steps: float = field(default=10, metadata={"help": "log every N steps"})
+    save_steps: float = field(default=500, metadata={"help": "checkpoint every N steps (resume point)"})
+    save_total_limit: int | None = field(default=2, metadata={"help": "checkpoints kept"})
+    report_to: None | str | list[str] = field(default="none", metadata={"help": "none | wandb | tensorboard"})
+    # Typed `str` (TrainingArguments says `str | bool`, which HfArgumentParser reads as a bool flag).
+    include_num_input_tokens_seen: str = field(
+        default="non_padding", metadata={"help": "count training tokens (for the FLOPs log)"}
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.step_separator:
+            raise ValueError("step_separator must not be empty")
+        if "{question}" not in self.prompt_template:
+            raise ValueError("prompt_template must contain {question}")
+        if not 0 <= self.eval_fraction < 1:
+            raise ValueError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
+        if self.max_length < 2:
+            raise ValueError("max_length must be >= 2")
