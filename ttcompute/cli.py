@@ -98,14 +98,18 @@ def run_stage(stage: str, args: list[str]):
     return function(*configs)
 
 
-def _cpu_only_launch_defaults() -> None:
+def _cpu_only_launch_defaults(argv: list[str]) -> None:
     """Under a multi-process launcher on a machine without GPUs, train on CPU processes with gloo.
 
-    Without this, `TrainingArguments` under `deepspeed` on CPU sees one process and DeepSpeed stops
-    with a batch-size assertion; with it, ``deepspeed --num_gpus 2`` / ``accelerate launch
-    --num_processes 2`` just work on a laptop. An explicit ``ACCELERATE_USE_CPU`` wins.
+    Plain data parallelism needs accelerate's ``cpu`` mode for that; DeepSpeed must not get it (it
+    would silently turn into DDP) and is handled by `ttcompute.trainers.launch` instead. An explicit
+    ``ACCELERATE_USE_CPU`` wins.
     """
     if "LOCAL_RANK" not in os.environ or "ACCELERATE_USE_CPU" in os.environ:
+        return
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+        return
+    if any(arg == "--deepspeed" or arg.startswith("--deepspeed=") for arg in argv):
         return
     import torch
 
@@ -141,7 +145,7 @@ def strip_launcher_args(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = strip_launcher_args(list(sys.argv[1:] if argv is None else argv))
-    _cpu_only_launch_defaults()
+    _cpu_only_launch_defaults(argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0

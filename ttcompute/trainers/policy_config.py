@@ -6,9 +6,11 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from ttcompute.trainers.launch import CPUDeepSpeedMixin
+
 
 @dataclass
-class PolicyConfig(TrainingArguments):
+class PolicyConfig(CPUDeepSpeedMixin, TrainingArguments):
     r"""Configuration for :class:`~ttcompute.trainers.policy_trainer.PolicyTrainer`.
 
     Only the knobs specific to pretraining the tiny policy are listed; everything else is

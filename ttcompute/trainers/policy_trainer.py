@@ -25,6 +25,7 @@ from ttcompute.models.generation import build_prompt
 from ttcompute.models.tiny import build_char_tokenizer, build_tiny_llama, count_parameters, tiny_llama_config
 from ttcompute.tasks.problem import Problem
 from ttcompute.tasks.source_args import ProblemArgs
+from ttcompute.trainers.launch import distributed_setup
 from ttcompute.trainers.policy_config import PolicyConfig
 
 logger = logging.getLogger(__name__)
@@ -205,6 +206,7 @@ def train_policy(problem_args: ProblemArgs, config: PolicyConfig) -> dict[str, A
         "num_train_tokens": tokens_seen,
         "pretraining_flops": pretraining_flops(num_params, tokens_seen),
         "global_steps": trainer.state.global_step,
+        "distributed": distributed_setup(trainer),
         "train_loss": result.training_loss,
         "train_runtime_s": round(time.time() - start, 1),
         "device": str(trainer.args.device),

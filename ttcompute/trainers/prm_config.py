@@ -6,9 +6,11 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from ttcompute.trainers.launch import CPUDeepSpeedMixin
+
 
 @dataclass
-class PRMConfig(TrainingArguments):
+class PRMConfig(CPUDeepSpeedMixin, TrainingArguments):
     r"""Configuration for :class:`~ttcompute.trainers.prm_trainer.PRMTrainer`.
 
     Only the PRM-specific knobs are listed; everything else is [`~transformers.TrainingArguments`]

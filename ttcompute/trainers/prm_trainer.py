@@ -38,6 +38,7 @@ from transformers import (
 from transformers.trainer_utils import get_last_checkpoint
 
 from ttcompute.errors import InputError
+from ttcompute.trainers.launch import distributed_setup
 from ttcompute.trainers.prm_config import PRMConfig
 
 logger = logging.getLogger(__name__)
@@ -277,41 +278,51 @@ def _wrap_peft(model: PreTrainedModel, peft_config):
     return model
 
 
-def _init_deepspeed_comm(config: PRMConfig) -> None:
+def _zero3_config():
+    """The active ZeRO-3 DeepSpeed config object, set by ``--deepspeed`` or by ``accelerate launch``
+    with a DeepSpeed plugin (the latter leaves ``config.deepspeed`` empty)."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    ref = hf_deepspeed._hf_deepspeed_config_weak_ref
+    obj = ref() if ref is not None else None
+    return obj if obj is not None and obj.is_zero3() else None
+
+
+def _init_deepspeed_comm() -> None:
     """Join DeepSpeed's communicator to the process group `TrainingArguments` already started.
 
     ZeRO-3 partitions weights while ``from_pretrained`` loads them; DeepSpeed's config check there
     asks its own communicator for the world size, which reads 1 until it is initialised -- and then
     fails the batch-size check on a CPU (gloo) launch.
     """
-    if not config.deepspeed:
-        return
     import torch.distributed as torch_dist
-    from transformers.integrations import is_deepspeed_zero3_enabled
 
-    if is_deepspeed_zero3_enabled() and torch_dist.is_available() and torch_dist.is_initialized():
+    if _zero3_config() is not None and torch_dist.is_available() and torch_dist.is_initialized():
         import deepspeed
 
         deepspeed.init_distributed(dist_backend=torch_dist.get_backend())
 
 
 @contextlib.contextmanager
-def _without_zero3_init(config: PRMConfig):
+def _without_zero3_init(config: PRMConfig, always: bool = False):
     """On CPU processes, load the base weights whole; ZeRO-3 partitions them when training starts.
 
     With ``deepspeed.zero.Init`` around ``from_pretrained`` on CPU (gloo; DeepSpeed 0.19,
     transformers 5.23) the engine later runs the forward pass on unfetched partitions ("'weight'
     must be 2-D"). On GPUs loading stays partitioned, which is what keeps big models in memory.
+    ``always`` is for work one process does alone (merging LoRA on rank 0): a partitioned load there
+    would wait forever for the other ranks.
     """
     from transformers.integrations.deepspeed import set_hf_deepspeed_config, unset_hf_deepspeed_config
 
+    zero3 = _zero3_config()
     on_cpu = config.use_cpu or not torch.cuda.is_available()
-    if config.deepspeed and config.hf_deepspeed_config.is_zero3() and on_cpu:
+    if zero3 is not None and (on_cpu or always):
         unset_hf_deepspeed_config()
         try:
             yield
         finally:
-            set_hf_deepspeed_config(config.hf_deepspeed_config)
+            set_hf_deepspeed_config(zero3)
     else:
         yield
 
@@ -524,7 +535,7 @@ def train_prm(config: PRMConfig) -> dict[str, Any]:
     last_checkpoint = None if config.overwrite_output_dir else get_last_checkpoint(str(out))
     if last_checkpoint:
         logger.info("Resuming from %s", last_checkpoint)
-    _init_deepspeed_comm(config)
+    _init_deepspeed_comm()
     tokenizer = AutoTokenizer.from_pretrained(
         config.model_name_or_path, trust_remote_code=config.trust_remote_code
     )
@@ -546,6 +557,9 @@ def train_prm(config: PRMConfig) -> dict[str, Any]:
         train_on_last_step_only=config.train_on_last_step_only,
     )
     num_params = count_parameters(model)
+    # We push once, at the end, the merged checkpoint and its card; the Trainer's own pushes would
+    # upload every intermediate checkpoint (and, with LoRA, only the unmerged adapter).
+    push_to_hub, config.push_to_hub = config.push_to_hub, False
     trainer = PRMTrainer(
         model=model,
         args=config,
@@ -566,7 +580,8 @@ def train_prm(config: PRMConfig) -> dict[str, Any]:
     trainer.save_model(str(out))  # gathers ZeRO-3 partitions; with LoRA it writes the adapter
     if trainer.is_world_process_zero():
         if config.use_peft:
-            merge_lora_checkpoint(out, config, model.config.ttc_prm)
+            with _without_zero3_init(config, always=True):
+                merge_lora_checkpoint(out, config, model.config.ttc_prm)
         trainer.create_model_card()
         (out / "training_args.bin").unlink(missing_ok=True)
     tokens_seen = int(trainer.state.num_input_tokens_seen)
@@ -578,6 +593,7 @@ def train_prm(config: PRMConfig) -> dict[str, Any]:
         "num_train_tokens": tokens_seen,
         "training_flops": pretraining_flops(num_params, tokens_seen),
         "global_steps": trainer.state.global_step,
+        "distributed": distributed_setup(trainer),
         "train_loss": result.training_loss,
         "train_runtime_s": round(time.time() - start, 1),
         "train_samples_per_second": result.metrics.get("train_samples_per_second"),
@@ -586,7 +602,7 @@ def train_prm(config: PRMConfig) -> dict[str, Any]:
     }
     if trainer.is_world_process_zero():
         (out / TRAINING_LOG).write_text(json.dumps(log, indent=2))
-        if config.push_to_hub:
+        if push_to_hub:
             push_prm(out, config)
     if trainer.is_world_process_zero():
         logger.info("PRM saved to %s (train loss %.4f, eval %s)", out, result.training_loss, metrics)

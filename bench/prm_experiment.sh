@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Issue 3's "must show" numbers on the arithmetic task with the small policy, end to end:
+#   samples -> MC labels (exhaustive + binary search) -> PRM training -> eval-prm against the exact
+#   step checker and best-of-16 vs majority-of-16. Every stage is sharded/resumable: rerun to continue.
+# Usage: bash bench/prm_experiment.sh [OUT_DIR]   (about 1.5 h on 2 CPU cores)
+set -euo pipefail
+OUT=${1:-runs/prm_exp}
+TTC=${TTC:-.venv/bin/ttc}
+POLICY=ttcompute/checkpoints/policy_small
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+mkdir -p "$OUT"
+
+# Train / held-out / best-of-N problems come from disjoint problem seeds.
+$TTC sample --config configs/sample.yaml --model_name_or_path $POLICY --num_problems 256 \
+  --problem_seed 5000 --num_samples 8 --output_dir "$OUT/train_samples"
+$TTC label --config configs/label.yaml --samples_dir "$OUT/train_samples" \
+  --max_solutions_per_problem 4 --output_dir "$OUT/train_labels"
+
+$TTC sample --config configs/sample.yaml --model_name_or_path $POLICY --num_problems 100 \
+  --problem_seed 6000 --num_samples 4 --output_dir "$OUT/heldout_samples"
+$TTC label --config configs/label.yaml --samples_dir "$OUT/heldout_samples" \
+  --output_dir "$OUT/heldout_labels_ex"
+$TTC label --config configs/label.yaml --samples_dir "$OUT/heldout_samples" \
+  --labeller binary_search --output_dir "$OUT/heldout_labels_bs"
+# A second exhaustive pass with fresh rollouts: the noise ceiling for any labeller's agreement.
+$TTC label --config configs/label.yaml --samples_dir "$OUT/heldout_samples" --seed 1 \
+  --output_dir "$OUT/heldout_labels_ex2"
+
+$TTC sample --config configs/sample.yaml --model_name_or_path $POLICY --num_problems 200 \
+  --problem_seed 7000 --num_samples 16 --output_dir "$OUT/bon_samples"
+echo "LABELS DONE"

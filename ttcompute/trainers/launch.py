@@ -1,0 +1,57 @@
+"""DeepSpeed on CPU processes: what ``deepspeed --num_gpus N`` / ``accelerate launch --num_processes N``
+need on a machine without GPUs (a laptop, CI) so ZeRO-2/3 really runs with the gloo backend.
+
+transformers 5 gives accelerate no process-group backend on the DeepSpeed path, and accelerate only
+picks one for GPUs-like devices or for ``cpu=True`` -- which turns DeepSpeed off (plain multi-CPU
+DDP). With no backend, accelerate counts one process and DeepSpeed's batch-size check fails. Here the
+backend is named (``gloo``, or ``--ddp_backend``) and DeepSpeed stays on; with GPUs nothing changes.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+
+import torch
+
+
+def _launched_without_gpus() -> bool:
+    return "LOCAL_RANK" in os.environ and not torch.cuda.is_available()
+
+
+def deepspeed_requested(args) -> bool:
+    """``--deepspeed CONFIG`` or an ``accelerate launch`` DeepSpeed plugin."""
+    return bool(args.deepspeed) or os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+
+
+class CPUDeepSpeedMixin:
+    """Mix into a `TrainingArguments` subclass (first in the bases) to run DeepSpeed on CPU processes."""
+
+    @cached_property
+    def _setup_devices(self) -> torch.device:
+        if not (_launched_without_gpus() and deepspeed_requested(self) and not self.use_cpu):
+            return super()._setup_devices
+        self.ddp_backend = self.ddp_backend or "gloo"
+        # The generic branch of TrainingArguments passes the backend on; accelerate still builds the
+        # DeepSpeed state because the environment flag says so (as `accelerate launch` sets it).
+        deepspeed, self.deepspeed = self.deepspeed, None
+        set_flag = "ACCELERATE_USE_DEEPSPEED" not in os.environ
+        os.environ["ACCELERATE_USE_DEEPSPEED"] = "true"
+        try:
+            return super()._setup_devices
+        finally:
+            self.deepspeed = deepspeed
+            if set_flag:
+                del os.environ["ACCELERATE_USE_DEEPSPEED"]
+
+
+def distributed_setup(trainer) -> dict:
+    """How the run was parallelised (what a launcher really gave us, not what was asked for)."""
+    state = trainer.accelerator.state
+    plugin = getattr(state, "deepspeed_plugin", None)
+    return {
+        "distributed_type": str(state.distributed_type).split(".")[-1],
+        "world_size": trainer.args.world_size,
+        "backend": getattr(state, "backend", None),
+        "zero_stage": plugin.zero_stage if plugin is not None else None,
+    }
