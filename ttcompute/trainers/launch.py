@@ -55,3 +55,26 @@ def distributed_setup(trainer) -> dict:
         "backend": getattr(state, "backend", None),
         "zero_stage": plugin.zero_stage if plugin is not None else None,
     }
+
+
+def check_deepspeed_active(trainer) -> None:
+    """Fail loudly when DeepSpeed was asked for but the run would not use it (it would otherwise
+    train as plain DDP without a word, e.g. under ``ACCELERATE_USE_CPU=true`` or ``--use_cpu``)."""
+    from ttcompute.errors import InputError
+
+    setup = distributed_setup(trainer)
+    if deepspeed_requested(trainer.args) and setup["distributed_type"] != "DEEPSPEED":
+        raise InputError(
+            f"DeepSpeed was requested but this run was set up as {setup['distributed_type']}: "
+            "--use_cpu / ACCELERATE_USE_CPU=true turn DeepSpeed off; drop them (CPU launches use gloo)"
+        )
+
+
+def launch_command(stage: str) -> str | None:
+    """The ``ttc <stage> ...`` command line of this process (launcher arguments dropped)."""
+    import sys
+
+    from ttcompute.cli import strip_launcher_args
+
+    argv = strip_launcher_args(sys.argv[1:])
+    return f"ttc {stage} " + " ".join(argv[1:]) if argv[:1] == [stage] else None

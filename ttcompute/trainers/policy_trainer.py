@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from ttcompute.models.generation import build_prompt
 from ttcompute.models.tiny import build_char_tokenizer, build_tiny_llama, count_parameters, tiny_llama_config
 from ttcompute.tasks.problem import Problem
 from ttcompute.tasks.source_args import ProblemArgs
-from ttcompute.trainers.launch import distributed_setup
+from ttcompute.trainers.launch import check_deepspeed_active, distributed_setup, launch_command
 from ttcompute.trainers.policy_config import PolicyConfig
 
 logger = logging.getLogger(__name__)
@@ -190,6 +189,7 @@ def train_policy(problem_args: ProblemArgs, config: PolicyConfig) -> dict[str, A
 
     train_dataset = policy_dataset(problem_args.load(), config.prompt_template)
     trainer = PolicyTrainer(model=model, args=config, train_dataset=train_dataset, processing_class=tokenizer)
+    check_deepspeed_active(trainer)
     start = time.time()
     result = trainer.train(resume_from_checkpoint=last_checkpoint)
     trainer.save_model(str(out))
@@ -199,9 +199,7 @@ def train_policy(problem_args: ProblemArgs, config: PolicyConfig) -> dict[str, A
     tokens_seen = int(trainer.state.num_input_tokens_seen)
 
     log: dict[str, Any] = {
-        "command": "ttc train-policy " + " ".join(sys.argv[2:])
-        if sys.argv[1:2] == ["train-policy"]
-        else None,
+        "command": launch_command("train-policy"),
         "num_parameters": num_params,
         "num_train_tokens": tokens_seen,
         "pretraining_flops": pretraining_flops(num_params, tokens_seen),

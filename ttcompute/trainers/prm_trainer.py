@@ -17,7 +17,6 @@ import contextlib
 import json
 import logging
 import math
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,7 +37,7 @@ from transformers import (
 from transformers.trainer_utils import get_last_checkpoint
 
 from ttcompute.errors import InputError
-from ttcompute.trainers.launch import distributed_setup
+from ttcompute.trainers.launch import check_deepspeed_active, distributed_setup, launch_command
 from ttcompute.trainers.prm_config import PRMConfig
 
 logger = logging.getLogger(__name__)
@@ -560,6 +559,8 @@ def train_prm(config: PRMConfig) -> dict[str, Any]:
     # We push once, at the end, the merged checkpoint and its card; the Trainer's own pushes would
     # upload every intermediate checkpoint (and, with LoRA, only the unmerged adapter).
     push_to_hub, config.push_to_hub = config.push_to_hub, False
+    # Checkpoints pickle their arguments (training_args.bin): keep the token out of them.
+    hub_token, config.hub_token = config.hub_token, None
     trainer = PRMTrainer(
         model=model,
         args=config,
@@ -568,6 +569,7 @@ def train_prm(config: PRMConfig) -> dict[str, Any]:
         processing_class=tokenizer,
         peft_config=lora_config(config) if config.use_peft else None,
     )
+    check_deepspeed_active(trainer)
     logger.info(
         "Training a %d-parameter PRM on %d solutions (%d held out)",
         num_params,
@@ -586,7 +588,7 @@ def train_prm(config: PRMConfig) -> dict[str, Any]:
         (out / "training_args.bin").unlink(missing_ok=True)
     tokens_seen = int(trainer.state.num_input_tokens_seen)
     log = {
-        "command": "ttc train-prm " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["train-prm"] else None,
+        "command": launch_command("train-prm"),
         "num_parameters": num_params,
         "num_train_examples": len(trainer.train_dataset),
         "num_truncated_examples": trainer.num_truncated,
@@ -603,6 +605,7 @@ def train_prm(config: PRMConfig) -> dict[str, Any]:
     if trainer.is_world_process_zero():
         (out / TRAINING_LOG).write_text(json.dumps(log, indent=2))
         if push_to_hub:
+            config.hub_token = hub_token
             push_prm(out, config)
     if trainer.is_world_process_zero():
         logger.info("PRM saved to %s (train loss %.4f, eval %s)", out, result.training_loss, metrics)
