@@ -195,6 +195,14 @@ def test_exhaustive_soft_labels_are_the_fraction_of_correct_rollouts():
     labelled = _label(rows, toy, num_rollouts=k, rollout_chunk=2)
     by_key = {(r["problem_id"], r["sample_index"]): r for r in labelled}
     fractions = set()
+    # A correct solution witnesses each of its prefixes (and those it shares with siblings).
+    witnessed = {
+        (row["problem_id"], tuple(split_solution(text, SEP)[:i]))
+        for row in rows
+        for text, correct in zip(row["completions"], row["correct"])
+        if correct
+        for i in range(1, len(split_solution(text, SEP)))
+    }
     for row in rows:
         for index, text in enumerate(row["completions"]):
             steps = split_solution(text, SEP)
@@ -209,8 +217,12 @@ def test_exhaustive_soft_labels_are_the_fraction_of_correct_rollouts():
             assert got["rollout_outcomes"] == expected_outcomes + [[]]
             assert got["soft_labels"] == pytest.approx(expected_soft)
             assert got["labels"] == got["soft_labels"]
-            assert got["hard_labels"] == [float(v > 0) for v in expected_soft]
-            expected_bad = next((i for i, v in enumerate(expected_soft) if v == 0), -1)
+            expected_hard = [
+                float(v > 0 or (row["problem_id"], tuple(steps[: i + 1])) in witnessed)
+                for i, v in enumerate(expected_soft[:-1])
+            ] + [expected_soft[-1]]
+            assert got["hard_labels"] == expected_hard
+            expected_bad = next((i for i, v in enumerate(expected_hard) if v == 0), -1)
             assert got["first_bad_step"] == expected_bad
     assert {0.2, 0.4, 0.6, 0.8} & fractions  # the toy's draws really are mixed
 
@@ -219,15 +231,19 @@ def test_hard_label_type_puts_hard_labels_in_labels():
     labelled = _label(_mixed_rows(3), ToyPolicy(p=0.5), num_rollouts=4, label_type="hard")
     assert any(0 < v < 1 for r in labelled for v in r["soft_labels"])
     for row in labelled:
-        assert row["labels"] == row["hard_labels"] == [float(v > 0) for v in row["soft_labels"]]
+        assert row["labels"] == row["hard_labels"]
+        # Hard is "some rollout succeeded", or a correct solution continues from the prefix.
+        assert all(h >= float(v > 0) for h, v in zip(row["hard_labels"], row["soft_labels"]))
+        if row["correct"]:
+            assert row["hard_labels"] == [1.0] * len(row["completions"])
 
 
 def test_binary_search_by_hand():
     problem = _problems(1, min_ops=4, max_ops=4)[0]
     wrong, right = _solution(problem.question, 2), _solution(problem.question, None)
-    row = _row(problem, [wrong, right])
+    row = _row(problem, [wrong])
     toy = ToyPolicy(p=1.0)
-    incorrect, correct = _label([row], toy, num_rollouts=4, rollout_chunk=2, labeller="binary_search")
+    (incorrect,) = _label([row], toy, num_rollouts=4, rollout_chunk=2, labeller="binary_search")
     # lo=-1, hi=4: probe after step 1 -> first chunk of 2 succeeds (lo=1); probe after step 2 -> two
     # chunks of 2 fail (hi=2). 2 + 4 rollouts in 3 backend calls.
     assert incorrect["first_bad_step"] == 2
@@ -237,11 +253,22 @@ def test_binary_search_by_hand():
     assert toy.served == {_prefix_text(row, wrong, 2): 2, _prefix_text(row, wrong, 3): 4}
     assert toy.calls == 3
     assert sum(toy.prompt_tokens.values()) == incorrect["rollout_tokens"] == toy.tokens
+
+    exhaustive = _label([row], ToyPolicy(p=1.0), num_rollouts=4)[0]
+    assert exhaustive["first_bad_step"] == 2 and exhaustive["num_rollouts"] == 16
+
+
+def test_binary_search_skips_prefixes_a_correct_sibling_witnesses():
+    problem = _problems(1, min_ops=4, max_ops=4)[0]
+    wrong, right = _solution(problem.question, 2), _solution(problem.question, None)
+    row = _row(problem, [wrong, right])  # the first two steps are the same text in both
+    toy = ToyPolicy(p=1.0)
+    incorrect, correct = _label([row], toy, num_rollouts=4, rollout_chunk=2, labeller="binary_search")
+    # The probe after step 1 is decided by the correct sibling (no rollouts); after step 2: 4 fail.
+    assert incorrect["first_bad_step"] == 2 and incorrect["labels"] == [1, 1, 0, 0, 0]
+    assert incorrect["num_rollouts"] == 4 and toy.served == {_prefix_text(row, wrong, 3): 4}
     assert correct["first_bad_step"] == -1 and correct["num_rollouts"] == correct["rollout_tokens"] == 0
     assert correct["hard_labels"] == [1.0] * 5 and correct["labeller"] == "binary_search"
-
-    exhaustive = _label([_row(problem, [wrong])], ToyPolicy(p=1.0), num_rollouts=4)[0]
-    assert exhaustive["first_bad_step"] == 2 and exhaustive["num_rollouts"] == 16
 
 
 def test_binary_search_agrees_with_exhaustive_using_fewer_rollouts():

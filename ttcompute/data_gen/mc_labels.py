@@ -10,9 +10,14 @@ Two labellers write the same columns:
 
 ``exhaustive``
     ``k`` rollouts at every step prefix. Soft and hard labels everywhere.
+
+Witnesses: a correct solution is itself a successful rollout from each of its prefixes (and from
+every prefix it shares with a sibling sample). Hard labels count it, so a prefix of a correct
+solution is never hard-negative because its k rollouts happened to miss (a Monte Carlo false
+negative on hard problems). Soft labels stay the rollouts' fraction, the paper's estimator.
 ``binary_search``
-    OmegaPRM-style: only incorrect solutions are searched (a correct solution is itself a successful
-    rollout from each of its prefixes, so every step is hard-positive). The first step whose value
+    OmegaPRM-style: only incorrect solutions are searched (a correct solution witnesses every one of
+    its prefixes, so every step is hard-positive), and a witnessed prefix needs no rollouts. The first step whose value
     drops to zero is found by binary search over prefixes, and each probe draws rollouts in chunks and
     stops at the first correct one -- so rollouts go only where the answer is still open. Labels are
     hard (1 before the first bad step, 0 from it on); ``soft_labels`` repeats them.
@@ -163,6 +168,7 @@ class _Prefix:
     outcomes: list[bool] = field(default_factory=list)  # each rollout reached the answer, in order
     tokens: int = 0
     owner: _Solution | None = None  # pays for the rollouts
+    witnessed: bool = False  # a correct labelled solution continues from it: its value is > 0
 
 
 class _Grader:
@@ -224,6 +230,7 @@ class _RolloutPool:
         self.calls = 0
         self.prefixes: dict[tuple[str, tuple[str, ...]], _Prefix] = {}
         self.graders: dict[str, _Grader] = {}
+        self.witnessed: set[tuple[str, tuple[str, ...]]] = set()
 
     @staticmethod
     def key(solution: _Solution, num_steps: int) -> tuple[str, tuple[str, ...]]:
@@ -235,9 +242,19 @@ class _RolloutPool:
         key = self.key(solution, num_steps)
         if key not in self.prefixes:
             text = row["prompt"] + self.separator.join(solution.steps[:num_steps]) + self.separator
-            self.prefixes[key] = _Prefix(text, owner=solution)
+            self.prefixes[key] = _Prefix(text, owner=solution, witnessed=key in self.witnessed)
             self.graders.setdefault(row["problem_id"], _Grader(row["gold_answer"]))
         return self.prefixes[key]
+
+    def add_witnesses(self, solutions: list[_Solution]) -> None:
+        """Mark every prefix of a correct solution: it has at least one successful continuation."""
+        for solution in solutions:
+            if solution.correct:
+                for i in range(1, len(solution.steps)):
+                    key = self.key(solution, i)
+                    self.witnessed.add(key)
+                    if key in self.prefixes:
+                        self.prefixes[key].witnessed = True
 
     def draw(self, requests: list[tuple[_Prefix, str]], n: int, progress: tqdm | None = None) -> None:
         """``n`` more rollouts for each (prefix, problem_id), batched ``chunk`` prefixes per call."""
@@ -276,7 +293,10 @@ def label_exhaustive(solutions: list[_Solution], pool: _RolloutPool, k: int, pro
         ]
         soft.append(float(solution.correct))
         outcomes = [pool.prefix(solution, i).outcomes for i in range(1, len(solution.steps))] + [[]]
-        results.append(_labelled_row(solution, soft, [float(v > 0) for v in soft], "exhaustive", outcomes))
+        hard = [float(v > 0 or pool.prefix(solution, i + 1).witnessed) for i, v in enumerate(soft[:-1])] + [
+            soft[-1]
+        ]
+        results.append(_labelled_row(solution, soft, hard, "exhaustive", outcomes))
     return results
 
 
@@ -306,7 +326,12 @@ def label_binary_search(
         seen = set()
         for sid in active:
             prefix = probe(sid)
-            if prefix.num_correct == 0 and prefix.drawn < k and id(prefix) not in seen:
+            if (
+                prefix.num_correct == 0
+                and not prefix.witnessed
+                and prefix.drawn < k
+                and id(prefix) not in seen
+            ):
                 seen.add(id(prefix))
                 n = min(chunk, k - prefix.drawn)
                 requests.setdefault(n, []).append((prefix, by_id[sid].row["problem_id"]))
@@ -316,7 +341,7 @@ def label_binary_search(
             prefix = probe(sid)
             lo, hi = searches[sid]
             mid = (lo + hi) // 2
-            if prefix.num_correct > 0:
+            if prefix.num_correct > 0 or prefix.witnessed:
                 searches[sid] = [mid, hi]
             elif prefix.drawn >= k:
                 searches[sid] = [lo, mid]
@@ -332,21 +357,29 @@ def label_binary_search(
     return results
 
 
-def replay_binary_search(outcomes: list[list[bool]], correct: bool, k: int, chunk: int) -> tuple[int, int]:
+def replay_binary_search(
+    outcomes: list[list[bool]], correct: bool, k: int, chunk: int, witnessed: list[bool] | None = None
+) -> tuple[int, int]:
     """The binary-search labeller run on recorded rollouts: (first bad step or -1, rollouts it used).
 
     ``outcomes[i]`` are the rollouts drawn after step ``i`` in order (at least ``k`` for every step but
-    the last, as an exhaustive run records). Same invariant and probe rule as
+    the last, as an exhaustive run records); ``witnessed[i]``: a correct sibling solution continues
+    from step ``i`` (no rollouts needed there). Same invariant and probe rule as
     :func:`label_binary_search`; prefixes are not shared here, so the count is per solution.
 
     >>> replay_binary_search([[False, True, False, False], [False] * 4, []], correct=False, k=4, chunk=2)
     (1, 6)
+    >>> replay_binary_search([[False] * 4, [False] * 4, []], False, k=4, chunk=2, witnessed=[True, False, False])
+    (1, 4)
     """
     if correct:
         return -1, 0
     lo, hi, used = -1, len(outcomes) - 1, 0
     while hi - lo > 1:
         mid = (lo + hi) // 2
+        if witnessed is not None and witnessed[mid]:
+            lo = mid
+            continue
         drawn = outcomes[mid][:k]
         first_hit = next((i for i, ok in enumerate(drawn) if ok), None)
         if first_hit is None:
@@ -394,6 +427,7 @@ def label_rows(
     """Label the solutions of some sample rows (one shard) with the configured labeller."""
     solutions = collect_solutions(rows, config.step_separator, config.max_solutions_per_problem, counts)
     pool = _RolloutPool(backend, gen_args, config.step_separator, seed)
+    pool.add_witnesses(solutions)
     if config.labeller == "exhaustive":
         labelled = label_exhaustive(solutions, pool, config.num_rollouts, progress)
     else:
