@@ -127,7 +127,7 @@ class PolicyTrainer(Trainer):
         >>> from ttcompute.models.tiny import build_char_tokenizer
         >>> out = PolicyTrainer.tokenize({"prompt": "Q\\n", "completion": "7"}, build_char_tokenizer())
         >>> out["input_ids"], out["labels"]
-        ([1, 53, 4, 28, 2], [-100, -100, -100, 28, 2])
+        ([1, 54, 4, 28, 2], [-100, -100, -100, 28, 2])
         """
         prompt_ids = tokenizer(example["prompt"])["input_ids"]
         completion_ids = tokenizer(example["completion"], add_special_tokens=False)["input_ids"]
