@@ -28,4 +28,9 @@ $TTC label --config configs/label.yaml --samples_dir "$OUT/heldout_samples" --se
 
 $TTC sample --config configs/sample.yaml --model_name_or_path $POLICY --num_problems 200 \
   --problem_seed 7000 --num_samples 16 --output_dir "$OUT/bon_samples"
+# Problems to calibrate the PRM's ProcessBench threshold on (the truth there is the step checker).
+$TTC sample --config configs/sample.yaml --model_name_or_path $POLICY --num_problems 60 \
+  --problem_seed 8000 --num_samples 4 --output_dir "$OUT/calib_samples"
+$TTC label --config configs/label.yaml --samples_dir "$OUT/calib_samples" \
+  --labeller binary_search --output_dir "$OUT/calib_labels"
 echo "LABELS DONE"

@@ -240,7 +240,7 @@ def test_hard_label_type_puts_hard_labels_in_labels():
 
 def test_binary_search_by_hand():
     problem = _problems(1, min_ops=4, max_ops=4)[0]
-    wrong, right = _solution(problem.question, 2), _solution(problem.question, None)
+    wrong = _solution(problem.question, 2)
     row = _row(problem, [wrong])
     toy = ToyPolicy(p=1.0)
     (incorrect,) = _label([row], toy, num_rollouts=4, rollout_chunk=2, labeller="binary_search")

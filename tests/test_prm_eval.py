@@ -602,3 +602,33 @@ def test_stage_requires_prm_and_dataset(tmp_path):
         run_stage("eval-prm", ["--dataset", "x.jsonl", "--output_dir", str(tmp_path / "eval")])
     with pytest.raises(InputError, match="no such file"):
         run_stage("eval-prm", ["--prm", "x", "--dataset", str(tmp_path / "missing.jsonl")])
+
+
+def test_threshold_is_calibrated_on_other_problems(tmp_path, monkeypatch):
+    # A PRM whose values are low everywhere (a hard task for its policy): right steps 0.3, wrong 0.1.
+    def low(question, steps):
+        return [0.1 + 0.2 * t for t in _oracle(question, steps)]
+
+    test = _write_jsonl(tmp_path / "test.jsonl", _processbench_rows(_solutions(10, seed=3)))
+    calib = _write_jsonl(tmp_path / "calib.jsonl", _processbench_rows(_solutions(10, seed=4)))
+    _use_toy_prm(monkeypatch, ToyPRM(low))
+    plain = prm_eval.run_eval_prm(EvalPRMConfig(prm="toy", dataset=str(test), output_dir=str(tmp_path / "a")))
+    assert plain["threshold"] == 0.5 and plain["processbench"]["correct_accuracy"] == 0.0
+    result = prm_eval.run_eval_prm(
+        EvalPRMConfig(
+            prm="toy", dataset=str(test), calibration_dataset=str(calib), output_dir=str(tmp_path / "b")
+        )
+    )
+    # Any cut-off in (0.1, 0.3] separates them; among ties the one nearest 0.5 wins.
+    assert result["threshold"] == 0.3
+    assert result["threshold_calibration"]["f1"] == 1.0
+    assert result["processbench"]["f1"] == 1.0
+    curve = {row["threshold"]: row["f1"] for row in result["processbench_by_threshold"]}
+    assert curve[0.1] == 0.0 and curve[0.12] == 1.0 and curve[0.3] == 1.0 and curve[0.32] == 0.0
+    # Calibration scoring is charged apart from the evaluation's.
+    compute = result["compute"]
+    assert compute["step_eval"] == plain["compute"]["step_eval"]
+    assert compute["calibration"]["verifier_tokens"] > 0
+    assert compute["total"]["verifier_tokens"] == (
+        compute["calibration"]["verifier_tokens"] + compute["step_eval"]["verifier_tokens"]
+    )

@@ -95,6 +95,13 @@ class EvalPRMConfig:
         default="last", metadata={"help": "step-score aggregation: last, min, prod, mean"}
     )
     threshold: float = field(default=0.5, metadata={"help": "a step scored below this is predicted wrong"})
+    calibration_dataset: str | None = field(
+        default=None,
+        metadata={
+            "help": "other problems (same format and gold) to pick the ProcessBench threshold on: the one "
+            "with the best F1 there replaces --threshold"
+        },
+    )
     limit: int | None = field(default=None, metadata={"help": "evaluate only the first rows"})
     max_batch_tokens: int = field(default=32768, metadata={"help": "tokens per PRM forward batch"})
     device: str | None = field(default=None, metadata={"help": "torch device (default: best available)"})
@@ -169,6 +176,42 @@ def step_labels_from_first_error(num_steps: int, first_error: int) -> list[int]:
 
 def _harmonic_mean(a: float, b: float) -> float:
     return 0.0 if a == 0 or b == 0 else 2 * a * b / (a + b)
+
+
+THRESHOLD_GRID = tuple(round(0.02 * i, 2) for i in range(1, 50))
+
+
+def processbench_by_threshold(
+    step_scores: Sequence[Sequence[float]],
+    gold_first_errors: Sequence[int],
+    grid: Sequence[float] = THRESHOLD_GRID,
+) -> list[dict[str, Any]]:
+    """ProcessBench metrics at each threshold of ``grid`` (a value PRM's natural cut-off depends on
+    how hard the problems are for its policy, so it is chosen on data, not assumed to be 0.5).
+
+    >>> rows = processbench_by_threshold([[0.9, 0.2], [0.6, 0.5]], [1, -1], grid=(0.3, 0.55))
+    >>> [(r["threshold"], r["f1"]) for r in rows]
+    [(0.3, 1.0), (0.55, 0.0)]
+    """
+    return [
+        {
+            "threshold": t,
+            **processbench_metrics([first_error_from_scores(s, t) for s in step_scores], gold_first_errors),
+        }
+        for t in grid
+    ]
+
+
+def best_threshold(curve: Sequence[dict[str, Any]]) -> float:
+    """The threshold of the best F1 (ties: the one nearest 0.5, then the lower)."""
+    scored = [row for row in curve if row["f1"] is not None]
+    if not scored:
+        raise InputError(
+            "calibration data: no F1 at any threshold (it needs erroneous and correct solutions)"
+        )
+    return max(scored, key=lambda row: (row["f1"], -abs(row["threshold"] - 0.5), -row["threshold"]))[
+        "threshold"
+    ]
 
 
 def processbench_metrics(
@@ -391,7 +434,8 @@ def load_eval_examples(
             )
         else:
             steps = _steps_field(row, "completions", where)
-            labels = row.get("labels")
+            # `ttc label` output: its hard labels count correct siblings as witnesses; elsewhere `labels`.
+            labels = row.get("hard_labels") if row.get("hard_labels") is not None else row.get("labels")
             if labels is None:
                 raise InputError(f"{where}: missing field 'labels'")
             labels = list(labels)
@@ -585,6 +629,10 @@ def run_eval_prm(config: EvalPRMConfig) -> dict[str, Any]:
     gold = resolve_gold(config.gold, examples)
     first_errors = gold_first_errors(gold, examples)
     samples = load_samples(config.samples_dir, config.limit) if config.samples_dir is not None else None
+    calib_examples, calib_first_errors = None, None
+    if config.calibration_dataset is not None:
+        calib_examples, _ = load_eval_examples(config.calibration_dataset, config.split, None)
+        calib_first_errors = gold_first_errors(resolve_gold(config.gold, calib_examples), calib_examples)
     logger.info("Evaluating on %d %s solutions from %s (gold: %s)", len(examples), kind, config.dataset, gold)
 
     prm = load_prm(
@@ -595,13 +643,29 @@ def run_eval_prm(config: EvalPRMConfig) -> dict[str, Any]:
         trust_remote_code=config.trust_remote_code,
         step_separator=config.step_separator,
     )
+    threshold, calibration = config.threshold, None
+    if calib_examples is not None:
+        curve = processbench_by_threshold(_score_examples(prm, calib_examples), calib_first_errors)
+        threshold = best_threshold(curve)
+        calibration = {
+            "dataset": config.calibration_dataset,
+            "num_solutions": len(calib_examples),
+            "threshold": threshold,
+            "f1": next(row["f1"] for row in curve if row["threshold"] == threshold),
+        }
+        logger.info("Threshold %.2f: best ProcessBench F1 on %s", threshold, config.calibration_dataset)
+    calibration_compute = _compute(prm, prm.num_tokens_encoded, prm.num_tokens_requested)
     step_scores = _score_examples(prm, examples)
-    predicted = [first_error_from_scores(s, config.threshold) for s in step_scores]
+    predicted = [first_error_from_scores(s, threshold) for s in step_scores]
     step_truth = [step_labels_from_first_error(len(e.steps), f) for e, f in zip(examples, first_errors)]
     flat_scores = [s for row in step_scores for s in row]
     flat_truth = [t for row in step_truth for t in row]
     solution_correct = [int(f == -1) for f in first_errors]
-    eval_compute = _compute(prm, prm.num_tokens_encoded, prm.num_tokens_requested)
+    eval_compute = _compute(
+        prm,
+        prm.num_tokens_encoded - calibration_compute["verifier_tokens"],
+        prm.num_tokens_requested - calibration_compute["verifier_tokens_requested"],
+    )
 
     metrics: dict[str, Any] = {
         "stage": "eval-prm",
@@ -609,10 +673,13 @@ def run_eval_prm(config: EvalPRMConfig) -> dict[str, Any]:
         "dataset": config.dataset,
         "dataset_format": kind,
         "gold": gold,
-        "threshold": config.threshold,
+        "threshold": threshold,
+        "threshold_calibration": calibration,
         "num_solutions": len(examples),
         "num_steps": len(flat_scores),
         "processbench": processbench_metrics(predicted, first_errors),
+        # For plots and honesty about the threshold: every cut-off on this (test) data.
+        "processbench_by_threshold": processbench_by_threshold(step_scores, first_errors),
         "step_roc_auc": _optional_auc(flat_scores, flat_truth, "step"),
         "solution_roc_auc": {
             how: _optional_auc([aggregate(s, how) for s in step_scores], solution_correct, "solution")
@@ -624,14 +691,16 @@ def run_eval_prm(config: EvalPRMConfig) -> dict[str, Any]:
     if gold != "labels" and all(e.mc_labels is not None for e in examples):
         metrics["label_agreement"] = {"against": gold, **label_agreement(examples, first_errors)}
 
-    metrics["compute"] = {"step_eval": eval_compute}
+    metrics["compute"] = {"calibration": calibration_compute, "step_eval": eval_compute}
     if samples is not None:
         separator = config.step_separator or _prm_step_separator(prm, config.prm)
         metrics["best_of_n"] = _evaluate_best_of_n(prm, samples, config.aggregation, separator)
         metrics["compute"]["best_of_n"] = _compute(
             prm,
-            prm.num_tokens_encoded - eval_compute["verifier_tokens"],
-            prm.num_tokens_requested - eval_compute["verifier_tokens_requested"],
+            prm.num_tokens_encoded - eval_compute["verifier_tokens"] - calibration_compute["verifier_tokens"],
+            prm.num_tokens_requested
+            - eval_compute["verifier_tokens_requested"]
+            - calibration_compute["verifier_tokens_requested"],
         )
     metrics["compute"]["total"] = _compute(prm, prm.num_tokens_encoded, prm.num_tokens_requested)
     metrics["config"] = config_to_dict(config)
