@@ -34,3 +34,10 @@ $TTC sample --config configs/sample.yaml --model_name_or_path $POLICY --num_prob
 $TTC label --config configs/label.yaml --samples_dir "$OUT/calib_samples" \
   --labeller binary_search --output_dir "$OUT/calib_labels"
 echo "LABELS DONE"
+
+# More training problems for the PRM (the first 256 are the train_labels above).
+$TTC sample --config configs/sample.yaml --model_name_or_path $POLICY --num_problems 512 \
+  --problem_seed 5500 --num_samples 8 --output_dir "$OUT/train_samples2"
+$TTC label --config configs/label.yaml --samples_dir "$OUT/train_samples2" \
+  --max_solutions_per_problem 4 --output_dir "$OUT/train_labels2"
+echo "MORE LABELS DONE"

@@ -810,3 +810,17 @@ def test_zero2_two_process_launch_really_uses_deepspeed(zero2_run):
         "backend": "gloo",
         "zero_stage": 2,
     }
+
+
+def test_several_comma_separated_sources_are_concatenated(tmp_path):
+    from ttcompute.trainers.prm_trainer import load_stepwise_dataset
+
+    a = tmp_path / "a.jsonl"
+    b = tmp_path / "b.jsonl"
+    a.write_text(
+        json.dumps({"prompt": "1+1\n", "completions": ["1+1=2"], "labels": [1.0], "extra": 1}) + "\n"
+    )
+    b.write_text(json.dumps({"prompt": "2+2\n", "completions": ["2+2=5"], "labels": [0.0]}) + "\n")
+    both = load_stepwise_dataset(f"{a}, {b}", "train")
+    assert both["prompt"] == ["1+1\n", "2+2\n"] and both["labels"] == [[1.0], [0.0]]
+    assert "extra" not in both.column_names  # only the columns all sources share

@@ -28,7 +28,7 @@ class PRMConfig(CPUDeepSpeedMixin, TrainingArguments):
 
     Parameters that control the data preprocessing:
         dataset_name (`str`): A ``ttc label`` output directory, a .parquet/.jsonl/.json file, a
-            dataset directory or a Hub id, in the stepwise-supervision shape: ``prompt``,
+            dataset directory or a Hub id (several, comma-separated, are concatenated), in the stepwise-supervision shape: ``prompt``,
             ``completions`` (the steps), ``labels`` (one float in [0, 1] or bool per step).
         dataset_split (`str`, defaults to `"train"`): Split to read from a Hub/dataset directory.
         eval_dataset_name (`str` or `None`): Evaluation data in the same shape; without it,

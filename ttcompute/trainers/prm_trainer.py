@@ -453,8 +453,16 @@ def prm_model_card(args: PRMConfig, metadata: dict[str, Any], model_name: str) -
 
 
 def load_stepwise_dataset(name: str, split: str) -> datasets.Dataset:
-    """Stepwise-supervision rows from a ``ttc label`` output, a file, a dataset directory or a Hub id."""
+    """Stepwise-supervision rows from a ``ttc label`` output, a file, a dataset directory or a Hub id;
+    several comma-separated sources are concatenated (e.g. label runs of different problems)."""
     from ttcompute.data_gen.shards import MANIFEST, load_sharded
+
+    if "," in name:
+        parts = [load_stepwise_dataset(part.strip(), split) for part in name.split(",") if part.strip()]
+        columns = set.intersection(*(set(p.column_names) for p in parts))
+        return datasets.concatenate_datasets(
+            [p.remove_columns(sorted(set(p.column_names) - columns)) for p in parts]
+        )
 
     path = Path(name)
     if (path / MANIFEST).is_file():
