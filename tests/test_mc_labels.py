@@ -217,14 +217,36 @@ def test_exhaustive_soft_labels_are_the_fraction_of_correct_rollouts():
             assert got["rollout_outcomes"] == expected_outcomes + [[]]
             assert got["soft_labels"] == pytest.approx(expected_soft)
             assert got["labels"] == got["soft_labels"]
-            expected_hard = [
-                float(v > 0 or (row["problem_id"], tuple(steps[: i + 1])) in witnessed)
+            evidence = [
+                v > 0 or (row["problem_id"], tuple(steps[: i + 1])) in witnessed
                 for i, v in enumerate(expected_soft[:-1])
-            ] + [expected_soft[-1]]
+            ]
+            last = max((i for i, ok in enumerate(evidence) if ok), default=-1)
+            expected_hard = [float(i <= last) for i in range(len(evidence))] + [expected_soft[-1]]
             assert got["hard_labels"] == expected_hard
             expected_bad = next((i for i, v in enumerate(expected_hard) if v == 0), -1)
             assert got["first_bad_step"] == expected_bad
     assert {0.2, 0.4, 0.6, 0.8} & fractions  # the toy's draws really are mixed
+
+
+def test_a_later_success_makes_earlier_hard_labels_positive():
+    # A weak toy policy: from right prefixes, most of k=2 rollouts slip, so zero-hit prefixes are often
+    # followed by prefixes with a hit. The solution's own steps lead from the first to the second, so
+    # the first's value is > 0 too: hard labels are 1 up to the last step with a hit.
+    rows = _mixed_rows(8)
+    for row in rows:  # incorrect solutions only: no witnesses, the rule alone is at work
+        keep = [j for j, ok in enumerate(row["correct"]) if not ok]
+        for name in ("completions", "answers", "correct"):
+            row[name] = [row[name][j] for j in keep]
+    labelled = _label([r for r in rows if r["completions"]], ToyPolicy(p=0.3), num_rollouts=2)
+    gaps = 0
+    for row in labelled:
+        hits = [v > 0 for v in row["soft_labels"][:-1]]
+        last = max((i for i, hit in enumerate(hits) if hit), default=-1)
+        assert row["hard_labels"] == [float(i <= last) for i in range(len(hits))] + [0.0]
+        assert row["first_bad_step"] == last + 1
+        gaps += any(not hit for hit in hits[: last + 1])
+    assert gaps >= 2  # the case this rule is for really happened
 
 
 def test_hard_label_type_puts_hard_labels_in_labels():
@@ -232,8 +254,9 @@ def test_hard_label_type_puts_hard_labels_in_labels():
     assert any(0 < v < 1 for r in labelled for v in r["soft_labels"])
     for row in labelled:
         assert row["labels"] == row["hard_labels"]
-        # Hard is "some rollout succeeded", or a correct solution continues from the prefix.
+        # Hard is "some rollout from here or later succeeded", or a correct solution continues from here.
         assert all(h >= float(v > 0) for h, v in zip(row["hard_labels"], row["soft_labels"]))
+        assert row["hard_labels"] == sorted(row["hard_labels"], reverse=True)
         if row["correct"]:
             assert row["hard_labels"] == [1.0] * len(row["completions"])
 

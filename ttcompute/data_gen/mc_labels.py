@@ -11,10 +11,13 @@ Two labellers write the same columns:
 ``exhaustive``
     ``k`` rollouts at every step prefix. Soft and hard labels everywhere.
 
-Witnesses: a correct solution is itself a successful rollout from each of its prefixes (and from
-every prefix it shares with a sibling sample). Hard labels count it, so a prefix of a correct
-solution is never hard-negative because its k rollouts happened to miss (a Monte Carlo false
-negative on hard problems). Soft labels stay the rollouts' fraction, the paper's estimator.
+Hard labels use all the evidence that a prefix's value is above zero, not only its own rollouts:
+a correct solution is itself a successful rollout from each of its prefixes (and from every prefix
+it shares with a sibling sample) -- a *witness* -- and a success from a later prefix of the same
+solution proves the earlier ones too (the solution's own steps are one path the policy took). So
+the exhaustive labeller's hard labels are 1 up to the last step with such evidence and 0 after it:
+fewer Monte Carlo false negatives, and exactly the "first step whose value is zero" that the binary
+search looks for. Soft labels stay the rollouts' fraction, the paper's estimator.
 ``binary_search``
     OmegaPRM-style: only incorrect solutions are searched (a correct solution witnesses every one of
     its prefixes, so every step is hard-positive), and a witnessed prefix needs no rollouts. The first step whose value
@@ -293,9 +296,12 @@ def label_exhaustive(solutions: list[_Solution], pool: _RolloutPool, k: int, pro
         ]
         soft.append(float(solution.correct))
         outcomes = [pool.prefix(solution, i).outcomes for i in range(1, len(solution.steps))] + [[]]
-        hard = [float(v > 0 or pool.prefix(solution, i + 1).witnessed) for i, v in enumerate(soft[:-1])] + [
-            soft[-1]
-        ]
+        # Evidence of a value > 0 at step j is evidence at every earlier step too: the solution's own
+        # steps up to j are one path the policy took from there. So a hard label is 1 up to the last
+        # step with a successful rollout (or witness), which removes Monte Carlo false negatives.
+        evidence = [v > 0 or pool.prefix(solution, i + 1).witnessed for i, v in enumerate(soft[:-1])]
+        last_positive = max((i for i, ok in enumerate(evidence) if ok), default=-1)
+        hard = [float(i <= last_positive) for i in range(len(evidence))] + [soft[-1]]
         results.append(_labelled_row(solution, soft, hard, "exhaustive", outcomes))
     return results
 
