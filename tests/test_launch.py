@@ -42,3 +42,13 @@ def test_launch_command_drops_the_launchers_local_rank(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["cli.py", "--local_rank=1", "train-prm", "--seed", "3"])
     assert launch_command("train-prm") == "ttc train-prm --seed 3"
     assert launch_command("train-policy") is None
+
+
+def test_stripping_launcher_args_leaves_the_environment_alone(monkeypatch):
+    import os
+
+    from ttcompute.cli import strip_launcher_args
+
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert strip_launcher_args(["--local_rank", "1", "sample"]) == ["sample"]
+    assert "LOCAL_RANK" not in os.environ

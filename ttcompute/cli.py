@@ -117,15 +117,8 @@ def _cpu_only_launch_defaults(argv: list[str]) -> None:
         os.environ["ACCELERATE_USE_CPU"] = "true"
 
 
-def strip_launcher_args(argv: list[str]) -> list[str]:
-    """Drop the ``--local_rank=N`` that the ``deepspeed`` launcher puts before the stage name.
-
-    The rank also arrives in the ``LOCAL_RANK`` environment variable, which is what training reads.
-
-    >>> strip_launcher_args(["--local_rank=1", "train-prm", "--seed", "3"])
-    ['train-prm', '--seed', '3']
-    """
-    out, skip = [], False
+def _launcher_rank_args(argv: list[str]) -> tuple[list[str], str | None]:
+    out, rank, skip = [], None, False
     for i, arg in enumerate(argv):
         if skip:
             skip = False
@@ -133,18 +126,31 @@ def strip_launcher_args(argv: list[str]) -> list[str]:
         name = arg.split("=", 1)[0]
         if name in ("--local_rank", "--local-rank"):
             if "=" in arg:
-                os.environ.setdefault("LOCAL_RANK", arg.split("=", 1)[1])
+                rank = arg.split("=", 1)[1]
             else:
                 skip = True
-                if i + 1 < len(argv):
-                    os.environ.setdefault("LOCAL_RANK", argv[i + 1])
+                rank = argv[i + 1] if i + 1 < len(argv) else None
             continue
         out.append(arg)
-    return out
+    return out, rank
+
+
+def strip_launcher_args(argv: list[str]) -> list[str]:
+    """Drop the ``--local_rank=N`` that the ``deepspeed`` launcher puts before the stage name.
+
+    The rank also arrives in the ``LOCAL_RANK`` environment variable, which is what training reads
+    (`main` sets it from the argument when the launcher did not).
+
+    >>> strip_launcher_args(["--local_rank=1", "train-prm", "--seed", "3"])
+    ['train-prm', '--seed', '3']
+    """
+    return _launcher_rank_args(argv)[0]
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = strip_launcher_args(list(sys.argv[1:] if argv is None else argv))
+    argv, rank = _launcher_rank_args(list(sys.argv[1:] if argv is None else argv))
+    if rank is not None:
+        os.environ.setdefault("LOCAL_RANK", rank)
     _cpu_only_launch_defaults(argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
