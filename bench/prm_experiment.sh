@@ -2,7 +2,7 @@
 # Issue 3's "must show" numbers on the arithmetic task with the small policy, end to end:
 #   samples -> MC labels (exhaustive + binary search) -> PRM training -> eval-prm against the exact
 #   step checker and best-of-16 vs majority-of-16. Every stage is sharded/resumable: rerun to continue.
-# Usage: bash bench/prm_experiment.sh [OUT_DIR]   (about 1.5 h on 2 CPU cores)
+# Usage: bash bench/prm_experiment.sh [OUT_DIR]   (about 1 h on 2 CPU cores)
 set -euo pipefail
 OUT=${1:-runs/prm_exp}
 TTC=${TTC:-.venv/bin/ttc}
@@ -41,3 +41,12 @@ $TTC sample --config configs/sample.yaml --model_name_or_path $POLICY --num_prob
 $TTC label --config configs/label.yaml --samples_dir "$OUT/train_samples2" \
   --max_solutions_per_problem 4 --output_dir "$OUT/train_labels2"
 echo "MORE LABELS DONE"
+
+# The PRM: the small policy with a one-logit head, trained on the soft labels of 768 problems.
+$TTC train-prm --config configs/prm.yaml --dataset_name "$OUT/train_labels,$OUT/train_labels2" \
+  --output_dir "$OUT/prm"
+# ProcessBench F1 against the step checker (threshold picked on the calibration problems), step
+# ROC-AUC, MC-label agreement, and best-of-16 with the PRM vs majority vote.
+$TTC eval-prm --prm "$OUT/prm" --dataset "$OUT/heldout_labels_ex" --gold checker \
+  --calibration_dataset "$OUT/calib_labels" --samples_dir "$OUT/bon_samples" --output_dir "$OUT/prm_eval"
+echo "ALL DONE: python bench/mc_labellers.py $OUT; python bench/prm_trainer_throughput.py"
