@@ -49,4 +49,11 @@ $TTC train-prm --config configs/prm.yaml --dataset_name "$OUT/train_labels,$OUT/
 # ROC-AUC, MC-label agreement, and best-of-16 with the PRM vs majority vote.
 $TTC eval-prm --prm "$OUT/prm" --dataset "$OUT/heldout_labels_ex" --gold checker \
   --calibration_dataset "$OUT/calib_labels" --samples_dir "$OUT/bon_samples" --output_dir "$OUT/prm_eval"
-echo "ALL DONE: python bench/mc_labellers.py $OUT; python bench/prm_trainer_throughput.py"
+# The likelihood-feature PRM on the same labels (the small policy's token log-probs, calibrated).
+$TTC train-prm --config configs/prm.yaml --prm_kind likelihood \
+  --dataset_name "$OUT/train_labels,$OUT/train_labels2" --output_dir "$OUT/prm_likelihood"
+$TTC eval-prm --prm "$OUT/prm_likelihood" --dataset "$OUT/heldout_labels_ex" --gold checker \
+  --calibration_dataset "$OUT/calib_labels" --samples_dir "$OUT/bon_samples" \
+  --output_dir "$OUT/prm_likelihood_eval"
+echo "ALL DONE: python bench/mc_labellers.py $OUT; python bench/likelihood_verifier.py $OUT;"
+echo "          python bench/prm_trainer_throughput.py"

@@ -15,6 +15,10 @@ positions to score) and a ``head`` function (hidden states -> scores), and three
 - ``"qwen-prm"``: ``Qwen2ForProcessRewardModel`` (Qwen/Qwen2.5-Math-PRM-7B), loaded without its custom
   code.
 
+A fourth kind, ``"ttcompute-likelihood"`` (a causal LM's token log-probabilities calibrated on MC
+labels), has its own small engine in :mod:`ttcompute.models.likelihood_prm`; ``load_prm`` returns it
+for a directory holding ``likelihood_prm.json``.
+
 The engine packs requests into batches by a token budget (a fixed batch size ran out of memory at
 n=256 in search-and-learn) and reuses the KV cache of prefixes it has already scored, which is what
 step-wise search asks for: the same question and first t steps, again, with one more step.
@@ -39,7 +43,7 @@ from ttcompute.errors import InputError
 logger = logging.getLogger(__name__)
 
 AGGREGATIONS = ("last", "min", "prod", "mean")
-PRM_FORMATS = ("ttcompute", "math-shepherd", "qwen-prm")
+PRM_FORMATS = ("ttcompute", "math-shepherd", "qwen-prm", "ttcompute-likelihood")
 
 # Math-Shepherd's conventions, from its model card: each step is followed by " ки" and the PRM's
 # verdict at the tag is the LM's choice between "+" and "-".
@@ -471,6 +475,17 @@ def load_prm(
         raise InputError(f"unknown PRM format {prm_format!r}; choose 'auto' or one of {PRM_FORMATS}")
     if not Path(model_name_or_path).exists() and model_name_or_path.startswith((".", "/")):
         raise InputError(f"{model_name_or_path}: no such model directory")
+    from ttcompute.models.likelihood_prm import LIKELIHOOD_PRM_FILE, load_likelihood_prm
+
+    if prm_format == "ttcompute-likelihood" or (
+        prm_format == "auto" and (Path(model_name_or_path) / LIKELIHOOD_PRM_FILE).is_file()
+    ):
+        return load_likelihood_prm(
+            model_name_or_path,
+            device=device,
+            max_batch_tokens=max_batch_tokens,
+            trust_remote_code=trust_remote_code,
+        )
     if dtype != "auto" and not isinstance(getattr(torch, dtype, None), torch.dtype):
         raise InputError(f"unknown dtype {dtype!r}; use 'auto', 'float32', 'bfloat16' or 'float16'")
     from transformers import AutoTokenizer, PretrainedConfig

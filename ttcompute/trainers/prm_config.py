@@ -20,6 +20,9 @@ class PRMConfig(CPUDeepSpeedMixin, TrainingArguments):
         model_name_or_path (`str`): The base model, usually the policy whose solutions were labelled
             (Hub id or local path). Loaded with `AutoModelForTokenClassification` and a fresh
             one-logit head.
+        prm_kind (`str`, defaults to `"token_classification"`): ``likelihood`` fits a two-number
+            calibration of the base causal LM's token log-probabilities instead (no Trainer; a small
+            model's head cannot read whether a written result is right, its likelihood can).
         trust_remote_code (`bool`, defaults to `False`): Allow custom model code.
         use_peft (`bool`, defaults to `False`): Train LoRA adapters instead of all weights; the score
             head is always trained in full (it starts from scratch).
@@ -50,6 +53,13 @@ class PRMConfig(CPUDeepSpeedMixin, TrainingArguments):
     """
 
     model_name_or_path: str | None = field(default=None, metadata={"help": "base model: Hub id or path"})
+    prm_kind: str = field(
+        default="token_classification",
+        metadata={
+            "help": "token_classification (a head on the separator, trained with Trainer) | likelihood "
+            "(the base causal LM's token log-probs, calibrated on the labels; see models/likelihood_prm.py)"
+        },
+    )
     trust_remote_code: bool = field(default=False, metadata={"help": "allow custom model code (off)"})
     use_peft: bool = field(default=False, metadata={"help": "train LoRA adapters (+ the full score head)"})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
@@ -96,6 +106,8 @@ class PRMConfig(CPUDeepSpeedMixin, TrainingArguments):
         super().__post_init__()
         if not self.step_separator:
             raise ValueError("step_separator must not be empty")
+        if self.prm_kind not in ("token_classification", "likelihood"):
+            raise ValueError(f"prm_kind must be token_classification or likelihood, got {self.prm_kind!r}")
         if "{question}" not in self.prompt_template:
             raise ValueError("prompt_template must contain {question}")
         if not 0 <= self.eval_fraction < 1:

@@ -538,6 +538,8 @@ def train_prm(config: PRMConfig) -> dict[str, Any]:
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_resolved_config(out, "train-prm", config)
+    if config.prm_kind == "likelihood":
+        return fit_likelihood_prm(config, train_dataset, eval_dataset, out)
 
     last_checkpoint = None if config.overwrite_output_dir else get_last_checkpoint(str(out))
     if last_checkpoint:
@@ -618,3 +620,83 @@ def train_prm(config: PRMConfig) -> dict[str, Any]:
     if trainer.is_world_process_zero():
         logger.info("PRM saved to %s (train loss %.4f, eval %s)", out, result.training_loss, metrics)
     return log
+
+
+def fit_likelihood_prm(
+    config: PRMConfig, train_dataset: datasets.Dataset, eval_dataset: datasets.Dataset | None, out: Path
+) -> dict[str, Any]:
+    """``--prm_kind likelihood``: fit the calibration of the base LM's step log-probabilities on the labels."""
+    from transformers import AutoModelForCausalLM
+
+    from ttcompute.models.likelihood_prm import LikelihoodPRM, fit_calibration, save_likelihood_prm
+
+    start = time.time()
+    tokenizer = AutoTokenizer.from_pretrained(
+        config.model_name_or_path, trust_remote_code=config.trust_remote_code
+    )
+    model = AutoModelForCausalLM.from_pretrained(
+        config.model_name_or_path, trust_remote_code=config.trust_remote_code, use_safetensors=True
+    )
+    raw = LikelihoodPRM(
+        model, tokenizer, step_separator=config.step_separator, prompt_template=config.prompt_template
+    )
+    questions = _questions(train_dataset, config.prompt_template)
+    features = raw.features(questions, train_dataset["completions"])
+    labels = [[float(v) for v in row] for row in train_dataset["labels"]]
+    if config.train_on_last_step_only:
+        features, labels = [f[-1:] for f in features], [y[-1:] for y in labels]
+    weight, bias = fit_calibration(features, labels)
+    metrics: dict[str, Any] = {}
+    if eval_dataset is not None and len(eval_dataset):
+        eval_features = raw.features(
+            _questions(eval_dataset, config.prompt_template), eval_dataset["completions"]
+        )
+        x = torch.tensor([v for row in eval_features for v in row], dtype=torch.float64)
+        y = torch.tensor([float(v) for row in eval_dataset["labels"] for v in row], dtype=torch.float64)
+        p = torch.sigmoid(weight * x + bias)
+        metrics = {
+            "eval_loss": float(torch.nn.functional.binary_cross_entropy(p, y)),
+            "eval_step_accuracy": float(((p > 0.5) == (y > 0.5)).double().mean()),
+            "eval_step_mse": float(((p - y) ** 2).mean()),
+        }
+    save_likelihood_prm(
+        out,
+        {
+            "base_model": config.model_name_or_path,
+            "step_separator": config.step_separator,
+            "prompt_template": config.prompt_template,
+            "weight": weight,
+            "bias": bias,
+            "feature": "running min over steps 0..i of the lowest token log-probability of a step",
+            "dataset": config.dataset_name,
+        },
+    )
+    log = {
+        "command": launch_command("train-prm"),
+        "prm_kind": "likelihood",
+        "num_parameters": raw.num_parameters,
+        "num_train_examples": len(train_dataset),
+        "weight": weight,
+        "bias": bias,
+        "feature_tokens": raw.num_tokens_encoded,
+        "feature_flops": 2 * raw.num_parameters * raw.num_tokens_encoded,
+        "training_flops": 0,  # two numbers fitted; the cost is the feature pass above
+        "train_runtime_s": round(time.time() - start, 1),
+        "eval": metrics,
+    }
+    (out / TRAINING_LOG).write_text(json.dumps(log, indent=2))
+    logger.info("Likelihood PRM: sigmoid(%.3f x + %.3f) -> %s (eval %s)", weight, bias, out, metrics)
+    return log
+
+
+def _questions(dataset: datasets.Dataset, template: str) -> list[str]:
+    """The questions of stepwise rows: the ``question`` column, else the prompt minus the template."""
+    if "question" in dataset.column_names:
+        return list(dataset["question"])
+    prefix, _, suffix = template.partition("{question}")
+    out = []
+    for i, prompt in enumerate(dataset["prompt"]):
+        if not (prompt.startswith(prefix) and prompt.endswith(suffix)):
+            raise InputError(f"row {i}: prompt {prompt!r} does not match --prompt_template {template!r}")
+        out.append(prompt[len(prefix) : len(prompt) - len(suffix)] if suffix else prompt[len(prefix) :])
+    return out
