@@ -521,6 +521,11 @@ def train_prm(config: PRMConfig) -> dict[str, Any]:
         raise InputError("ttc train-prm: --model_name_or_path (the base model) is required")
     if not config.dataset_name:
         raise InputError("ttc train-prm: --dataset_name (stepwise-supervision data) is required")
+    if config.prm_kind == "likelihood" and config.push_to_hub and Path(config.model_name_or_path).exists():
+        raise InputError(
+            "ttc train-prm: a likelihood PRM refers to its base model, and a local path means nothing on "
+            "the Hub; push the base model first and pass its Hub id as --model_name_or_path"
+        )
     train_dataset = load_stepwise_dataset(config.dataset_name, config.dataset_split)
     # Validate everything before the first file is written.
     validate_stepwise_rows(train_dataset, config.dataset_name, config.step_separator)
@@ -685,6 +690,8 @@ def fit_likelihood_prm(
         "eval": metrics,
     }
     (out / TRAINING_LOG).write_text(json.dumps(log, indent=2))
+    if config.push_to_hub:
+        push_prm(out, config)
     logger.info("Likelihood PRM: sigmoid(%.3f x + %.3f) -> %s (eval %s)", weight, bias, out, metrics)
     return log
 
