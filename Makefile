@@ -30,6 +30,7 @@ test-slow: setup
 	$(PY) -m pytest -q -m slow
 
 bench: setup
+	test -d .bench_deps/trl113/trl || $(PY) -m pip install -q --no-deps --target .bench_deps/trl113 trl==1.13.0
 	$(PY) -m pytest -q -m slow
 	@for b in bench/*.py; do [ -f "$$b" ] && $(PY) "$$b"; done; true
 
