@@ -300,7 +300,9 @@ def ttc_length(question, steps):
     return 1 + len(question) + 1 + sum(len(step) + 2 for step in steps)
 
 
-@pytest.mark.parametrize("prm_format", sorted(FORMAT_FIXTURES))  # the likelihood PRM: tests/test_likelihood_prm.py
+@pytest.mark.parametrize(
+    "prm_format", sorted(FORMAT_FIXTURES)
+)  # the likelihood PRM: tests/test_likelihood_prm.py
 def test_prefix_reuse_gives_identical_scores_for_fewer_tokens(request, prm_format):
     path, reference = request.getfixturevalue(FORMAT_FIXTURES[prm_format])
     rounds = search_rounds()
