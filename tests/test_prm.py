@@ -300,9 +300,8 @@ def ttc_length(question, steps):
     return 1 + len(question) + 1 + sum(len(step) + 2 for step in steps)
 
 
-@pytest.mark.parametrize(
-    "prm_format", sorted(FORMAT_FIXTURES)
-)  # the likelihood PRM: tests/test_likelihood_prm.py
+# The likelihood PRM scores a whole solution in one pass (no KV reuse): tests/test_likelihood_prm.py.
+@pytest.mark.parametrize("prm_format", sorted(FORMAT_FIXTURES))
 def test_prefix_reuse_gives_identical_scores_for_fewer_tokens(request, prm_format):
     path, reference = request.getfixturevalue(FORMAT_FIXTURES[prm_format])
     rounds = search_rounds()
