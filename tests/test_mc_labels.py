@@ -641,3 +641,16 @@ def test_stage_refuses_a_different_config_unless_overwrite(sampled, labelled, tm
         (r["problem_id"], tuple(r["completions"][:i])) for r in data for i in range(1, len(r["completions"]))
     }
     assert result["num_rollouts"] == sum(data["num_rollouts"]) == len(distinct)
+
+
+def test_output_of_older_label_rules_is_not_resumed(sampled, labelled, tmp_path, monkeypatch):
+    import ttcompute.data_gen.mc_labels as mc_labels
+
+    out = tmp_path / "labels"
+    shutil.copytree(labelled, out)
+    before = (out / "shard-00000.parquet").read_bytes()
+    # The same options, but labels written under other rules: resuming would mix two definitions.
+    monkeypatch.setattr(mc_labels, "LABEL_RULES_VERSION", mc_labels.LABEL_RULES_VERSION + 1)
+    with pytest.raises(InputError, match="different run"):
+        run_stage("label", _label_args(sampled, out))
+    assert (out / "shard-00000.parquet").read_bytes() == before

@@ -57,6 +57,9 @@ from ttcompute.models.generation import GenerationArgs, GenerationBackend
 
 logger = logging.getLogger(__name__)
 
+# 2: hard labels count witnesses and later successes (see the module docstring).
+LABEL_RULES_VERSION = 2
+
 LABELLERS = ("exhaustive", "binary_search")
 
 # Fixed, so that a shard without labellable solutions (still written: its problems are done) reads
@@ -494,7 +497,12 @@ def run_label(gen_args: GenerationArgs, config: LabelConfig) -> dict[str, Any]:
     num_shards = -(-len(samples) // config.problems_per_shard)
     backend = load_backend(gen_args.backend, gen_args.model_name_or_path, **gen_args.backend_kwargs())
     samples_manifest = json.loads((Path(config.samples_dir) / MANIFEST).read_text())
-    values = {**config_to_dict(gen_args, config), "samples_config_hash": samples_manifest["config_hash"]}
+    values = {
+        **config_to_dict(gen_args, config),
+        "samples_config_hash": samples_manifest["config_hash"],
+        # Bumped when the meaning of a column changes, so a resumed run never mixes two definitions.
+        "label_rules": LABEL_RULES_VERSION,
+    }
     digest = config_hash(values, ignore={"output_dir", "overwrite", "shard", "samples_dir"})
     prepare_output(config.output_dir, "label", digest, num_shards, config.overwrite)
     save_resolved_config(config.output_dir, "label", gen_args, config)
