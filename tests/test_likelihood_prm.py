@@ -132,3 +132,27 @@ def test_a_broken_spec_is_an_input_error(tmp_path):
     (tmp_path / LIKELIHOOD_PRM_FILE).write_text(json.dumps({"format": "ttcompute-likelihood"}))
     with pytest.raises(InputError, match="not a likelihood PRM spec"):
         load_prm(str(tmp_path))
+
+
+def test_step_wise_scoring_reuses_prefixes_and_scores_the_same(lm):
+    model, tokenizer = lm
+    # Search-like rounds: each extends the previous round's prefixes by a step; a new question joins
+    # in round 2, so cached and fresh rows share batches (left-padded caches).
+    rounds = [
+        [(QUESTIONS[0], STEPS[0][:1]), (QUESTIONS[1], STEPS[1][:1])],
+        [(QUESTIONS[0], STEPS[0][:2]), (QUESTIONS[1], STEPS[1][:2]), (QUESTIONS[2], STEPS[2][:1])],
+        [(QUESTIONS[1], STEPS[1][:3]), (QUESTIONS[1], STEPS[1][:2])],
+    ]
+    fresh = LikelihoodPRM(model, tokenizer, step_separator=SEP, reuse_prefixes=False)
+    reused = LikelihoodPRM(model, tokenizer, step_separator=SEP, reuse_prefixes=True)
+    for pairs in rounds:
+        questions, steps = [q for q, _ in pairs], [s for _, s in pairs]
+        expected = [brute_force_features(model, tokenizer, q, s) for q, s in pairs]
+        for engine in (fresh, reused):
+            got = engine.features(questions, steps)
+            assert [len(row) for row in got] == [len(row) for row in expected]
+            assert [v for row in got for v in row] == pytest.approx(
+                [v for row in expected for v in row], abs=1e-4
+            )
+    assert reused.num_tokens_requested == fresh.num_tokens_requested
+    assert reused.num_tokens_encoded < fresh.num_tokens_encoded == fresh.num_tokens_requested

@@ -9,8 +9,8 @@ excluded: a running minimum, so a value estimate never recovers after a slip), a
 ``sigmoid(weight * feature + bias)``, the two numbers fitted by soft binary cross-entropy on MC labels.
 
 Saved as ``likelihood_prm.json`` (the base LM stays where it is, by path or Hub id); ``load_prm``
-recognises the directory. Scoring runs one forward pass per solution and scores every step at once,
-batched by a token budget.
+recognises the directory. Scoring shares the token-budget batching and prefix (KV cache) reuse of the
+other PRMs' engine.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from ttcompute.errors import InputError
+from ttcompute.models.prm import TransformersPRM
 
 logger = logging.getLogger(__name__)
 
@@ -32,14 +33,18 @@ LIKELIHOOD_PRM_FILE = "likelihood_prm.json"
 FORMAT = "ttcompute-likelihood"
 
 
-class LikelihoodPRM:
+class LikelihoodPRM(TransformersPRM):
     """:class:`~ttcompute.models.prm.PRM` over a causal LM's token log-probabilities.
+
+    It shares :class:`~ttcompute.models.prm.TransformersPRM`'s engine: batches packed by a token
+    budget, and a scored prefix's KV cache (plus its last hidden state, which predicts the next token)
+    reused when a request extends it -- so step-wise search never re-encodes a prefix.
 
     Args:
         model / tokenizer: The causal LM (usually the policy that wrote the solutions) and its tokenizer.
         step_separator / prompt_template: How (question, steps) become text, as in the ttcompute format.
-        weight / bias: The calibration; ``weight=1, bias=0`` with :meth:`features` gives raw features.
-        max_batch_tokens: Rows are packed until rows x longest row would pass this.
+        weight / bias: The calibration; :meth:`features` gives the raw features whatever they are.
+        max_batch_tokens / reuse_prefixes / max_cache_tokens: As for ``TransformersPRM``.
     """
 
     def __init__(
@@ -52,18 +57,34 @@ class LikelihoodPRM:
         weight: float = 1.0,
         bias: float = 0.0,
         max_batch_tokens: int = 32768,
+        reuse_prefixes: bool = True,
+        max_cache_tokens: int = 1_000_000,
     ) -> None:
-        self.model = model.eval()
+        from ttcompute.models.prm import encode_steps
+
         self.tokenizer = tokenizer
         self.step_separator = step_separator
         self.prompt_template = prompt_template
         self.weight = weight
         self.bias = bias
-        self.max_batch_tokens = max_batch_tokens
-        self.num_parameters = sum(p.numel() for p in model.parameters())
-        self.num_tokens_encoded = 0
-        self.num_tokens_requested = 0
+        self.lm_head = model.get_output_embeddings()
         self._separator_len = len(tokenizer(step_separator, add_special_tokens=False)["input_ids"])
+
+        def encode(question: str, steps: Sequence[str]) -> tuple[list[int], list[int], int]:
+            prompt = prompt_template.format(question=question)
+            ids, positions = encode_steps(tokenizer, prompt, steps, step_separator)
+            return ids, positions, len(tokenizer(prompt, add_special_tokens=True)["input_ids"])
+
+        super().__init__(
+            model.base_model,
+            encode,
+            head=None,
+            num_parameters=sum(p.numel() for p in model.parameters()),
+            pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
+            max_batch_tokens=max_batch_tokens,
+            reuse_prefixes=reuse_prefixes,
+            max_cache_tokens=max_cache_tokens,
+        )
 
     def score(self, questions: Sequence[str], steps: Sequence[Sequence[str]]) -> list[list[float]]:
         """For each (question, steps) pair, one score per step in [0, 1]."""
@@ -72,65 +93,33 @@ class LikelihoodPRM:
             for row in self.features(questions, steps)
         ]
 
-    @torch.inference_mode()
     def features(self, questions: Sequence[str], steps: Sequence[Sequence[str]]) -> list[list[float]]:
         """Per step: the running minimum over steps 0..i of the least likely token's log-probability."""
-        from ttcompute.models.prm import encode_steps
+        return TransformersPRM.score(self, questions, steps)
 
-        if len(questions) != len(steps):
-            raise ValueError(f"{len(questions)} questions but {len(steps)} step lists")
-        requests = []
-        for index, (question, pair_steps) in enumerate(zip(questions, steps)):
-            if isinstance(pair_steps, str):
-                raise ValueError(f"pair {index}: steps must be a list of strings, got one string")
-            if not pair_steps:
-                requests.append(None)
-                continue
-            prompt = self.prompt_template.format(question=question)
-            ids, positions = encode_steps(self.tokenizer, prompt, pair_steps, self.step_separator)
-            prompt_len = len(self.tokenizer(prompt, add_special_tokens=True)["input_ids"])
-            requests.append((ids, positions, prompt_len))
-            self.num_tokens_requested += len(ids)
-        results: list[list[float]] = [[] for _ in questions]
-        order = sorted(
-            (i for i, r in enumerate(requests) if r is not None), key=lambda i: len(requests[i][0])
-        )
-        batch: list[int] = []
-        for index in order + [None]:
-            if index is not None and (
-                not batch or (len(batch) + 1) * len(requests[index][0]) <= self.max_batch_tokens
-            ):
-                batch.append(index)
-                continue
-            if batch:
-                for i, row in zip(batch, self._run([requests[i] for i in batch])):
-                    results[i] = row
-            batch = [index] if index is not None else []
-        return results
-
-    def _run(self, requests: list[tuple[list[int], list[int], int]]) -> list[list[float]]:
-        width = max(len(ids) for ids, _, _ in requests)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        input_ids = torch.full((len(requests), width), pad, dtype=torch.long)
-        attention_mask = torch.zeros_like(input_ids)
-        for row, (ids, _, _) in enumerate(requests):
-            input_ids[row, : len(ids)] = torch.tensor(ids)
-            attention_mask[row, : len(ids)] = 1
-        device = next(self.model.parameters()).device
-        logits = self.model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
-        # logprob[r, t] = log P(ids[t + 1] | ids[: t + 1])
-        logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-        token_logprobs = logprobs.gather(2, input_ids[:, 1:].to(device).unsqueeze(-1)).squeeze(-1).cpu()
-        self.num_tokens_encoded += sum(len(ids) for ids, _, _ in requests)
+    def _score_new(self, hidden: torch.Tensor, jobs) -> list[list[float]]:
         out = []
-        for row, (_, positions, prompt_len) in enumerate(requests):
-            features, running, start = [], 0.0, prompt_len
-            for position in positions:
-                end = position - self._separator_len  # the step's last own token
-                if end >= start:
-                    running = min(running, float(token_logprobs[row, start - 1 : end].min()))
+        for row, job in enumerate(jobs):
+            past, ids = job.past_len, job.ids
+            new = len(ids) - past
+            # The state that predicts token t is the hidden state at t - 1: cached for t = past.
+            predecessors = hidden[row, : new - 1]
+            first = past
+            if past > 0:
+                predecessors = torch.cat([job.past.state.unsqueeze(0).to(hidden.dtype), predecessors])
+            else:
+                first = 1  # nothing predicts the first token
+            logprobs = torch.log_softmax(self.lm_head(predecessors).float(), dim=-1)
+            targets = torch.tensor(ids[first:], device=logprobs.device)
+            token_logprobs = logprobs.gather(1, targets.unsqueeze(1)).squeeze(1).cpu()  # of ids[first:]
+            running = job.scores[-1] if job.scores else 0.0
+            features = []
+            for j in range(len(job.scores), len(job.positions)):
+                begin = job.positions[j - 1] + 1 if j > 0 else job.start
+                end = job.positions[j] - self._separator_len  # the step's last own token
+                if end >= begin:
+                    running = min(running, float(token_logprobs[begin - first : end - first + 1].min()))
                 features.append(running)
-                start = position + 1
             out.append(features)
         return out
 

@@ -184,6 +184,7 @@ class _CachedPrefix:
     positions: tuple[int, ...]
     scores: tuple[float, ...]
     kv: list[tuple[torch.Tensor, torch.Tensor]]
+    state: torch.Tensor | None = None  # what an engine needs besides the cache (its last hidden state)
 
 
 class _PrefixStore:
@@ -228,6 +229,7 @@ class _Job:
     ids: list[int]
     positions: list[int]
     pairs: list[int] = field(default_factory=list)
+    start: int | None = None  # where the scored content begins (after the prompt), for engines that need it
     past: _CachedPrefix | None = None
     scores: list[float] = field(default_factory=list)
 
@@ -303,7 +305,9 @@ class TransformersPRM:
             for step_index, step in enumerate(pair_steps):
                 if not step:
                     raise ValueError(f"pair {index}, step {step_index}: empty step")
-            ids, positions = self.encode(question, pair_steps)
+            encoded = self.encode(question, pair_steps)
+            ids, positions = encoded[0], encoded[1]
+            start = encoded[2] if len(encoded) > 2 else None
             if len(positions) != len(pair_steps):
                 raise ValueError(
                     f"pair {index}: {len(pair_steps)} steps but {len(positions)} scored tokens "
@@ -316,7 +320,7 @@ class TransformersPRM:
             # ttcompute step containing the separator has the same ids as two steps.
             key = (tuple(ids), tuple(positions)) if self.reuse_prefixes else index
             if key not in jobs:
-                jobs[key] = _Job(ids=ids, positions=positions)
+                jobs[key] = _Job(ids=ids, positions=positions, start=start)
             jobs[key].pairs.append(index)
 
         for job in jobs.values():
@@ -394,22 +398,11 @@ class TransformersPRM:
         ).last_hidden_state  # (rows, width_new, hidden)
         self.num_tokens_encoded += sum(len(ids) for ids in new_ids)
 
-        score_rows, score_cols = [], []
+        new_scores = self._score_new(hidden, jobs)
         for row, job in enumerate(jobs):
-            for position in job.positions:
-                if position >= job.past_len:
-                    score_rows.append(row)
-                    score_cols.append(position - job.past_len)
-        scores = self.head(hidden[score_rows, score_cols]).float().cpu().tolist()
-
-        start = 0
-        for row, job in enumerate(jobs):
-            count = len(job.positions) - len(job.scores)
-            new_scores = scores[start : start + count]
-            start += count
-            if any(math.isnan(s) for s in new_scores):
+            if any(math.isnan(v) for v in new_scores[row]):
                 raise ValueError(f"the PRM returned NaN for question {job.pairs[0]}")
-            job.scores.extend(new_scores)
+            job.scores.extend(new_scores[row])
             if self.prefix_store is not None and self.prefix_store.wants(job.ids):
                 begin, end = width_past - past_lens[row], width_past + len(new_ids[row])
                 kv = [
@@ -419,8 +412,26 @@ class TransformersPRM:
                     )
                     for layer in cache.layers
                 ]
-                entry = _CachedPrefix(len(job.ids), tuple(job.positions), tuple(job.scores), kv)
+                state = hidden[row, len(new_ids[row]) - 1].detach().clone()
+                entry = _CachedPrefix(len(job.ids), tuple(job.positions), tuple(job.scores), kv, state)
                 self.prefix_store.store(job.ids, entry)
+
+    def _score_new(self, hidden: torch.Tensor, jobs: list[_Job]) -> list[list[float]]:
+        """The scores of each job's positions past its cached prefix, from the new tokens' hidden states
+        (rows, new tokens, hidden)."""
+        score_rows, score_cols = [], []
+        for row, job in enumerate(jobs):
+            for position in job.positions:
+                if position >= job.past_len:
+                    score_rows.append(row)
+                    score_cols.append(position - job.past_len)
+        scores = self.head(hidden[score_rows, score_cols]).float().cpu().tolist()
+        out, start = [], 0
+        for job in jobs:
+            count = len(job.positions) - len(job.scores)
+            out.append(scores[start : start + count])
+            start += count
+        return out
 
     @staticmethod
     def _stack_caches(jobs: list[_Job], width: int):
