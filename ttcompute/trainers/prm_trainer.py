@@ -642,8 +642,13 @@ def fit_likelihood_prm(
     model = AutoModelForCausalLM.from_pretrained(
         config.model_name_or_path, trust_remote_code=config.trust_remote_code, use_safetensors=True
     )
+    # Each training solution is scored once: no point caching prefixes.
     raw = LikelihoodPRM(
-        model, tokenizer, step_separator=config.step_separator, prompt_template=config.prompt_template
+        model,
+        tokenizer,
+        step_separator=config.step_separator,
+        prompt_template=config.prompt_template,
+        reuse_prefixes=False,
     )
     questions = _questions(train_dataset, config.prompt_template)
     features = raw.features(questions, train_dataset["completions"])
