@@ -663,11 +663,12 @@ def fit_likelihood_prm(
         )
         x = torch.tensor([v for row in eval_features for v in row], dtype=torch.float64)
         y = torch.tensor([float(v) for row in eval_dataset["labels"] for v in row], dtype=torch.float64)
-        p = torch.sigmoid(weight * x + bias)
+        logits = weight * x + bias
+        # The same step metrics the token-classification PRM logs during training.
+        step = step_metrics(EvalPrediction(predictions=logits.numpy(), label_ids=y.numpy()))
         metrics = {
-            "eval_loss": float(torch.nn.functional.binary_cross_entropy(p, y)),
-            "eval_step_accuracy": float(((p > 0.5) == (y > 0.5)).double().mean()),
-            "eval_step_mse": float(((p - y) ** 2).mean()),
+            "eval_loss": float(torch.nn.functional.binary_cross_entropy_with_logits(logits, y)),
+            **{f"eval_{name}": value for name, value in step.items()},
         }
     save_likelihood_prm(
         out,
