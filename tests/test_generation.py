@@ -128,3 +128,60 @@ def test_build_prompt_with_chat_template(char_tokenizer):
     )
     assert build_prompt("Q?", "{question}", tokenizer, use_chat_template=True) == "<user>Q?<assistant>"
     tokenizer.chat_template = None
+
+
+ARITHMETIC = [
+    "Start at 37. Add 8. Multiply by 2. Subtract 9.\n",
+    "Start at 5. Add 3.\n",
+    "Start at 12. Subtract 4. Multiply by 3. Add 7. Subtract 2. Add 9.\n",
+    "Start at 60. Subtract 9. Add 4.\n",
+]
+
+
+def test_rows_dropped_as_they_finish_change_no_greedy_output(small_backend):
+    """Solutions of very different lengths in one batch: finished rows are compacted away mid-loop."""
+    params = SamplingParams(temperature=0, max_tokens=160)
+    together = small_backend.generate(ARITHMETIC, params)
+    alone = [small_backend.generate([p], params)[0][0] for p in ARITHMETIC]
+    assert len({c[0].num_tokens for c in together}) > 1  # the lengths differ, so compaction happened
+    assert [c[0].text for c in together] == [c.text for c in alone]
+    assert all(c[0].finish_reason == "eos" for c in together)
+
+
+def test_prefix_cache_continues_steps_exactly(small_policy_dir):
+    """Step-by-step greedy generation reusing cached prefixes = the same without the cache = one
+    greedy pass over the whole solution; and the cache really saved the prompts' tokens."""
+    cached = TransformersBackend(str(small_policy_dir), device="cpu", enable_prefix_caching=True)
+    plain = TransformersBackend(str(small_policy_dir), device="cpu", enable_prefix_caching=False)
+    step = SamplingParams(temperature=0, max_tokens=48, stop=["\n\n"])
+    texts = {id(cached): [""] * len(ARITHMETIC), id(plain): [""] * len(ARITHMETIC)}
+    for _ in range(8):
+        for backend in (cached, plain):
+            solutions = texts[id(backend)]
+            outputs = backend.generate([p + s for p, s in zip(ARITHMETIC, solutions)], step)
+            texts[id(backend)] = [s + out[0].text for s, out in zip(solutions, outputs)]
+    full = [c[0].text for c in plain.generate(ARITHMETIC, SamplingParams(temperature=0, max_tokens=160))]
+    assert texts[id(cached)] == texts[id(plain)] == full
+    assert plain.num_prompt_tokens_run == plain.num_prompt_tokens
+    assert cached.num_prompt_tokens_run < cached.num_prompt_tokens / 3
+    cached.clear_prefix_cache()  # a cleared cache runs the whole prompt again
+    prompt = ARITHMETIC[0] + texts[id(cached)][0][:20]
+    before = cached.num_prompt_tokens_run
+    cached.generate([prompt], step)
+    assert cached.num_prompt_tokens_run - before == len(cached.encode([prompt])[0])
+
+
+def test_prefix_cache_sampling_is_reproducible(small_policy_dir):
+    """Seeded sampling through the cache gives the same steps as without it (same seeds, same rows)."""
+    cached = TransformersBackend(str(small_policy_dir), device="cpu", enable_prefix_caching=True)
+    plain = TransformersBackend(str(small_policy_dir), device="cpu", enable_prefix_caching=False)
+    step = SamplingParams(n=4, temperature=1.0, max_tokens=48, stop=["\n\n"], seed=3)
+    first = cached.generate(ARITHMETIC, step)
+    prompts = [p + out[0].text for p, out in zip(ARITHMETIC, first)]
+    again = plain.generate(ARITHMETIC, step)
+    assert [[c.text for c in o] for o in first] == [[c.text for c in o] for o in again]
+    second = SamplingParams(n=4, temperature=1.0, max_tokens=48, stop=["\n\n"], seed=4)
+    assert [[c.text for c in o] for o in cached.generate(prompts, second)] == [
+        [c.text for c in o] for o in plain.generate(prompts, second)
+    ]
+    assert cached.num_prompt_tokens_run < plain.num_prompt_tokens_run

@@ -96,8 +96,9 @@ class GenerationArgs:
         use_chat_template: Wrap the formatted prompt as a user turn of the tokenizer's chat template
             (instruction-tuned Hub policies); off for base models and the built-in task.
         device / dtype / max_batch_tokens: transformers backend placement and batching.
-        tensor_parallel_size / data_parallel_size / gpu_memory_utilization / enable_prefix_caching:
-            passed through to vLLM.
+        tensor_parallel_size / data_parallel_size / gpu_memory_utilization: passed through to vLLM.
+        enable_prefix_caching: Reuse the KV cache of a prompt's longest already-seen prefix (vLLM's
+            automatic prefix caching; the transformers backend's own cache of stopped outputs).
         trust_remote_code: Off unless asked.
     """
 
@@ -116,7 +117,10 @@ class GenerationArgs:
     tensor_parallel_size: int = field(default=1, metadata={"help": "vLLM tensor parallel GPUs"})
     data_parallel_size: int = field(default=1, metadata={"help": "vLLM data parallel replicas"})
     gpu_memory_utilization: float = field(default=0.9, metadata={"help": "vLLM GPU memory fraction"})
-    enable_prefix_caching: bool = field(default=True, metadata={"help": "vLLM automatic prefix caching"})
+    enable_prefix_caching: bool = field(
+        default=True,
+        metadata={"help": "reuse the KV cache of prompts that extend earlier outputs (both backends)"},
+    )
     trust_remote_code: bool = field(default=False, metadata={"help": "allow custom model code (off)"})
 
     def backend_kwargs(self) -> dict:
@@ -134,6 +138,7 @@ class GenerationArgs:
             "dtype": self.dtype,
             "max_batch_tokens": self.max_batch_tokens,
             "trust_remote_code": self.trust_remote_code,
+            "enable_prefix_caching": self.enable_prefix_caching,
         }
 
     def sampling_params(self, n: int, seed: int, stop: list[str] | None = None) -> SamplingParams:

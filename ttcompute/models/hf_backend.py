@@ -8,6 +8,7 @@ A small sampling loop over the KV cache rather than ``model.generate``: it needs
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -33,6 +34,63 @@ def sample_next_token(logits: torch.Tensor, temperature: float, top_p: float, ge
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
+class _KVPrefixCache:
+    """LRU map from token sequences to their per-layer keys/values, found by longest stored prefix.
+
+    A prompt that extends a stored sequence (the next step of a beam, a rollout's next step) only runs
+    its new tokens. Lookup hashes every prefix of the prompt incrementally, so it costs O(length) per
+    row rather than one tuple hash per candidate length.
+    """
+
+    _BASE, _MOD = 1_000_003, (1 << 61) - 1
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.entries: OrderedDict[int, tuple[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]]] = (
+            OrderedDict()
+        )
+        self.num_bytes = 0
+
+    @classmethod
+    def _prefix_hashes(cls, ids: list[int]) -> list[int]:
+        hashes, h = [], 0
+        for token in ids:
+            h = (h * cls._BASE + token + 1) % cls._MOD
+            hashes.append(h)
+        return hashes
+
+    def lookup(self, ids: list[int], longest: int):
+        """The longest stored prefix of ``ids`` of at most ``longest`` tokens: (length, kv) or (0, None)."""
+        if not self.entries:
+            return 0, None
+        hashes = self._prefix_hashes(ids[:longest])
+        for length in range(len(hashes), 0, -1):
+            entry = self.entries.get(hashes[length - 1])
+            if entry is not None and entry[0] == tuple(ids[:length]):
+                self.entries.move_to_end(hashes[length - 1])
+                return length, entry[1]
+        return 0, None
+
+    def wants(self, ids: list[int]) -> int | None:
+        """The key ``ids`` would be stored under, or None if it is stored already."""
+        key = self._prefix_hashes(ids)[-1]
+        return None if key in self.entries else key
+
+    def store(self, key: int, ids: list[int], kv: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        size = sum(k.nbytes + v.nbytes for k, v in kv)
+        if size > self.max_bytes:
+            return
+        self.entries[key] = (tuple(ids), kv)
+        self.num_bytes += size
+        while self.num_bytes > self.max_bytes:
+            _, (_, evicted) = self.entries.popitem(last=False)
+            self.num_bytes -= sum(k.nbytes + v.nbytes for k, v in evicted)
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self.num_bytes = 0
+
+
 class TransformersBackend:
     """:class:`~ttcompute.models.generation.GenerationBackend` over ``AutoModelForCausalLM``.
 
@@ -43,6 +101,11 @@ class TransformersBackend:
         max_batch_tokens: Rows are packed into a forward batch until rows x (prompt + new tokens)
             would pass this budget, so long prompts get smaller batches instead of running out of memory.
         trust_remote_code: Off unless the user asks; checkpoints load from safetensors only.
+        enable_prefix_caching: Keep the keys/values of sequences that stopped at a stop string, and run
+            only the new tokens of a later prompt that extends one -- what vLLM's automatic prefix
+            caching does, and what step-level search needs: each round's prompts are the last round's
+            outputs plus nothing. Only calls with stop strings store anything.
+        max_prefix_cache_mb: Least recently used sequences are dropped beyond this much memory.
     """
 
     def __init__(
@@ -52,6 +115,8 @@ class TransformersBackend:
         dtype: str = "auto",
         max_batch_tokens: int = 65536,
         trust_remote_code: bool = False,
+        enable_prefix_caching: bool = True,
+        max_prefix_cache_mb: int = 2048,
     ) -> None:
         # A path-like name that does not exist is a typo, not a Hub id: fail before any Hub lookup.
         if not Path(model_name_or_path).exists() and model_name_or_path.startswith((".", "/")):
@@ -77,6 +142,10 @@ class TransformersBackend:
         self.pad_token_id = self.tokenizer.pad_token_id
         if self.pad_token_id is None:
             self.pad_token_id = next(iter(self.eos_token_ids))
+        self._stop_enders: dict[tuple[str, ...], set[int]] = {}
+        self.prefix_cache = _KVPrefixCache(max_prefix_cache_mb << 20) if enable_prefix_caching else None
+        self.num_prompt_tokens = 0  # prompt tokens asked for
+        self.num_prompt_tokens_run = 0  # prompt tokens actually run (the rest came from the cache)
 
     def _eos_ids(self) -> set[int]:
         ids = self.model.generation_config.eos_token_id
@@ -88,43 +157,78 @@ class TransformersBackend:
     def encode(self, prompts: list[str]) -> list[list[int]]:
         return self.tokenizer(prompts, add_special_tokens=True)["input_ids"]
 
+    def clear_prefix_cache(self) -> None:
+        """Forget every cached prefix (a run that must not depend on what ran before it)."""
+        if self.prefix_cache is not None:
+            self.prefix_cache.clear()
+
     @torch.inference_mode()
     def generate(self, prompts: list[str], params: SamplingParams) -> list[list[Completion]]:
         prompt_ids = self.encode(prompts)
-        # One row per (prompt, sample); rows sorted by length so batches waste little padding.
+        # Each prompt's cached prefix; at least its last token always runs (its logits start sampling).
+        pasts = [
+            self.prefix_cache.lookup(ids, len(ids) - 1) if self.prefix_cache is not None else (0, None)
+            for ids in prompt_ids
+        ]
+        self.num_prompt_tokens += params.n * sum(len(ids) for ids in prompt_ids)
+        self.num_prompt_tokens_run += params.n * sum(
+            len(ids) - past for ids, (past, _) in zip(prompt_ids, pasts)
+        )
+        # One row per (prompt, sample); rows sorted by cached and new length so batches waste little padding.
         rows = [(i, j) for i in range(len(prompts)) for j in range(params.n)]
-        order = sorted(range(len(rows)), key=lambda r: len(prompt_ids[rows[r][0]]))
+
+        def lengths(r: int) -> tuple[int, int]:
+            i = rows[r][0]
+            return pasts[i][0], len(prompt_ids[i]) - pasts[i][0]
+
+        order = sorted(range(len(rows)), key=lengths)
         generator = torch.Generator(device=self.device).manual_seed(params.seed)
         results: list[list[Completion | None]] = [[None] * params.n for _ in prompts]
         start = 0
         while start < len(order):
-            longest = len(prompt_ids[rows[order[start]][0]])
+            widest_past = widest_new = 0
             end = start
             while end < len(order):
-                longest = max(longest, len(prompt_ids[rows[order[end]][0]]))
-                if end > start and (end - start + 1) * (longest + params.max_tokens) > self.max_batch_tokens:
+                past, new = lengths(order[end])
+                widest_past, widest_new = max(widest_past, past), max(widest_new, new)
+                tokens = (end - start + 1) * (widest_past + widest_new + params.max_tokens)
+                if end > start and tokens > self.max_batch_tokens:
                     break
                 end += 1
             batch = [rows[r] for r in order[start:end]]
-            completions = self._generate_rows([prompt_ids[i] for i, _ in batch], params, generator)
+            completions = self._generate_rows(
+                [prompt_ids[i] for i, _ in batch], [pasts[i] for i, _ in batch], params, generator
+            )
             for (i, j), completion in zip(batch, completions):
                 results[i][j] = completion
             start = end
         return results  # type: ignore[return-value]
 
     def _generate_rows(
-        self, prompt_ids: list[list[int]], params: SamplingParams, generator: torch.Generator
+        self,
+        prompt_ids: list[list[int]],
+        pasts: list[tuple[int, list | None]],
+        params: SamplingParams,
+        generator: torch.Generator,
     ) -> list[Completion]:
         batch_size = len(prompt_ids)
-        width = max(len(ids) for ids in prompt_ids)
-        input_ids = torch.full((batch_size, width), self.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((batch_size, width), dtype=torch.long)
-        for row, ids in enumerate(prompt_ids):  # left padding: every row's next token is at the end
-            input_ids[row, width - len(ids) :] = torch.tensor(ids)
-            attention_mask[row, width - len(ids) :] = 1
+        past_lens = [past for past, _ in pasts]
+        new_ids = [ids[past:] for ids, past in zip(prompt_ids, past_lens)]
+        width_past, width_new = max(past_lens), max(len(ids) for ids in new_ids)
+        # Layout per row: [padding | cached prefix][padding | new prompt tokens], then generated tokens.
+        # Left padding in both parts puts every row's last prompt token at the end; cached keys carry
+        # their rotary embeddings and new tokens get their true positions, so the gaps change nothing.
+        input_ids = torch.full((batch_size, width_new), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((batch_size, width_past + width_new), dtype=torch.long)
+        position_ids = torch.zeros((batch_size, width_new), dtype=torch.long)
+        for row, (past, ids) in enumerate(zip(past_lens, new_ids)):
+            input_ids[row, width_new - len(ids) :] = torch.tensor(ids)
+            attention_mask[row, width_past - past : width_past] = 1
+            attention_mask[row, width_past + width_new - len(ids) :] = 1
+            position_ids[row, width_new - len(ids) :] = past + torch.arange(len(ids))
         input_ids, attention_mask = input_ids.to(self.device), attention_mask.to(self.device)
-        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache()
+        position_ids = position_ids.to(self.device)
+        cache = self._stack_pasts(pasts, width_past) if width_past else DynamicCache()
         logits = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -138,20 +242,25 @@ class TransformersBackend:
         finish: list[str | None] = [None] * batch_size
         stop_window = max((len(s) for s in params.stop), default=0) + 4
         eos = torch.tensor(sorted(self.eos_token_ids), device=self.device)
+        store = self.prefix_cache is not None and bool(params.stop)
+        layout = (prompt_ids, past_lens, new_ids, width_past, width_new)
+        active = list(range(batch_size))  # row k of the tensors and the cache is batch row active[k]
         for _ in range(params.max_tokens):
             next_tokens = sample_next_token(logits, params.temperature, params.top_p, generator)
-            live = torch.tensor([f is None for f in finish], device=self.device)
+            live = torch.tensor([finish[row] is None for row in active], device=self.device)
             next_tokens = torch.where(live, next_tokens, torch.full_like(next_tokens, self.pad_token_id))
             is_eos = torch.isin(next_tokens, eos) & live
             tokens, eos_rows = next_tokens.tolist(), is_eos.tolist()
-            for row in range(batch_size):
+            new_token_of: dict[int, int] = {}
+            for k, row in enumerate(active):
                 if finish[row] is None:
-                    generated[row].append(tokens[row])
-                    if eos_rows[row]:
+                    generated[row].append(tokens[k])
+                    new_token_of[row] = tokens[k]
+                    if eos_rows[k]:
                         finish[row] = "eos"
             if params.stop:
-                self._mark_stops(generated, finish, params.stop, stop_window)
-            if all(f is not None for f in finish):
+                self._mark_stops(generated, finish, params.stop, stop_window, new_token_of)
+            if all(finish[row] is not None for row in active):
                 break
             attention_mask = torch.cat([attention_mask, live[:, None].long()], dim=-1)
             logits = self.model(
@@ -162,7 +271,25 @@ class TransformersBackend:
                 use_cache=True,
             ).logits[:, -1]
             next_position = next_position + 1
+            # Once half the rows are done, drop them: finished rows would otherwise ride along to the
+            # end of the longest one (a long last step, a long solution), costing as much as live ones.
+            done = [k for k, row in enumerate(active) if finish[row] is not None]
+            if len(done) * 2 >= len(active):
+                if store:
+                    self._store_stopped([(k, active[k]) for k in done], layout, generated, finish, cache)
+                keep = [k for k, row in enumerate(active) if finish[row] is None]
+                index = torch.tensor(keep, device=self.device)
+                for layer in cache.layers:
+                    layer.keys, layer.values = layer.keys[index], layer.values[index]
+                attention_mask, next_position, logits = (
+                    attention_mask[index],
+                    next_position[index],
+                    logits[index],
+                )
+                active = [active[k] for k in keep]
 
+        if store:
+            self._store_stopped(list(enumerate(active)), layout, generated, finish, cache)
         completions = []
         for row in range(batch_size):
             ids = generated[row]
@@ -174,8 +301,69 @@ class TransformersBackend:
             completions.append(Completion(text=text, num_tokens=len(ids), finish_reason=reason))
         return completions
 
-    def _mark_stops(self, generated, finish, stop: list[str], window: int) -> None:
-        live_rows = [row for row, f in enumerate(finish) if f is None]
+    def _store_stopped(self, rows, layout, generated, finish, cache) -> None:
+        """Cache each of ``rows`` (cache row, batch row) that stopped at a stop string: it is the
+        prefix of its next prompt.
+
+        Its last generated token is left out (its keys/values were never computed when it ended the
+        loop), which also leaves the next prompt at least one token to run.
+        """
+        prompt_ids, past_lens, new_ids, width_past, width_new = layout
+        start_generated = width_past + width_new
+        for k, row in rows:
+            if finish[row] != "stop" or len(generated[row]) < 2:
+                continue
+            ids = prompt_ids[row] + generated[row][:-1]
+            key = self.prefix_cache.wants(ids)
+            if key is None:
+                continue
+            slots = torch.cat(
+                [
+                    torch.arange(width_past - past_lens[row], width_past),
+                    torch.arange(width_past + width_new - len(new_ids[row]), width_past + width_new),
+                    torch.arange(start_generated, start_generated + len(generated[row]) - 1),
+                ]
+            ).to(self.device)
+            kv = [
+                (layer.keys[k : k + 1, :, slots].clone(), layer.values[k : k + 1, :, slots].clone())
+                for layer in cache.layers
+            ]
+            self.prefix_cache.store(key, ids, kv)
+
+    @staticmethod
+    def _stack_pasts(pasts: list[tuple[int, list | None]], width: int) -> DynamicCache:
+        """One cache for the batch: each row's cached prefix right-aligned in ``width`` slots."""
+        reference = next(kv for _, kv in pasts if kv is not None)
+        layers = []
+        for layer_index, (ref_keys, ref_values) in enumerate(reference):
+            keys = ref_keys.new_zeros((len(pasts), ref_keys.shape[1], width, ref_keys.shape[3]))
+            values = ref_values.new_zeros((len(pasts), ref_values.shape[1], width, ref_values.shape[3]))
+            for row, (length, kv) in enumerate(pasts):
+                if kv is not None:
+                    keys[row, :, width - length :] = kv[layer_index][0][0]
+                    values[row, :, width - length :] = kv[layer_index][1][0]
+            layers.append((keys, values))
+        return DynamicCache(ddp_cache_data=layers)
+
+    def _enders(self, stop: list[str]) -> set[int]:
+        """Ids of the tokens that can complete a stop string: those whose text holds one's last
+        character, or that decode to no whole character (a byte of a multi-byte character)."""
+        key = tuple(stop)
+        if key not in self._stop_enders:
+            last_chars = {s[-1] for s in stop}
+            pieces = self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))])
+            self._stop_enders[key] = {
+                i
+                for i, piece in enumerate(pieces)
+                if "\ufffd" in piece or any(c in piece for c in last_chars)
+            }
+        return self._stop_enders[key]
+
+    def _mark_stops(
+        self, generated, finish, stop: list[str], window: int, new_tokens: dict[int, int]
+    ) -> None:
+        enders = self._enders(stop)
+        live_rows = [row for row, token in new_tokens.items() if finish[row] is None and token in enders]
         if not live_rows:
             return
         # A stop string completed at this step lies within the last few tokens (each decodes to at

@@ -60,7 +60,7 @@ class LikelihoodPRM(TransformersPRM):
         reuse_prefixes: bool = True,
         max_cache_tokens: int = 1_000_000,
     ) -> None:
-        from ttcompute.models.prm import encode_steps
+        from ttcompute.models.prm import encode_steps, tokenize_piece
 
         self.tokenizer = tokenizer
         self.step_separator = step_separator
@@ -73,7 +73,7 @@ class LikelihoodPRM(TransformersPRM):
         def encode(question: str, steps: Sequence[str]) -> tuple[list[int], list[int], int]:
             prompt = prompt_template.format(question=question)
             ids, positions = encode_steps(tokenizer, prompt, steps, step_separator)
-            return ids, positions, len(tokenizer(prompt, add_special_tokens=True)["input_ids"])
+            return ids, positions, len(tokenize_piece(tokenizer, prompt, True))
 
         super().__init__(
             model.base_model,

@@ -26,6 +26,7 @@ step-wise search asks for: the same question and first t steps, again, with one 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -105,16 +106,22 @@ def encode_steps(
     Raises:
         ValueError: a piece tokenizes to nothing (it would have no token to carry its label).
     """
-    ids = list(tokenizer(prompt, add_special_tokens=True)["input_ids"])
+    ids = list(tokenize_piece(tokenizer, prompt, True))
     positions = []
-    pieces = [step + step_separator for step in steps]
-    piece_ids = tokenizer(pieces, add_special_tokens=False)["input_ids"] if pieces else []
-    for index, (piece, piece_tokens) in enumerate(zip(pieces, piece_ids)):
+    for index, step in enumerate(steps):
+        piece_tokens = tokenize_piece(tokenizer, step + step_separator, False)
         if not piece_tokens:
-            raise ValueError(f"step {index} ({piece!r}) tokenizes to no tokens")
+            raise ValueError(f"step {index} ({step + step_separator!r}) tokenizes to no tokens")
         ids.extend(piece_tokens)
         positions.append(len(ids) - 1)
     return ids, positions
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def tokenize_piece(tokenizer, text: str, add_special_tokens: bool) -> tuple[int, ...]:
+    # Search scores the same question and the same steps over and over (every round, every copy of a
+    # beam): tokenizing each piece once took the PRM's time from a third of beam search to nothing.
+    return tuple(tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
 
 
 def ttc_prm_metadata(step_separator: str, prompt_template: str, **extra) -> dict:
@@ -146,11 +153,17 @@ class PRM(Protocol):
         num_parameters: For FLOPs accounting (2 x parameters x tokens).
         num_tokens_encoded: Tokens actually run through the model so far.
         num_tokens_requested: Tokens the requests would have cost without any reuse.
+        last_tokens_encoded: Per pair of the last :meth:`score` call, the tokens run for it: what
+            search charges each problem. A sequence several pairs asked for is charged to the first of
+            them, so the first ``b`` pairs' charges add up to what scoring only those ``b`` would cost.
+        last_tokens_requested: Per pair of the last :meth:`score` call, the tokens it asked for.
     """
 
     num_parameters: int
     num_tokens_encoded: int
     num_tokens_requested: int
+    last_tokens_encoded: list[int]
+    last_tokens_requested: list[int]
 
     def score(self, questions: Sequence[str], steps: Sequence[Sequence[str]]) -> list[list[float]]:
         """For each (question, steps) pair, one score per step in [0, 1]."""
@@ -286,6 +299,8 @@ class TransformersPRM:
         self.prefix_store = _PrefixStore(max_cache_tokens) if reuse_prefixes and max_cache_tokens else None
         self.num_tokens_encoded = 0
         self.num_tokens_requested = 0
+        self.last_tokens_encoded: list[int] = []
+        self.last_tokens_requested: list[int] = []
 
     @property
     def device(self) -> torch.device:
@@ -297,6 +312,7 @@ class TransformersPRM:
         if len(questions) != len(steps):
             raise ValueError(f"{len(questions)} questions but {len(steps)} step lists")
         jobs: dict[object, _Job] = {}
+        requested = [0] * len(questions)
         for index, (question, pair_steps) in enumerate(zip(questions, steps)):
             if isinstance(pair_steps, str):
                 raise ValueError(f"pair {index}: steps must be a list of strings, got one string")
@@ -316,6 +332,7 @@ class TransformersPRM:
             # Tokens after the last scored one (a chat template's end-of-turn) cannot change any score.
             ids = ids[: positions[-1] + 1]
             self.num_tokens_requested += len(ids)
+            requested[index] = len(ids)
             # Identical requests run once (with reuse on); the positions are part of the key because a
             # ttcompute step containing the separator has the same ids as two steps.
             key = (tuple(ids), tuple(positions)) if self.reuse_prefixes else index
@@ -340,9 +357,13 @@ class TransformersPRM:
         )
 
         results: list[list[float]] = [[] for _ in questions]
+        self.last_tokens_encoded = [0] * len(questions)
+        self.last_tokens_requested = requested
         for job in jobs.values():
             for index in job.pairs:
                 results[index] = list(job.scores)
+            if job.past_len < len(job.ids):
+                self.last_tokens_encoded[job.pairs[0]] = len(job.ids) - job.past_len
         return results
 
     def _plan_batches(self, jobs: list[_Job]) -> list[list[_Job]]:

@@ -5,6 +5,10 @@ final answer, sums the verifier's scores within each group and picks the group w
 sum; majority vote (every score 1) and plain best-of-N (every answer distinct) are its degenerate
 cases. Beam search and revisions end with the same rules, so they live here as pure functions.
 
+:func:`sample_best_of_n` draws the candidates: N full solutions per problem in one batched call,
+every step scored by the PRM in one more. Budgets are nested (:func:`first_candidates`): the
+candidates of budget b are the first b of budget N, as search-and-learn and the paper subsample.
+
 Every rule is deterministic: ties go to the earliest candidate (for groups: the group whose first
 member comes first). A candidate without a final answer (``None``) never shares a group and is never
 chosen while a candidate with an answer exists.
@@ -14,8 +18,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from ttcompute.tasks.grading import is_equivalent, normalize_answer
+
+if TYPE_CHECKING:
+    from ttcompute.eval.search.step_search import SearchOutcome
+    from ttcompute.models.generation import GenerationBackend
+    from ttcompute.models.prm import PRM
 
 Equivalence = Callable[[str, str], bool]
 
@@ -136,3 +146,103 @@ def weighted_best_of_n(
         return best_of_n(scores)
     winner = max(totals, key=lambda g: (totals[g], -first[g]))
     return best[winner]
+
+
+def sample_best_of_n(
+    questions: Sequence[str],
+    prompts: Sequence[str],
+    policy: GenerationBackend,
+    prm: PRM | None,
+    *,
+    n: int,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    max_tokens: int = 512,
+    step_separator: str = "\n\n",
+    seed: int = 0,
+    problem_ids: Sequence[str] | None = None,
+) -> list[SearchOutcome]:
+    """N sampled solutions per problem with the PRM's score of every step; one outcome per problem.
+
+    With ``prm=None`` the candidates carry no step scores (majority vote needs none).
+
+    Raises:
+        InputError: the PRM returned NaN or failed (the message names the problem).
+    """
+    from ttcompute.errors import InputError
+    from ttcompute.eval.search.step_search import Candidate, SearchOutcome, split_into_steps
+    from ttcompute.models.generation import SamplingParams
+
+    if len(questions) != len(prompts):
+        raise ValueError(f"{len(questions)} questions but {len(prompts)} prompts")
+    ids = list(problem_ids) if problem_ids is not None else [str(i) for i in range(len(questions))]
+    params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed)
+    outputs = policy.generate(list(prompts), params)
+    outcomes = []
+    for completions in outputs:
+        candidates = [
+            Candidate(c.text, split_into_steps(c.text, step_separator), [], c.num_tokens, c.finish_reason)
+            for c in completions
+        ]
+        outcomes.append(
+            SearchOutcome(
+                candidates,
+                policy_tokens=sum(c.num_tokens for c in completions),
+                rounds=1,
+                capped_steps=sum(c.finish_reason == "length" for c in completions),
+                prm_tokens_by_candidate=[0] * len(candidates),
+                prm_tokens_requested_by_candidate=[0] * len(candidates),
+            )
+        )
+    if prm is None:
+        return outcomes
+    pairs = [
+        (p, k) for p, outcome in enumerate(outcomes) for k, c in enumerate(outcome.candidates) if c.steps
+    ]
+    try:
+        scores = prm.score(
+            [questions[p] for p, _ in pairs], [outcomes[p].candidates[k].steps for p, k in pairs]
+        )
+    except ValueError as err:
+        raise InputError(f"the PRM failed scoring best-of-{n} candidates: {err}") from None
+    for (p, k), step_scores, encoded, requested in zip(
+        pairs, scores, prm.last_tokens_encoded, prm.last_tokens_requested
+    ):
+        candidate = outcomes[p].candidates[k]
+        if len(step_scores) != len(candidate.steps) or any(math.isnan(s) for s in step_scores):
+            raise InputError(
+                f"the PRM returned NaN or a wrong number of scores for problem {ids[p]!r}, candidate {k}"
+            )
+        candidate.step_scores = [float(s) for s in step_scores]
+        outcomes[p].prm_tokens_by_candidate[k] = encoded
+        outcomes[p].prm_tokens_requested_by_candidate[k] = requested
+        outcomes[p].prm_tokens += encoded
+        outcomes[p].prm_tokens_requested += requested
+    return outcomes
+
+
+def first_candidates(outcome: SearchOutcome, b: int) -> SearchOutcome:
+    """The best-of-b outcome inside a best-of-N one: its first ``b`` candidates and their exact cost.
+
+    Each candidate's PRM tokens were charged to the first candidate that needed them, so the first
+    ``b`` charges are what scoring only those ``b`` costs.
+    """
+    from ttcompute.eval.search.step_search import SearchOutcome
+
+    if not 1 <= b <= len(outcome.candidates):
+        raise ValueError(f"b must be in [1, {len(outcome.candidates)}], got {b}")
+    kept = outcome.candidates[:b]
+    if outcome.prm_tokens_by_candidate is None:
+        raise ValueError("not a best-of-N outcome: no per-candidate PRM cost to take the first b of")
+    charged = outcome.prm_tokens_by_candidate[:b]
+    requested = (outcome.prm_tokens_requested_by_candidate or [0] * len(outcome.candidates))[:b]
+    return SearchOutcome(
+        kept,
+        policy_tokens=sum(c.num_tokens for c in kept),
+        prm_tokens=sum(charged),
+        prm_tokens_requested=sum(requested),
+        rounds=1,
+        capped_steps=sum(c.finish_reason == "length" for c in kept),
+        prm_tokens_by_candidate=list(charged),
+        prm_tokens_requested_by_candidate=list(requested),
+    )
