@@ -306,6 +306,11 @@ class TransformersPRM:
     def device(self) -> torch.device:
         return next(self.backbone.parameters()).device
 
+    def clear_prefix_cache(self) -> None:
+        """Forget every cached prefix, so the next scores and costs do not depend on earlier calls."""
+        if self.prefix_store is not None:
+            self.prefix_store = _PrefixStore(self.prefix_store.max_tokens)
+
     @torch.inference_mode()
     def score(self, questions: Sequence[str], steps: Sequence[Sequence[str]]) -> list[list[float]]:
         """For each (question, steps) pair, one score per step in [0, 1]; ``[]`` for a pair with no steps."""

@@ -170,12 +170,13 @@ def sample_best_of_n(
         InputError: the PRM returned NaN or failed (the message names the problem).
     """
     from ttcompute.errors import InputError
-    from ttcompute.eval.search.step_search import Candidate, SearchOutcome, split_into_steps
+    from ttcompute.eval.search.step_search import Candidate, SearchOutcome, split_into_steps, start_fresh
     from ttcompute.models.generation import SamplingParams
 
     if len(questions) != len(prompts):
         raise ValueError(f"{len(questions)} questions but {len(prompts)} prompts")
     ids = list(problem_ids) if problem_ids is not None else [str(i) for i in range(len(questions))]
+    start_fresh(policy, prm)
     params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed)
     outputs = policy.generate(list(prompts), params)
     outcomes = []

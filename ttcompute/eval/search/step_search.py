@@ -179,6 +179,15 @@ def split_into_steps(text: str, separator: str) -> list[str]:
     return [step for step in text.split(separator) if step.strip()]
 
 
+def start_fresh(*engines) -> None:
+    """Empty the prefix caches of the policy and the PRM: a search's cost and (float for float) its
+    candidates must not depend on what ran before it."""
+    for engine in engines:
+        clear = getattr(engine, "clear_prefix_cache", None)
+        if clear is not None:
+            clear()
+
+
 def round_seed(seed: int, round_index: int, purpose: str) -> int:
     """A seed per (run seed, round, call), stable across processes (no salted ``hash``).
 
@@ -212,6 +221,7 @@ def step_search(
     if len(questions) != len(prompts):
         raise ValueError(f"{len(questions)} questions but {len(prompts)} prompts")
     ids = list(problem_ids) if problem_ids is not None else [str(i) for i in range(len(questions))]
+    start_fresh(policy, prm)
     outcomes = [SearchOutcome(candidates=[]) for _ in questions]
     finals: list[list[_Beam]] = [[] for _ in questions]
     num_subtrees = config.num_beams // config.subtree_size
