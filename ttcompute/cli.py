@@ -55,6 +55,20 @@ STAGES: dict[str, tuple[str, list[tuple[str, str]], tuple[str, str]]] = {
         [("ttcompute.trainers.prm_config", "PRMConfig")],
         ("ttcompute.trainers.prm_trainer", "train_prm"),
     ),
+    "search": (
+        "best-of-N, beam search, lookahead, DVTS under a budget; every candidate saved (resumable)",
+        [
+            ("ttcompute.tasks.source_args", "ProblemArgs"),
+            ("ttcompute.models.generation", "GenerationArgs"),
+            ("ttcompute.eval.search.stage", "SearchConfig"),
+        ],
+        ("ttcompute.eval.search.stage", "run_search"),
+    ),
+    "select": (
+        "selection rules over saved search candidates: accuracy vs budget per bin, table and plot",
+        [("ttcompute.eval.select", "SelectConfig")],
+        ("ttcompute.eval.select", "run_select"),
+    ),
     "demo": (
         "run the pipeline end to end on the built-in arithmetic task",
         [("ttcompute.demo", "DemoConfig")],
@@ -77,7 +91,7 @@ def _setup_logging() -> None:
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
     )
     # Keep library chatter (datasets caching, httpx) at warnings unless asked for.
-    for noisy in ("datasets", "httpx", "urllib3", "filelock", "fsspec"):
+    for noisy in ("datasets", "httpx", "urllib3", "filelock", "fsspec", "matplotlib"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
@@ -91,9 +105,11 @@ def run_stage(stage: str, args: list[str]):
     config_types = tuple(getattr(importlib.import_module(m), c) for m, c in config_specs)
     configs = parse_stage_args(config_types, args, prog=f"ttc {stage}")
     # Per-file "Loading weights" bars are noise for our stages; stages draw their own progress bars.
+    import datasets
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    datasets.disable_progress_bars()  # "Generating train split" for every shard read back
     function = getattr(importlib.import_module(module_name), function_name)
     return function(*configs)
 

@@ -1,0 +1,182 @@
+"""``ttc search`` and ``ttc select`` end to end with the shipped small policy and a likelihood PRM."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ttcompute.cli import run_stage
+from ttcompute.data_gen.shards import load_sharded, shard_path
+from ttcompute.errors import InputError
+from ttcompute.eval.budget import inference_flops
+from ttcompute.eval.search.best_of_n import majority_vote, weighted_best_of_n
+from ttcompute.eval.select import candidate_score
+from ttcompute.tasks.grading import extract_answer, is_equivalent
+
+POLICY_PARAMETERS = 137_792
+
+
+@pytest.fixture(scope="module")
+def prm_dir(tmp_path_factory, small_policy_dir):
+    """A likelihood PRM over the small policy (the calibration of bench/prm_experiment.sh, rounded)."""
+    path = tmp_path_factory.mktemp("likelihood_prm")
+    spec = {
+        "format": "ttcompute-likelihood",
+        "base_model": str(small_policy_dir),
+        "step_separator": "\n\n",
+        "prompt_template": "{question}\n",
+        "weight": 0.83,
+        "bias": 0.19,
+    }
+    (path / "likelihood_prm.json").write_text(json.dumps(spec))
+    return path
+
+
+def search_args(out, prm_dir, small_policy_dir, *extra):
+    return [
+        "--model_name_or_path", str(small_policy_dir),
+        "--prm", str(prm_dir),
+        "--num_problems", "3",
+        "--problem_seed", "4242",
+        "--max_ops", "4",
+        "--max_new_tokens", "120",
+        "--max_step_tokens", "40",
+        "--budgets", "1", "2", "4",
+        "--lookahead_steps", "1",
+        "--problems_per_shard", "2",
+        "--output_dir", str(out),
+        *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def search_run(tmp_path_factory, prm_dir, small_policy_dir):
+    out = tmp_path_factory.mktemp("search")
+    stats = run_stage("search", search_args(out, prm_dir, small_policy_dir))
+    return out, stats
+
+
+def rows_of(dataset):
+    return [dict(row) for row in dataset]
+
+
+def test_every_run_writes_its_candidates_and_exact_cost(search_run):
+    out, stats = search_run
+    rows = rows_of(load_sharded(out))
+    # Per problem: best-of-N at budgets 1, 2, 4 (3 rows); beam search: budget 1 has M=1 under both
+    # width settings (one run, 2 rows), budgets 2 and 4 two widths each (4); lookahead k=1: budget 2
+    # gives 1 beam (2 rows), budget 4 gives 2 beams at M=2 and M=1 (2); DVTS at 1, 2, 4 (3).
+    assert len(rows) == 3 * (3 + 6 + 4 + 3)
+    assert stats["num_problems"] == 3 and stats["num_rows"] == len(rows)
+    for row in rows:
+        assert len(row["completions"]) == row["num_beams"] == len(row["step_scores"]) == len(row["answers"])
+        assert row["generations"] == row["num_beams"] * (row["lookahead"] + 1) <= row["budget"]
+        assert row["policy_flops"] == inference_flops(POLICY_PARAMETERS, row["policy_tokens"])
+        assert row["prm_flops"] == inference_flops(POLICY_PARAMETERS, row["prm_tokens"])
+        assert 0 < row["prm_tokens"] <= row["prm_tokens_requested"]
+        for text, answer, correct, scores in zip(
+            row["completions"], row["answers"], row["correct"], row["step_scores"]
+        ):
+            assert answer == extract_answer(text)
+            assert correct == (answer is not None and is_equivalent(answer, row["gold_answer"]))
+            assert all(0.0 <= s <= 1.0 for s in scores)
+        if row["method"] == "lookahead":
+            assert row["lookahead_tokens"] > 0
+        if row["method"] != "best_of_n":
+            assert row["beam_width"] >= 1 and row["num_beams"] % row["beam_width"] == 0
+
+
+def test_best_of_n_budgets_are_nested_subsets(search_run):
+    out, _ = search_run
+    bon = {
+        (r["problem_id"], r["budget"]): r for r in rows_of(load_sharded(out)) if r["method"] == "best_of_n"
+    }
+    for (problem, budget), row in bon.items():
+        if budget < 4:
+            bigger = bon[(problem, 4)]
+            assert row["completions"] == bigger["completions"][:budget]
+            assert row["policy_tokens"] == sum(bigger["num_tokens"][:budget])
+            assert row["prm_tokens"] <= bigger["prm_tokens"]
+
+
+def test_resume_after_losing_shards_gives_the_same_dataset(search_run, tmp_path, prm_dir, small_policy_dir):
+    out, _ = search_run
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for path in out.iterdir():
+        if path.is_file():
+            (copy / path.name).write_bytes(path.read_bytes())
+    for index in (0, 5, 11):  # as if killed before these shards were written
+        shard_path(copy, index).unlink()
+    run_stage("search", search_args(copy, prm_dir, small_policy_dir))
+    assert rows_of(load_sharded(copy)) == rows_of(load_sharded(out))
+
+
+def test_a_different_config_is_refused(search_run, prm_dir, small_policy_dir):
+    out, _ = search_run
+    with pytest.raises(InputError, match="different run"):
+        run_stage("search", search_args(out, prm_dir, small_policy_dir, "--seed", "9"))
+
+
+def test_select_recomputes_rules_from_saved_scores(search_run, tmp_path):
+    out, _ = search_run
+    run_stage(
+        "select", ["--search_dir", str(out), "--output_dir", str(tmp_path / "sel"), "--aggregation", "min"]
+    )
+    summary = json.loads((tmp_path / "sel" / "accuracy.json").read_text())
+    accuracy = summary["accuracy"]["all"]
+    assert set(accuracy) == {
+        "majority",
+        "best_of_n",
+        "best_of_n_weighted",
+        "beam_search M=4",
+        "beam_search M=sqrt",
+        "lookahead k=1 M=4",
+        "lookahead k=1 M=sqrt",
+        "dvts M=4",
+    }
+    rows = rows_of(load_sharded(out))
+    bon4 = [r for r in rows if r["method"] == "best_of_n" and r["budget"] == 4]
+    by_hand_majority = sum(r["correct"][majority_vote(r["answers"])] for r in bon4) / 3
+    scores = [[candidate_score(s, "min") for s in r["step_scores"]] for r in bon4]
+    by_hand_weighted = (
+        sum(r["correct"][weighted_best_of_n(r["answers"], sc)] for r, sc in zip(bon4, scores)) / 3
+    )
+    assert accuracy["majority"]["4"] == round(by_hand_majority, 4)
+    assert accuracy["best_of_n_weighted"]["4"] == round(by_hand_weighted, 4)
+    assert "| majority |" in (tmp_path / "sel" / "accuracy.md").read_text()
+    assert (tmp_path / "sel" / "accuracy_vs_budget.png").stat().st_size > 10_000
+
+
+def test_select_needs_bins_for_every_problem(search_run, tmp_path):
+    import datasets
+
+    out, _ = search_run
+    difficulty = tmp_path / "difficulty"
+    difficulty.mkdir()
+    datasets.Dataset.from_dict(
+        {"problem_id": ["nope"], "pass_at_1": [0.5], "num_samples": [4], "bin": [1]}
+    ).to_parquet(str(difficulty / "difficulty.parquet"))
+    with pytest.raises(InputError, match="no difficulty bin for 3"):
+        run_stage("select", ["--search_dir", str(out), "--difficulty_dir", str(difficulty)])
+
+
+def test_bad_search_options(tmp_path, prm_dir, small_policy_dir):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(InputError, match="problem set is empty"):
+        run_stage(
+            "search",
+            ["--task", "gsm8k", "--dataset", str(empty), "--model_name_or_path", str(small_policy_dir),
+             "--methods", "best_of_n", "--output_dir", str(tmp_path / "a")],
+        )  # fmt: skip
+    with pytest.raises(InputError, match="need a verifier"):
+        run_stage(
+            "search", ["--model_name_or_path", str(small_policy_dir), "--output_dir", str(tmp_path / "b")]
+        )
+    with pytest.raises(InputError, match="beam width"):
+        run_stage("search", search_args(tmp_path / "c", prm_dir, small_policy_dir, "--beam_widths", "wide"))
+    with pytest.raises(InputError, match="budgets must be positive"):
+        run_stage("search", search_args(tmp_path / "d", prm_dir, small_policy_dir, "--budgets", "0", "4"))
+    assert not any((tmp_path / name).exists() for name in "abcd")

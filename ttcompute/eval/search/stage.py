@@ -1,0 +1,474 @@
+"""``ttc search``: policy + PRM x methods x budgets x problems -> every final candidate and its cost.
+
+A *run* is one search setting: a method with its hyperparameters (beam width M, lookahead k, the
+aggregation that ranks beams) at one budget. Runs x chunks of problems are the shards of the output,
+so a killed search resumes at the first unfinished (run, chunk), and ``--shard i/n`` workers split
+them. Best-of-N is one run at the largest budget: the candidates of a smaller budget b are its first
+b (nested, as in the paper), written as one row per budget with that subset's exact cost.
+
+Budget (README, "Search budgets"): N generations. Best-of-N samples N solutions; beam search and DVTS
+keep N beams; lookahead search with k steps gets ``N = budget // (k + 1)`` beams (and is skipped at
+budgets below k + 1). A beam width is rounded down to a divisor of N
+(:func:`~ttcompute.eval.budget.resolve_beam_width`); the width actually used is in ``beam_width``.
+
+Output rows (one per problem x run x budget):
+    problem_id, question, gold_answer, metadata (JSON text),
+    method (best_of_n | beam_search | lookahead | dvts), width_setting ("4", "sqrt"; "" for best-of-N),
+    beam_width (M used; 0 for best-of-N), lookahead (k), search_aggregation, budget (nominal),
+    num_beams (N), generations (N x (k + 1)),
+    completions, step_scores (per candidate, per step), answers, correct, num_tokens, finish_reasons,
+    subtrees,
+    policy_tokens, lookahead_tokens, prm_tokens, prm_tokens_requested, policy_flops, prm_flops,
+    total_flops, rounds, capped_steps
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+from tqdm.auto import tqdm
+
+from ttcompute.errors import InputError
+from ttcompute.eval.budget import beams_for_budget, inference_flops, resolve_beam_width
+from ttcompute.eval.search.step_search import SearchOutcome
+
+logger = logging.getLogger(__name__)
+
+SEARCH_METHODS = ("best_of_n", "beam_search", "lookahead", "dvts")
+DEFAULT_BUDGETS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+
+ROW_SCHEMA = pa.schema(
+    [
+        ("problem_id", pa.string()),
+        ("question", pa.string()),
+        ("gold_answer", pa.string()),
+        ("metadata", pa.string()),
+        ("method", pa.string()),
+        ("width_setting", pa.string()),
+        ("beam_width", pa.int64()),
+        ("lookahead", pa.int64()),
+        ("search_aggregation", pa.string()),
+        ("budget", pa.int64()),
+        ("num_beams", pa.int64()),
+        ("generations", pa.int64()),
+        ("completions", pa.list_(pa.string())),
+        ("step_scores", pa.list_(pa.list_(pa.float64()))),
+        ("answers", pa.list_(pa.string())),
+        ("correct", pa.list_(pa.bool_())),
+        ("num_tokens", pa.list_(pa.int64())),
+        ("finish_reasons", pa.list_(pa.string())),
+        ("subtrees", pa.list_(pa.int64())),
+        ("policy_tokens", pa.int64()),
+        ("lookahead_tokens", pa.int64()),
+        ("prm_tokens", pa.int64()),
+        ("prm_tokens_requested", pa.int64()),
+        ("policy_flops", pa.int64()),
+        ("prm_flops", pa.int64()),
+        ("total_flops", pa.int64()),
+        ("rounds", pa.int64()),
+        ("capped_steps", pa.int64()),
+    ]
+)
+
+
+@dataclass
+class SearchConfig:
+    """Options of ``ttc search`` (besides the problem and policy generation options).
+
+    Attributes:
+        output_dir: Where shards, manifest, resolved config and stats go.
+        prm: The verifier: a PRM checkpoint (Hub id or directory) in any format ``load_prm`` reads.
+            Without one only best-of-N runs, and only majority vote can select.
+        prm_format / prm_max_batch_tokens / prm_device / prm_dtype: How the PRM is loaded and batched.
+        methods: Any of ``best_of_n``, ``beam_search``, ``lookahead``, ``dvts``.
+        budgets: Budgets in generations (the paper's N).
+        beam_widths: Width settings M of beam and lookahead search: integers or ``sqrt`` (M = sqrt N).
+        lookahead_steps: The k values of lookahead search.
+        dvts_widths: Width settings M of DVTS (N / M subtrees of width M).
+        search_aggregations: How beams are ranked by their step scores (last / min / prod / mean);
+            each value is a separate run (the final selection's aggregation is ``ttc select``'s).
+        max_rounds: Most step rounds of a tree search (the paper: 40).
+        max_step_tokens: Most tokens of one step; a step hitting it ends its beam and is counted.
+        step_separator: The text that ends a step.
+        filter_duplicates: Tree searches rank each distinct prefix once (search-and-learn's option).
+        seed: Base seed; each (run, chunk of problems) gets its own seed derived from it.
+        problems_per_shard: Problems per shard: the unit of batching and of resumption.
+        shard: ``i/n``: this worker takes every shard ``j`` with ``j % n == i``.
+        overwrite: Replace an output directory written with a different config.
+    """
+
+    output_dir: str = field(default="runs/search", metadata={"help": "output directory"})
+    prm: str | None = field(default=None, metadata={"help": "PRM checkpoint (Hub id or directory)"})
+    prm_format: str = field(default="auto", metadata={"help": "PRM format (auto-detected by default)"})
+    prm_max_batch_tokens: int = field(default=32768, metadata={"help": "PRM tokens per forward batch"})
+    prm_device: str | None = field(default=None, metadata={"help": "PRM device (default: the policy's)"})
+    prm_dtype: str = field(default="auto", metadata={"help": "PRM dtype"})
+    methods: list[str] = field(
+        default_factory=lambda: list(SEARCH_METHODS), metadata={"help": "search methods to run"}
+    )
+    budgets: list[int] = field(
+        default_factory=lambda: list(DEFAULT_BUDGETS), metadata={"help": "budgets in generations (N)"}
+    )
+    beam_widths: list[str] = field(
+        default_factory=lambda: ["4", "sqrt"], metadata={"help": "beam/lookahead widths: integers or sqrt"}
+    )
+    lookahead_steps: list[int] = field(default_factory=lambda: [3], metadata={"help": "lookahead k values"})
+    dvts_widths: list[str] = field(default_factory=lambda: ["4"], metadata={"help": "DVTS subtree widths"})
+    search_aggregations: list[str] = field(
+        default_factory=lambda: ["last"], metadata={"help": "how beams are ranked: last | min | prod | mean"}
+    )
+    max_rounds: int = field(default=40, metadata={"help": "most step rounds of a tree search"})
+    max_step_tokens: int = field(default=128, metadata={"help": "most tokens of one step"})
+    step_separator: str = field(default="\n\n", metadata={"help": "text between steps"})
+    filter_duplicates: bool = field(default=False, metadata={"help": "rank each distinct prefix once"})
+    seed: int = field(default=0, metadata={"help": "base seed"})
+    problems_per_shard: int = field(default=16, metadata={"help": "problems per shard"})
+    shard: str = field(default="0/1", metadata={"help": "i/n: this worker's part of the shards"})
+    overwrite: bool = field(default=False, metadata={"help": "replace output of a different config"})
+
+    def __post_init__(self) -> None:
+        from ttcompute.models.prm import AGGREGATIONS
+
+        unknown = [m for m in self.methods if m not in SEARCH_METHODS]
+        if unknown or not self.methods:
+            raise ValueError(f"unknown search method(s) {unknown}; choose from {SEARCH_METHODS}")
+        if not self.budgets or any(b < 1 for b in self.budgets):
+            raise ValueError(f"budgets must be positive integers, got {self.budgets}")
+        self.budgets = sorted(set(self.budgets))
+        for width in [*self.beam_widths, *self.dvts_widths]:
+            resolve_beam_width(1, width)  # raises ValueError naming a bad setting
+        if any(k < 0 for k in self.lookahead_steps):
+            raise ValueError(f"lookahead_steps must be >= 0, got {self.lookahead_steps}")
+        bad = [a for a in self.search_aggregations if a not in AGGREGATIONS]
+        if bad or not self.search_aggregations:
+            raise ValueError(f"unknown search aggregation(s) {bad}; choose from {AGGREGATIONS}")
+        if self.max_rounds < 1 or self.max_step_tokens < 1 or self.problems_per_shard < 1:
+            raise ValueError("max_rounds, max_step_tokens and problems_per_shard must be >= 1")
+        if not self.step_separator:
+            raise ValueError("step_separator must not be empty")
+        if self.prm is None and self.methods != ["best_of_n"]:
+            raise ValueError(f"methods {self.methods} need a verifier: pass --prm (or --methods best_of_n)")
+
+
+@dataclass(frozen=True)
+class SearchRun:
+    """One search setting at one budget (best-of-N: at the largest budget, all budgets as subsets)."""
+
+    method: str
+    budget: int
+    num_beams: int
+    beam_width: int = 0
+    lookahead: int = 0
+    aggregation: str = "last"
+    width_settings: tuple[str, ...] = ("",)
+
+    @property
+    def key(self) -> str:
+        return f"{self.method}:N={self.num_beams}:M={self.beam_width}:k={self.lookahead}:{self.aggregation}"
+
+
+def plan_runs(config: SearchConfig) -> list[SearchRun]:
+    """Every run of a config, cheapest budgets first; settings that resolve alike run once.
+
+    >>> runs = plan_runs(SearchConfig(prm="p", budgets=[4, 16], lookahead_steps=[3], dvts_widths=["4"]))
+    >>> [(r.method, r.budget, r.num_beams, r.beam_width, r.width_settings) for r in runs]  # doctest: +NORMALIZE_WHITESPACE
+    [('best_of_n', 16, 16, 0, ('',)),
+     ('beam_search', 4, 4, 4, ('4',)), ('beam_search', 4, 4, 2, ('sqrt',)),
+     ('lookahead', 4, 1, 1, ('4', 'sqrt')), ('dvts', 4, 4, 4, ('4',)),
+     ('beam_search', 16, 16, 4, ('4', 'sqrt')), ('lookahead', 16, 4, 4, ('4',)),
+     ('lookahead', 16, 4, 2, ('sqrt',)), ('dvts', 16, 16, 4, ('4',))]
+    """
+    runs: dict[tuple, SearchRun] = {}
+
+    def add(method, budget, num_beams, width, lookahead, aggregation, setting):
+        key = (method, budget, num_beams, width, lookahead, aggregation)
+        if key in runs:
+            if setting not in runs[key].width_settings:
+                previous = runs[key]
+                runs[key] = SearchRun(*key[:5], aggregation, (*previous.width_settings, setting))
+            return
+        runs[key] = SearchRun(method, budget, num_beams, width, lookahead, aggregation, (setting,))
+
+    if "best_of_n" in config.methods:
+        top = config.budgets[-1]
+        runs[("best_of_n",)] = SearchRun("best_of_n", top, top)
+    for budget in config.budgets:
+        for aggregation in config.search_aggregations:
+            if "beam_search" in config.methods:
+                for setting in config.beam_widths:
+                    add(
+                        "beam_search",
+                        budget,
+                        budget,
+                        resolve_beam_width(budget, setting),
+                        0,
+                        aggregation,
+                        setting,
+                    )
+            if "lookahead" in config.methods:
+                for k in config.lookahead_steps:
+                    beams = beams_for_budget(budget, k)
+                    for setting in config.beam_widths if beams else []:
+                        add(
+                            "lookahead",
+                            budget,
+                            beams,
+                            resolve_beam_width(beams, setting),
+                            k,
+                            aggregation,
+                            setting,
+                        )
+            if "dvts" in config.methods:
+                for setting in config.dvts_widths:
+                    add("dvts", budget, budget, resolve_beam_width(budget, setting), 0, aggregation, setting)
+    return list(runs.values())
+
+
+def run_seed(seed: int, run: SearchRun, chunk: int) -> int:
+    """The seed of one (run, chunk of problems): stable across processes and worker layouts."""
+    return zlib.crc32(f"{seed}:{run.key}:{chunk}".encode())
+
+
+def search_chunk(problems, prompts, run: SearchRun, config: SearchConfig, policy, prm, gen_args, chunk: int):
+    """Run one search setting on one chunk of problems: ``[(budget, outcome per problem)]``."""
+    from ttcompute.eval.search.beam_search import beam_search
+    from ttcompute.eval.search.best_of_n import first_candidates, sample_best_of_n
+    from ttcompute.eval.search.dvts import dvts
+    from ttcompute.eval.search.lookahead import lookahead_search
+
+    questions = [p.question for p in problems]
+    ids = [p.problem_id for p in problems]
+    seed = run_seed(config.seed, run, chunk)
+    if run.method == "best_of_n":
+        outcomes = sample_best_of_n(
+            questions,
+            prompts,
+            policy,
+            prm,
+            n=run.num_beams,
+            temperature=gen_args.temperature,
+            top_p=gen_args.top_p,
+            max_tokens=gen_args.max_new_tokens,
+            step_separator=config.step_separator,
+            seed=seed,
+            problem_ids=ids,
+        )
+        return [(b, [first_candidates(o, b) for o in outcomes]) for b in config.budgets]
+    options = dict(
+        num_beams=run.num_beams,
+        beam_width=run.beam_width,
+        max_rounds=config.max_rounds,
+        max_step_tokens=config.max_step_tokens,
+        max_tokens=gen_args.max_new_tokens,
+        temperature=gen_args.temperature,
+        top_p=gen_args.top_p,
+        step_separator=config.step_separator,
+        aggregation=run.aggregation,
+        seed=seed,
+        filter_duplicates=config.filter_duplicates,
+        problem_ids=ids,
+    )
+    methods = {"beam_search": beam_search, "dvts": dvts}
+    if run.method == "lookahead":
+        outcomes = lookahead_search(questions, prompts, policy, prm, lookahead=run.lookahead, **options)
+    else:
+        outcomes = methods[run.method](questions, prompts, policy, prm, **options)
+    return [(run.budget, outcomes)]
+
+
+def outcome_rows(
+    problems, run: SearchRun, budget: int, outcomes: list[SearchOutcome], policy_params: int, prm_params: int
+) -> list[dict[str, Any]]:
+    """Dataset rows (one per problem and width setting) for one run's outcomes, graded."""
+    from ttcompute.tasks.grading import extract_answer, is_equivalent
+
+    rows = []
+    for problem, outcome in zip(problems, outcomes):
+        answers = [extract_answer(c.text) for c in outcome.candidates]
+        verdicts = {a: is_equivalent(a, problem.answer) for a in set(answers) if a is not None}
+        policy_flops = inference_flops(policy_params, outcome.policy_tokens)
+        prm_flops = inference_flops(prm_params, outcome.prm_tokens)
+        num_beams = budget if run.method == "best_of_n" else run.num_beams
+        for setting in run.width_settings:
+            rows.append(
+                {
+                    "problem_id": problem.problem_id,
+                    "question": problem.question,
+                    "gold_answer": problem.answer,
+                    "metadata": json.dumps(problem.metadata, sort_keys=True),
+                    "method": run.method,
+                    "width_setting": setting,
+                    "beam_width": run.beam_width,
+                    "lookahead": run.lookahead,
+                    "search_aggregation": run.aggregation,
+                    "budget": budget,
+                    "num_beams": num_beams,
+                    "generations": num_beams * (run.lookahead + 1),
+                    "completions": [c.text for c in outcome.candidates],
+                    "step_scores": [c.step_scores for c in outcome.candidates],
+                    "answers": answers,
+                    "correct": [a is not None and verdicts[a] for a in answers],
+                    "num_tokens": [c.num_tokens for c in outcome.candidates],
+                    "finish_reasons": [c.finish_reason for c in outcome.candidates],
+                    "subtrees": [c.subtree for c in outcome.candidates],
+                    "policy_tokens": outcome.policy_tokens,
+                    "lookahead_tokens": outcome.lookahead_tokens,
+                    "prm_tokens": outcome.prm_tokens,
+                    "prm_tokens_requested": outcome.prm_tokens_requested,
+                    "policy_flops": policy_flops,
+                    "prm_flops": prm_flops,
+                    "total_flops": policy_flops + prm_flops,
+                    "rounds": outcome.rounds,
+                    "capped_steps": outcome.capped_steps,
+                }
+            )
+    return rows
+
+
+def run_search(problem_args, gen_args, config: SearchConfig) -> dict[str, Any]:
+    """The ``ttc search`` stage: every unfinished (run, chunk) shard of this worker, then stats."""
+    from ttcompute.config import config_hash, config_to_dict, save_resolved_config
+    from ttcompute.data_gen.shards import (
+        finished_shards,
+        load_sharded,
+        missing_shards,
+        parse_shard_spec,
+        prepare_output,
+        write_json,
+        write_shard,
+    )
+    from ttcompute.models.generation import build_prompt, load_backend
+
+    if not gen_args.model_name_or_path:
+        raise InputError("ttc search: --model_name_or_path (the policy) is required")
+    worker, num_workers = parse_shard_spec(config.shard)
+    problems = problem_args.load()
+    if not problems:
+        raise InputError("ttc search: the problem set is empty")
+    runs = plan_runs(config)
+    if not runs:
+        raise InputError(
+            f"ttc search: no run fits the budgets {config.budgets} (lookahead needs budget >= k + 1)"
+        )
+    chunks = [
+        problems[i : i + config.problems_per_shard]
+        for i in range(0, len(problems), config.problems_per_shard)
+    ]
+    shards = [(run, c) for run in runs for c in range(len(chunks))]
+
+    # Load the models before touching output_dir: a typo in a path must not leave a manifest behind.
+    policy = load_backend(gen_args.backend, gen_args.model_name_or_path, **gen_args.backend_kwargs())
+    prm = None
+    if config.prm:
+        from ttcompute.models.prm import load_prm
+
+        prm = load_prm(
+            config.prm,
+            config.prm_format,
+            device=config.prm_device or gen_args.device,
+            dtype=config.prm_dtype,
+            max_batch_tokens=config.prm_max_batch_tokens,
+            trust_remote_code=gen_args.trust_remote_code,
+        )
+    values = config_to_dict(problem_args, gen_args, config)
+    digest = config_hash(
+        values, ignore={"output_dir", "overwrite", "shard", "prm_device", "prm_max_batch_tokens"}
+    )
+    prepare_output(config.output_dir, "search", digest, len(shards), config.overwrite)
+    save_resolved_config(config.output_dir, "search", problem_args, gen_args, config)
+
+    tokenizer = getattr(policy, "tokenizer", None)
+    prompts = [
+        build_prompt(p.question, gen_args.prompt_template, tokenizer, gen_args.use_chat_template)
+        for p in problems
+    ]
+    prompt_chunks = [
+        prompts[i : i + config.problems_per_shard] for i in range(0, len(prompts), config.problems_per_shard)
+    ]
+    policy_params = policy.num_parameters
+    prm_params = prm.num_parameters if prm is not None else 0
+    done = finished_shards(config.output_dir)
+    todo = [j for j in range(len(shards)) if j % num_workers == worker and j not in done]
+    if done:
+        logger.info(
+            "Resuming: %d of %d shards already finished in %s", len(done), len(shards), config.output_dir
+        )
+    logger.info(
+        "Searching %d problems: %d runs (%s) x %d chunks; %d shards to do",
+        len(problems),
+        len(runs),
+        ", ".join(sorted({r.method for r in runs})),
+        len(chunks),
+        len(todo),
+    )
+    progress = tqdm(todo, desc="Searching", unit="shard")
+    for j in progress:
+        run, c = shards[j]
+        progress.set_postfix_str(f"{run.method} N={run.num_beams} M={run.beam_width} k={run.lookahead}")
+        rows = []
+        for budget, outcomes in search_chunk(
+            chunks[c], prompt_chunks[c], run, config, policy, prm, gen_args, c
+        ):
+            rows += outcome_rows(chunks[c], run, budget, outcomes, policy_params, prm_params)
+        write_shard(config.output_dir, j, rows, schema=ROW_SCHEMA)
+    progress.close()
+
+    remaining = missing_shards(config.output_dir)
+    if remaining:
+        logger.info(
+            "Worker %d/%d finished; %d shard(s) remain for other workers", worker, num_workers, len(remaining)
+        )
+        return {"output_dir": config.output_dir, "remaining_shards": len(remaining)}
+    dataset = load_sharded(config.output_dir)
+    stats = search_stats(dataset, policy_params, prm_params)
+    write_json(f"{config.output_dir}/stats.json", stats)
+    logger.info(
+        "Search done: %d rows, %d policy tokens, %d PRM tokens (%d requested), %d steps capped -> %s",
+        stats["num_rows"],
+        stats["compute"]["policy_tokens"],
+        stats["compute"]["verifier_tokens"],
+        stats["compute"]["verifier_tokens_requested"],
+        stats["capped_steps"],
+        config.output_dir,
+    )
+    return {"output_dir": config.output_dir, **stats}
+
+
+def search_stats(dataset, policy_params: int, prm_params: int) -> dict[str, Any]:
+    """Totals over a search output: rows, compute spent (each run counted once), capped steps."""
+    run_columns = ["problem_id", "method", "budget", "beam_width", "lookahead", "search_aggregation"]
+    table = dataset.select_columns(
+        [*run_columns, "policy_tokens", "prm_tokens", "prm_tokens_requested", "capped_steps"]
+    ).to_pandas()
+    # A run written under two width settings has two identical rows; best-of-N rows of smaller budgets
+    # are subsets of the largest budget's candidates. Count each compute once.
+    table = table.drop_duplicates(subset=run_columns)
+    is_bon = table.method == "best_of_n"
+    if is_bon.any():
+        table = table[~is_bon | (table.budget == table[is_bon].budget.max())]
+    policy_tokens, prm_tokens = int(table.policy_tokens.sum()), int(table.prm_tokens.sum())
+    policy_flops, prm_flops = (
+        inference_flops(policy_params, policy_tokens),
+        inference_flops(prm_params, prm_tokens),
+    )
+    return {
+        "stage": "search",
+        "num_rows": len(dataset),
+        "num_problems": len(set(dataset["problem_id"])),
+        "capped_steps": int(table.capped_steps.sum()),
+        "compute": {
+            "policy_parameters": policy_params,
+            "policy_tokens": policy_tokens,
+            "policy_flops": policy_flops,
+            "verifier_parameters": prm_params,
+            "verifier_tokens": prm_tokens,
+            "verifier_tokens_requested": int(table.prm_tokens_requested.sum()),
+            "verifier_flops": prm_flops,
+            "total_flops": policy_flops + prm_flops,
+        },
+    }

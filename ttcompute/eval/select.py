@@ -1,0 +1,230 @@
+"""``ttc select``: apply selection rules to saved search candidates; accuracy vs budget per bin.
+
+Nothing is generated or scored again: ``ttc search`` saved every final candidate with its step
+scores, so any rule and any aggregation of step scores is recomputed here in seconds. Best-of-N rows
+give three strategies (``majority``, ``best_of_n``, ``best_of_n_weighted``); a tree search's rows give
+one, its own name with its settings (e.g. ``beam_search M=4``, ``lookahead k=3 M=sqrt``,
+``dvts M=4``), selected by weighted best-of-N as in the paper.
+
+Outputs (``output_dir``): ``selections.parquet`` (problem_id, bin, strategy, method, budget,
+generations, selected, answer, correct, policy_flops, prm_flops, total_flops -- majority vote is
+charged no PRM compute), ``accuracy.json``, ``accuracy.md`` (a table per bin) and
+``accuracy_vs_budget.png`` (one panel for all problems and one per bin).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ttcompute.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+BON_RULES = ("majority", "best_of_n", "best_of_n_weighted")
+
+
+@dataclass
+class SelectConfig:
+    """Options of ``ttc select``.
+
+    Attributes:
+        search_dir: Output directory of ``ttc search``.
+        output_dir: Where the tables and the plot go (default: ``<search_dir>/select``).
+        aggregation: How a candidate's step scores become its score (last / min / prod / mean).
+        difficulty_dir: Output of ``ttc difficulty`` for the same problems: accuracy per bin too.
+    """
+
+    search_dir: str = field(default="runs/search", metadata={"help": "output directory of ttc search"})
+    output_dir: str | None = field(default=None, metadata={"help": "default: <search_dir>/select"})
+    aggregation: str = field(default="last", metadata={"help": "step scores -> score: last|min|prod|mean"})
+    difficulty_dir: str | None = field(default=None, metadata={"help": "ttc difficulty output (bins)"})
+
+    def __post_init__(self) -> None:
+        from ttcompute.models.prm import AGGREGATIONS
+
+        if self.aggregation not in AGGREGATIONS:
+            raise ValueError(f"unknown aggregation {self.aggregation!r}; choose one of {AGGREGATIONS}")
+
+
+def strategy_name(method: str, width_setting: str, lookahead: int, search_aggregation: str) -> str:
+    """The name of a tree search's setting in tables and plots.
+
+    >>> strategy_name("lookahead", "sqrt", 3, "last"), strategy_name("beam_search", "4", 0, "min")
+    ('lookahead k=3 M=sqrt', 'beam_search M=4 rank=min')
+    """
+    parts = [method]
+    if method == "lookahead":
+        parts.append(f"k={lookahead}")
+    if width_setting:
+        parts.append(f"M={width_setting}")
+    if search_aggregation != "last":
+        parts.append(f"rank={search_aggregation}")
+    return " ".join(parts)
+
+
+def candidate_score(step_scores: list[float], aggregation: str) -> float:
+    """A candidate's score; one without steps (an empty solution) scores 0."""
+    from ttcompute.models.prm import aggregate
+
+    return aggregate(step_scores, aggregation) if step_scores else 0.0
+
+
+def select_row(row: dict[str, Any], aggregation: str) -> list[dict[str, Any]]:
+    """The selections of one search row: one record per strategy it supports."""
+    from ttcompute.eval.search.best_of_n import best_of_n, majority_vote, weighted_best_of_n
+
+    answers = row["answers"]
+    if not answers:
+        raise InputError(f"problem {row['problem_id']}: a {row['method']} row with no candidates")
+    has_scores = any(row["step_scores"])
+    scores = [candidate_score(s, aggregation) for s in row["step_scores"]]
+    if row["method"] == "best_of_n":
+        rules = {"majority": lambda: majority_vote(answers)}
+        if has_scores:
+            rules["best_of_n"] = lambda: best_of_n(scores)
+            rules["best_of_n_weighted"] = lambda: weighted_best_of_n(answers, scores)
+    else:
+        name = strategy_name(row["method"], row["width_setting"], row["lookahead"], row["search_aggregation"])
+        rules = {name: lambda: weighted_best_of_n(answers, scores)}
+    records = []
+    for strategy, rule in rules.items():
+        index = rule()
+        prm_flops = 0 if strategy == "majority" else row["prm_flops"]
+        records.append(
+            {
+                "problem_id": row["problem_id"],
+                "strategy": strategy,
+                "method": row["method"],
+                "budget": row["budget"],
+                "generations": row["generations"],
+                "selected": index,
+                "answer": answers[index],
+                "correct": bool(row["correct"][index]),
+                "policy_flops": row["policy_flops"],
+                "prm_flops": prm_flops,
+                "total_flops": row["policy_flops"] + prm_flops,
+            }
+        )
+    return records
+
+
+def accuracy_by_bin(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, dict[int, float]]]:
+    """``{bin: {strategy: {budget: accuracy}}}``, with bin ``"all"`` over every record.
+
+    >>> acc = accuracy_by_bin([
+    ...     {"bin": 1, "strategy": "s", "budget": 4, "correct": True},
+    ...     {"bin": 2, "strategy": "s", "budget": 4, "correct": False}])
+    >>> acc["all"]["s"][4], acc["1"]["s"][4], acc["2"]["s"][4]
+    (0.5, 1.0, 0.0)
+    """
+    hits: dict[tuple[str, str, int], list[bool]] = defaultdict(list)
+    for record in records:
+        for group in ("all", None if record.get("bin") is None else str(record["bin"])):
+            if group is not None:
+                hits[(group, record["strategy"], record["budget"])].append(record["correct"])
+    table: dict[str, dict[str, dict[int, float]]] = {}
+    for (group, strategy, budget), values in sorted(
+        hits.items(), key=lambda kv: (_bin_order(kv[0][0]), kv[0][1:])
+    ):
+        table.setdefault(group, {}).setdefault(strategy, {})[budget] = round(sum(values) / len(values), 4)
+    return table
+
+
+def _bin_order(group: str) -> tuple[int, str]:
+    return (0, "") if group == "all" else (1, group.zfill(4))
+
+
+def markdown_tables(accuracy: dict[str, dict[str, dict[int, float]]], bin_sizes: dict[str, int]) -> str:
+    """One Markdown table (strategies x budgets) per bin."""
+    lines = []
+    for group, strategies in accuracy.items():
+        budgets = sorted({b for values in strategies.values() for b in values})
+        title = "All problems" if group == "all" else f"Bin {group}"
+        lines += [f"### {title} ({bin_sizes.get(group, 0)} problems)", ""]
+        lines.append("| strategy | " + " | ".join(str(b) for b in budgets) + " |")
+        lines.append("|---|" + "---:|" * len(budgets))
+        for strategy, values in strategies.items():
+            cells = [f"{values[b]:.3f}" if b in values else "" for b in budgets]
+            lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def load_bins(difficulty_dir: str, problem_ids: set[str]) -> dict[str, int]:
+    from ttcompute.data_gen.difficulty import load_difficulty
+
+    table = load_difficulty(difficulty_dir)
+    bins = dict(zip(table["problem_id"], table["bin"]))
+    missing = sorted(problem_ids - bins.keys())
+    if missing:
+        raise InputError(
+            f"{difficulty_dir}: no difficulty bin for {len(missing)} searched problem(s), e.g. {missing[:3]} "
+            "(run ttc difficulty on samples of the same problems)"
+        )
+    return bins
+
+
+def run_select(config: SelectConfig) -> dict[str, Any]:
+    """The ``ttc select`` stage."""
+    import datasets
+
+    from ttcompute.config import save_resolved_config
+    from ttcompute.data_gen.shards import load_sharded, write_json
+    from ttcompute.eval.plots import plot_accuracy_vs_budget
+
+    search = load_sharded(config.search_dir)
+    needed = ["problem_id", "method", "width_setting", "lookahead", "search_aggregation", "budget", "answers"]
+    missing = [c for c in needed if c not in search.column_names]
+    if missing:
+        raise InputError(f"{config.search_dir}: missing column(s) {missing} (not ttc search output?)")
+    if len(search) == 0:
+        raise InputError(f"{config.search_dir}: the search output has no rows")
+    out = Path(config.output_dir or Path(config.search_dir) / "select")
+    bins = load_bins(config.difficulty_dir, set(search["problem_id"])) if config.difficulty_dir else {}
+
+    records = []
+    for row in search:
+        for record in select_row(row, config.aggregation):
+            record["bin"] = bins.get(record["problem_id"])
+            records.append(record)
+    accuracy = accuracy_by_bin(records)
+    problems_in = {"all": len(set(search["problem_id"]))}
+    for problem_id in set(search["problem_id"]):
+        if problem_id in bins:
+            problems_in[str(bins[problem_id])] = problems_in.get(str(bins[problem_id]), 0) + 1
+    mean_flops: dict[str, dict[int, float]] = defaultdict(dict)
+    sums: dict[tuple[str, int], list[int]] = defaultdict(list)
+    for record in records:
+        sums[(record["strategy"], record["budget"])].append(record["total_flops"])
+    for (strategy, budget), values in sorted(sums.items()):
+        mean_flops[strategy][budget] = float(sum(values) / len(values))
+
+    out.mkdir(parents=True, exist_ok=True)
+    save_resolved_config(out, "select", config)
+    table = datasets.Dataset.from_list(records)
+    tmp = out / ".selections.parquet.tmp"
+    table.to_parquet(str(tmp))
+    tmp.replace(out / "selections.parquet")
+    summary = {
+        "aggregation": config.aggregation,
+        "problems": problems_in,
+        "accuracy": {
+            g: {s: {str(b): a for b, a in v.items()} for s, v in t.items()} for g, t in accuracy.items()
+        },
+        "mean_total_flops": {s: {str(b): f for b, f in v.items()} for s, v in mean_flops.items()},
+    }
+    write_json(out / "accuracy.json", summary)
+    (out / "accuracy.md").write_text(
+        f"# Accuracy vs budget (generations); selection aggregation: {config.aggregation}\n\n"
+        + markdown_tables(accuracy, problems_in)
+    )
+    plot = plot_accuracy_vs_budget(accuracy, problems_in, out / "accuracy_vs_budget.png")
+    logger.info(
+        "Selections of %d search rows -> %s (table: accuracy.md, plot: %s)", len(search), out, plot.name
+    )
+    return {"output_dir": str(out), "accuracy": summary["accuracy"]}
