@@ -128,11 +128,18 @@ def accuracy_by_bin(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, di
             if group is not None:
                 hits[(group, record["strategy"], record["budget"])].append(record["correct"])
     table: dict[str, dict[str, dict[int, float]]] = {}
-    for (group, strategy, budget), values in sorted(
-        hits.items(), key=lambda kv: (_bin_order(kv[0][0]), kv[0][1:])
-    ):
+    order = sorted(hits.items(), key=lambda kv: (_bin_order(kv[0][0]), _strategy_order(kv[0][1]), kv[0][2]))
+    for (group, strategy, budget), values in order:
         table.setdefault(group, {}).setdefault(strategy, {})[budget] = round(sum(values) / len(values), 4)
     return table
+
+
+_FAMILIES = ("majority", "best_of_n", "best_of_n_weighted", "beam_search", "lookahead", "dvts")
+
+
+def _strategy_order(strategy: str) -> tuple[int, str]:
+    family = strategy.split(" ")[0]
+    return (_FAMILIES.index(family) if family in _FAMILIES else len(_FAMILIES), strategy)
 
 
 def _bin_order(group: str) -> tuple[int, str]:

@@ -7,6 +7,7 @@ and vLLM then skips their prefill. Tensor/data parallel sizes are passed through
 from __future__ import annotations
 
 import logging
+import zlib
 
 from ttcompute.errors import InputError
 from ttcompute.models.generation import Completion, SamplingParams
@@ -53,16 +54,21 @@ class VLLMBackend:
     def generate(self, prompts: list[str], params: SamplingParams) -> list[list[Completion]]:
         from vllm import SamplingParams as VLLMSamplingParams
 
-        sampling = VLLMSamplingParams(
-            n=params.n,
-            temperature=params.temperature,
-            top_p=params.top_p,
-            max_tokens=params.max_tokens,
-            stop=params.stop or None,
-            # Keep the separator so prefixes concatenate back into solutions, as the HF backend does.
-            include_stop_str_in_output=True,
-            seed=params.seed,
-        )
+        # One seed per request: vLLM seeds each request on its own, so beam search's copies of one
+        # prefix (the same prompt several times, n=1) would otherwise all sample the same next step.
+        sampling = [
+            VLLMSamplingParams(
+                n=params.n,
+                temperature=params.temperature,
+                top_p=params.top_p,
+                max_tokens=params.max_tokens,
+                stop=params.stop or None,
+                # Keep the separator so prefixes concatenate back into solutions, as the HF backend does.
+                include_stop_str_in_output=True,
+                seed=request_seed(params.seed, index),
+            )
+            for index in range(len(prompts))
+        ]
         outputs = self.llm.generate(prompts, sampling, use_tqdm=False)
         results = []
         for request in outputs:
@@ -77,6 +83,15 @@ class VLLMBackend:
                 )
             results.append(completions)
         return results
+
+
+def request_seed(seed: int, index: int) -> int:
+    """A distinct, stable 31-bit seed for request ``index`` of a call seeded with ``seed``.
+
+    >>> request_seed(0, 0) != request_seed(0, 1), request_seed(7, 3) == request_seed(7, 3)
+    (True, True)
+    """
+    return zlib.crc32(f"{seed}:{index}".encode()) & 0x7FFFFFFF
 
 
 def _count_parameters(llm) -> int:

@@ -427,6 +427,16 @@ def run_search(problem_args, gen_args, config: SearchConfig) -> dict[str, Any]:
     dataset = load_sharded(config.output_dir)
     stats = search_stats(dataset, policy_params, prm_params)
     write_json(f"{config.output_dir}/stats.json", stats)
+    if stats["capped_steps"]:
+        logger.warning(
+            "%d generations hit their token cap (--max_step_tokens %d per step, --max_new_tokens %d per "
+            "solution) before the step separator %r or the end: their beams ended there. Many of them "
+            "mean the caps are too small or the policy does not write this separator.",
+            stats["capped_steps"],
+            config.max_step_tokens,
+            gen_args.max_new_tokens,
+            config.step_separator,
+        )
     logger.info(
         "Search done: %d rows, %d policy tokens, %d PRM tokens (%d requested), %d steps capped -> %s",
         stats["num_rows"],
