@@ -109,7 +109,10 @@ def test_resume_after_losing_shards_gives_the_same_dataset(search_run, tmp_path,
             (copy / path.name).write_bytes(path.read_bytes())
     for index in (0, 5, 11):  # as if killed before these shards were written
         shard_path(copy, index).unlink()
-    run_stage("search", search_args(copy, prm_dir, small_policy_dir))
+    # Finished by two workers (as a job array would): worker 0 takes shard 0, worker 1 shards 5, 11.
+    partial = run_stage("search", search_args(copy, prm_dir, small_policy_dir, "--shard", "0/2"))
+    assert partial["remaining_shards"] == 2
+    run_stage("search", search_args(copy, prm_dir, small_policy_dir, "--shard", "1/2"))
     assert rows_of(load_sharded(copy)) == rows_of(load_sharded(out))
 
 
