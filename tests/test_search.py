@@ -218,22 +218,29 @@ def test_lookahead_zero_is_beam_search_exactly():
 
 
 def test_lookahead_scores_the_end_of_the_rollout_and_counts_it():
-    """ "a" looks better than "b" now, but a's greedy future is bad and b's is good: k = 1 must
-    pick b, k = 0 picks a. Every rollout token is charged, and each distinct prefix rolls out once."""
+    """ "a" looks better than "b" now, but a's greedy future is bad and b's is good: k = 1 must keep
+    b, k = 0 keeps a. Every rollout token is charged, and each distinct prefix rolls out once."""
 
     def value(path):
         return {"a": 0.9, "b": 0.6, "aa": 0.1, "ba": 0.95, "bb": 0.95}.get(path, 0.5)
 
     greedy = {"a": "a", "b": "a"}
-    kwargs = dict(num_beams=4, beam_width=4, max_rounds=1)
+    kwargs = dict(num_beams=4, beam_width=4, max_rounds=2)
     policy0, policy1 = TreePolicy("ab", depth=2, greedy=greedy), TreePolicy("ab", depth=2, greedy=greedy)
     k0 = beam_search(["Q0"], ["Q0\n"], policy0, PathPRM(value), **kwargs)[0]
     k1 = lookahead_search(["Q0"], ["Q0\n"], policy1, PathPRM(value), lookahead=1, **kwargs)[0]
-    assert candidate_paths(k0) == ["a"] * 4  # unfinished after one round: the kept prefix, expanded
-    assert candidate_paths(k1) == ["b"] * 4
-    # Round 1 samples a, b, a, b ("a\n\n": 3 tokens each); the rollouts of "a" and "b" run once each.
-    assert k1.policy_tokens == 4 * 3 + 2 * 3 and k1.lookahead_tokens == 6 == policy1.tokens_generated - 12
-    assert [c.step_scores for c in k1.candidates] == [[0.6]] * 4  # own steps only, not the rollout's
+    # Round 1 samples a, b, a, b; the best prefix is kept and expanded into a, b, a, b again; the
+    # rounds run out with those four beams unfinished.
+    assert candidate_paths(k0) == ["aa", "ab", "aa", "ab"]
+    assert candidate_paths(k1) == ["ba", "bb", "ba", "bb"]
+    assert {c.finish_reason for c in k1.candidates} == {"max_rounds"}
+    assert [c.step_scores for c in k1.candidates] == [[0.6, 0.95]] * 4  # own steps only, no rollout's
+    # Tokens: "a\n\n" is 3. Round 1: 4 samples (12) + greedy rollouts of the 2 distinct prefixes
+    # (6); round 2: 4 samples (12) + rollouts of "ba" and "bb", each the answer and its end (2 x 25).
+    answer_tokens = len(answer_step("ba")) + 1
+    assert k1.lookahead_tokens == 6 + 2 * answer_tokens == policy1.tokens_generated - 24
+    assert k1.policy_tokens == policy1.tokens_generated
+    assert k0.lookahead_tokens == 0 and k0.policy_tokens == 24
 
 
 def test_lookahead_rollout_stops_at_the_end_and_budget_is_n_times_k_plus_one():

@@ -243,7 +243,11 @@ def step_search(
         rollouts = _lookahead(unfinished, prompts, policy, config, outcomes) if config.lookahead else {}
         _score(beams, rollouts, questions, prm, config, outcomes, ids, round_index)
 
+        last_round = round_index == config.max_rounds - 1
         for key, group in live.items():
+            if last_round:  # out of rounds: the unfinished beams are final as they are
+                for beam in group:
+                    beam.finish_reason = beam.finish_reason or "max_rounds"
             finals[key[0]].extend(beam for beam in group if beam.finish_reason is not None)
             live[key] = _select_and_expand([beam for beam in group if beam.finish_reason is None], config)
         live = {key: group for key, group in live.items() if group}
@@ -251,10 +255,6 @@ def step_search(
             "round %d: %d beams extended, %d live", round_index, len(beams), sum(map(len, live.values()))
         )
 
-    for group in live.values():  # out of rounds: what is left is final as it is
-        for beam in group:
-            beam.finish_reason = "max_rounds"
-            finals[beam.problem].append(beam)
     for problem, beams in enumerate(finals):
         # Fixed order: by subtree, then in the order beams finished.
         beams.sort(key=lambda beam: beam.subtree)
