@@ -2,7 +2,7 @@
 # Issue 4's "must show": accuracy vs budget of best-of-N (majority / plain / weighted), beam search
 # (M = 4 and sqrt N), lookahead (k = 3) and DVTS, per difficulty bin, on held-out arithmetic problems
 # with the small policy and the likelihood PRM of bench/prm_experiment.sh. Resumable: rerun to continue.
-# Usage: bash bench/search_experiment.sh [PRM_DIR] [OUT_DIR]   (about 30 min on 2 CPU cores)
+# Usage: bash bench/search_experiment.sh [PRM_DIR] [OUT_DIR]   (about 10 min on 2 CPU cores)
 set -euo pipefail
 PRM=${1:-runs/prm_exp/prm_likelihood}
 OUT=${2:-runs/search_exp}
