@@ -55,6 +55,16 @@ STAGES: dict[str, tuple[str, list[tuple[str, str]], tuple[str, str]]] = {
         [("ttcompute.trainers.prm_config", "PRMConfig")],
         ("ttcompute.trainers.prm_trainer", "train_prm"),
     ),
+    "revisions": (
+        "revision trajectories from samples: 0-4 incorrect attempts (edit-distance paired), then a correct one",
+        [("ttcompute.data_gen.revisions", "RevisionsConfig")],
+        ("ttcompute.data_gen.revisions", "run_revisions"),
+    ),
+    "train-reviser": (
+        "SFT a reviser on revision trajectories (loss on the final attempt); LoRA, DeepSpeed, W&B, Hub",
+        [("ttcompute.trainers.revision_config", "RevisionConfig")],
+        ("ttcompute.trainers.revision_trainer", "train_reviser"),
+    ),
     "search": (
         "best-of-N, beam search, lookahead, DVTS under a budget; every candidate saved (resumable)",
         [

@@ -1,0 +1,73 @@
+"""The reviser's prompt format, shared by trajectory building, training and inference.
+
+A reviser (Snell et al., sec. 6) is the policy finetuned to write a better answer given its own
+earlier attempts in context::
+
+    {question}                      <- the policy's prompt template applied to the question
+    Attempt:
+    {attempt 1}                     <- oldest first, each a whole solution (steps and all)
+    Attempt:
+    {attempt 2}
+    Revision:
+    {the new solution}
+
+The markers are plain text (ASCII, so a character-level tokenizer has them) on lines of their own;
+an attempt's own blank lines (step separators) never collide with them. A prompt never holds more
+than ``MAX_ATTEMPTS_IN_CONTEXT`` attempts (the paper's 4); when even that does not fit the context,
+the *oldest* attempts are dropped first, and the caller counts how many were.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+ATTEMPT_MARKER = "Attempt:\n"
+REVISION_MARKER = "Revision:\n"
+MAX_ATTEMPTS_IN_CONTEXT = 4
+
+
+def format_reviser_prompt(question: str, attempts: Sequence[str], prompt_template: str = "{question}\n") -> str:
+    """The reviser's prompt for a question and its previous attempts (oldest first).
+
+    >>> print(format_reviser_prompt("Start at 3. Add 4.", ["3 + 4 = 8\\n\\nThe answer is \\\\boxed{8}"]))
+    Start at 3. Add 4.
+    Attempt:
+    3 + 4 = 8
+    <BLANKLINE>
+    The answer is \\boxed{8}
+    Revision:
+    <BLANKLINE>
+    """
+    text = prompt_template.format(question=question)
+    if not text.endswith("\n"):
+        text += "\n"
+    for attempt in attempts:
+        text += ATTEMPT_MARKER + attempt.strip("\n") + "\n"
+    return text + REVISION_MARKER
+
+
+def fit_attempts(
+    question: str,
+    attempts: Sequence[str],
+    max_tokens: int | None,
+    count_tokens: Callable[[str], int],
+    prompt_template: str = "{question}\n",
+    reserve: int = 0,
+) -> tuple[str, int]:
+    """The prompt with the most recent attempts that fit, and how many attempts were dropped.
+
+    At most :data:`MAX_ATTEMPTS_IN_CONTEXT` of the most recent attempts are used (older ones are not
+    "dropped": the format never shows them). Of those, the oldest go first until
+    ``count_tokens(prompt) + reserve <= max_tokens`` (``reserve``: room for the completion). If even
+    the question alone does not fit, the prompt without attempts is returned and the caller decides.
+
+    >>> prompt, dropped = fit_attempts("Q", ["a" * 10, "b" * 10, "c" * 10], 40, len)
+    >>> dropped, prompt.count("Attempt:")
+    (1, 2)
+    """
+    recent = list(attempts[-MAX_ATTEMPTS_IN_CONTEXT:]) if attempts else []
+    for dropped in range(len(recent) + 1):
+        prompt = format_reviser_prompt(question, recent[dropped:], prompt_template)
+        if max_tokens is None or count_tokens(prompt) + reserve <= max_tokens:
+            return prompt, dropped
+    return prompt, len(recent)
