@@ -1,0 +1,150 @@
+"""``ttc revisions``: trajectories checked against brute force (edit distance, pairing, k draws)."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+
+from ttcompute.cli import run_stage
+from ttcompute.data_gen.revisions import closest_index, problem_trajectories, split_solutions
+from ttcompute.data_gen.shards import load_sharded, prepare_output, shard_path, write_shard
+from ttcompute.errors import InputError
+from ttcompute.models.reviser import format_reviser_prompt
+
+
+def levenshtein(a: str, b: str) -> int:
+    """Textbook dynamic programme: the reference for rapidfuzz."""
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+def random_solution(rng: random.Random) -> str:
+    steps = [
+        f"{rng.randint(1, 99)} {rng.choice('+-*')} {rng.randint(1, 9)} = {rng.randint(1, 99)}"
+        for _ in range(rng.randint(1, 4))
+    ]
+    return "\n\n".join([*steps, f"The answer is \\boxed{{{rng.randint(1, 99)}}}"])
+
+
+def test_closest_index_matches_brute_force():
+    rng = random.Random(0)
+    for _ in range(50):
+        target = random_solution(rng)
+        candidates = [random_solution(rng) for _ in range(rng.randint(1, 8))]
+        distances = [levenshtein(target, c) for c in candidates]
+        assert closest_index(target, candidates) == (distances.index(min(distances)), min(distances))
+
+
+def test_trajectories_pair_the_closest_incorrect_attempt_last():
+    rng = random.Random(1)
+    right = [random_solution(rng) for _ in range(6)]
+    wrong = [random_solution(rng) for _ in range(3)]
+    trajectories = problem_trajectories("p1", right, wrong, max_previous=4, seed=7)
+    assert [t[0] for t in trajectories] == right
+    assert trajectories == problem_trajectories("p1", right, wrong, max_previous=4, seed=7)
+    assert trajectories != problem_trajectories("p1", right, wrong, max_previous=4, seed=8)
+    for completion, attempts, distance in trajectories:
+        assert len(attempts) <= 3  # capped by the incorrect solutions available
+        assert len(set(attempts)) == len(attempts) and set(attempts) <= set(wrong)
+        if attempts:
+            distances = [levenshtein(completion, w) for w in wrong]
+            assert attempts[-1] == wrong[distances.index(min(distances))]
+            assert distance == min(distances)
+        else:
+            assert distance == -1
+
+
+def test_k_is_uniform_over_0_to_4():
+    rng = random.Random(2)
+    wrong = [random_solution(rng) for _ in range(5)]
+    ks = Counter()
+    for p in range(400):
+        for _, attempts, _ in problem_trajectories(
+            f"p{p}", [f"right {i}" for i in range(5)], wrong, 4, seed=0
+        ):
+            ks[len(attempts)] += 1
+    # 2000 draws, 400 expected per value; a 4-sigma band (sigma = sqrt(2000 * .2 * .8) ~ 18).
+    assert set(ks) == {0, 1, 2, 3, 4} and all(abs(count - 400) < 72 for count in ks.values())
+
+
+def test_split_solutions_drops_empty_and_merges_duplicates():
+    sample = {
+        "completions": ["x", " ", "y", "x", "y", "z"],
+        "correct": [True, True, False, True, False, False],
+    }
+    assert split_solutions(sample) == (["x"], ["y", "z"], 1, 2)
+
+
+@pytest.fixture
+def samples_dir(tmp_path):
+    """A tiny ``ttc sample`` output: 5 problems, one without a correct sample, one with an empty completion."""
+    rng = random.Random(3)
+    out = tmp_path / "samples"
+    prepare_output(out, "sample", "test", 2, overwrite=False)
+    rows = []
+    for p in range(5):
+        completions = [random_solution(rng) for _ in range(6)]
+        correct = [i % 2 == 0 for i in range(6)] if p != 2 else [False] * 6
+        if p == 4:
+            completions[1] = ""
+        rows.append({"problem_id": f"p{p}", "question": f"Start at {p}. Add 1.", "gold_answer": str(p + 1),
+                     "completions": completions, "correct": correct})  # fmt: skip
+    write_shard(out, 0, rows[:3])
+    write_shard(out, 1, rows[3:])
+    return out
+
+
+def test_revisions_stage_end_to_end(samples_dir, tmp_path):
+    out = tmp_path / "revisions"
+    stats = run_stage(
+        "revisions",
+        ["--samples_dir", str(samples_dir), "--output_dir", str(out), "--problems_per_shard", "2"],
+    )
+    rows = [dict(r) for r in load_sharded(out)]
+    assert stats["problems_without_correct_sample"] == 1 and stats["empty_completions_dropped"] == 1
+    assert {r["problem_id"] for r in rows} == {"p0", "p1", "p3", "p4"}
+    assert stats["num_trajectories"] == len(rows) == 4 * 3  # 3 distinct correct solutions each
+    assert sum(stats["num_previous_histogram"].values()) == len(rows)
+    for row in rows:
+        assert row["prompt"] == format_reviser_prompt(
+            row["question"], row["previous_attempts"], "{question}\n"
+        )
+        assert row["num_previous"] == len(row["previous_attempts"])
+        assert row["completion"] not in row["previous_attempts"]
+    # Resume: a lost shard is rebuilt identically; another seed is refused without --overwrite.
+    shard_path(out, 1).unlink()
+    run_stage(
+        "revisions",
+        ["--samples_dir", str(samples_dir), "--output_dir", str(out), "--problems_per_shard", "2"],
+    )
+    assert [dict(r) for r in load_sharded(out)] == rows
+    with pytest.raises(InputError, match="different run"):
+        run_stage(
+            "revisions",
+            [
+                "--samples_dir",
+                str(samples_dir),
+                "--output_dir",
+                str(out),
+                "--seed",
+                "1",
+                "--problems_per_shard",
+                "2",
+            ],
+        )
+
+
+def test_revisions_rejects_bad_samples(tmp_path):
+    out = tmp_path / "bad"
+    prepare_output(out, "sample", "test", 1, overwrite=False)
+    write_shard(out, 0, [{"problem_id": "p0", "question": "Q", "completions": ["a", "b"], "correct": [True]}])
+    with pytest.raises(InputError, match="row 0: 2 completions but 1"):
+        run_stage("revisions", ["--samples_dir", str(out), "--output_dir", str(tmp_path / "r")])
+    assert not (tmp_path / "r").exists()
