@@ -12,6 +12,7 @@ _FAMILY_COLOURS = {
     "beam_search": ["#d62728", "#ff9896", "#8c564b"],
     "lookahead": ["#2ca02c", "#98df8a", "#bcbd22"],
     "dvts": ["#9467bd", "#c5b0d5", "#e377c2"],
+    "revisions": ["#ff7f0e", "#ffbb78", "#e6550d", "#fdae6b", "#a55194", "#de9ed6", "#8c6d31", "#e7ba52"],
 }
 
 
@@ -48,7 +49,9 @@ def plot_accuracy_vs_budget(
                 markersize=3,
                 label=strategy,
                 color=_colour(strategy, seen),
-                linestyle="--" if strategy in ("majority", "best_of_n") else "-",
+                linestyle="--"
+                if strategy in ("majority", "best_of_n") or strategy.endswith("majority")
+                else "-",
             )
         axis.set_xscale("log", base=2)
         axis.set_title(

@@ -4,11 +4,13 @@ Nothing is generated or scored again: ``ttc search`` saved every final candidate
 scores, so any rule and any aggregation of step scores is recomputed here in seconds. Best-of-N rows
 give three strategies (``majority``, ``best_of_n``, ``best_of_n_weighted``); a tree search's rows give
 one, its own name with its settings (e.g. ``beam_search M=4``, ``lookahead k=3 M=sqrt``,
-``dvts M=4``), selected by weighted best-of-N as in the paper.
+``dvts M=4``), selected by weighted best-of-N as in the paper; revision rows give three per chain
+length L: ``revisions L=4 majority``, ``... weighted`` (over all attempts) and ``... hierarchical``
+(within each chain, then across).
 
 Outputs (``output_dir``): ``selections.parquet`` (problem_id, bin, strategy, method, budget,
 generations, selected, answer, correct, policy_flops, prm_flops, total_flops -- majority vote is
-charged no PRM compute), ``accuracy.json``, ``accuracy.md`` (a table per bin) and
+charged no PRM compute, nor is any majority rule), ``accuracy.json``, ``accuracy.md`` (a table per bin) and
 ``accuracy_vs_budget.png`` (one panel for all problems and one per bin).
 """
 
@@ -76,25 +78,40 @@ def candidate_score(step_scores: list[float], aggregation: str) -> float:
 
 def select_row(row: dict[str, Any], aggregation: str) -> list[dict[str, Any]]:
     """The selections of one search row: one record per strategy it supports."""
-    from ttcompute.eval.search.best_of_n import best_of_n, majority_vote, weighted_best_of_n
+    from ttcompute.eval.search.best_of_n import (
+        best_of_n,
+        hierarchical_best_of_n,
+        majority_vote,
+        weighted_best_of_n,
+    )
 
     answers = row["answers"]
     if not answers:
         raise InputError(f"problem {row['problem_id']}: a {row['method']} row with no candidates")
     has_scores = any(row["step_scores"])
     scores = [candidate_score(s, aggregation) for s in row["step_scores"]]
+    # strategy -> (rule, whether it uses the verifier's scores)
     if row["method"] == "best_of_n":
-        rules = {"majority": lambda: majority_vote(answers)}
+        rules = {"majority": (lambda: majority_vote(answers), False)}
         if has_scores:
-            rules["best_of_n"] = lambda: best_of_n(scores)
-            rules["best_of_n_weighted"] = lambda: weighted_best_of_n(answers, scores)
+            rules["best_of_n"] = (lambda: best_of_n(scores), True)
+            rules["best_of_n_weighted"] = (lambda: weighted_best_of_n(answers, scores), True)
+    elif row["method"] == "revisions":
+        name = f"revisions {row['width_setting']}"
+        rules = {f"{name} majority": (lambda: majority_vote(answers), False)}
+        if has_scores:
+            rules[f"{name} weighted"] = (lambda: weighted_best_of_n(answers, scores), True)
+            rules[f"{name} hierarchical"] = (
+                lambda: hierarchical_best_of_n(answers, scores, row["subtrees"]),
+                True,
+            )
     else:
         name = strategy_name(row["method"], row["width_setting"], row["lookahead"], row["search_aggregation"])
-        rules = {name: lambda: weighted_best_of_n(answers, scores)}
+        rules = {name: (lambda: weighted_best_of_n(answers, scores), True)}
     records = []
-    for strategy, rule in rules.items():
+    for strategy, (rule, uses_verifier) in rules.items():
         index = rule()
-        prm_flops = 0 if strategy == "majority" else row["prm_flops"]
+        prm_flops = row["prm_flops"] if uses_verifier else 0
         records.append(
             {
                 "problem_id": row["problem_id"],
@@ -134,7 +151,7 @@ def accuracy_by_bin(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, di
     return table
 
 
-_FAMILIES = ("majority", "best_of_n", "best_of_n_weighted", "beam_search", "lookahead", "dvts")
+_FAMILIES = ("majority", "best_of_n", "best_of_n_weighted", "beam_search", "lookahead", "dvts", "revisions")
 
 
 def _strategy_order(strategy: str) -> tuple[int, str]:

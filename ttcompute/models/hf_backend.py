@@ -195,6 +195,8 @@ class TransformersBackend:
         self.model.eval()
         self.max_batch_tokens = max_batch_tokens
         self.num_parameters = sum(p.numel() for p in self.model.parameters())
+        # Longest prompt + completion the model takes (None: unknown); revisions fit prompts to it.
+        self.max_context = getattr(self.model.config, "max_position_embeddings", None)
         self.eos_token_ids = self._eos_ids()
         self.pad_token_id = self.tokenizer.pad_token_id
         if self.pad_token_id is None:

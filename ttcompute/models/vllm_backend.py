@@ -49,6 +49,7 @@ class VLLMBackend:
             **kwargs,
         )
         self.tokenizer = self.llm.get_tokenizer()
+        self.max_context = self.llm.llm_engine.model_config.max_model_len
         self.num_parameters = _count_parameters(self.llm)
 
     def generate(self, prompts: list[str], params: SamplingParams) -> list[list[Completion]]:

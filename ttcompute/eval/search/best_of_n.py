@@ -148,6 +148,35 @@ def weighted_best_of_n(
     return best[winner]
 
 
+def hierarchical_best_of_n(
+    answers: Sequence[str | None],
+    scores: Sequence[float],
+    groups: Sequence[int],
+    equivalent: Equivalence = is_equivalent,
+) -> int:
+    """Weighted best-of-N within each group (a revision chain), then across the groups' winners.
+
+    Revision chains (Snell et al., sec. 6.2): a reviser also turns right answers wrong, so one picks
+    inside every chain first and lets the chains' picks compete, each weighing its own score.
+
+    >>> # chain 0: x .4, y .3, y .3 -> y (.6); chain 1: x .9 -> x; across: x .9 beats y .3
+    >>> hierarchical_best_of_n(["x", "y", "y", "x"], [0.4, 0.3, 0.3, 0.9], [0, 0, 0, 1])
+    3
+    """
+    _check_answers(answers, scores)
+    if len(groups) != len(answers):
+        raise ValueError(f"{len(answers)} answers but {len(groups)} group ids")
+    members: dict[int, list[int]] = {}
+    for index, group in enumerate(groups):
+        members.setdefault(group, []).append(index)
+    winners = []
+    for indices in members.values():
+        pick = weighted_best_of_n([answers[i] for i in indices], [scores[i] for i in indices], equivalent)
+        winners.append(indices[pick])
+    pick = weighted_best_of_n([answers[i] for i in winners], [scores[i] for i in winners], equivalent)
+    return winners[pick]
+
+
 def sample_best_of_n(
     questions: Sequence[str],
     prompts: Sequence[str],

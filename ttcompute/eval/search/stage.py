@@ -13,11 +13,14 @@ budgets below k + 1). A beam width is rounded down to a divisor of N
 
 Output rows (one per problem x run x budget):
     problem_id, question, gold_answer, metadata (JSON text),
-    method (best_of_n | beam_search | lookahead | dvts), width_setting ("4", "sqrt"; "" for best-of-N),
+    method (best_of_n | beam_search | lookahead | dvts | revisions),
+    width_setting ("4", "sqrt"; "L=4" for revisions; "" for best-of-N),
     beam_width (M used; 0 for best-of-N), lookahead (k), search_aggregation, budget (nominal),
     num_beams (N), generations (N x (k + 1)),
     completions, step_scores (per candidate, per step), answers, correct, num_tokens, finish_reasons,
-    subtrees,
+    subtrees (DVTS subtree or revision chain of each candidate), positions (revisions: place in its
+    chain), chain_length (revisions: L; N / L chains), attempts_dropped (revisions: earlier attempts
+    left out of prompts to fit the context),
     policy_tokens, lookahead_tokens, prm_tokens, prm_tokens_requested, policy_flops, prm_flops,
     total_flops, rounds, capped_steps
 """
@@ -39,7 +42,9 @@ from ttcompute.eval.search.step_search import SearchOutcome
 
 logger = logging.getLogger(__name__)
 
-SEARCH_METHODS = ("best_of_n", "beam_search", "lookahead", "dvts")
+SEARCH_METHODS = ("best_of_n", "beam_search", "lookahead", "dvts", "revisions")
+# Methods that select with majority vote alone when there is no verifier.
+VERIFIER_FREE_METHODS = ("best_of_n", "revisions")
 DEFAULT_BUDGETS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 
 ROW_SCHEMA = pa.schema(
@@ -63,6 +68,9 @@ ROW_SCHEMA = pa.schema(
         ("num_tokens", pa.list_(pa.int64())),
         ("finish_reasons", pa.list_(pa.string())),
         ("subtrees", pa.list_(pa.int64())),
+        ("positions", pa.list_(pa.int64())),
+        ("chain_length", pa.int64()),
+        ("attempts_dropped", pa.int64()),
         ("policy_tokens", pa.int64()),
         ("lookahead_tokens", pa.int64()),
         ("prm_tokens", pa.int64()),
@@ -85,11 +93,18 @@ class SearchConfig:
         prm: The verifier: a PRM checkpoint (Hub id or directory) in any format ``load_prm`` reads.
             Without one only best-of-N runs, and only majority vote can select.
         prm_format / prm_max_batch_tokens / prm_device / prm_dtype: How the PRM is loaded and batched.
-        methods: Any of ``best_of_n``, ``beam_search``, ``lookahead``, ``dvts``.
+        methods: Any of ``best_of_n``, ``beam_search``, ``lookahead``, ``dvts`` (the default: all four)
+            and ``revisions`` (with ``--reviser``).
         budgets: Budgets in generations (the paper's N).
         beam_widths: Width settings M of beam and lookahead search: integers or ``sqrt`` (M = sqrt N).
         lookahead_steps: The k values of lookahead search.
         dvts_widths: Width settings M of DVTS (N / M subtrees of width M).
+        reviser: The revision model (``ttc train-reviser`` output) for ``revisions``.
+        revision_lengths: Chain lengths L of ``revisions``: budget N runs N / L chains of L attempts
+            for every L here that divides N (1: fully parallel; N: fully sequential).
+        verifier_context: What the verifier sees of a revision attempt: ``question`` (a PRM trained on
+            policy samples) or ``history`` (an ORM trained on reviser samples, previous attempts in
+            context).
         search_aggregations: How beams are ranked by their step scores (last / min / prod / mean);
             each value is a separate run (the final selection's aggregation is ``ttc select``'s).
         max_rounds: Most step rounds of a tree search (the paper: 40).
@@ -109,7 +124,8 @@ class SearchConfig:
     prm_device: str | None = field(default=None, metadata={"help": "PRM device (default: the policy's)"})
     prm_dtype: str = field(default="auto", metadata={"help": "PRM dtype"})
     methods: list[str] = field(
-        default_factory=lambda: list(SEARCH_METHODS), metadata={"help": "search methods to run"}
+        default_factory=lambda: ["best_of_n", "beam_search", "lookahead", "dvts"],
+        metadata={"help": "search methods: best_of_n beam_search lookahead dvts revisions (needs --reviser)"},
     )
     budgets: list[int] = field(
         default_factory=lambda: list(DEFAULT_BUDGETS), metadata={"help": "budgets in generations (N)"}
@@ -119,6 +135,11 @@ class SearchConfig:
     )
     lookahead_steps: list[int] = field(default_factory=lambda: [3], metadata={"help": "lookahead k values"})
     dvts_widths: list[str] = field(default_factory=lambda: ["4"], metadata={"help": "DVTS subtree widths"})
+    reviser: str | None = field(default=None, metadata={"help": "revision model (Hub id or directory)"})
+    revision_lengths: list[int] = field(
+        default_factory=lambda: list(DEFAULT_BUDGETS), metadata={"help": "revision chain lengths L"}
+    )
+    verifier_context: str = field(default="question", metadata={"help": "question | history (revisions)"})
     search_aggregations: list[str] = field(
         default_factory=lambda: ["last"], metadata={"help": "how beams are ranked: last | min | prod | mean"}
     )
@@ -151,8 +172,17 @@ class SearchConfig:
             raise ValueError("max_rounds, max_step_tokens and problems_per_shard must be >= 1")
         if not self.step_separator:
             raise ValueError("step_separator must not be empty")
-        if self.prm is None and self.methods != ["best_of_n"]:
-            raise ValueError(f"methods {self.methods} need a verifier: pass --prm (or --methods best_of_n)")
+        if self.prm is None and not set(self.methods) <= set(VERIFIER_FREE_METHODS):
+            raise ValueError(
+                f"methods {self.methods} need a verifier: pass --prm (without one only best_of_n and "
+                "revisions run, selected by majority vote)"
+            )
+        if "revisions" in self.methods and not self.reviser:
+            raise ValueError("method revisions needs --reviser (a ttc train-reviser checkpoint)")
+        if any(length < 1 for length in self.revision_lengths):
+            raise ValueError(f"revision_lengths must be >= 1, got {self.revision_lengths}")
+        if self.verifier_context not in ("question", "history"):
+            raise ValueError(f"verifier_context must be question or history, got {self.verifier_context!r}")
 
 
 @dataclass(frozen=True)
@@ -166,10 +196,12 @@ class SearchRun:
     lookahead: int = 0
     aggregation: str = "last"
     width_settings: tuple[str, ...] = ("",)
+    chain_length: int = 0
 
     @property
     def key(self) -> str:
-        return f"{self.method}:N={self.num_beams}:M={self.beam_width}:k={self.lookahead}:{self.aggregation}"
+        key = f"{self.method}:N={self.num_beams}:M={self.beam_width}:k={self.lookahead}:{self.aggregation}"
+        return key + (f":L={self.chain_length}" if self.chain_length else "")
 
 
 def plan_runs(config: SearchConfig) -> list[SearchRun]:
@@ -226,6 +258,13 @@ def plan_runs(config: SearchConfig) -> list[SearchRun]:
             if "dvts" in config.methods:
                 for setting in config.dvts_widths:
                     add("dvts", budget, budget, resolve_beam_width(budget, setting), 0, aggregation, setting)
+        if "revisions" in config.methods:  # ranking aggregation plays no part: one run per length
+            for length in sorted(set(config.revision_lengths)):
+                if length <= budget and budget % length == 0:
+                    key = ("revisions", budget, length)
+                    runs[key] = SearchRun(
+                        "revisions", budget, budget, width_settings=(f"L={length}",), chain_length=length
+                    )
     return list(runs.values())
 
 
@@ -234,16 +273,36 @@ def run_seed(seed: int, run: SearchRun, chunk: int) -> int:
     return zlib.crc32(f"{seed}:{run.key}:{chunk}".encode())
 
 
-def search_chunk(problems, prompts, run: SearchRun, config: SearchConfig, policy, prm, gen_args, chunk: int):
+def search_chunk(
+    problems, prompts, run: SearchRun, config: SearchConfig, policy, prm, gen_args, chunk: int, reviser=None
+):
     """Run one search setting on one chunk of problems: ``[(budget, outcome per problem)]``."""
     from ttcompute.eval.search.beam_search import beam_search
     from ttcompute.eval.search.best_of_n import first_candidates, sample_best_of_n
     from ttcompute.eval.search.dvts import dvts
     from ttcompute.eval.search.lookahead import lookahead_search
+    from ttcompute.eval.search.revisions import revision_chains
 
     questions = [p.question for p in problems]
     ids = [p.problem_id for p in problems]
     seed = run_seed(config.seed, run, chunk)
+    if run.method == "revisions":
+        outcomes = revision_chains(
+            questions,
+            reviser,
+            prm,
+            num_chains=run.num_beams // run.chain_length,
+            chain_length=run.chain_length,
+            temperature=gen_args.temperature,
+            top_p=gen_args.top_p,
+            max_tokens=gen_args.max_new_tokens,
+            prompt_template=gen_args.prompt_template,
+            step_separator=config.step_separator,
+            seed=seed,
+            verifier_context=config.verifier_context,
+            problem_ids=ids,
+        )
+        return [(run.budget, outcomes)]
     if run.method == "best_of_n":
         outcomes = sample_best_of_n(
             questions,
@@ -316,6 +375,9 @@ def outcome_rows(
                     "num_tokens": [c.num_tokens for c in outcome.candidates],
                     "finish_reasons": [c.finish_reason for c in outcome.candidates],
                     "subtrees": [c.subtree for c in outcome.candidates],
+                    "positions": [c.position for c in outcome.candidates],
+                    "chain_length": run.chain_length,
+                    "attempts_dropped": outcome.attempts_dropped,
                     "policy_tokens": outcome.policy_tokens,
                     "lookahead_tokens": outcome.lookahead_tokens,
                     "prm_tokens": outcome.prm_tokens,
@@ -375,6 +437,9 @@ def run_search(problem_args, gen_args, config: SearchConfig) -> dict[str, Any]:
             max_batch_tokens=config.prm_max_batch_tokens,
             trust_remote_code=gen_args.trust_remote_code,
         )
+    reviser = None
+    if "revisions" in config.methods:
+        reviser = load_backend(gen_args.backend, config.reviser, **gen_args.backend_kwargs())
     values = config_to_dict(problem_args, gen_args, config)
     digest = config_hash(
         values, ignore={"output_dir", "overwrite", "shard", "prm_device", "prm_max_batch_tokens"}
@@ -409,12 +474,14 @@ def run_search(problem_args, gen_args, config: SearchConfig) -> dict[str, Any]:
     progress = tqdm(todo, desc="Searching", unit="shard")
     for j in progress:
         run, c = shards[j]
-        progress.set_postfix_str(f"{run.method} N={run.num_beams} M={run.beam_width} k={run.lookahead}")
+        progress.set_postfix_str(
+            f"{run.method} N={run.num_beams} M={run.beam_width} k={run.lookahead} L={run.chain_length}"
+        )
         rows = []
-        for budget, outcomes in search_chunk(
-            chunks[c], prompt_chunks[c], run, config, policy, prm, gen_args, c
-        ):
-            rows += outcome_rows(chunks[c], run, budget, outcomes, policy_params, prm_params)
+        chunk_runs = search_chunk(chunks[c], prompt_chunks[c], run, config, policy, prm, gen_args, c, reviser)
+        generator_params = reviser.num_parameters if run.method == "revisions" else policy_params
+        for budget, outcomes in chunk_runs:
+            rows += outcome_rows(chunks[c], run, budget, outcomes, generator_params, prm_params)
         write_shard(config.output_dir, j, rows, schema=ROW_SCHEMA)
     progress.close()
 

@@ -113,7 +113,8 @@ class Candidate:
         num_tokens: Policy tokens of this solution's text.
         finish_reason: ``"eos"``, ``"length"`` (a step or the solution reached its token cap) or
             ``"max_rounds"`` (still unfinished when the rounds ran out).
-        subtree: Which subtree it came from (always 0 for beam search).
+        subtree: Which subtree it came from (always 0 for beam search); for revisions, its chain.
+        position: Revisions only: its place in its chain (0 = the first attempt).
     """
 
     text: str
@@ -122,6 +123,7 @@ class Candidate:
     num_tokens: int
     finish_reason: str
     subtree: int = 0
+    position: int = 0
 
 
 @dataclass
@@ -137,6 +139,7 @@ class SearchOutcome:
         prm_tokens_requested: Tokens the PRM was asked to score (what it would run without reuse).
         rounds: Step rounds run (1 for best-of-N).
         capped_steps: Generations that hit their token cap before a step separator or the end.
+        attempts_dropped: Revisions only: earlier attempts left out of a prompt to fit the context.
         prm_tokens_by_candidate / prm_tokens_requested_by_candidate: Best-of-N only: the PRM tokens
             charged to (and asked for by) each candidate, so the first ``b`` candidates' cost is known
             exactly (nested budgets).
@@ -149,6 +152,7 @@ class SearchOutcome:
     prm_tokens_requested: int = 0
     rounds: int = 0
     capped_steps: int = 0
+    attempts_dropped: int = 0
     prm_tokens_by_candidate: list[int] | None = None
     prm_tokens_requested_by_candidate: list[int] | None = None
 

@@ -1,0 +1,164 @@
+"""Sequential revisions (Snell et al., sec. 6): chains of attempts, each conditioned on the last ones.
+
+A budget of N generations is split into N / L parallel chains of L sequential attempts (L = 1: N
+independent samples; L = N: one chain). Attempt t of a chain is written by the reviser given the
+chain's most recent attempts (at most 4, oldest dropped first when the prompt would not fit the
+context, see :mod:`ttcompute.models.reviser`); attempt 0 has none. Every step is one call to the
+backend for every chain of every problem. Every attempt is kept, with its chain and position, so any
+selection -- majority or verifier-weighted over all attempts, or hierarchical (within each chain,
+then across) -- is recomputed later; the verifier scores every attempt in one call at the end.
+
+The verifier sees either the bare question (a PRM trained on the policy's samples) or, with
+``verifier_context="history"``, the reviser's prompt for that attempt (an ORM trained on reviser
+samples with the previous attempts in context): its question is then the prompt without its final
+newline, so that the default ``"{question}\\n"`` template rebuilds it exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+
+from ttcompute.errors import InputError
+from ttcompute.eval.search.step_search import (
+    Candidate,
+    SearchOutcome,
+    round_seed,
+    split_into_steps,
+    start_fresh,
+)
+from ttcompute.models.generation import GenerationBackend, SamplingParams
+from ttcompute.models.prm import PRM
+from ttcompute.models.reviser import fit_attempts
+
+logger = logging.getLogger(__name__)
+
+VERIFIER_CONTEXTS = ("question", "history")
+
+
+def revision_chains(
+    questions: Sequence[str],
+    reviser: GenerationBackend,
+    prm: PRM | None,
+    *,
+    num_chains: int,
+    chain_length: int,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    max_tokens: int = 512,
+    prompt_template: str = "{question}\n",
+    step_separator: str = "\n\n",
+    seed: int = 0,
+    verifier_context: str = "question",
+    problem_ids: Sequence[str] | None = None,
+) -> list[SearchOutcome]:
+    """``num_chains`` chains of ``chain_length`` attempts per problem; one outcome per problem.
+
+    Candidates are ordered by chain, then position. Prompts are fitted to the reviser's context
+    (``reviser.max_context`` when it has one) with ``max_tokens`` left for the answer; the attempts
+    that had to be left out are counted in ``attempts_dropped``. An empty attempt is kept as a
+    candidate (it has no answer) but not shown to later attempts.
+
+    Raises:
+        InputError: the verifier returned NaN or failed; or even the question alone does not fit.
+    """
+    if num_chains < 1 or chain_length < 1:
+        raise ValueError(f"need num_chains >= 1 and chain_length >= 1, got {num_chains}, {chain_length}")
+    if verifier_context not in VERIFIER_CONTEXTS:
+        raise ValueError(f"verifier_context must be one of {VERIFIER_CONTEXTS}, got {verifier_context!r}")
+    ids = list(problem_ids) if problem_ids is not None else [str(i) for i in range(len(questions))]
+    start_fresh(reviser, prm)
+    tokenizer = getattr(reviser, "tokenizer", None)
+    context = getattr(reviser, "max_context", None) if tokenizer is not None else None
+
+    def count_tokens(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=True)["input_ids"])
+
+    outcomes = [SearchOutcome(candidates=[]) for _ in questions]
+    shown: list[list[list[str]]] = [[[] for _ in range(num_chains)] for _ in questions]  # context per chain
+    prompts_of: list[list[str]] = [[] for _ in questions]  # the prompt of each candidate, in order
+    for position in range(chain_length):
+        prompts, owners = [], []
+        for p, question in enumerate(questions):
+            for chain in range(num_chains):
+                prompt, dropped = fit_attempts(
+                    question, shown[p][chain], context, count_tokens, prompt_template, reserve=max_tokens
+                )
+                if (
+                    context is not None
+                    and count_tokens(prompt) + max_tokens > context
+                    and not shown[p][chain]
+                ):
+                    raise InputError(
+                        f"problem {ids[p]!r}: the question alone ({count_tokens(prompt)} tokens) plus "
+                        f"max_tokens {max_tokens} exceeds the reviser's context of {context} tokens"
+                    )
+                outcomes[p].attempts_dropped += dropped
+                prompts.append(prompt)
+                owners.append((p, chain))
+        params = SamplingParams(
+            n=1,
+            temperature=temperature,
+            top_p=top_p,
+            max_tokens=max_tokens,
+            seed=round_seed(seed, position, "revision"),
+        )
+        for (p, chain), prompt, (completion,) in zip(owners, prompts, reviser.generate(prompts, params)):
+            text = completion.text
+            outcomes[p].candidates.append(
+                Candidate(
+                    text,
+                    split_into_steps(text, step_separator),
+                    [],
+                    completion.num_tokens,
+                    completion.finish_reason,
+                    subtree=chain,
+                    position=position,
+                )
+            )
+            prompts_of[p].append(prompt)
+            outcomes[p].policy_tokens += completion.num_tokens
+            outcomes[p].capped_steps += completion.finish_reason == "length"
+            if text.strip():
+                shown[p][chain].append(text)
+        for outcome in outcomes:
+            outcome.rounds = position + 1
+    dropped = sum(o.attempts_dropped for o in outcomes)
+    if dropped:
+        logger.info(
+            "Revisions: %d earlier attempts left out of prompts to fit the context (oldest first)", dropped
+        )
+    for p, outcome in enumerate(outcomes):  # chain-major order: chain 0's attempts, then chain 1's ...
+        pairs = sorted(
+            zip(outcome.candidates, prompts_of[p]), key=lambda pair: (pair[0].subtree, pair[0].position)
+        )
+        outcome.candidates = [candidate for candidate, _ in pairs]
+        prompts_of[p] = [prompt for _, prompt in pairs]
+    if prm is not None:
+        _score_attempts(questions, outcomes, prompts_of, prm, verifier_context, ids)
+    return outcomes
+
+
+def _score_attempts(questions, outcomes, prompts_of, prm: PRM, verifier_context: str, ids) -> None:
+    pairs = [
+        (p, k) for p, outcome in enumerate(outcomes) for k, c in enumerate(outcome.candidates) if c.steps
+    ]
+    if not pairs:
+        return
+    if verifier_context == "history":
+        contexts = [prompts_of[p][k].removesuffix("\n") for p, k in pairs]
+    else:
+        contexts = [questions[p] for p, _ in pairs]
+    try:
+        scores = prm.score(contexts, [outcomes[p].candidates[k].steps for p, k in pairs])
+    except ValueError as err:
+        raise InputError(f"the verifier failed scoring revision attempts: {err}") from None
+    for (p, k), step_scores, encoded, requested in zip(
+        pairs, scores, prm.last_tokens_encoded, prm.last_tokens_requested
+    ):
+        if any(math.isnan(s) for s in step_scores):
+            raise InputError(f"the verifier returned NaN for problem {ids[p]!r}, attempt {k}")
+        outcomes[p].candidates[k].step_scores = [float(s) for s in step_scores]
+        outcomes[p].prm_tokens += encoded
+        outcomes[p].prm_tokens_requested += requested
