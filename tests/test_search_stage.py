@@ -183,3 +183,34 @@ def test_bad_search_options(tmp_path, prm_dir, small_policy_dir):
     with pytest.raises(InputError, match="budgets must be positive"):
         run_stage("search", search_args(tmp_path / "d", prm_dir, small_policy_dir, "--budgets", "0", "4"))
     assert not any((tmp_path / name).exists() for name in "abcd")
+
+
+def test_revision_chains_through_search_and_select(tmp_path, prm_dir, small_policy_dir):
+    """The shipped policy stands in for a reviser: what is tested is the plumbing, not its skill."""
+    out = tmp_path / "rev"
+    args = search_args(out, prm_dir, small_policy_dir, "--methods", "revisions", "--reviser", str(small_policy_dir),
+                       "--revision_lengths", "1", "2", "4")  # fmt: skip
+    run_stage("search", args)
+    rows = rows_of(load_sharded(out))
+    first = [r for r in rows if r["problem_id"] == rows[0]["problem_id"]]
+    assert sorted((r["budget"], r["chain_length"]) for r in first) == [
+        (1, 1),
+        (2, 1),
+        (2, 2),
+        (4, 1),
+        (4, 2),
+        (4, 4),
+    ]
+    assert len(rows) == 3 * 6
+    for row in rows:
+        length = row["chain_length"]
+        assert row["width_setting"] == f"L={length}" and row["generations"] == row["budget"]
+        assert row["subtrees"] == [c for c in range(row["budget"] // length) for _ in range(length)]
+        assert row["positions"] == list(range(length)) * (row["budget"] // length)
+        assert len(row["step_scores"]) == row["budget"]
+    run_stage("select", ["--search_dir", str(out), "--output_dir", str(tmp_path / "sel")])
+    summary = json.loads((tmp_path / "sel" / "accuracy.json").read_text())
+    assert {"revisions L=2 majority", "revisions L=2 weighted", "revisions L=2 hierarchical"} <= set(
+        summary["accuracy"]["all"]
+    )
+    assert summary["revisions"]["attempts_by_step"] == [3 * (1 + 2 + 1 + 4 + 2 + 1), 3 * (1 + 2 + 1), 3, 3]

@@ -234,6 +234,11 @@ def run_select(config: SelectConfig) -> dict[str, Any]:
     tmp = out / ".selections.parquet.tmp"
     table.to_parquet(str(tmp))
     tmp.replace(out / "selections.parquet")
+    revision_rows = [
+        {k: row[k] for k in ("correct", "subtrees", "positions")}
+        for row in search
+        if row["method"] == "revisions"
+    ]
     summary = {
         "aggregation": config.aggregation,
         "problems": problems_in,
@@ -242,9 +247,34 @@ def run_select(config: SelectConfig) -> dict[str, Any]:
         },
         "mean_total_flops": {s: {str(b): f for b, f in v.items()} for s, v in mean_flops.items()},
     }
+    if revision_rows:
+        from ttcompute.eval.search.revisions import revision_step_metrics
+
+        summary["revisions"] = revision_step_metrics(revision_rows)
+        logger.info(
+            "Revisions: pass@1 by step %s; correct -> incorrect %s, incorrect -> correct %s",
+            summary["revisions"]["pass_at_1_by_step"],
+            summary["revisions"]["correct_to_incorrect"],
+            summary["revisions"]["incorrect_to_correct"],
+        )
     write_json(out / "accuracy.json", summary)
+    revision_lines = ""
+    if "revisions" in summary:
+        metrics = summary["revisions"]
+        revision_lines = (
+            "## Revisions\n\n| step | "
+            + " | ".join(str(t) for t in range(len(metrics["pass_at_1_by_step"])))
+            + " |\n|---|"
+            + "---:|" * len(metrics["pass_at_1_by_step"])
+            + "\n| pass@1 | "
+            + " | ".join(f"{v:.3f}" for v in metrics["pass_at_1_by_step"])
+            + " |\n\n"
+            f"Correct answers turned incorrect by a revision: {metrics['correct_to_incorrect']}; "
+            f"incorrect turned correct: {metrics['incorrect_to_correct']}.\n\n"
+        )
     (out / "accuracy.md").write_text(
         f"# Accuracy vs budget (generations); selection aggregation: {config.aggregation}\n\n"
+        + revision_lines
         + markdown_tables(accuracy, problems_in)
     )
     plot = plot_accuracy_vs_budget(accuracy, problems_in, out / "accuracy_vs_budget.png")

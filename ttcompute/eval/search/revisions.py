@@ -162,3 +162,36 @@ def _score_attempts(questions, outcomes, prompts_of, prm: PRM, verifier_context:
         outcomes[p].candidates[k].step_scores = [float(s) for s in step_scores]
         outcomes[p].prm_tokens += encoded
         outcomes[p].prm_tokens_requested += requested
+
+
+def revision_step_metrics(rows: list[dict]) -> dict:
+    """Pass@1 at each revision step and how often a revision flips correctness (Snell et al., fig. 6).
+
+    ``rows`` are ``ttc search`` rows of method ``revisions`` (``correct``, ``subtrees`` = chain,
+    ``positions``). Pass@1 at step t is the mean correctness of every chain's t-th attempt; a flip
+    is counted between consecutive attempts of a chain.
+
+    >>> rows = [{"correct": [False, True, False, True, True, True], "subtrees": [0, 0, 0, 1, 1, 1],
+    ...          "positions": [0, 1, 2, 0, 1, 2]}]
+    >>> metrics = revision_step_metrics(rows)
+    >>> metrics["pass_at_1_by_step"], metrics["correct_to_incorrect"], metrics["incorrect_to_correct"]
+    ([0.5, 1.0, 0.5], 0.3333, 1.0)
+    """
+    by_step: dict[int, list[bool]] = {}
+    stays = {True: [0, 0], False: [0, 0]}  # previous verdict -> [transitions, flips]
+    for row in rows:
+        chains: dict[int, list[tuple[int, bool]]] = {}
+        for correct, chain, position in zip(row["correct"], row["subtrees"], row["positions"]):
+            by_step.setdefault(position, []).append(bool(correct))
+            chains.setdefault(chain, []).append((position, bool(correct)))
+        for attempts in chains.values():
+            attempts.sort()
+            for (_, before), (_, after) in zip(attempts, attempts[1:]):
+                stays[before][0] += 1
+                stays[before][1] += before != after
+    return {
+        "pass_at_1_by_step": [round(sum(v) / len(v), 4) for _, v in sorted(by_step.items())],
+        "attempts_by_step": [len(v) for _, v in sorted(by_step.items())],
+        "correct_to_incorrect": round(stays[True][1] / stays[True][0], 4) if stays[True][0] else None,
+        "incorrect_to_correct": round(stays[False][1] / stays[False][0], 4) if stays[False][0] else None,
+    }
