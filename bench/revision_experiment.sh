@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Issue 5's "must show": a reviser trained on the small policy's own trajectories, then revision chains
+# on the held-out problems of bench/search_experiment.sh: pass@1 at revision steps 0..(L-1), the
+# fraction of correct answers a revision turns incorrect, and accuracy vs budget for chain lengths
+# from fully parallel (L = 1) to fully sequential (L = N) with majority, weighted and hierarchical
+# selection. Needs the PRM of bench/prm_experiment.sh and the bins of bench/search_experiment.sh.
+# Usage: bash bench/revision_experiment.sh [PRM_DIR] [OUT_DIR]   (resumable)
+set -euo pipefail
+PRM=${1:-runs/prm_exp/prm_likelihood}
+OUT=${2:-runs/rev_exp}
+TTC=${TTC:-.venv/bin/ttc}
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+mkdir -p "$OUT"
+$TTC sample --config configs/sample.yaml --num_problems 2000 --problem_seed 12000 --num_samples 16 \
+  --seed 5 --output_dir "$OUT/train_samples"
+$TTC revisions --config configs/revisions.yaml --samples_dir "$OUT/train_samples" --output_dir "$OUT/trajectories"
+[ -f "$OUT/reviser/training_log.json" ] || \
+  $TTC train-reviser --config configs/reviser.yaml --dataset_name "$OUT/trajectories" --output_dir "$OUT/reviser"
+$TTC search --config configs/search.yaml --prm "$PRM" --methods best_of_n revisions --reviser "$OUT/reviser" \
+  --num_problems 100 --problem_seed 9000 --budgets 1 2 4 8 16 32 64 --revision_lengths 1 2 4 8 16 32 64 \
+  --output_dir "$OUT/search"
+DIFFICULTY=${DIFFICULTY:-runs/search_exp/difficulty}
+$TTC select --search_dir "$OUT/search" ${DIFFICULTY:+--difficulty_dir "$DIFFICULTY"} --output_dir "$OUT/select"
+echo "DONE: $OUT/select/accuracy.md (revision steps, flips, accuracy per bin) and accuracy_vs_budget.png"
