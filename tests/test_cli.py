@@ -446,3 +446,20 @@ def test_difficulty_on_a_missing_samples_dir(tmp_path, capsys):
     assert main(["difficulty", "--samples_dir", str(tmp_path / "nothing"), "--output_dir", str(out)]) == 2
     assert str(tmp_path / "nothing") in _error_line(capsys)
     assert not out.exists()
+
+
+def test_a_trainer_saved_config_parses_back():
+    """`ttc <stage> --config <output>/ttc_config.yaml` must rerun: empty lists (debug: [], report_to: [])
+    mean the default, and no masked token placeholder is read back as a token."""
+    from ttcompute.config import config_to_dict, parse_stage_args
+    from ttcompute.tasks.source_args import ProblemArgs
+    from ttcompute.trainers.policy_config import PolicyConfig
+
+    saved = (
+        Path(__file__).resolve().parents[1] / "ttcompute" / "checkpoints" / "policy_small" / "ttc_config.yaml"
+    )
+    problem_args, config = parse_stage_args(
+        (ProblemArgs, PolicyConfig), ["--config", str(saved)], prog="ttc train-policy"
+    )
+    assert config.hub_token is None and config.debug in ([], "", None)
+    assert config_to_dict(config)["hub_token"] is None

@@ -123,3 +123,16 @@ def test_hierarchical_selection_hand_computed():
     assert hierarchical_best_of_n(answers, scores, chains) == 5
     # Without chain 2, a (.6) beats b (.5).
     assert hierarchical_best_of_n(answers[:5], scores[:5], chains[:5]) == 3
+
+
+def test_attempt_prompts_rebuild_the_prompts_chains_used():
+    from ttcompute.eval.search.revisions import attempt_prompts
+
+    reviser = ToyReviser(max_context=200, empty_at={3})
+    outcome = revision_chains(["Q0"], reviser, None, num_chains=2, chain_length=6, max_tokens=64)[0]
+    tokens = CharTokenizer()
+    for chain in (0, 1):
+        texts = [c.text for c in outcome.candidates if c.subtree == chain]
+        rebuilt = attempt_prompts("Q0", texts, 200, lambda t: len(tokens(t)["input_ids"]), max_tokens=64)
+        assert [prompt for prompt, _ in rebuilt] == [call[chain] for call in reviser.calls]
+        assert sum(dropped for _, dropped in rebuilt) * 2 == outcome.attempts_dropped

@@ -214,3 +214,17 @@ def test_revision_chains_through_search_and_select(tmp_path, prm_dir, small_poli
         summary["accuracy"]["all"]
     )
     assert summary["revisions"]["attempts_by_step"] == [3 * (1 + 2 + 1 + 4 + 2 + 1), 3 * (1 + 2 + 1), 3, 3]
+
+    # ORM rows from those attempts, each with the prompt it was written from as its question.
+    stats = run_stage(
+        "orm-data", ["--search_dir", str(out), "--output_dir", str(tmp_path / "orm"), "--chain_length", "4"]
+    )
+    orm = rows_of(load_sharded(tmp_path / "orm"))
+    chains = [r for r in rows if r["chain_length"] == 4]
+    assert len(orm) == stats["num_rows"] == sum(1 for r in chains for t in r["completions"] if t.strip())
+    for row in orm:
+        assert row["prompt"] == row["question"] + "\n" and row["question"].endswith("Revision:")
+        # Attempt t saw at most t earlier attempts (fewer when the context forced some out).
+        assert row["question"].count("Attempt:") <= row["position"]
+        assert row["position"] > 0 or "Attempt:" not in row["question"]
+        assert row["labels"] == [row["correct"]] * len(row["completions"])

@@ -60,6 +60,11 @@ STAGES: dict[str, tuple[str, list[tuple[str, str]], tuple[str, str]]] = {
         [("ttcompute.data_gen.revisions", "RevisionsConfig")],
         ("ttcompute.data_gen.revisions", "run_revisions"),
     ),
+    "orm-data": (
+        "ORM training rows from a reviser's attempts in ttc search output, revision history in context",
+        [("ttcompute.data_gen.orm_data", "OrmDataConfig")],
+        ("ttcompute.data_gen.orm_data", "run_orm_data"),
+    ),
     "train-reviser": (
         "SFT a reviser on revision trajectories (loss on the final attempt); LoRA, DeepSpeed, W&B, Hub",
         [("ttcompute.trainers.revision_config", "RevisionConfig")],

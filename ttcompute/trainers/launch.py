@@ -9,6 +9,7 @@ backend is named (``gloo``, or ``--ddp_backend``) and DeepSpeed stays on; with G
 
 from __future__ import annotations
 
+import contextlib
 import os
 from functools import cached_property
 
@@ -78,3 +79,52 @@ def launch_command(stage: str) -> str | None:
 
     argv = strip_launcher_args(sys.argv[1:])
     return f"ttc {stage} " + " ".join(argv[1:]) if argv[:1] == [stage] else None
+
+
+def zero3_config():
+    """The active ZeRO-3 DeepSpeed config object, set by ``--deepspeed`` or by ``accelerate launch``
+    with a DeepSpeed plugin (the latter leaves ``config.deepspeed`` empty)."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    ref = hf_deepspeed._hf_deepspeed_config_weak_ref
+    obj = ref() if ref is not None else None
+    return obj if obj is not None and obj.is_zero3() else None
+
+
+def init_deepspeed_comm() -> None:
+    """Join DeepSpeed's communicator to the process group `TrainingArguments` already started.
+
+    ZeRO-3 partitions weights while ``from_pretrained`` loads them; DeepSpeed's config check there
+    asks its own communicator for the world size, which reads 1 until it is initialised -- and then
+    fails the batch-size check on a CPU (gloo) launch.
+    """
+    import torch.distributed as torch_dist
+
+    if zero3_config() is not None and torch_dist.is_available() and torch_dist.is_initialized():
+        import deepspeed
+
+        deepspeed.init_distributed(dist_backend=torch_dist.get_backend())
+
+
+@contextlib.contextmanager
+def without_zero3_init(config, always: bool = False):
+    """On CPU processes, load the base weights whole; ZeRO-3 partitions them when training starts.
+
+    With ``deepspeed.zero.Init`` around ``from_pretrained`` on CPU (gloo; DeepSpeed 0.19,
+    transformers 5.23) the engine later runs the forward pass on unfetched partitions ("'weight'
+    must be 2-D"). On GPUs loading stays partitioned, which is what keeps big models in memory.
+    ``always`` is for work one process does alone (merging LoRA on rank 0): a partitioned load there
+    would wait forever for the other ranks.
+    """
+    from transformers.integrations.deepspeed import set_hf_deepspeed_config, unset_hf_deepspeed_config
+
+    zero3 = zero3_config()
+    on_cpu = config.use_cpu or not torch.cuda.is_available()
+    if zero3 is not None and (on_cpu or always):
+        unset_hf_deepspeed_config()
+        try:
+            yield
+        finally:
+            set_hf_deepspeed_config(zero3)
+    else:
+        yield

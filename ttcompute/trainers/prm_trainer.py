@@ -13,7 +13,6 @@ so any tool can score with it: ``sigmoid(logits[i, label_position])``.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -37,7 +36,14 @@ from transformers import (
 from transformers.trainer_utils import get_last_checkpoint
 
 from ttcompute.errors import InputError
-from ttcompute.trainers.launch import check_deepspeed_active, distributed_setup, launch_command
+from ttcompute.trainers.data import load_stepwise_dataset, split_by_problem
+from ttcompute.trainers.launch import (
+    check_deepspeed_active,
+    distributed_setup,
+    init_deepspeed_comm,
+    launch_command,
+    without_zero3_init,
+)
 from ttcompute.trainers.prm_config import PRMConfig
 
 logger = logging.getLogger(__name__)
@@ -277,114 +283,35 @@ def _wrap_peft(model: PreTrainedModel, peft_config):
     return model
 
 
-def _zero3_config():
-    """The active ZeRO-3 DeepSpeed config object, set by ``--deepspeed`` or by ``accelerate launch``
-    with a DeepSpeed plugin (the latter leaves ``config.deepspeed`` empty)."""
-    from transformers.integrations import deepspeed as hf_deepspeed
-
-    ref = hf_deepspeed._hf_deepspeed_config_weak_ref
-    obj = ref() if ref is not None else None
-    return obj if obj is not None and obj.is_zero3() else None
-
-
-def _init_deepspeed_comm() -> None:
-    """Join DeepSpeed's communicator to the process group `TrainingArguments` already started.
-
-    ZeRO-3 partitions weights while ``from_pretrained`` loads them; DeepSpeed's config check there
-    asks its own communicator for the world size, which reads 1 until it is initialised -- and then
-    fails the batch-size check on a CPU (gloo) launch.
-    """
-    import torch.distributed as torch_dist
-
-    if _zero3_config() is not None and torch_dist.is_available() and torch_dist.is_initialized():
-        import deepspeed
-
-        deepspeed.init_distributed(dist_backend=torch_dist.get_backend())
-
-
-@contextlib.contextmanager
-def _without_zero3_init(config: PRMConfig, always: bool = False):
-    """On CPU processes, load the base weights whole; ZeRO-3 partitions them when training starts.
-
-    With ``deepspeed.zero.Init`` around ``from_pretrained`` on CPU (gloo; DeepSpeed 0.19,
-    transformers 5.23) the engine later runs the forward pass on unfetched partitions ("'weight'
-    must be 2-D"). On GPUs loading stays partitioned, which is what keeps big models in memory.
-    ``always`` is for work one process does alone (merging LoRA on rank 0): a partitioned load there
-    would wait forever for the other ranks.
-    """
-    from transformers.integrations.deepspeed import set_hf_deepspeed_config, unset_hf_deepspeed_config
-
-    zero3 = _zero3_config()
-    on_cpu = config.use_cpu or not torch.cuda.is_available()
-    if zero3 is not None and (on_cpu or always):
-        unset_hf_deepspeed_config()
-        try:
-            yield
-        finally:
-            set_hf_deepspeed_config(zero3)
-    else:
-        yield
-
-
 def merge_lora_checkpoint(out: Path, config: PRMConfig, metadata: dict[str, Any]) -> None:
-    """Turn ``out`` (a LoRA adapter) into a plain checkpoint: base + adapter merged, head included.
+    """Turn ``out`` (a LoRA adapter) into a plain token-classification checkpoint, score head included
+    (see :func:`ttcompute.trainers.lora.merge_lora_checkpoint`)."""
+    from ttcompute.trainers.lora import merge_lora_checkpoint as merge
 
-    Merging from the saved adapter (not the in-memory model) also works after ZeRO-3, where the
-    trained weights only exist gathered on disk. The adapter itself moves to ``out/lora_adapter``.
-    """
-    from peft import PeftModel
+    def load_base():
+        return AutoModelForTokenClassification.from_pretrained(
+            config.model_name_or_path,
+            num_labels=1,
+            trust_remote_code=config.trust_remote_code,
+            use_safetensors=True,
+        )
 
-    base = AutoModelForTokenClassification.from_pretrained(
-        config.model_name_or_path,
-        num_labels=1,
-        trust_remote_code=config.trust_remote_code,
-        use_safetensors=True,
-    )
-    merged = PeftModel.from_pretrained(base, str(out)).merge_and_unload()
-    adapter_dir = out / "lora_adapter"
-    adapter_dir.mkdir(exist_ok=True)
-    for name in ("adapter_config.json", "adapter_model.safetensors"):
-        if (out / name).exists():
-            (out / name).replace(adapter_dir / name)
-    merged.config.ttc_prm = metadata
-    merged.config.pad_token_id = base.config.pad_token_id
-    merged.save_pretrained(str(out), safe_serialization=True)
+    merge(out, load_base, {"ttc_prm": metadata})
 
 
 def push_prm(out: Path, config: PRMConfig) -> str:
-    """Upload the final checkpoint and its model card (not the intermediate checkpoints) to the Hub.
+    """Upload the final checkpoint and its model card (not the intermediate checkpoints) to the Hub;
+    the token is never written to a file."""
+    from ttcompute.trainers.hub import push_folder
 
-    The token comes from ``--hub_token``, ``HF_TOKEN`` or the standard login; it is never written to
-    a file.
-    """
-    from huggingface_hub import HfApi
-
-    api = HfApi(token=config.hub_token)
-    repo_id = config.hub_model_id or out.name
-    repo_id = api.create_repo(repo_id, private=config.hub_private_repo, exist_ok=True).repo_id
-    api.upload_folder(
-        repo_id=repo_id,
-        folder_path=str(out),
-        commit_message="ttc train-prm",
-        ignore_patterns=["checkpoint-*", "_*", ".*", "training_args.bin"],
-        revision=config.hub_revision,
-    )
-    logger.info("Pushed %s to the Hub as %s", out, repo_id)
-    return repo_id
+    return push_folder(out, config, "ttc train-prm")
 
 
 def lora_config(config: PRMConfig):
     """The ``peft.LoraConfig`` that ``--use_peft`` asks for (token classification task)."""
-    from peft import LoraConfig, TaskType
+    from ttcompute.trainers.lora import lora_config as build
 
-    targets = config.lora_target_modules
-    return LoraConfig(
-        task_type=TaskType.TOKEN_CLS,
-        r=config.lora_r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",")],
-    )
+    return build(config, "TOKEN_CLS")
 
 
 def prm_model_card(args: PRMConfig, metadata: dict[str, Any], model_name: str) -> str:
@@ -452,52 +379,6 @@ def prm_model_card(args: PRMConfig, metadata: dict[str, Any], model_name: str) -
     )
 
 
-def load_stepwise_dataset(name: str, split: str) -> datasets.Dataset:
-    """Stepwise-supervision rows from a ``ttc label`` output, a file, a dataset directory or a Hub id;
-    several comma-separated sources are concatenated (e.g. label runs of different problems)."""
-    from ttcompute.data_gen.shards import MANIFEST, load_sharded
-
-    if "," in name:
-        parts = [load_stepwise_dataset(part.strip(), split) for part in name.split(",") if part.strip()]
-        columns = set.intersection(*(set(p.column_names) for p in parts))
-        return datasets.concatenate_datasets(
-            [p.remove_columns(sorted(set(p.column_names) - columns)) for p in parts]
-        )
-
-    path = Path(name)
-    if (path / MANIFEST).is_file():
-        return load_sharded(path)
-    if path.is_file():
-        kind = {".parquet": "parquet", ".jsonl": "json", ".json": "json"}.get(path.suffix)
-        if kind is None:
-            raise InputError(f"{name}: unsupported file type (use .parquet, .jsonl or .json)")
-        return datasets.load_dataset(kind, data_files=str(path), split="train")
-    if path.is_dir():
-        try:
-            return datasets.load_from_disk(str(path))
-        except FileNotFoundError:
-            return datasets.load_dataset(str(path), split=split)
-    try:
-        return datasets.load_dataset(name, split=split)
-    except Exception as err:  # noqa: BLE001 - the Hub raises many types; the user needs one line
-        raise InputError(f"{name}: cannot load PRM data ({type(err).__name__}: {err})") from None
-
-
-def split_by_problem(dataset: datasets.Dataset, fraction: float, seed: int):
-    """Hold out ``fraction`` of the problems (whole problems, so no solution leaks across)."""
-    if "problem_id" in dataset.column_names:
-        ids = sorted(set(dataset["problem_id"]))
-    else:
-        ids = sorted(set(dataset["prompt"]))
-    rng = np.random.default_rng(seed)
-    held = set(rng.choice(len(ids), size=max(1, round(fraction * len(ids))), replace=False).tolist())
-    held_ids = {ids[i] for i in held}
-    key = dataset["problem_id"] if "problem_id" in dataset.column_names else dataset["prompt"]
-    eval_rows = [i for i, k in enumerate(key) if k in held_ids]
-    train_rows = [i for i, k in enumerate(key) if k not in held_ids]
-    return dataset.select(train_rows), dataset.select(eval_rows)
-
-
 def check_prompt_template(dataset: datasets.Dataset, template: str, where: str) -> None:
     """The stored template must rebuild the data's prompts, or scoring would see other inputs."""
     if "question" not in dataset.column_names:
@@ -549,13 +430,13 @@ def train_prm(config: PRMConfig) -> dict[str, Any]:
     last_checkpoint = None if config.overwrite_output_dir else get_last_checkpoint(str(out))
     if last_checkpoint:
         logger.info("Resuming from %s", last_checkpoint)
-    _init_deepspeed_comm()
+    init_deepspeed_comm()
     tokenizer = AutoTokenizer.from_pretrained(
         config.model_name_or_path, trust_remote_code=config.trust_remote_code
     )
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    with _without_zero3_init(config):
+    with without_zero3_init(config):
         model = AutoModelForTokenClassification.from_pretrained(
             config.model_name_or_path,
             num_labels=1,
@@ -597,7 +478,7 @@ def train_prm(config: PRMConfig) -> dict[str, Any]:
     trainer.save_model(str(out))  # gathers ZeRO-3 partitions; with LoRA it writes the adapter
     if trainer.is_world_process_zero():
         if config.use_peft:
-            with _without_zero3_init(config, always=True):
+            with without_zero3_init(config, always=True):
                 merge_lora_checkpoint(out, config, model.config.ttc_prm)
         trainer.create_model_card()
         (out / "training_args.bin").unlink(missing_ok=True)

@@ -140,6 +140,29 @@ def revision_chains(
     return outcomes
 
 
+def attempt_prompts(
+    question: str,
+    chain: Sequence[str],
+    context: int | None,
+    count_tokens,
+    prompt_template: str = "{question}\n",
+    max_tokens: int = 512,
+) -> list[tuple[str, int]]:
+    """The reviser prompt each attempt of a chain was written from, and the attempts it left out.
+
+    The same rule :func:`revision_chains` follows: attempt t sees the chain's earlier non-empty
+    attempts, the most recent that fit. Used to rebuild the history of saved attempts (an ORM's
+    training data) exactly.
+    """
+    shown: list[str] = []
+    out = []
+    for text in chain:
+        out.append(fit_attempts(question, shown, context, count_tokens, prompt_template, reserve=max_tokens))
+        if text.strip():
+            shown.append(text)
+    return out
+
+
 def _score_attempts(questions, outcomes, prompts_of, prm: PRM, verifier_context: str, ids) -> None:
     pairs = [
         (p, k) for p, outcome in enumerate(outcomes) for k, c in enumerate(outcome.candidates) if c.steps

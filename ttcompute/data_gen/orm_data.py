@@ -1,0 +1,120 @@
+"""``ttc orm-data``: outcome-reward training rows from a reviser's own attempts, history in context.
+
+Snell et al. (sec. 6.2) select among revisions with a verifier that sees the previous attempts: an
+ORM trained on the reviser's outputs. This turns the revision rows of a ``ttc search`` run (on
+*training* problems) into the stepwise-supervision shape ``ttc train-prm`` reads; train it with
+``--train_on_last_step_only true`` and use it with ``ttc search --verifier_context history``.
+
+Each attempt becomes one row: ``question`` is the reviser prompt the attempt was written from (rebuilt
+exactly, context fitting included, by :func:`ttcompute.eval.search.revisions.attempt_prompts`) without
+its final newline, ``prompt`` = ``question + "\\n"`` (so the default ``{question}\\n`` template holds),
+``completions`` its steps, ``labels`` its correctness on every step (the ORM uses the last). Empty
+attempts are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ttcompute.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class OrmDataConfig:
+    """Options of ``ttc orm-data``.
+
+    Attributes:
+        search_dir: A ``ttc search`` output with ``revisions`` rows.
+        output_dir: Where the rows go (one parquet shard, manifest, stats).
+        chain_length: Use only rows of this chain length (default: every length).
+        overwrite: Replace an output directory written with a different config.
+    """
+
+    search_dir: str = field(default="runs/search", metadata={"help": "ttc search output with revisions rows"})
+    output_dir: str = field(default="runs/orm_data", metadata={"help": "output directory"})
+    chain_length: int | None = field(default=None, metadata={"help": "only rows of this chain length"})
+    overwrite: bool = field(default=False, metadata={"help": "replace output of a different config"})
+
+
+def run_orm_data(config: OrmDataConfig) -> dict[str, Any]:
+    """The ``ttc orm-data`` stage."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from ttcompute.config import config_hash, config_to_dict, save_resolved_config
+    from ttcompute.data_gen.shards import load_sharded, prepare_output, write_json, write_shard
+    from ttcompute.eval.search.revisions import attempt_prompts
+    from ttcompute.eval.search.step_search import split_into_steps
+
+    search = load_sharded(config.search_dir)
+    saved = Path(config.search_dir) / "ttc_config.yaml"
+    settings = yaml.safe_load(saved.read_text()) if saved.is_file() else {}
+    if not settings.get("reviser"):
+        raise InputError(f"{saved}: no reviser in the search's config (was it run with --methods revisions?)")
+    rows = [r for r in search if r["method"] == "revisions"]
+    if config.chain_length is not None:
+        rows = [r for r in rows if r["chain_length"] == config.chain_length]
+    if not rows:
+        raise InputError(f"{config.search_dir}: no revisions rows (chain_length {config.chain_length})")
+    tokenizer = AutoTokenizer.from_pretrained(settings["reviser"])
+    context = getattr(AutoConfig.from_pretrained(settings["reviser"]), "max_position_embeddings", None)
+    template = settings.get("prompt_template", "{question}\n")
+    separator = settings.get("step_separator", "\n\n")
+    max_tokens = settings.get("max_new_tokens", 512)
+
+    def count_tokens(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=True)["input_ids"])
+
+    out_rows, empty = [], 0
+    for row in rows:
+        chains: dict[int, list[int]] = {}
+        for index, chain in enumerate(row["subtrees"]):
+            chains.setdefault(chain, []).append(index)
+        for indices in chains.values():
+            indices.sort(key=lambda i: row["positions"][i])
+            texts = [row["completions"][i] for i in indices]
+            prompts = attempt_prompts(row["question"], texts, context, count_tokens, template, max_tokens)
+            for i, text, (prompt, _) in zip(indices, texts, prompts):
+                steps = split_into_steps(text, separator)
+                if not steps:
+                    empty += 1
+                    continue
+                question = prompt.removesuffix("\n")
+                correct = bool(row["correct"][i])
+                out_rows.append(
+                    {
+                        "problem_id": row["problem_id"],
+                        "question": question,
+                        "prompt": question + "\n",
+                        "completions": steps,
+                        "labels": [correct] * len(steps),
+                        "correct": correct,
+                        "position": row["positions"][i],
+                    }
+                )
+    digest = config_hash(config_to_dict(config), ignore={"output_dir", "overwrite"})
+    prepare_output(config.output_dir, "orm-data", digest, 1, config.overwrite)
+    save_resolved_config(config.output_dir, "orm-data", config)
+    write_shard(config.output_dir, 0, out_rows)
+    stats = {
+        "stage": "orm-data",
+        "num_rows": len(out_rows),
+        "fraction_correct": round(sum(r["correct"] for r in out_rows) / max(len(out_rows), 1), 4),
+        "empty_attempts_dropped": empty,
+    }
+    write_json(Path(config.output_dir) / "stats.json", stats)
+    logger.info(
+        "%d ORM rows (%.1f%% correct) from %d search rows; %d empty attempts dropped -> %s",
+        len(out_rows),
+        100 * stats["fraction_correct"],
+        len(rows),
+        empty,
+        config.output_dir,
+    )
+    return {"output_dir": config.output_dir, **stats}

@@ -1,0 +1,125 @@
+"""Config of ``ttc train-reviser``: SFT of a reviser on revision trajectories (Snell et al., sec. 6.1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from trl import SFTConfig
+
+from ttcompute.trainers.launch import CPUDeepSpeedMixin
+
+
+@dataclass
+class RevisionConfig(CPUDeepSpeedMixin, SFTConfig):
+    r"""Configuration for :func:`~ttcompute.trainers.revision_trainer.train_reviser`.
+
+    Only the reviser-specific knobs are listed; everything else is TRL's [`~trl.SFTConfig`] and
+    [`~transformers.TrainingArguments`] (``--deepspeed``, ``--report_to wandb``, ``--push_to_hub``,
+    ``--hub_model_id``, ``--trust_remote_code`` ...).
+
+    Parameters that control the model:
+        model_name_or_path (`str`): The policy to finetune into a reviser (Hub id or local path),
+            loaded with `AutoModelForCausalLM`. ``trust_remote_code`` (SFTConfig's) stays off unless set.
+        use_peft (`bool`, defaults to `False`): Train LoRA adapters instead of all weights; the saved
+            checkpoint is merged (plain weights) and the adapter is kept in ``lora_adapter/``.
+        lora_r / lora_alpha / lora_dropout / lora_target_modules: The LoRA adapters
+            (`lora_target_modules` is a comma-separated list or ``all-linear``).
+
+    Parameters that control the data preprocessing:
+        dataset_name (`str`): A ``ttc revisions`` output directory, a .parquet/.jsonl/.json file, a
+            dataset directory or a Hub id (several, comma-separated, are concatenated), with the columns
+            ``problem_id``, ``question``, ``previous_attempts`` (list of incorrect solutions, oldest
+            first), ``completion`` (the correct solution); ``prompt`` and ``num_previous`` are checked
+            when present.
+        dataset_split (`str`, defaults to `"train"`): Split to read from a Hub/dataset directory.
+        eval_dataset_name (`str` or `None`): Evaluation trajectories in the same shape; without it,
+            ``eval_fraction`` of the *problems* (by ``problem_id``) is held out.
+        eval_fraction (`float`, defaults to `0.05`): See above; 0 disables evaluation.
+        prompt_template (`str`, defaults to `"{question}\n"`): How a question opens the reviser prompt
+            (the policy's template); the attempts and the revision marker follow it (see
+            ``ttcompute/models/reviser.py``). Stored in the checkpoint's config for inference.
+        max_length (`int` or `None`, defaults to the model's context): Tokens of prompt + revision +
+            EOS. Prompts are rebuilt to fit, dropping the *oldest* attempts first; an example whose
+            question and revision alone do not fit is skipped. Both counts are logged. ``None``: the
+            model's ``max_position_embeddings`` (512 when the config does not say).
+
+    Parameters that control the run:
+        overwrite_output_dir (`bool`, defaults to `False`): Start from scratch even if ``output_dir``
+            holds checkpoints (by default training resumes from the last one).
+    """
+
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "policy to finetune: Hub id or path"}
+    )
+    use_peft: bool = field(default=False, metadata={"help": "train LoRA adapters (merged when saved)"})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
+    lora_target_modules: str = field(default="all-linear", metadata={"help": "comma list or all-linear"})
+
+    dataset_name: str | None = field(default=None, metadata={"help": "revision trajectories (ttc revisions)"})
+    dataset_split: str = field(default="train", metadata={"help": "split of a Hub/dataset dir"})
+    eval_dataset_name: str | None = field(default=None, metadata={"help": "evaluation data (same shape)"})
+    eval_fraction: float = field(default=0.05, metadata={"help": "problems held out for evaluation"})
+    prompt_template: str = field(
+        default="{question}\n", metadata={"help": "question -> start of the reviser prompt (stored)"}
+    )
+    max_length: int | None = field(
+        default=None,
+        metadata={
+            "help": "tokens of prompt + revision + EOS; oldest attempts dropped to fit (default: model context)"
+        },
+    )
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "ignore checkpoints in output_dir"})
+
+    # The paper's loss: the revision only. TRL masks the prompt of prompt-completion data; False would
+    # also train on the attempts -- the incorrect solutions the reviser must not imitate.
+    completion_only_loss: bool = field(
+        default=True, metadata={"help": "loss on the revision only (must stay true)"}
+    )
+
+    # Defaults for a small policy on CPU; override any of them on the command line.
+    learning_rate: float = field(default=3e-4, metadata={"help": "peak learning rate"})
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": "learning-rate schedule"})
+    warmup_steps: float = field(default=0.05, metadata={"help": "warm-up steps (or fraction if < 1)"})
+    num_train_epochs: float = field(default=1.0, metadata={"help": "passes over the data"})
+    per_device_train_batch_size: int = field(default=16, metadata={"help": "batch size per device"})
+    per_device_eval_batch_size: int = field(default=32, metadata={"help": "eval batch size per device"})
+    logging_steps: float = field(default=10, metadata={"help": "log every N steps"})
+    save_steps: float = field(default=500, metadata={"help": "checkpoint every N steps (resume point)"})
+    save_total_limit: int | None = field(default=2, metadata={"help": "checkpoints kept"})
+    report_to: None | str | list[str] = field(default="none", metadata={"help": "none | wandb | tensorboard"})
+    # TRL turns these on for large models on GPUs; a tiny model on CPU only gets slower (bf16 autocast
+    # on CPU, recomputed activations): `--activation_checkpointing true --bf16 true` for big runs.
+    # gradient_checkpointing is transformers 5's deprecated alias; left unset, it does not warn.
+    gradient_checkpointing: bool | None = field(
+        default=None, metadata={"help": "deprecated alias of activation_checkpointing"}
+    )
+    bf16: bool = field(default=False, metadata={"help": "bf16 mixed precision (GPUs: --bf16 true)"})
+    # Typed `str` (TrainingArguments says `str | bool`, which HfArgumentParser reads as a bool flag).
+    include_num_input_tokens_seen: str = field(
+        default="non_padding", metadata={"help": "count training tokens (for the FLOPs log)"}
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if "{question}" not in self.prompt_template:
+            raise ValueError("prompt_template must contain {question}")
+        if not 0 <= self.eval_fraction < 1:
+            raise ValueError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
+        if self.max_length is not None and self.max_length < 2:
+            raise ValueError("max_length must be >= 2")
+        if not self.completion_only_loss:
+            raise ValueError(
+                "completion_only_loss must be true: a reviser learns the revision, not its incorrect attempts"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        values = super().to_dict()
+        # TrainingArguments masks every field named *_token. SFTConfig's eos_token and pad_token are
+        # vocabulary entries, not secrets: a placeholder would be read back as a token that does not
+        # exist when the saved ttc_config.yaml is rerun. hub_token is a secret: left out, not masked,
+        # for the same reason (the rerun takes HF_TOKEN or the login).
+        values["eos_token"], values["pad_token"], values["hub_token"] = self.eos_token, self.pad_token, None
+        return values
