@@ -33,7 +33,7 @@ class ToyReviser:
         out = []
         for prompt in prompts:
             seen = prompt.count(ATTEMPT_MARKER)
-            question = prompt.split("\n", 1)[0]
+            question = prompt.rstrip("\n").split("\n")[-1]  # the question ends the prompt
             text = (
                 ""
                 if seen in self.empty_at
@@ -73,7 +73,7 @@ def test_chains_order_positions_and_one_call_per_step():
     assert (
         last_prompt.count(ATTEMPT_MARKER) == 4
         and "try 0 of" not in last_prompt
-        and last_prompt.endswith(REVISION_MARKER)
+        and last_prompt.endswith(REVISION_MARKER + "Q0\n")
     )
 
 
@@ -110,8 +110,8 @@ def test_verifier_sees_question_or_history():
         if context == "question":
             assert questions == ["Q0"] * 4
         else:  # the reviser's prompt of each attempt, chain-major, without its final newline
-            assert questions[0] == "Q0\nRevision:" and questions[1].count(ATTEMPT_MARKER) == 1
-            assert questions[1].startswith("Q0\nAttempt:\ntry 0 of Q0")
+            assert questions[0] == "Q0" and questions[1].count(ATTEMPT_MARKER) == 1
+            assert questions[1].startswith("Attempt:\ntry 0 of Q0") and questions[1].endswith("Revision:\nQ0")
 
 
 def test_hierarchical_selection_hand_computed():

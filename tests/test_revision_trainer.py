@@ -102,9 +102,10 @@ def _config(out: Path, policy: Path, data: Path, **overrides) -> RevisionConfig:
 def _char_tokens(question: str, attempts: list[str], completion: str) -> int:
     """Tokens of <s> + reviser prompt + completion + </s> with the character tokenizer, from the
     format's definition written out (not from format_reviser_prompt)."""
-    prompt = (
-        len(question) + 1 + sum(len(ATTEMPT_MARKER) + len(a) + 1 for a in attempts) + len(REVISION_MARKER)
-    )
+    # Attempts first, then the revision marker, then the question; no attempts: the question alone.
+    prompt = len(question) + 1
+    if attempts:
+        prompt += sum(len(ATTEMPT_MARKER) + len(a) + 1 for a in attempts) + len(REVISION_MARKER)
     return 1 + prompt + len(completion) + 1
 
 
@@ -167,7 +168,8 @@ def test_fit_drops_the_oldest_attempts_first_and_counts_them(char_tokenizer):
     # The most recent attempts survive, oldest first, and the prompt is still the reviser format.
     survivors = [attempts[2:4], attempts[:2], attempts[:1], attempts[3:5]]
     for prompt, kept in zip(fitted["prompt"], survivors):
-        assert prompt == f"{q}\n" + "".join(f"Attempt:\n{a}\n" for a in kept) + "Revision:\n"
+        history = "".join(f"Attempt:\n{a}\n" for a in kept)
+        assert prompt == (history + "Revision:\n" if kept else "") + f"{q}\n"
         shown = [a for a in attempts if f"Attempt:\n{a}\n" in prompt]
         assert shown == kept
     for prompt in fitted["prompt"]:

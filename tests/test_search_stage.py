@@ -223,7 +223,10 @@ def test_revision_chains_through_search_and_select(tmp_path, prm_dir, small_poli
     chains = [r for r in rows if r["chain_length"] == 4]
     assert len(orm) == stats["num_rows"] == sum(1 for r in chains for t in r["completions"] if t.strip())
     for row in orm:
-        assert row["prompt"] == row["question"] + "\n" and row["question"].endswith("Revision:")
+        # The history, then the question itself on the last line (the policy's own prompt).
+        assert row["prompt"] == row["question"] + "\n" and row["question"].split("\n")[-1].startswith(
+            "Start at"
+        )
         # Attempt t saw at most t earlier attempts (fewer when the context forced some out).
         assert row["question"].count("Attempt:") <= row["position"]
         assert row["position"] > 0 or "Attempt:" not in row["question"]

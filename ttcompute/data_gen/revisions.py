@@ -32,7 +32,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from ttcompute.errors import InputError
-from ttcompute.models.reviser import MAX_ATTEMPTS_IN_CONTEXT, format_reviser_prompt
+from ttcompute.models.reviser import FORMAT_VERSION, MAX_ATTEMPTS_IN_CONTEXT, format_reviser_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ def run_revisions(config: RevisionsConfig) -> dict[str, Any]:
         raise InputError(f"{config.samples_dir}: no problems")
     template = config.prompt_template or _samples_template(config.samples_dir) or "{question}\n"
     num_shards = (len(samples) + config.problems_per_shard - 1) // config.problems_per_shard
-    values = {**config_to_dict(config), "prompt_template": template}
+    values = {**config_to_dict(config), "prompt_template": template, "reviser_format": FORMAT_VERSION}
     digest = config_hash(values, ignore={"output_dir", "overwrite"})
     prepare_output(config.output_dir, "revisions", digest, num_shards, config.overwrite)
     save_resolved_config(config.output_dir, "revisions", config)

@@ -126,11 +126,11 @@ def fit_trajectory(
     >>> from ttcompute.models.tiny import build_char_tokenizer
     >>> row = {"question": "Q", "previous_attempts": ["a" * 8, "b" * 8, "c" * 8], "completion": "d"}
     >>> out = fit_trajectory(row, build_char_tokenizer(), max_length=40, prompt_template="{question}\\n")
-    >>> print(out["prompt"] + out["completion"])   # <s> Q\\n (18 per attempt) Revision:\\n d </s>: 33 tokens
-    Q
+    >>> print(out["prompt"] + out["completion"])   # <s> (18 per attempt) Revision:\\n Q\\n d </s>: 33 tokens
     Attempt:
     cccccccc
     Revision:
+    Q
     d
     >>> out["num_dropped"], out["fits"]
     (2, True)
@@ -298,16 +298,17 @@ def reviser_model_card(args: RevisionConfig, model_id: str, fit_stats: dict[str,
             "",
             "## Prompt format",
             "",
-            f"The question formatted with `{template!r}` (Python `str.format`, field `question`; a",
-            "newline is added if it does not end with one), then each previous attempt, **oldest first**,",
-            f"after an `{ATTEMPT_MARKER!r}` line, then `{REVISION_MARKER!r}`; the model writes the revision",
-            "and stops with EOS:",
+            "Each previous attempt, **oldest first**, after an "
+            f"`{ATTEMPT_MARKER!r}` line, then `{REVISION_MARKER!r}`, then the question formatted with "
+            f"`{template!r}` (Python `str.format`, field `question`: the policy's own prompt); the model",
+            "writes the revision and stops with EOS. Without previous attempts the prompt is the policy's",
+            "own prompt alone (no markers):",
             "",
             "```text",
-            "{question}",
             ATTEMPT_MARKER + "{attempt 1}",
             ATTEMPT_MARKER + "{attempt 2}",
-            REVISION_MARKER + "{revision}",
+            REVISION_MARKER + template.replace("{question}", "{question}").rstrip("\n"),
+            "{revision}",
             "```",
             "",
             f"At most **{MAX_ATTEMPTS_IN_CONTEXT} attempts** are in context (the most recent ones). When the",
@@ -332,11 +333,12 @@ def reviser_model_card(args: RevisionConfig, model_id: str, fit_stats: dict[str,
             "",
             f"def reviser_prompt(question, attempts, max_attempts={MAX_ATTEMPTS_IN_CONTEXT}):",
             f"    text = {template!r}.format(question=question)",
-            '    if not text.endswith("\\n"):',
-            '        text += "\\n"',
-            "    for attempt in attempts[-max_attempts:]:  # oldest first; drop the oldest if too long",
-            f'        text += {ATTEMPT_MARKER!r} + attempt.strip("\\n") + "\\n"',
-            f"    return text + {REVISION_MARKER!r}",
+            "    if not attempts:",
+            "        return text",
+            "    history = ''.join(  # oldest first; drop the oldest if too long",
+            f'        {ATTEMPT_MARKER!r} + attempt.strip("\\n") + "\\n" for attempt in attempts[-max_attempts:]',
+            "    )",
+            f"    return history + {REVISION_MARKER!r} + text",
             "",
             "",
             f"question = {_EXAMPLE_QUESTION!r}",
