@@ -32,7 +32,9 @@ MAX_ATTEMPTS_IN_CONTEXT = 4
 FORMAT_VERSION = 2
 
 
-def format_reviser_prompt(question: str, attempts: Sequence[str], prompt_template: str = "{question}\n") -> str:
+def format_reviser_prompt(
+    question: str, attempts: Sequence[str], prompt_template: str = "{question}\n"
+) -> str:
     """The reviser's prompt for a question and its previous attempts (oldest first).
 
     >>> print(format_reviser_prompt("Start at 3. Add 4.", ["3 + 4 = 8\\n\\nThe answer is \\\\boxed{8}"]))

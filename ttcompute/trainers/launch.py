@@ -128,3 +128,25 @@ def without_zero3_init(config, always: bool = False):
             set_hf_deepspeed_config(zero3)
     else:
         yield
+
+
+def training_summary(stage: str, trainer, result, num_parameters: int, started: float) -> dict:
+    """What every trainer's ``training_log.json`` records about the run itself: the command, size,
+    tokens and FLOPs (6 * params * tokens), steps, how it was parallelised, loss, time, history."""
+    import time
+
+    from ttcompute.eval.budget import pretraining_flops
+
+    tokens_seen = int(trainer.state.num_input_tokens_seen)
+    return {
+        "command": launch_command(stage),
+        "num_parameters": num_parameters,
+        "num_train_tokens": tokens_seen,
+        "training_flops": pretraining_flops(num_parameters, tokens_seen),
+        "global_steps": trainer.state.global_step,
+        "distributed": distributed_setup(trainer),
+        "train_loss": result.training_loss,
+        "train_runtime_s": round(time.time() - started, 1),
+        "train_samples_per_second": result.metrics.get("train_samples_per_second"),
+        "log_history": trainer.state.log_history,
+    }

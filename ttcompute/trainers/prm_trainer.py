@@ -39,9 +39,9 @@ from ttcompute.errors import InputError
 from ttcompute.trainers.data import load_stepwise_dataset, split_by_problem
 from ttcompute.trainers.launch import (
     check_deepspeed_active,
-    distributed_setup,
     init_deepspeed_comm,
     launch_command,
+    training_summary,
     without_zero3_init,
 )
 from ttcompute.trainers.prm_config import PRMConfig
@@ -394,7 +394,6 @@ def check_prompt_template(dataset: datasets.Dataset, template: str, where: str) 
 def train_prm(config: PRMConfig) -> dict[str, Any]:
     """Train (or resume) a PRM and save a plain token-classification checkpoint with its model card."""
     from ttcompute.config import save_resolved_config
-    from ttcompute.eval.budget import pretraining_flops
     from ttcompute.models.prm import ttc_prm_metadata
     from ttcompute.models.tiny import count_parameters
 
@@ -482,21 +481,11 @@ def train_prm(config: PRMConfig) -> dict[str, Any]:
                 merge_lora_checkpoint(out, config, model.config.ttc_prm)
         trainer.create_model_card()
         (out / "training_args.bin").unlink(missing_ok=True)
-    tokens_seen = int(trainer.state.num_input_tokens_seen)
     log = {
-        "command": launch_command("train-prm"),
-        "num_parameters": num_params,
+        **training_summary("train-prm", trainer, result, num_params, start),
         "num_train_examples": len(trainer.train_dataset),
         "num_truncated_examples": trainer.num_truncated,
-        "num_train_tokens": tokens_seen,
-        "training_flops": pretraining_flops(num_params, tokens_seen),
-        "global_steps": trainer.state.global_step,
-        "distributed": distributed_setup(trainer),
-        "train_loss": result.training_loss,
-        "train_runtime_s": round(time.time() - start, 1),
-        "train_samples_per_second": result.metrics.get("train_samples_per_second"),
         "eval": metrics,
-        "log_history": trainer.state.log_history,
     }
     if trainer.is_world_process_zero():
         (out / TRAINING_LOG).write_text(json.dumps(log, indent=2))

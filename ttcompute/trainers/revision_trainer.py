@@ -38,9 +38,8 @@ from ttcompute.trainers.data import load_stepwise_dataset, split_by_problem
 from ttcompute.trainers.hub import push_folder
 from ttcompute.trainers.launch import (
     check_deepspeed_active,
-    distributed_setup,
     init_deepspeed_comm,
-    launch_command,
+    training_summary,
     without_zero3_init,
 )
 from ttcompute.trainers.lora import lora_config, merge_lora_checkpoint
@@ -373,7 +372,6 @@ def model_context(config: RevisionConfig) -> int:
 def train_reviser(config: RevisionConfig) -> dict[str, Any]:
     """Train (or resume) a reviser and save a plain causal-LM checkpoint with its model card."""
     from ttcompute.config import save_resolved_config
-    from ttcompute.eval.budget import pretraining_flops
     from ttcompute.models.tiny import count_parameters
 
     if not config.model_name_or_path:
@@ -474,25 +472,15 @@ def train_reviser(config: RevisionConfig) -> dict[str, Any]:
                 merge_lora_checkpoint(out, load_base, {"ttc_reviser": metadata})
         trainer.create_model_card()
         (out / "training_args.bin").unlink(missing_ok=True)
-    tokens_seen = int(trainer.state.num_input_tokens_seen)
     log = {
-        "command": launch_command("train-reviser"),
-        "num_parameters": num_params,
+        **training_summary("train-reviser", trainer, result, num_params, start),
         "max_length": config.max_length,
         "num_train_examples": fit_stats["num_examples"],
         "num_skipped_examples": fit_stats["num_skipped_examples"],
         "num_dropped_attempts": fit_stats["num_dropped_attempts"],
         "num_attempts_beyond_context": fit_stats["num_attempts_beyond_context"],
         "eval_fit": eval_fit_stats,
-        "num_train_tokens": tokens_seen,
-        "training_flops": pretraining_flops(num_params, tokens_seen),
-        "global_steps": trainer.state.global_step,
-        "distributed": distributed_setup(trainer),
-        "train_loss": result.training_loss,
-        "train_runtime_s": round(time.time() - start, 1),
-        "train_samples_per_second": result.metrics.get("train_samples_per_second"),
         "eval": metrics,
-        "log_history": trainer.state.log_history,
     }
     if trainer.is_world_process_zero():
         (out / TRAINING_LOG).write_text(json.dumps(log, indent=2))
