@@ -22,3 +22,18 @@ $TTC search --config configs/search.yaml --prm "$PRM" --methods best_of_n revisi
 DIFFICULTY=${DIFFICULTY:-runs/search_exp/difficulty}
 $TTC select --search_dir "$OUT/search" ${DIFFICULTY:+--difficulty_dir "$DIFFICULTY"} --output_dir "$OUT/select"
 echo "DONE: $OUT/select/accuracy.md (revision steps, flips, accuracy per bin) and accuracy_vs_budget.png"
+
+# The other verifier: an ORM trained on the reviser's own attempts with their history in context.
+# Revision chains on 300 *training* problems -> ORM rows -> a likelihood ORM over the reviser (last
+# step only) -> revision chains on the held-out problems selected with it (verifier sees the history).
+$TTC search --config configs/search.yaml --prm "$PRM" --methods revisions --reviser "$OUT/reviser" \
+  --num_problems 300 --problem_seed 13000 --budgets 8 --revision_lengths 8 --output_dir "$OUT/search_train"
+$TTC orm-data --search_dir "$OUT/search_train" --output_dir "$OUT/orm_data"
+[ -f "$OUT/orm/training_log.json" ] || \
+  $TTC train-prm --config configs/prm.yaml --prm_kind likelihood --model_name_or_path "$OUT/reviser" \
+    --train_on_last_step_only true --dataset_name "$OUT/orm_data" --output_dir "$OUT/orm"
+$TTC search --config configs/search.yaml --prm "$OUT/orm" --verifier_context history --methods revisions \
+  --reviser "$OUT/reviser" --num_problems 100 --problem_seed 9000 --budgets 1 2 4 8 16 32 64 \
+  --revision_lengths 1 2 4 8 16 32 64 --output_dir "$OUT/search_orm"
+$TTC select --search_dir "$OUT/search_orm" ${DIFFICULTY:+--difficulty_dir "$DIFFICULTY"} --output_dir "$OUT/select_orm"
+echo "DONE: $OUT/select_orm/accuracy.md (revisions selected by the history ORM)"
