@@ -449,8 +449,8 @@ def test_difficulty_on_a_missing_samples_dir(tmp_path, capsys):
 
 
 def test_a_trainer_saved_config_parses_back():
-    """`ttc <stage> --config <output>/ttc_config.yaml` must rerun: empty lists (debug: [], report_to: [])
-    mean the default, and no masked token placeholder is read back as a token."""
+    """`ttc <stage> --config <output>/ttc_config.yaml` must rerun: no empty list (which has no flag
+    form) and no masked token placeholder is written, so none is read back."""
     from ttcompute.config import config_to_dict, parse_stage_args
     from ttcompute.tasks.source_args import ProblemArgs
     from ttcompute.trainers.policy_config import PolicyConfig
@@ -462,4 +462,5 @@ def test_a_trainer_saved_config_parses_back():
         (ProblemArgs, PolicyConfig), ["--config", str(saved)], prog="ttc train-policy"
     )
     assert config.hub_token is None and config.debug in ([], "", None)
-    assert config_to_dict(config)["hub_token"] is None
+    saved_values = config_to_dict(config)
+    assert saved_values["hub_token"] is None and saved_values["debug"] is None

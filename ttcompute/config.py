@@ -60,9 +60,7 @@ def _as_flags(key: str, value: Any) -> list[str]:
     if isinstance(value, bool):
         return [f"--{key}={str(value).lower()}"]
     if isinstance(value, (list, tuple)):
-        # An empty list has no flag form (nargs="+"); it means "nothing", i.e. the field's default
-        # (the saved configs of trainers hold `debug: []`, `report_to: []`).
-        return [f"--{key}", *[str(v) for v in value]] if value else []
+        return [f"--{key}", *[str(v) for v in value]]
     return [f"--{key}={value}"]
 
 
@@ -136,8 +134,9 @@ def config_to_dict(*configs: Any) -> dict[str, Any]:
     for config in configs:
         values = config.to_dict() if hasattr(config, "to_dict") else dataclasses.asdict(config)
         # TrainingArguments masks every *_token field as "<FIELD_NAME>"; written back to a config
-        # file that placeholder would be read as a real token on a rerun. Unset is what it means.
-        values = {k: None if v == f"<{k.upper()}>" else v for k, v in values.items()}
+        # file that placeholder would be read as a real token on a rerun. An empty list (debug: [],
+        # report_to: []) has no flag form, so a rerun would fail on it. Both mean "unset": null.
+        values = {k: None if v == f"<{k.upper()}>" or v == [] else v for k, v in values.items()}
         out.update({k: _jsonable(v) for k, v in values.items()})
     return out
 
