@@ -504,6 +504,12 @@ def run_search(problem_args, gen_args, config: SearchConfig) -> dict[str, Any]:
             gen_args.max_new_tokens,
             config.step_separator,
         )
+    if stats["attempts_dropped"]:
+        logger.info(
+            "Revisions: %d earlier attempts were left out of prompts to fit the reviser's context (oldest "
+            "first; column attempts_dropped)",
+            stats["attempts_dropped"],
+        )
     logger.info(
         "Search done: %d rows, %d policy tokens, %d PRM tokens (%d requested), %d steps capped -> %s",
         stats["num_rows"],
@@ -518,9 +524,24 @@ def run_search(problem_args, gen_args, config: SearchConfig) -> dict[str, Any]:
 
 def search_stats(dataset, policy_params: int, prm_params: int) -> dict[str, Any]:
     """Totals over a search output: rows, compute spent (each run counted once), capped steps."""
-    run_columns = ["problem_id", "method", "budget", "beam_width", "lookahead", "search_aggregation"]
+    run_columns = [
+        "problem_id",
+        "method",
+        "budget",
+        "beam_width",
+        "lookahead",
+        "search_aggregation",
+        "chain_length",
+    ]
     table = dataset.select_columns(
-        [*run_columns, "policy_tokens", "prm_tokens", "prm_tokens_requested", "capped_steps"]
+        [
+            *run_columns,
+            "policy_tokens",
+            "prm_tokens",
+            "prm_tokens_requested",
+            "capped_steps",
+            "attempts_dropped",
+        ]
     ).to_pandas()
     # A run written under two width settings has two identical rows; best-of-N rows of smaller budgets
     # are subsets of the largest budget's candidates. Count each compute once.
@@ -538,6 +559,7 @@ def search_stats(dataset, policy_params: int, prm_params: int) -> dict[str, Any]
         "num_rows": len(dataset),
         "num_problems": len(set(dataset["problem_id"])),
         "capped_steps": int(table.capped_steps.sum()),
+        "attempts_dropped": int(table.attempts_dropped.sum()),
         "compute": {
             "policy_parameters": policy_params,
             "policy_tokens": policy_tokens,
