@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from ttcompute.cli import run_stage
-from ttcompute.data_gen.revisions import closest_index, problem_trajectories, split_solutions
+from ttcompute.data_gen.revisions import problem_trajectories, split_solutions
 from ttcompute.data_gen.shards import load_sharded, prepare_output, shard_path, write_shard
 from ttcompute.errors import InputError
 from ttcompute.models.reviser import format_reviser_prompt
@@ -33,13 +33,18 @@ def random_solution(rng: random.Random) -> str:
     return "\n\n".join([*steps, f"The answer is \\boxed{{{rng.randint(1, 99)}}}"])
 
 
-def test_closest_index_matches_brute_force():
+def test_closest_attempt_and_distance_match_brute_force():
     rng = random.Random(0)
-    for _ in range(50):
+    for case in range(50):
         target = random_solution(rng)
-        candidates = [random_solution(rng) for _ in range(rng.randint(1, 8))]
+        candidates = list(dict.fromkeys(random_solution(rng) for _ in range(rng.randint(1, 8))))
         distances = [levenshtein(target, c) for c in candidates]
-        assert closest_index(target, candidates) == (distances.index(min(distances)), min(distances))
+        # max_previous 1: every trajectory with an attempt shows exactly the closest one.
+        trajectories = problem_trajectories(f"c{case}", [target] * 20, candidates, max_previous=1, seed=case)
+        shown = [(attempts, distance) for _, attempts, distance in trajectories if attempts]
+        assert shown  # k = 1 is drawn about half the time
+        for attempts, distance in shown:
+            assert attempts == [candidates[distances.index(min(distances))]] and distance == min(distances)
 
 
 def test_trajectories_pair_the_closest_incorrect_attempt_last():

@@ -74,20 +74,6 @@ class RevisionsConfig:
             raise ValueError("prompt_template must contain {question}")
 
 
-def closest_index(target: str, candidates: list[str]) -> tuple[int, int]:
-    """Index and edit distance of the candidate closest to ``target`` (earliest on ties).
-
-    >>> closest_index("12 + 7 = 19", ["12 + 7 = 91", "12 + 7 = 18", "3"])
-    (1, 1)
-    """
-    from rapidfuzz.distance import Levenshtein
-    from rapidfuzz.process import cdist
-
-    distances = cdist([target], candidates, scorer=Levenshtein.distance, workers=1)[0]
-    best = int(distances.argmin())  # argmin returns the first of equal minima
-    return best, int(distances[best])
-
-
 def problem_trajectories(
     problem_id: str,
     correct_solutions: list[str],
