@@ -7,11 +7,11 @@
 # Usage: bash bench/revision_experiment.sh [PRM_DIR] [OUT_DIR]   (resumable)
 set -euo pipefail
 PRM=${1:-runs/prm_exp/prm_likelihood}
-OUT=${2:-runs/rev_exp}
+OUT=${2:-runs/rev_exp2}
 TTC=${TTC:-.venv/bin/ttc}
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 mkdir -p "$OUT"
-$TTC sample --config configs/sample.yaml --num_problems 2000 --problem_seed 12000 --num_samples 16 \
+$TTC sample --config configs/sample.yaml --num_problems 2000 --problem_seed 12000 --num_samples 64 \
   --seed 5 --output_dir "$OUT/train_samples"
 $TTC revisions --config configs/revisions.yaml --samples_dir "$OUT/train_samples" --output_dir "$OUT/trajectories"
 [ -f "$OUT/reviser/training_log.json" ] || \

@@ -79,12 +79,24 @@ def test_k_is_uniform_over_0_to_4():
     assert set(ks) == {0, 1, 2, 3, 4} and all(abs(count - 400) < 72 for count in ks.values())
 
 
-def test_split_solutions_drops_empty_and_merges_duplicates():
+def test_split_solutions_keeps_every_correct_sample_and_merges_duplicate_incorrect_ones():
     sample = {
         "completions": ["x", " ", "y", "x", "y", "z"],
         "correct": [True, True, False, True, False, False],
     }
-    assert split_solutions(sample) == (["x"], ["y", "z"], 1, 2)
+    assert split_solutions(sample) == (["x", "x"], ["y", "z"], 1, 1)
+
+
+def test_repeated_correct_samples_each_get_their_own_draw():
+    rng = random.Random(4)
+    target = random_solution(rng)
+    wrong = list(dict.fromkeys(random_solution(rng) for _ in range(6)))
+    closest = wrong[min(range(len(wrong)), key=lambda i: levenshtein(target, wrong[i]))]
+    trajectories = problem_trajectories("p", [target] * 40, wrong, max_previous=4, seed=0)
+    assert len(trajectories) == 40 and all(t[0] == target for t in trajectories)
+    # Every draw pairs the same closest attempt last, but k and the other attempts vary between copies.
+    assert all(attempts[-1] == closest for _, attempts, _ in trajectories if attempts)
+    assert len({tuple(attempts) for _, attempts, _ in trajectories}) > 10
 
 
 @pytest.fixture

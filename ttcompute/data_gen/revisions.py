@@ -1,7 +1,10 @@
 """``ttc revisions``: revision trajectories from samples (Snell et al., sec. 6.1).
 
-For every correct solution of a problem (each distinct one), draw k uniformly from 0..4, capped by
-the distinct incorrect solutions available. With k > 0 the trajectory shows k incorrect attempts and
+For every correct sample of a problem, draw k uniformly from 0..4, capped by the distinct incorrect
+solutions available. Identical correct samples each get their own draw: on the arithmetic task every
+correct solution of a problem is the same text, and merging them left under two trajectories per
+problem (a reviser trained on that many did not learn to revise); the paper, too, builds one per
+correct sample. With k > 0 the trajectory shows k incorrect attempts and
 then the correct one: the *last* attempt in context is the incorrect solution closest to the correct
 one by character edit distance (so the trajectory reads as a correction of a near miss), the other
 k - 1 are drawn at random from the rest. Edit distances come from ``rapidfuzz`` (C++, bit-parallel):
@@ -15,7 +18,8 @@ Output columns (one row per trajectory):
 
 Deterministic for a seed (each problem draws from its own generator seeded by seed and problem id,
 so the rows do not depend on sharding). Problems without a correct sample are skipped and counted;
-empty completions are dropped and counted; duplicate solutions are merged (counted).
+empty completions are dropped and counted; duplicate *incorrect* solutions are merged (counted), so no
+attempt shows twice in one prompt.
 """
 
 from __future__ import annotations
@@ -83,22 +87,26 @@ def problem_trajectories(
 ) -> list[tuple[str, list[str], int]]:
     """``(completion, previous attempts oldest first, edit distance)`` per correct solution.
 
-    Draws come from a generator seeded by ``seed`` and ``problem_id`` only.
+    ``correct_solutions`` may repeat a text (one trajectory each); ``incorrect_solutions`` should be
+    distinct. Draws come from a generator seeded by ``seed`` and ``problem_id`` only.
     """
     from rapidfuzz.distance import Levenshtein
     from rapidfuzz.process import cdist
 
     rng = random.Random(zlib.crc32(f"{seed}:{problem_id}".encode()))
     ks = [min(rng.randint(0, max_previous), len(incorrect_solutions)) for _ in correct_solutions]
+    distinct = list(dict.fromkeys(correct_solutions))
+    row_of = {text: row for row, text in enumerate(distinct)}
     distances = None
     if incorrect_solutions and any(ks):
-        # One C++ call for the whole correct x incorrect matrix of the problem.
-        distances = cdist(correct_solutions, incorrect_solutions, scorer=Levenshtein.distance, workers=1)
+        # One C++ call for the whole (distinct) correct x incorrect matrix of the problem.
+        distances = cdist(distinct, incorrect_solutions, scorer=Levenshtein.distance, workers=1)
     out = []
-    for row, (completion, k) in enumerate(zip(correct_solutions, ks)):
+    for completion, k in zip(correct_solutions, ks):
         if k == 0:
             out.append((completion, [], -1))
             continue
+        row = row_of[completion]
         closest = int(distances[row].argmin())
         others = [i for i in range(len(incorrect_solutions)) if i != closest]
         chosen = rng.sample(others, k - 1)
@@ -108,14 +116,14 @@ def problem_trajectories(
 
 
 def split_solutions(sample: dict[str, Any]) -> tuple[list[str], list[str], int, int]:
-    """A sample row's distinct correct and incorrect solutions, and how many empty and duplicate
-    completions were left out.
+    """A sample row's correct solutions (every one, repeats included), its distinct incorrect ones,
+    and how many empty completions and duplicate incorrect ones were left out.
 
-    >>> split_solutions({"completions": ["a", "", "b", "a", "c"], "correct": [True, False, False, True, False]})
-    (['a'], ['b', 'c'], 1, 1)
+    >>> split_solutions({"completions": ["a", "", "b", "a", "b"], "correct": [True, False, False, True, False]})
+    (['a', 'a'], ['b'], 1, 1)
     """
     kept = [(text, ok) for text, ok in zip(sample["completions"], sample["correct"]) if text.strip()]
-    right = list(dict.fromkeys(text for text, ok in kept if ok))
+    right = [text for text, ok in kept if ok]
     wrong = list(dict.fromkeys(text for text, ok in kept if not ok))
     return right, wrong, len(sample["completions"]) - len(kept), len(kept) - len(right) - len(wrong)
 
@@ -213,7 +221,7 @@ def run_revisions(config: RevisionsConfig) -> dict[str, Any]:
         right, _, empty, duplicates = split_solutions(sample)
         all_counts["problems_without_correct_sample"] += not right
         all_counts["empty_completions_dropped"] += empty
-        all_counts["duplicate_solutions_merged"] += duplicates
+        all_counts["duplicate_incorrect_merged"] += duplicates
     stats = {
         "stage": "revisions",
         "num_problems": len(samples),
@@ -221,7 +229,7 @@ def run_revisions(config: RevisionsConfig) -> dict[str, Any]:
         "problems_with_trajectories": len(per_problem),
         "problems_without_correct_sample": all_counts["problems_without_correct_sample"],
         "empty_completions_dropped": all_counts["empty_completions_dropped"],
-        "duplicate_solutions_merged": all_counts["duplicate_solutions_merged"],
+        "duplicate_incorrect_merged": all_counts["duplicate_incorrect_merged"],
         "trajectories_per_problem": {
             "mean": round(len(trajectories) / max(len(per_problem), 1), 2),
             "min": min(per_problem.values(), default=0),
