@@ -84,6 +84,16 @@ STAGES: dict[str, tuple[str, list[tuple[str, str]], tuple[str, str]]] = {
         [("ttcompute.eval.select", "SelectConfig")],
         ("ttcompute.eval.select", "run_select"),
     ),
+    "compute-optimal": (
+        "the best strategy per difficulty bin and budget (cross-validated); efficiency vs best-of-N",
+        [("ttcompute.eval.compute_optimal", "ComputeOptimalConfig")],
+        ("ttcompute.eval.compute_optimal", "run_compute_optimal"),
+    ),
+    "flops-matched": (
+        "small policy + compute-optimal test-time compute vs a larger policy at matched FLOPs",
+        [("ttcompute.eval.flops_matched", "FlopsMatchedConfig")],
+        ("ttcompute.eval.flops_matched", "run_flops_matched"),
+    ),
     "demo": (
         "run the pipeline end to end on the built-in arithmetic task",
         [("ttcompute.demo", "DemoConfig")],

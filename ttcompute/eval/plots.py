@@ -69,3 +69,80 @@ def plot_accuracy_vs_budget(
     figure.savefig(path, dpi=120)
     plt.close(figure)
     return path
+
+
+def plot_compute_optimal(
+    curve: dict[int, float],
+    baseline: dict[int, float],
+    by_bin: dict[str, dict[int, float]],
+    baseline_name: str,
+    path: str | Path,
+) -> Path:
+    """Left: compute-optimal vs the baseline over all problems; right: compute-optimal per bin."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for values, label, colour in (
+        (curve, "compute-optimal", "#d62728"),
+        (baseline, baseline_name, "#1f77b4"),
+    ):
+        budgets = sorted(values)
+        left.plot(budgets, [values[b] for b in budgets], marker="o", markersize=3, label=label, color=colour)
+    left.set_title("all problems (held-out folds)")
+    left.legend(fontsize=8, frameon=False)
+    cmap = plt.get_cmap("viridis")
+    for i, (group, values) in enumerate(by_bin.items()):
+        budgets = sorted(values)
+        right.plot(
+            budgets,
+            [values[b] for b in budgets],
+            marker="o",
+            markersize=3,
+            label=f"bin {group}",
+            color=cmap(i / max(len(by_bin) - 1, 1)),
+        )
+    right.set_title("compute-optimal per difficulty bin (1 = easiest)")
+    right.legend(fontsize=8, frameon=False)
+    for axis in (left, right):
+        axis.set_xscale("log", base=2)
+        axis.set_xlabel("generation budget N")
+        axis.set_ylabel("accuracy")
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    path = Path(path)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def plot_flops_matched(table: dict[str, dict], path: str | Path) -> Path:
+    """One panel per R: small policy + compute-optimal TTC vs the large policy, bars per bin."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    figure, axes = plt.subplots(1, len(table), figsize=(4.6 * len(table), 3.8), squeeze=False)
+    for axis, (ratio, entry) in zip(axes.flat, table.items()):
+        groups = list(entry["bins"])
+        x = np.arange(len(groups))
+        small = [entry["bins"][g]["small_ttc"] for g in groups]
+        large = [entry["bins"][g]["large"] for g in groups]
+        axis.bar(x - 0.2, small, 0.4, label="small + compute-optimal TTC", color="#d62728")
+        axis.bar(x + 0.2, large, 0.4, label="large, greedy", color="#1f77b4")
+        axis.set_xticks(x, [g if g == "all" else f"bin {g}" for g in groups], fontsize=8)
+        axis.set_ylim(0, 1.05)
+        axis.set_title(f"R = {ratio} (X = {entry['matched_generations']:g} generations)", fontsize=10)
+        axis.set_ylabel("accuracy")
+        axis.grid(axis="y", alpha=0.3)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    figure.tight_layout(rect=(0, 0.06, 1, 1))
+    path = Path(path)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path

@@ -1,0 +1,374 @@
+"""``ttc compute-optimal``: the best strategy per difficulty bin and budget, by cross-validation.
+
+Snell et al. (sec. 3.2) pick, for each difficulty bin and each generation budget, the strategy
+(search method and its hyperparameters, revision ratio, selection rule) with the best accuracy, and
+report its accuracy on held-out questions: the problems of every bin are split into ``num_folds``
+folds; each fold is scored with the strategy chosen on the *other* folds, so no problem's own
+result picks its strategy. The curve over all problems averages every problem's held-out result.
+
+Input: the ``selections.parquet`` of one or more ``ttc select`` runs (one row per problem, strategy
+and budget: whether the selected answer is correct, and the FLOPs spent). Bins: a ``ttc difficulty``
+output (``--difficulty_dir``, oracle or predicted), else those ``ttc select`` stored.
+
+Efficiency, for every budget B of the baseline (weighted best-of-N by default): the smallest budget
+b at which the compute-optimal curve reaches the baseline's accuracy at B, and the ratio B / b
+("how many times fewer generations"). The second ratio charges compute-optimal for estimating
+difficulty too: B / (b + c), with c the difficulty estimate's compute per problem in generations
+(its FLOPs over the FLOPs of one generation) -- the paper left c out.
+
+Outputs (``output_dir``): ``compute_optimal.json`` (curves, choices per bin/budget/fold, efficiency),
+``compute_optimal.md`` and ``compute_optimal_vs_best_of_n.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import zlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ttcompute.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+COLUMNS = ("problem_id", "strategy", "budget", "correct", "total_flops")
+
+
+@dataclass
+class ComputeOptimalConfig:
+    """Options of ``ttc compute-optimal``.
+
+    Attributes:
+        select_dirs: ``ttc select`` outputs whose strategies compete (a strategy found in several is
+            taken from the first).
+        output_dir: Where the curves, tables and plot go.
+        difficulty_dir: ``ttc difficulty`` output with the bins to use (default: the bins ``ttc select``
+            stored); its ``stats.json`` gives the estimate's compute.
+        baseline: The strategy compute-optimal is compared with.
+        num_folds: Cross-validation folds within every bin (the paper: 2).
+        seed: Seeds the split of each bin into folds.
+        difficulty_cost_flops: FLOPs per problem spent estimating difficulty (default: read from the
+            difficulty output's ``stats.json``; 0 if unknown).
+    """
+
+    select_dirs: list[str] = field(
+        default_factory=lambda: ["runs/select"], metadata={"help": "ttc select output directories"}
+    )
+    output_dir: str = field(default="runs/compute_optimal", metadata={"help": "output directory"})
+    difficulty_dir: str | None = field(default=None, metadata={"help": "ttc difficulty output (bins)"})
+    baseline: str = field(default="best_of_n_weighted", metadata={"help": "strategy compared against"})
+    num_folds: int = field(default=2, metadata={"help": "cross-validation folds per bin"})
+    seed: int = field(default=0, metadata={"help": "seed of the fold split"})
+    difficulty_cost_flops: float | None = field(
+        default=None, metadata={"help": "difficulty estimate FLOPs per problem (default: its stats.json)"}
+    )
+
+    def __post_init__(self) -> None:
+        if isinstance(self.select_dirs, str):
+            self.select_dirs = [self.select_dirs]
+        if not self.select_dirs:
+            raise ValueError("select_dirs: name at least one ttc select output")
+        if self.num_folds < 2:
+            raise ValueError(
+                f"num_folds must be >= 2 (choose on some folds, score on another), got {self.num_folds}"
+            )
+
+
+def assign_folds(problem_ids: list[str], num_folds: int, seed: int) -> dict[str, int]:
+    """Balanced folds: problems ordered by a seeded hash, then dealt round-robin.
+
+    >>> folds = assign_folds([f"p{i}" for i in range(7)], 2, seed=0)
+    >>> sorted(list(folds.values()).count(f) for f in (0, 1))
+    [3, 4]
+    """
+    order = sorted(set(problem_ids), key=lambda p: (zlib.crc32(f"{seed}:{p}".encode()), p))
+    return {p: i % num_folds for i, p in enumerate(order)}
+
+
+def choose_strategy(accuracy: dict[str, float], flops: dict[str, float]) -> str:
+    """The most accurate strategy; ties go to the cheaper one (mean FLOPs), then to the name.
+
+    >>> choose_strategy({"a": 0.5, "b": 0.7, "c": 0.7}, {"a": 1, "b": 9, "c": 3})
+    'c'
+    """
+    return min(accuracy, key=lambda s: (-accuracy[s], flops.get(s, 0.0), s))
+
+
+def compute_optimal(
+    records: list[dict[str, Any]], bins: dict[str, Any], num_folds: int = 2, seed: int = 0
+) -> dict[str, Any]:
+    """Cross-validated compute-optimal accuracy per bin and budget.
+
+    ``records``: selections (problem_id, strategy, budget, correct, total_flops). A strategy competes
+    in a bin at a budget only if it has a result for every problem of the bin there (a method skipped
+    at some budget, e.g. lookahead below k + 1, is not chosen on a subset).
+
+    Returns ``{"bins": {bin: {budget: {"accuracy", "num_problems", "chosen": [strategy per fold]}}},
+    "all": {budget: accuracy}, "per_problem": {budget: {problem_id: correct}}}``.
+    """
+    table: dict[tuple[int, str], dict[str, tuple[bool, float]]] = defaultdict(dict)
+    for r in records:
+        table[(int(r["budget"]), r["strategy"])][r["problem_id"]] = (
+            bool(r["correct"]),
+            float(r["total_flops"]),
+        )
+    members: dict[str, list[str]] = defaultdict(list)
+    for problem_id in sorted({r["problem_id"] for r in records}):
+        if problem_id not in bins:
+            raise InputError(f"problem {problem_id}: no difficulty bin")
+        members[str(bins[problem_id])].append(problem_id)
+    budgets = sorted({b for b, _ in table})
+    out: dict[str, Any] = {"bins": {}, "all": {}, "per_problem": {}}
+    for budget in budgets:
+        per_problem: dict[str, bool] = {}
+        for group in sorted(members, key=lambda g: (len(g), g)):
+            problems = members[group]
+            strategies = [
+                s for (b, s), rows in table.items() if b == budget and all(p in rows for p in problems)
+            ]
+            if not strategies:
+                continue
+            folds = assign_folds(problems, num_folds, seed)
+            chosen = []
+            for fold in range(num_folds):
+                train = [p for p in problems if folds[p] != fold]
+                test = [p for p in problems if folds[p] == fold]
+                if not test:
+                    chosen.append(None)
+                    continue
+                accuracy = {s: _mean([table[(budget, s)][p][0] for p in train]) for s in strategies}
+                flops = {s: _mean([table[(budget, s)][p][1] for p in train]) for s in strategies}
+                pick = choose_strategy(accuracy, flops)
+                chosen.append(pick)
+                for p in test:
+                    per_problem[p] = table[(budget, pick)][p][0]
+            out["bins"].setdefault(group, {})[budget] = {
+                "accuracy": round(_mean([per_problem[p] for p in problems]), 4),
+                "num_problems": len(problems),
+                "chosen": chosen,
+            }
+        if per_problem and len(per_problem) == sum(len(v) for v in members.values()):
+            out["all"][budget] = round(_mean(list(per_problem.values())), 4)
+        out["per_problem"][budget] = per_problem
+    return out
+
+
+def matching_budget(curve: dict[int, float], target: float) -> int | None:
+    """The smallest budget at which ``curve`` reaches ``target`` (None if it never does).
+
+    >>> matching_budget({1: 0.3, 4: 0.6, 16: 0.8}, 0.6), matching_budget({1: 0.3}, 0.5)
+    (4, None)
+    """
+    for budget in sorted(curve):
+        if curve[budget] >= target - 1e-9:
+            return budget
+    return None
+
+
+def efficiency(
+    curve: dict[int, float], baseline: dict[int, float], cost_generations: float = 0.0
+) -> dict[int, dict[str, Any]]:
+    """For every baseline budget B: the smallest compute-optimal budget b matching its accuracy, and
+    B / (b + ``cost_generations``) -- None where the curve never matches.
+
+    >>> efficiency({1: 0.5, 2: 0.7, 4: 0.8}, {4: 0.7, 8: 0.9}, cost_generations=2)
+    {4: {'baseline_accuracy': 0.7, 'matching_budget': 2, 'ratio': 1.0}, 8: {'baseline_accuracy': 0.9, 'matching_budget': None, 'ratio': None}}
+    """
+    out = {}
+    for budget in sorted(baseline):
+        match = matching_budget(curve, baseline[budget])
+        ratio = round(budget / (match + cost_generations), 3) if match is not None else None
+        out[budget] = {"baseline_accuracy": baseline[budget], "matching_budget": match, "ratio": ratio}
+    return out
+
+
+def headline_ratio(table: dict[int, dict[str, Any]]) -> tuple[int | None, float | None]:
+    """The ratio at the largest baseline budget where it is defined (and that budget)."""
+    defined = [b for b, v in table.items() if v["ratio"] is not None]
+    return (max(defined), table[max(defined)]["ratio"]) if defined else (None, None)
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
+
+
+def load_selections(select_dirs: list[str]) -> list[dict[str, Any]]:
+    """Selection records of several ``ttc select`` runs; a (problem, strategy, budget) already seen in
+    an earlier directory is skipped (counted in the log)."""
+    import datasets
+
+    records: list[dict[str, Any]] = []
+    seen: set[tuple[str, str, int]] = set()
+    skipped = 0
+    for directory in select_dirs:
+        path = Path(directory) / "selections.parquet"
+        if not path.is_file():
+            raise InputError(f"{path}: no such file (run ttc select first)")
+        table = datasets.Dataset.from_parquet(str(path))
+        missing = [c for c in COLUMNS if c not in table.column_names]
+        if missing:
+            raise InputError(f"{path}: missing column(s) {missing} (not ttc select output?)")
+        for row in table:
+            key = (row["problem_id"], row["strategy"], int(row["budget"]))
+            if key in seen:
+                skipped += 1
+                continue
+            seen.add(key)
+            records.append(row)
+    if not records:
+        raise InputError(f"{', '.join(select_dirs)}: no selections")
+    if skipped:
+        logger.info("%d selections already given by an earlier directory were skipped", skipped)
+    return records
+
+
+def _bins_and_cost(
+    config: ComputeOptimalConfig, records: list[dict[str, Any]]
+) -> tuple[dict[str, Any], float, str]:
+    """Bins per problem, the difficulty estimate's FLOPs per problem, and where the bins came from."""
+    problems = {r["problem_id"] for r in records}
+    if config.difficulty_dir:
+        from ttcompute.eval.select import load_bins
+
+        bins = load_bins(config.difficulty_dir, problems)
+        cost = config.difficulty_cost_flops
+        if cost is None:
+            stats_file = Path(config.difficulty_dir) / "stats.json"
+            stats = json.loads(stats_file.read_text()) if stats_file.is_file() else {}
+            compute = stats.get("estimation_compute") or {}
+            cost = compute.get("total_flops", 0) / max(stats.get("num_problems", 1), 1)
+        return bins, float(cost), config.difficulty_dir
+    bins = {r["problem_id"]: r.get("bin") for r in records}
+    if any(b is None for b in bins.values()):
+        logger.warning(
+            "No difficulty bins (ttc select ran without --difficulty_dir): one bin of all problems"
+        )
+        bins = {p: 1 for p in bins}
+    return bins, float(config.difficulty_cost_flops or 0.0), "ttc select"
+
+
+def flops_per_generation(records: list[dict[str, Any]]) -> float:
+    """Mean policy FLOPs of one generation, from the best-of-N selections (N generations each)."""
+    values = [
+        r["policy_flops"] / r["generations"]
+        for r in records
+        if r.get("method") == "best_of_n" and r.get("generations") and r.get("policy_flops") is not None
+    ]
+    if not values:
+        raise InputError("no best-of-N selections: cannot express the difficulty cost in generations")
+    return sum(values) / len(values)
+
+
+def markdown_report(result: dict[str, Any]) -> str:
+    """Tables: compute-optimal vs the baseline per bin, the choices, and the efficiency ratios."""
+    budgets = sorted(result["all"], key=int)
+    lines = [
+        "# Compute-optimal test-time compute",
+        "",
+        f"{result['num_folds']}-fold cross-validation within each bin (bins: {result['bins_from']}); "
+        f"baseline `{result['baseline']}`.",
+        "",
+        "| | " + " | ".join(budgets) + " |",
+        "|---|" + "---:|" * len(budgets),
+        "| compute-optimal | " + " | ".join(f"{result['all'][b]:.3f}" for b in budgets) + " |",
+        f"| {result['baseline']} | "
+        + " | ".join(f"{result['baseline_curve'].get(b, math.nan):.3f}" for b in budgets)
+        + " |",
+        "",
+        "## Efficiency (baseline budget B -> smallest compute-optimal budget b with the same accuracy)",
+        "",
+        f"Difficulty estimate: {result['difficulty_cost_generations']:.2f} generations per problem.",
+        "",
+        "| B | baseline accuracy | b | B / b | B / (b + difficulty cost) |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for b, row in result["efficiency"].items():
+        with_cost = result["efficiency_with_difficulty_cost"][b]["ratio"]
+        lines.append(
+            f"| {b} | {row['baseline_accuracy']:.3f} | {row['matching_budget'] or '-'} | "
+            f"{row['ratio'] if row['ratio'] is not None else '-'} | {with_cost if with_cost is not None else '-'} |"
+        )
+    lines += ["", "## Per bin: held-out accuracy and the strategy chosen on each fold", ""]
+    for group, per_budget in result["bins"].items():
+        n = next(iter(per_budget.values()))["num_problems"]
+        lines += [
+            f"### Bin {group} ({n} problems)",
+            "",
+            "| budget | accuracy | chosen (per fold) |",
+            "|---:|---:|---|",
+        ]
+        for budget, cell in per_budget.items():
+            chosen = ", ".join(c or "-" for c in cell["chosen"])
+            lines.append(f"| {budget} | {cell['accuracy']:.3f} | {chosen} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def run_compute_optimal(config: ComputeOptimalConfig) -> dict[str, Any]:
+    """The ``ttc compute-optimal`` stage."""
+    from ttcompute.config import save_resolved_config
+    from ttcompute.data_gen.shards import write_json
+    from ttcompute.eval.plots import plot_compute_optimal
+    from ttcompute.eval.select import accuracy_by_bin
+
+    records = load_selections(config.select_dirs)
+    bins, cost_flops, bins_from = _bins_and_cost(config, records)
+    strategies = {r["strategy"] for r in records}
+    if config.baseline not in strategies:
+        raise InputError(f"baseline {config.baseline!r} is not among the strategies: {sorted(strategies)}")
+    result = compute_optimal(records, bins, config.num_folds, config.seed)
+    baseline = {
+        b: a
+        for b, a in accuracy_by_bin(r for r in records if r["strategy"] == config.baseline)["all"][
+            config.baseline
+        ].items()
+    }
+    cost_generations = cost_flops / flops_per_generation(records) if cost_flops else 0.0
+    plain = efficiency(result["all"], baseline)
+    charged = efficiency(result["all"], baseline, cost_generations)
+    summary = {
+        "baseline": config.baseline,
+        "num_folds": config.num_folds,
+        "bins_from": bins_from,
+        "num_problems": len(bins),
+        "problem_bins": {p: str(b) for p, b in sorted(bins.items())},
+        "all": {str(b): a for b, a in result["all"].items()},
+        "baseline_curve": {str(b): a for b, a in baseline.items()},
+        "bins": {g: {str(b): cell for b, cell in v.items()} for g, v in result["bins"].items()},
+        "difficulty_cost_flops_per_problem": cost_flops,
+        "difficulty_cost_generations": round(cost_generations, 3),
+        "efficiency": {str(b): v for b, v in plain.items()},
+        "efficiency_with_difficulty_cost": {str(b): v for b, v in charged.items()},
+        "efficiency_vs_best_of_n": headline_ratio(plain)[1],
+        "efficiency_vs_best_of_n_with_difficulty_cost": headline_ratio(charged)[1],
+        "efficiency_at_budget": headline_ratio(plain)[0],
+    }
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_resolved_config(out, "compute-optimal", config)
+    write_json(out / "compute_optimal.json", summary)
+    (out / "compute_optimal.md").write_text(markdown_report(summary))
+    plot = plot_compute_optimal(
+        {int(b): a for b, a in summary["all"].items()},
+        baseline,
+        {g: {int(b): c["accuracy"] for b, c in v.items()} for g, v in summary["bins"].items()},
+        config.baseline,
+        out / "compute_optimal_vs_best_of_n.png",
+    )
+    logger.info(
+        "Compute-optimal vs %s: %s vs %s; efficiency %s (%s with the difficulty estimate's %.1f generations) "
+        "-> %s (plot: %s)",
+        config.baseline,
+        summary["all"],
+        summary["baseline_curve"],
+        summary["efficiency_vs_best_of_n"],
+        summary["efficiency_vs_best_of_n_with_difficulty_cost"],
+        cost_generations,
+        out,
+        plot.name,
+    )
+    return {"output_dir": str(out), **{k: summary[k] for k in ("all", "efficiency_vs_best_of_n")}}

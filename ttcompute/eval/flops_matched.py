@@ -1,0 +1,268 @@
+"""``ttc flops-matched``: small policy + compute-optimal test-time compute vs a larger policy.
+
+Snell et al. (sec. 7) count pretraining at 6·N·D_pretrain and inference at 2·N·D_inference FLOPs. A
+model M times larger, pretrained on the same data, costs as much in total as the small model
+generating ``M + 3·(D_pretrain/D_inference)·(M − 1)`` times as many inference tokens. With
+R = D_inference / D_pretrain that is ``M + 3(M − 1)/R``: at R = 0.16 (little inference) the small
+model may spend ~250× a greedy answer on a 14× larger rival; at R = 22 only ~16×.
+
+When the two models were pretrained on different amounts of data (D_s, D_l), equating
+``6·N_l·D_l + 2·N_l·D_inf`` with ``6·N_s·D_s + 2·N_s·X·D_inf`` gives
+``X = M + 3·(N_l·D_l − N_s·D_s) / (N_s·D_inf)`` with D_inf = R·D_l; it is the paper's formula when
+D_s = D_l. Parameter counts and D_pretrain come from each checkpoint's ``training_log.json``
+(``num_parameters``, ``num_train_tokens``) unless given.
+
+The small model's accuracy at a FLOPs-matched budget X (in generations, one generation costing what
+the larger model's greedy answer costs in tokens) is the compute-optimal curve at the largest
+searched budget <= X -- never more compute than matched; when X exceeds every searched budget the
+largest is used and the row says ``capped`` (the small model is then *under*-credited). Verifier
+FLOPs are not charged, as in the paper.
+
+Inputs: ``ttc compute-optimal`` output (per-bin held-out curves), and a ``ttc sample`` run of the
+large policy on the same problems with ``--temperature 0 --num_samples 1``. Outputs:
+``flops_matched.json``, ``flops_matched.md``, ``flops_matched.png`` (bars per bin, one panel per R).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ttcompute.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+PAPER_RATIOS = (0.16, 0.79, 22.0)
+
+
+@dataclass
+class FlopsMatchedConfig:
+    """Options of ``ttc flops-matched``.
+
+    Attributes:
+        compute_optimal_dir: Output of ``ttc compute-optimal`` (the small policy's curves per bin).
+        large_samples_dir: ``ttc sample`` output of the large policy, greedy (``--temperature 0
+            --num_samples 1``), on the same problems.
+        small_model / large_model: Checkpoint directories whose ``training_log.json`` give the
+            parameter count and pretraining tokens (or pass the four numbers below).
+        difficulty_dir: Bins for the large policy's problems (default: the bins compute-optimal used).
+        ratios: R = D_inference / D_pretrain values (the paper's 0.16, 0.79, 22).
+        output_dir: Where the table and plot go.
+    """
+
+    compute_optimal_dir: str = field(
+        default="runs/compute_optimal", metadata={"help": "ttc compute-optimal output"}
+    )
+    large_samples_dir: str = field(
+        default="runs/large_greedy", metadata={"help": "ttc sample of the large policy (greedy)"}
+    )
+    small_model: str | None = field(default=None, metadata={"help": "small checkpoint (training_log.json)"})
+    large_model: str | None = field(default=None, metadata={"help": "large checkpoint (training_log.json)"})
+    small_params: int | None = field(default=None, metadata={"help": "small policy's parameter count"})
+    large_params: int | None = field(default=None, metadata={"help": "large policy's parameter count"})
+    small_pretrain_tokens: int | None = field(default=None, metadata={"help": "small policy's D_pretrain"})
+    large_pretrain_tokens: int | None = field(default=None, metadata={"help": "large policy's D_pretrain"})
+    difficulty_dir: str | None = field(default=None, metadata={"help": "bins (default: compute-optimal's)"})
+    ratios: list[float] = field(
+        default_factory=lambda: list(PAPER_RATIOS), metadata={"help": "R = D_inference / D_pretrain values"}
+    )
+    output_dir: str = field(default="runs/flops_matched", metadata={"help": "output directory"})
+
+    def __post_init__(self) -> None:
+        if not self.ratios or any(r <= 0 for r in self.ratios):
+            raise ValueError(f"ratios must be positive, got {self.ratios}")
+
+
+def matched_generations(
+    small_params: float,
+    large_params: float,
+    ratio: float,
+    small_tokens: float = 1.0,
+    large_tokens: float | None = None,
+) -> float:
+    """How many greedy answers' worth of tokens the small model may generate at the large model's
+    total FLOPs (pretraining + inference), for R = D_inference / D_pretrain = ``ratio``.
+
+    >>> round(matched_generations(1, 14, 0.16), 2)  # the paper's formula: M + 3 (M - 1) / R
+    257.75
+    >>> round(matched_generations(1, 14, 22), 3)
+    15.773
+    """
+    large_tokens = small_tokens if large_tokens is None else large_tokens
+    inference_tokens = ratio * large_tokens
+    multiple = large_params / small_params
+    return multiple + 3 * (large_params * large_tokens - small_params * small_tokens) / (
+        small_params * inference_tokens
+    )
+
+
+def accuracy_at(curve: dict[int, float], budget: float) -> tuple[int, float, bool]:
+    """The curve at the largest budget <= ``budget`` (or its smallest budget), and whether ``budget``
+    lies beyond every budget of the curve.
+
+    >>> accuracy_at({1: 0.4, 4: 0.6, 16: 0.7}, 9.5), accuracy_at({1: 0.4, 4: 0.6}, 100)
+    ((4, 0.6, False), (4, 0.6, True))
+    """
+    fitting = [b for b in curve if b <= budget]
+    used = max(fitting) if fitting else min(curve)
+    return used, curve[used], budget > max(curve)
+
+
+def _model_numbers(path: str | None, params: int | None, tokens: int | None, which: str) -> tuple[int, int]:
+    if params is not None and tokens is not None:
+        return params, tokens
+    if path is None:
+        raise InputError(f"--{which}_model (a checkpoint with training_log.json) or --{which}_params and "
+                         f"--{which}_pretrain_tokens are needed")  # fmt: skip
+    log_file = Path(path) / "training_log.json"
+    if not log_file.is_file():
+        raise InputError(f"{log_file}: no such file; pass --{which}_params and --{which}_pretrain_tokens")
+    log = json.loads(log_file.read_text())
+    for key in ("num_parameters", "num_train_tokens"):
+        if not isinstance(log.get(key), int) or log[key] <= 0:
+            raise InputError(f"{log_file}: field {key} missing or not a positive integer")
+    return params or log["num_parameters"], tokens or log["num_train_tokens"]
+
+
+def large_accuracy_by_bin(samples_dir: str, bins: dict[str, Any]) -> tuple[dict[str, float], dict[str, int]]:
+    """The large policy's accuracy (first sample of each problem) per bin and over ``"all"``."""
+    from ttcompute.data_gen.shards import load_sharded
+
+    samples = load_sharded(samples_dir)
+    for column in ("problem_id", "correct"):
+        if column not in samples.column_names:
+            raise InputError(f"{samples_dir}: missing column '{column}' (not ttc sample output?)")
+    verdicts = dict(zip(samples["problem_id"], samples["correct"]))
+    missing = sorted(set(bins) - verdicts.keys())
+    if missing:
+        raise InputError(
+            f"{samples_dir}: no answer of the large policy for {len(missing)} problem(s) of the comparison, "
+            f"e.g. {missing[:3]} (sample the same problems)"
+        )
+    groups: dict[str, list[bool]] = {"all": []}
+    for problem_id, group in bins.items():
+        if not verdicts[problem_id]:
+            raise InputError(f"{samples_dir}: problem {problem_id} has no samples")
+        hit = bool(verdicts[problem_id][0])
+        groups["all"].append(hit)
+        groups.setdefault(str(group), []).append(hit)
+    return (
+        {g: round(sum(v) / len(v), 4) for g, v in groups.items()},
+        {g: len(v) for g, v in groups.items()},
+    )
+
+
+def _load_compute_optimal(directory: str) -> dict[str, Any]:
+    path = Path(directory) / "compute_optimal.json"
+    if not path.is_file():
+        raise InputError(f"{path}: no such file (run ttc compute-optimal first)")
+    return json.loads(path.read_text())
+
+
+def _curves(summary: dict[str, Any]) -> dict[str, dict[int, float]]:
+    curves = {"all": {int(b): a for b, a in summary["all"].items()}}
+    for group, cells in summary["bins"].items():
+        curves[group] = {int(b): c["accuracy"] for b, c in cells.items()}
+    return curves
+
+
+def _problem_bins(config: FlopsMatchedConfig, summary: dict[str, Any]) -> dict[str, Any]:
+    """Each compared problem's bin: the difficulty output given, else the bins compute-optimal used."""
+    if config.difficulty_dir:
+        from ttcompute.eval.select import load_bins
+
+        wanted = set(summary.get("problem_bins", {}))
+        bins = load_bins(config.difficulty_dir, wanted)
+        return {p: b for p, b in bins.items() if p in wanted} if wanted else bins
+    if not summary.get("problem_bins"):
+        raise InputError(f"{config.compute_optimal_dir}: no problem_bins; pass --difficulty_dir")
+    return summary["problem_bins"]
+
+
+def run_flops_matched(config: FlopsMatchedConfig) -> dict[str, Any]:
+    """The ``ttc flops-matched`` stage."""
+    from ttcompute.config import save_resolved_config
+    from ttcompute.data_gen.shards import write_json
+    from ttcompute.eval.plots import plot_flops_matched
+
+    summary = _load_compute_optimal(config.compute_optimal_dir)
+    curves = _curves(summary)
+    small_params, small_tokens = _model_numbers(
+        config.small_model, config.small_params, config.small_pretrain_tokens, "small"
+    )
+    large_params, large_tokens = _model_numbers(
+        config.large_model, config.large_params, config.large_pretrain_tokens, "large"
+    )
+    bins = _problem_bins(config, summary)
+    large, sizes = large_accuracy_by_bin(config.large_samples_dir, bins)
+    groups = ["all"] + sorted((g for g in curves if g != "all"), key=lambda g: (len(g), g))
+    table: dict[str, Any] = {}
+    for ratio in config.ratios:
+        generations = matched_generations(small_params, large_params, ratio, small_tokens, large_tokens)
+        if generations < 1:
+            logger.warning("R=%s: the small model's pretraining alone exceeds the large model's total", ratio)
+        rows = {}
+        for group in groups:
+            if group not in large or not curves[group]:
+                continue
+            used, accuracy, capped = accuracy_at(curves[group], generations)
+            rows[group] = {
+                "small_ttc": accuracy,
+                "large": large[group],
+                "budget_used": used,
+                "capped": capped,
+            }
+        table[f"{ratio:g}"] = {"matched_generations": round(generations, 2), "bins": rows}
+    result = {
+        "small": {"params": small_params, "pretrain_tokens": small_tokens},
+        "large": {"params": large_params, "pretrain_tokens": large_tokens},
+        "size_multiple": round(large_params / small_params, 3),
+        "problems_per_bin": sizes,
+        "ratios": table,
+    }
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_resolved_config(out, "flops-matched", config)
+    write_json(out / "flops_matched.json", result)
+    (out / "flops_matched.md").write_text(markdown_table(result))
+    plot = plot_flops_matched(table, out / "flops_matched.png")
+    logger.info(
+        "FLOPs-matched (M = %.1f): %s -> %s (plot: %s)",
+        result["size_multiple"],
+        {r: v["bins"].get("all") for r, v in table.items()},
+        out,
+        plot.name,
+    )
+    return {"output_dir": str(out), "ratios": table}
+
+
+def markdown_table(result: dict[str, Any]) -> str:
+    lines = [
+        "# FLOPs-matched: small policy + compute-optimal test-time compute vs the large policy (greedy)",
+        "",
+        f"Small: {result['small']['params']:,} parameters, {result['small']['pretrain_tokens']:,} pretraining "
+        f"tokens; large: {result['large']['params']:,} ({result['size_multiple']}x), "
+        f"{result['large']['pretrain_tokens']:,} tokens. Budget X = matched generations per problem "
+        "(`capped`: X is beyond the largest searched budget, the small model is given less).",
+        "",
+        "| R | X | bin | small + TTC | budget used | large | winner |",
+        "|---:|---:|---|---:|---:|---:|---|",
+    ]
+    for ratio, entry in result["ratios"].items():
+        for group, row in entry["bins"].items():
+            winner = (
+                "small + TTC"
+                if row["small_ttc"] > row["large"]
+                else "large"
+                if row["large"] > row["small_ttc"]
+                else "tie"
+            )
+            used = f"{row['budget_used']}{' (capped)' if row['capped'] else ''}"
+            lines.append(
+                f"| {ratio} | {entry['matched_generations']} | {group} | {row['small_ttc']:.3f} | {used} | "
+                f"{row['large']:.3f} | {winner} |"
+            )
+    return "\n".join(lines) + "\n"
