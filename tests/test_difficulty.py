@@ -168,7 +168,8 @@ def test_run_difficulty_on_a_hand_made_sample_dir(tmp_path):
     result = run_difficulty(DifficultyConfig(samples_dir=str(samples), output_dir=str(out), num_bins=2))
 
     table = pq.read_table(out / "difficulty.parquet")
-    assert table.column_names == ["problem_id", "pass_at_1", "num_samples", "bin"]
+    assert table.column_names == ["problem_id", "pass_at_1", "predicted_score", "num_samples", "bin"]
+    assert table.column("predicted_score").to_pylist() == [None] * 6  # the oracle predicts nothing
     assert table.column("problem_id").to_pylist() == ["p1", "p2", "p3", "p4", "p5", "p6"]
     assert table.column("pass_at_1").to_pylist() == [1.0, 0.75, 0.5, 0.5, 0.25, 0.0]
     assert table.column("num_samples").to_pylist() == [4, 4, 2, 4, 4, 8]
@@ -278,3 +279,93 @@ def test_failed_rerun_leaves_an_earlier_output_intact(tmp_path):
             )
         )
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+@pytest.fixture
+def likelihood_prm_dir(tmp_path, small_policy_dir):
+    spec = {
+        "format": "ttcompute-likelihood",
+        "base_model": str(small_policy_dir),
+        "step_separator": "\n\n",
+        "prompt_template": "{question}\n",
+        "weight": 0.83,
+        "bias": 0.19,
+    }
+    (tmp_path / "prm").mkdir()
+    (tmp_path / "prm" / "likelihood_prm.json").write_text(json.dumps(spec))
+    return tmp_path / "prm"
+
+
+def _arithmetic_row(problem_id: str, start: int, completions: list[str], correct: list[bool]) -> dict:
+    return {
+        "problem_id": problem_id,
+        "question": f"Start at {start}. Add 4.",
+        "completions": completions,
+        "correct": correct,
+        "num_tokens": [len(c) for c in completions],
+    }
+
+
+@pytest.mark.parametrize("predictor", ["prm", "prm_probe"])
+def test_prm_predictors_bin_by_the_mean_final_score(tmp_path, likelihood_prm_dir, predictor):
+    from ttcompute.models.prm import load_prm
+
+    rows = []
+    for i, start in enumerate((3, 10, 25, 40, 61, 77)):
+        right = f"{start} + 4 = {start + 4}\n\nThe answer is \\boxed{{{start + 4}}}"
+        wrong = f"{start} + 4 = {start + 5}\n\nThe answer is \\boxed{{{start + 5}}}"
+        completions = [right, wrong, "", right][: 2 + i % 3]
+        rows.append(_arithmetic_row(f"p{i}", start, completions, [c == right for c in completions]))
+    samples = _sample_dir(tmp_path / "samples", [rows[:3], rows[3:]])
+    write_json(samples / "stats.json", {"compute": {"policy_parameters": 1000, "policy_tokens": 99}})
+    out = tmp_path / "difficulty"
+    config = DifficultyConfig(
+        samples_dir=str(samples), output_dir=str(out), num_bins=2, predictor=predictor,
+        prm=str(likelihood_prm_dir), probe_samples=2,
+    )  # fmt: skip
+    stats = run_difficulty(config)
+
+    # Independently: a fresh PRM scores each used completion alone; empty ones count as 0.
+    prm = load_prm(str(likelihood_prm_dir))
+    expected, generations, tokens = [], 0, 0
+    for row in rows:
+        used = row["completions"][:2] if predictor == "prm_probe" else row["completions"]
+        finals = [prm.score([row["question"]], [c.split("\n\n")])[0][-1] if c else 0.0 for c in used]
+        expected.append(sum(finals) / len(used))
+        generations += len(used)
+        tokens += sum(len(c) for c in used)
+    table = load_difficulty(out)
+    assert table["predicted_score"] == pytest.approx(expected, abs=1e-5)
+    assert table["num_samples"] == ([2] * 6 if predictor == "prm_probe" else [2, 3, 4, 2, 3, 4])
+    median = sorted(expected)[2:4]
+    assert table["bin"] == [1 if e > sum(median) / 2 else 2 for e in expected]
+    compute = stats["estimation_compute"]
+    assert compute["generations"] == generations and compute["policy_tokens"] == tokens
+    assert compute["policy_flops"] == 2 * 1000 * tokens
+    assert (
+        compute["verifier_tokens"] > 0
+        and compute["total_flops"] == compute["policy_flops"] + compute["verifier_flops"]
+    )
+    assert set(stats["agreement_with_oracle"]) == {"same_bin", "within_one_bin", "spearman"}
+    assert json.loads((out / "bin_edges.json").read_text())["metric"] == "mean_prm_score"
+    # Oracle edges cannot bin a PRM score.
+    with pytest.raises(InputError, match="edges of 'pass_at_1'"):
+        oracle = tmp_path / "oracle"
+        run_difficulty(DifficultyConfig(samples_dir=str(samples), output_dir=str(oracle), num_bins=2))
+        run_difficulty(
+            DifficultyConfig(
+                samples_dir=str(samples),
+                output_dir=str(tmp_path / "again"),
+                num_bins=2,
+                predictor=predictor,
+                prm=str(likelihood_prm_dir),
+                bin_edges_file=str(oracle / "bin_edges.json"),
+            )  # fmt: skip
+        )
+
+
+def test_prm_predictor_needs_a_prm():
+    with pytest.raises(ValueError, match="needs --prm"):
+        DifficultyConfig(predictor="prm")
+    with pytest.raises(ValueError, match="unknown predictor"):
+        DifficultyConfig(predictor="psychic")

@@ -1,12 +1,21 @@
-"""``ttc difficulty``: oracle difficulty bins from the base policy's pass@1 (Snell et al., Sec. 3).
+"""``ttc difficulty``: difficulty bins of problems from the base policy's samples (Snell et al., Sec. 3).
 
-Bins are quantiles of per-problem pass@1: bin 1 holds the easiest fifth (highest pass@1), bin 5 the
-hardest. Edges are saved, so another problem set (a test split, another run) is binned on the same
-scale with ``--bin_edges_file``.
+Bins are quantiles of a per-problem score where higher means easier: bin 1 holds the easiest fifth,
+bin 5 the hardest. The score comes from a ``--predictor``:
 
-Output (``output_dir``): ``difficulty.parquet`` with columns ``problem_id, pass_at_1, num_samples,
-bin``; ``bin_edges.json``; ``stats.json`` (bin sizes, and the sampling compute this estimate cost);
-``ttc_config.yaml``.
+* ``oracle``: pass@1 over the samples (needs the ground truth);
+* ``prm``: the mean PRM final-answer score over the samples -- no ground truth (the paper's
+  "predicted" difficulty);
+* ``prm_probe``: the same over only the first ``--probe_samples`` samples, a cheap predictor whose
+  cost is a few generations and their PRM scoring -- a small fraction of a search budget.
+
+Every predictor reports its own compute (``estimation_compute``: the generations it read and the
+PRM tokens it ran), so compute-optimal selection can be charged for it. Edges are saved, so another
+problem set is binned on the same scale with ``--bin_edges_file``.
+
+Output (``output_dir``): ``difficulty.parquet`` with columns ``problem_id, pass_at_1, predicted_score
+(null for oracle), num_samples (used), bin``; ``bin_edges.json``; ``stats.json`` (bin sizes, the
+estimate's compute and, for PRM predictors, agreement with the oracle bins); ``ttc_config.yaml``.
 """
 
 from __future__ import annotations
@@ -23,6 +32,8 @@ from ttcompute.errors import InputError
 
 logger = logging.getLogger(__name__)
 
+PREDICTORS = ("oracle", "prm", "prm_probe")
+
 
 @dataclass
 class DifficultyConfig:
@@ -34,16 +45,33 @@ class DifficultyConfig:
         num_bins: Number of quantile bins (the paper uses 5).
         bin_edges_file: Reuse the edges of an earlier run (its ``bin_edges.json``) instead of computing
             new ones from these samples.
+        predictor: ``oracle`` (pass@1), ``prm`` (mean PRM score of all samples) or ``prm_probe``
+            (mean PRM score of the first ``probe_samples``).
+        prm / prm_format / device: The PRM of the ``prm*`` predictors.
+        probe_samples: Samples per problem ``prm_probe`` reads.
+        step_separator: How the samples split into steps for the PRM.
     """
 
     samples_dir: str = field(default="runs/samples", metadata={"help": "output directory of ttc sample"})
     output_dir: str = field(default="runs/difficulty", metadata={"help": "output directory"})
     num_bins: int = field(default=5, metadata={"help": "number of quantile bins"})
     bin_edges_file: str | None = field(default=None, metadata={"help": "bin_edges.json to reuse"})
+    predictor: str = field(default="oracle", metadata={"help": "oracle | prm | prm_probe"})
+    prm: str | None = field(default=None, metadata={"help": "PRM checkpoint for the prm predictors"})
+    prm_format: str = field(default="auto", metadata={"help": "PRM format (see ttc search)"})
+    device: str | None = field(default=None, metadata={"help": "PRM device (default: cuda if available)"})
+    probe_samples: int = field(default=4, metadata={"help": "samples per problem prm_probe scores"})
+    step_separator: str = field(default="\n\n", metadata={"help": "text between steps"})
 
     def __post_init__(self) -> None:
         if self.num_bins < 1:
             raise ValueError(f"num_bins must be >= 1, got {self.num_bins}")
+        if self.predictor not in PREDICTORS:
+            raise ValueError(f"unknown predictor {self.predictor!r}; choose one of {PREDICTORS}")
+        if self.predictor != "oracle" and not self.prm:
+            raise ValueError(f"predictor {self.predictor} needs --prm")
+        if self.probe_samples < 1:
+            raise ValueError(f"probe_samples must be >= 1, got {self.probe_samples}")
 
 
 def quantile_edges(pass_at_1: list[float], num_bins: int) -> list[float]:
@@ -71,15 +99,54 @@ def assign_bins(pass_at_1: list[float], edges: list[float]) -> list[int]:
     return [int(len(edges) + 1 - b) for b in below]
 
 
+def prm_difficulty_scores(
+    prm, questions: list[str], completions: list[list[str]], step_separator: str, show_progress: bool = True
+) -> tuple[list[float], int]:
+    """Mean PRM final-answer score of each problem's completions (an empty one scores 0), and the
+    PRM tokens this ran. Problems are scored a chunk at a time, every completion of a chunk in one call."""
+    from tqdm.auto import tqdm
+
+    from ttcompute.eval.search.step_search import split_into_steps
+
+    before = prm.num_tokens_encoded
+    means = []
+    chunk = 32
+    for start in tqdm(
+        range(0, len(questions), chunk), desc="PRM difficulty", unit="chunk", disable=not show_progress
+    ):
+        pairs = [
+            (i, split_into_steps(text, step_separator))
+            for i in range(start, min(start + chunk, len(questions)))
+            for text in completions[i]
+        ]
+        scored = [(i, steps) for i, steps in pairs if steps]
+        finals = (
+            prm.score([questions[i] for i, _ in scored], [steps for _, steps in scored]) if scored else []
+        )
+        sums: dict[int, float] = {}
+        for (i, _), step_scores in zip(scored, finals):
+            sums[i] = sums.get(i, 0.0) + float(step_scores[-1])
+        for i in range(start, min(start + chunk, len(questions))):
+            means.append(sums.get(i, 0.0) / len(completions[i]))
+    return means, prm.num_tokens_encoded - before
+
+
+def _sample_compute(samples_dir: str) -> dict[str, Any] | None:
+    stats_file = Path(samples_dir) / "stats.json"
+    return json.loads(stats_file.read_text()).get("compute") if stats_file.exists() else None
+
+
 def run_difficulty(config: DifficultyConfig) -> dict[str, Any]:
     """The ``ttc difficulty`` stage."""
     import datasets
 
     from ttcompute.config import save_resolved_config
     from ttcompute.data_gen.shards import load_sharded, write_json
+    from ttcompute.eval.budget import inference_flops
 
     samples = load_sharded(config.samples_dir)
-    for column in ("problem_id", "correct"):
+    needed = ["problem_id", "correct"] + (["question", "completions"] if config.predictor != "oracle" else [])
+    for column in needed:
         if column not in samples.column_names:
             raise InputError(f"{config.samples_dir}: missing column '{column}' (not ttc sample output?)")
     out = Path(config.output_dir)
@@ -93,6 +160,44 @@ def run_difficulty(config: DifficultyConfig) -> dict[str, Any]:
             )
         pass_at_1.append(sum(verdicts) / len(verdicts))
 
+    sample_compute = _sample_compute(config.samples_dir)
+    predicted: list[float | None] = [None] * len(pass_at_1)
+    used = [len(v) for v in correct]
+    if config.predictor == "oracle":
+        scores = pass_at_1
+        # Oracle difficulty costs the samples it was computed from (the paper did not count this).
+        compute = sample_compute
+    else:
+        from ttcompute.models.prm import load_prm
+
+        prm = load_prm(config.prm, config.prm_format, device=config.device)
+        completions = samples["completions"]
+        if config.predictor == "prm_probe":
+            completions = [c[: config.probe_samples] for c in completions]
+            used = [len(c) for c in completions]
+        predicted, prm_tokens = prm_difficulty_scores(
+            prm, samples["question"], completions, config.step_separator
+        )
+        scores = predicted
+        policy_params = (sample_compute or {}).get("policy_parameters", 0)
+        if "num_tokens" in samples.column_names:
+            policy_tokens = sum(sum(n[:k]) for n, k in zip(samples["num_tokens"], used))
+        else:
+            policy_tokens = (sample_compute or {}).get("policy_tokens", 0)
+        policy_flops = inference_flops(policy_params, policy_tokens)
+        prm_flops = inference_flops(prm.num_parameters, prm_tokens)
+        compute = {
+            "policy_flops": policy_flops,
+            "policy_parameters": policy_params,
+            "policy_tokens": policy_tokens,
+            "generations": sum(used),
+            "verifier_flops": prm_flops,
+            "verifier_parameters": prm.num_parameters,
+            "verifier_tokens": prm_tokens,
+            "total_flops": policy_flops + prm_flops,
+        }
+
+    metric = "pass_at_1" if config.predictor == "oracle" else "mean_prm_score"
     if config.bin_edges_file:
         saved = json.loads(Path(config.bin_edges_file).read_text())
         edges = saved["edges"]
@@ -100,9 +205,14 @@ def run_difficulty(config: DifficultyConfig) -> dict[str, Any]:
             raise InputError(
                 f"{config.bin_edges_file}: has {len(edges) + 1} bins, but --num_bins is {config.num_bins}"
             )
+        if saved.get("metric", "pass_at_1") != metric:
+            raise InputError(
+                f"{config.bin_edges_file}: edges of {saved.get('metric')!r}, but predictor "
+                f"{config.predictor} bins by {metric!r}"
+            )
     else:
-        edges = quantile_edges(pass_at_1, config.num_bins)
-    bins = assign_bins(pass_at_1, edges)
+        edges = quantile_edges(scores, config.num_bins)
+    bins = assign_bins(scores, edges)
     out.mkdir(parents=True, exist_ok=True)
     save_resolved_config(out, "difficulty", config)
 
@@ -110,22 +220,28 @@ def run_difficulty(config: DifficultyConfig) -> dict[str, Any]:
         {
             "problem_id": samples["problem_id"],
             "pass_at_1": pass_at_1,
-            "num_samples": [len(v) for v in correct],
+            "predicted_score": predicted,
+            "num_samples": used,
             "bin": bins,
-        }
+        },
+        features=datasets.Features(
+            {
+                "problem_id": datasets.Value("string"),
+                "pass_at_1": datasets.Value("float64"),
+                "predicted_score": datasets.Value("float64"),
+                "num_samples": datasets.Value("int64"),
+                "bin": datasets.Value("int64"),
+            }
+        ),
     )
     tmp = out / ".difficulty.parquet.tmp"
     table.to_parquet(str(tmp))
     tmp.replace(out / "difficulty.parquet")
     write_json(
         out / "bin_edges.json",
-        {"metric": "pass_at_1", "edges": edges, "num_bins": config.num_bins, "bin_1": "easiest"},
+        {"metric": metric, "edges": edges, "num_bins": config.num_bins, "bin_1": "easiest"},
     )
 
-    sample_stats_file = Path(config.samples_dir) / "stats.json"
-    sample_compute = (
-        json.loads(sample_stats_file.read_text()).get("compute") if sample_stats_file.exists() else None
-    )
     sizes = {str(b): bins.count(b) for b in range(1, config.num_bins + 1)}
     mean_by_bin = {
         str(b): round(float(np.mean([p for p, q in zip(pass_at_1, bins) if q == b])), 4)
@@ -135,23 +251,49 @@ def run_difficulty(config: DifficultyConfig) -> dict[str, Any]:
     }
     stats = {
         "stage": "difficulty",
+        "predictor": config.predictor,
         "num_problems": len(pass_at_1),
         "bin_sizes": sizes,
         "mean_pass_at_1_by_bin": mean_by_bin,
         "edges": edges,
-        # Oracle difficulty costs the samples it was computed from (the paper did not count this).
-        "estimation_compute": sample_compute,
+        "estimation_compute": compute,
     }
+    if config.predictor != "oracle":
+        stats["agreement_with_oracle"] = oracle_agreement(pass_at_1, predicted, config.num_bins)
     write_json(out / "stats.json", stats)
     logger.info(
-        "Binned %d problems into %d bins (sizes %s, mean pass@1 %s) -> %s",
+        "Binned %d problems into %d bins by %s (sizes %s, mean pass@1 %s%s) -> %s",
         len(bins),
         config.num_bins,
+        metric,
         sizes,
         mean_by_bin,
+        f", agreement with oracle {stats['agreement_with_oracle']}"
+        if "agreement_with_oracle" in stats
+        else "",
         out,
     )
     return {"output_dir": str(out), **stats}
+
+
+def oracle_agreement(pass_at_1: list[float], predicted: list[float], num_bins: int) -> dict[str, float]:
+    """How well a predicted score bins like the oracle: the share of problems in the same bin, within
+    one bin, and the Spearman rank correlation of the two scores.
+
+    >>> oracle_agreement([0.9, 0.5, 0.1, 0.0], [0.8, 0.3, 0.6, 0.1], 2)  # 2nd and 3rd swapped
+    {'same_bin': 0.5, 'within_one_bin': 1.0, 'spearman': 0.8}
+    """
+    import pandas as pd
+
+    oracle = assign_bins(pass_at_1, quantile_edges(pass_at_1, num_bins))
+    mine = assign_bins(predicted, quantile_edges(predicted, num_bins))
+    same = float(np.mean([a == b for a, b in zip(oracle, mine)]))
+    near = float(np.mean([abs(a - b) <= 1 for a, b in zip(oracle, mine)]))
+    rho = float("nan")
+    if len(set(pass_at_1)) > 1 and len(set(predicted)) > 1:
+        # Spearman: the Pearson correlation of the ranks (ties share their mean rank).
+        rho = np.corrcoef(pd.Series(pass_at_1).rank(), pd.Series(predicted).rank())[0, 1]
+    return {"same_bin": round(same, 4), "within_one_bin": round(near, 4), "spearman": round(float(rho), 4)}
 
 
 def load_difficulty(output_dir: str | Path):
