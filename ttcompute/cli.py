@@ -94,6 +94,11 @@ STAGES: dict[str, tuple[str, list[tuple[str, str]], tuple[str, str]]] = {
         [("ttcompute.eval.flops_matched", "FlopsMatchedConfig")],
         ("ttcompute.eval.flops_matched", "run_flops_matched"),
     ),
+    "report": (
+        "report.md + report.json (+ W&B): policies, PRM, search, revisions, compute-optimal, FLOPs-matched",
+        [("ttcompute.eval.report", "ReportConfig")],
+        ("ttcompute.eval.report", "run_report"),
+    ),
     "demo": (
         "run the pipeline end to end on the built-in arithmetic task",
         [("ttcompute.demo", "DemoConfig")],

@@ -146,3 +146,35 @@ def plot_flops_matched(table: dict[str, dict], path: str | Path) -> Path:
     figure.savefig(path, dpi=120)
     plt.close(figure)
     return path
+
+
+def plot_revision_ratio(curves: dict[int, dict[int, float]], path: str | Path) -> Path:
+    """Accuracy vs chain length L (N/L parallel chains of L), one line per budget N."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 4))
+    cmap = plt.get_cmap("plasma")
+    for i, (budget, values) in enumerate(curves.items()):
+        lengths = sorted(values)
+        axis.plot(
+            lengths,
+            [values[n] for n in lengths],
+            marker="o",
+            markersize=3,
+            label=f"N = {budget}",
+            color=cmap(i / max(len(curves), 1)),
+        )
+    axis.set_xscale("log", base=2)
+    axis.set_xlabel("sequential revisions per chain L (1 = all parallel, N = one chain)")
+    axis.set_ylabel("accuracy (verifier-weighted over all attempts)")
+    axis.set_title("Sequential / parallel ratio")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8, frameon=False)
+    figure.tight_layout()
+    path = Path(path)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path

@@ -1,0 +1,409 @@
+"""``ttc report``: one ``report.md`` (tables and the plots that matter) and one ``report.json``.
+
+It only reads what the other stages wrote -- nothing is generated or scored again -- so it can be
+rebuilt at any time, and the same tables and plots go to W&B with ``--report_to wandb``.
+
+``report.json`` keys (dotted paths into the nested object; stable):
+
+* ``policy.small.pass_at_1``, ``policy.small.params``, ``policy.large.pass_at_1`` (greedy),
+  ``policy.large.params``;
+* ``prm.first_error_f1`` (ProcessBench-style F1 of ``ttc eval-prm``), ``prm.label_agreement`` (share
+  of steps whose hard MC label agrees with the ground truth);
+* ``reviser.pass_at_1_by_step`` (list, step 0 first);
+* ``search.<method>.<budget>``: accuracy over all problems of the best setting of each method family
+  (``majority``, ``best_of_n``, ``best_of_n_weighted``, ``beam_search``, ``lookahead``, ``dvts``,
+  ``revisions``) at that budget -- the best of a family's settings *in-sample*, named in
+  ``search_settings.<method>.<budget>``; compute-optimal is the cross-validated number;
+* ``compute_optimal.<budget>``, ``compute_optimal.efficiency_vs_best_of_n``,
+  ``compute_optimal.efficiency_vs_best_of_n_with_difficulty_cost`` (ratios at the largest budget
+  where they are defined);
+* ``flops_matched.<R>.<bin>.small_ttc`` / ``.large`` (bin ``all`` too);
+* ``cost.total_flops`` (every stage whose output is given: sampling, labelling, training, search,
+  difficulty), ``wall_seconds``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ttcompute.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+FAMILIES = ("majority", "best_of_n", "best_of_n_weighted", "beam_search", "lookahead", "dvts", "revisions")
+
+
+@dataclass
+class ReportConfig:
+    """Options of ``ttc report``. Every input is optional: missing parts are left out of the report.
+
+    Attributes:
+        output_dir: Where ``report.md``, ``report.json`` and the PNGs go.
+        policy_small / policy_large: Checkpoint directories (parameter counts).
+        small_samples_dir: ``ttc sample`` of the small policy on the evaluation problems (pass@1).
+        large_samples_dir: ``ttc sample`` of the large policy, greedy, on the same problems.
+        prm_eval_dir: ``ttc eval-prm`` output.
+        select_dirs: ``ttc select`` outputs (accuracy vs budget, revision steps).
+        compute_optimal_dir / flops_matched_dir: Outputs of those stages.
+        cost_dirs: Stage outputs whose compute is summed into ``cost.total_flops``.
+        wall_seconds: Wall time of the run being reported (the demo passes its own).
+        report_to: ``none`` or ``wandb``.
+    """
+
+    output_dir: str = field(default="runs/report", metadata={"help": "output directory"})
+    policy_small: str | None = field(default=None, metadata={"help": "small policy checkpoint"})
+    policy_large: str | None = field(default=None, metadata={"help": "large policy checkpoint"})
+    small_samples_dir: str | None = field(default=None, metadata={"help": "small policy samples"})
+    large_samples_dir: str | None = field(default=None, metadata={"help": "large policy greedy samples"})
+    prm_eval_dir: str | None = field(default=None, metadata={"help": "ttc eval-prm output"})
+    select_dirs: list[str] = field(default_factory=list, metadata={"help": "ttc select outputs"})
+    compute_optimal_dir: str | None = field(default=None, metadata={"help": "ttc compute-optimal output"})
+    flops_matched_dir: str | None = field(default=None, metadata={"help": "ttc flops-matched output"})
+    cost_dirs: list[str] = field(default_factory=list, metadata={"help": "outputs whose compute is summed"})
+    wall_seconds: float | None = field(default=None, metadata={"help": "wall time of the reported run"})
+    report_to: str = field(default="none", metadata={"help": "none | wandb"})
+
+    def __post_init__(self) -> None:
+        if self.report_to not in ("none", "wandb"):
+            raise ValueError(f"report_to must be none or wandb, got {self.report_to!r}")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except json.JSONDecodeError as err:
+        raise InputError(f"{path}: not JSON ({err})") from None
+
+
+def parameter_count(checkpoint: str) -> int:
+    """From the checkpoint's ``training_log.json`` if it has one, else by loading its config."""
+    log = Path(checkpoint) / "training_log.json"
+    if log.is_file() and isinstance(_read_json(log).get("num_parameters"), int):
+        return _read_json(log)["num_parameters"]
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(checkpoint))
+    return sum(p.numel() for p in model.parameters())
+
+
+def samples_pass_at_1(samples_dir: str) -> float:
+    """Mean correctness over every sample of a ``ttc sample`` run."""
+    from ttcompute.data_gen.shards import load_sharded
+
+    verdicts = [v for row in load_sharded(samples_dir)["correct"] for v in row]
+    if not verdicts:
+        raise InputError(f"{samples_dir}: no samples")
+    return round(sum(verdicts) / len(verdicts), 4)
+
+
+def family_of(strategy: str) -> str:
+    """The method family of a ``ttc select`` strategy name (revisions rules included).
+
+    >>> family_of("lookahead k=3 M=4"), family_of("revisions L=4 weighted"), family_of("best_of_n")
+    ('lookahead', 'revisions', 'best_of_n')
+    """
+    return strategy.split(" ")[0]
+
+
+def search_by_family(accuracies: dict[str, dict[str, float]]) -> tuple[dict, dict]:
+    """``{family: {budget: best accuracy}}`` and ``{family: {budget: that strategy}}`` over all problems.
+
+    >>> best, which = search_by_family({"dvts M=4": {"8": 0.5}, "dvts M=2": {"8": 0.6, "16": 0.7}})
+    >>> best, which
+    ({'dvts': {'8': 0.6, '16': 0.7}}, {'dvts': {'8': 'dvts M=2', '16': 'dvts M=2'}})
+    """
+    best: dict[str, dict[str, float]] = {}
+    which: dict[str, dict[str, str]] = {}
+    for strategy, curve in accuracies.items():
+        family = family_of(strategy)
+        if family not in FAMILIES:
+            continue
+        for budget, accuracy in curve.items():
+            if accuracy > best.setdefault(family, {}).get(budget, -1.0):
+                best[family][budget] = accuracy
+                which.setdefault(family, {})[budget] = strategy
+    for family in best:
+        order = sorted(best[family], key=int)
+        best[family] = {b: best[family][b] for b in order}
+        which[family] = {b: which[family][b] for b in order}
+    return best, which
+
+
+def stage_flops(directory: str) -> int:
+    """The compute a stage's output records: ``stats.json`` (``compute.total_flops`` or
+    ``estimation_compute``) or ``training_log.json`` (``training_flops``); 0 if none."""
+    path = Path(directory)
+    if (path / "training_log.json").is_file():
+        return int(_read_json(path / "training_log.json").get("training_flops") or 0)
+    if (path / "stats.json").is_file():
+        stats = _read_json(path / "stats.json")
+        compute = stats.get("compute") or stats.get("estimation_compute") or {}
+        return int(compute.get("total_flops") or 0)
+    return 0
+
+
+def _merge_accuracy(select_dirs: list[str]) -> tuple[dict, dict, dict | None]:
+    """Accuracy tables of several ``ttc select`` runs (a strategy of an earlier run wins), their
+    problem counts, and the revision step metrics of the first run that has them."""
+    accuracy: dict[str, dict[str, dict[str, float]]] = {}
+    problems: dict[str, int] = {}
+    revisions = None
+    for directory in select_dirs:
+        summary = _read_json(Path(directory) / "accuracy.json")
+        for group, table in summary["accuracy"].items():
+            for strategy, curve in table.items():
+                accuracy.setdefault(group, {}).setdefault(strategy, curve)
+        for group, n in summary.get("problems", {}).items():
+            problems.setdefault(group, n)
+        if revisions is None and summary.get("revisions"):
+            revisions = summary["revisions"]
+    return accuracy, problems, revisions
+
+
+def build_report(config: ReportConfig) -> dict[str, Any]:
+    """Collect every number of the report into the nested ``report.json`` object."""
+    report: dict[str, Any] = {}
+    if config.policy_small or config.small_samples_dir:
+        small = report.setdefault("policy", {}).setdefault("small", {})
+        if config.policy_small:
+            small["params"] = parameter_count(config.policy_small)
+        if config.small_samples_dir:
+            small["pass_at_1"] = samples_pass_at_1(config.small_samples_dir)
+    if config.policy_large or config.large_samples_dir:
+        large = report.setdefault("policy", {}).setdefault("large", {})
+        if config.policy_large:
+            large["params"] = parameter_count(config.policy_large)
+        if config.large_samples_dir:
+            large["pass_at_1"] = samples_pass_at_1(config.large_samples_dir)
+    if config.prm_eval_dir:
+        metrics = _read_json(Path(config.prm_eval_dir) / "prm_eval.json")
+        agreement = metrics.get("label_agreement") or {}
+        report["prm"] = {
+            "first_error_f1": round(metrics["processbench"]["f1"], 4),
+            "label_agreement": round(agreement["step_agreement"], 4) if agreement else None,
+            "step_roc_auc": round(metrics["step_roc_auc"], 4) if metrics.get("step_roc_auc") else None,
+        }
+    if config.select_dirs:
+        accuracy, _, revisions = _merge_accuracy(config.select_dirs)
+        best, which = search_by_family(accuracy.get("all", {}))
+        report["search"] = best
+        report["search_settings"] = which
+        if revisions:
+            report["reviser"] = {
+                "pass_at_1_by_step": revisions["pass_at_1_by_step"],
+                "correct_to_incorrect": revisions["correct_to_incorrect"],
+                "incorrect_to_correct": revisions["incorrect_to_correct"],
+            }
+    if config.compute_optimal_dir:
+        summary = _read_json(Path(config.compute_optimal_dir) / "compute_optimal.json")
+        report["compute_optimal"] = {
+            **summary["all"],
+            "efficiency_vs_best_of_n": summary["efficiency_vs_best_of_n"],
+            "efficiency_vs_best_of_n_with_difficulty_cost": summary[
+                "efficiency_vs_best_of_n_with_difficulty_cost"
+            ],
+            "efficiency_at_budget": summary.get("efficiency_at_budget"),
+            "difficulty_cost_generations": summary.get("difficulty_cost_generations"),
+        }
+    if config.flops_matched_dir:
+        matched = _read_json(Path(config.flops_matched_dir) / "flops_matched.json")
+        report["flops_matched"] = {
+            ratio: {
+                group: {"small_ttc": row["small_ttc"], "large": row["large"]}
+                for group, row in entry["bins"].items()
+            }
+            for ratio, entry in matched["ratios"].items()
+        }
+        report["flops_matched_generations"] = {
+            r: e["matched_generations"] for r, e in matched["ratios"].items()
+        }
+    costs = {d: stage_flops(d) for d in config.cost_dirs}
+    report["cost"] = {"total_flops": sum(costs.values()), "by_stage": costs}
+    report["wall_seconds"] = config.wall_seconds
+    return report
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else "-" if value is None else str(value)
+
+
+def markdown_report(report: dict[str, Any], images: dict[str, str], tables: dict[str, str]) -> str:
+    """``report.md``: headline numbers, then each analysis with its plot and table."""
+    lines = ["# ttcompute report", ""]
+    policy = report.get("policy", {})
+    if policy:
+        lines += ["## Policies", "", "| | parameters | pass@1 |", "|---|---:|---:|"]
+        for name in ("small", "large"):
+            if name in policy:
+                label = "large (greedy)" if name == "large" else "small (sampled)"
+                lines.append(
+                    f"| {label} | {policy[name].get('params', '-'):,} | {_fmt(policy[name].get('pass_at_1'))} |"
+                )
+        lines.append("")
+    if "prm" in report:
+        prm = report["prm"]
+        lines += [
+            "## Verifier (PRM)",
+            "",
+            f"First-error F1 (ProcessBench-style, vs the exact step checker): {_fmt(prm['first_error_f1'])}; "
+            f"MC step labels agree with the checker on {_fmt(prm['label_agreement'])} of steps; step ROC-AUC "
+            f"{_fmt(prm.get('step_roc_auc'))}.",
+            "",
+        ]
+    if "search" in report:
+        budgets = sorted({b for curve in report["search"].values() for b in curve}, key=int)
+        lines += ["## Accuracy vs budget (all problems; best setting of each method)", ""]
+        if "accuracy_vs_budget" in images:
+            lines += [f"![accuracy vs budget]({images['accuracy_vs_budget']})", ""]
+        lines += ["| method | " + " | ".join(budgets) + " |", "|---|" + "---:|" * len(budgets)]
+        for family in sorted(report["search"], key=FAMILIES.index):
+            curve = report["search"][family]
+            lines.append(f"| {family} | " + " | ".join(_fmt(curve.get(b)) for b in budgets) + " |")
+        lines.append("")
+    if "reviser" in report:
+        steps = report["reviser"]["pass_at_1_by_step"][:9]
+        lines += [
+            "## Revisions",
+            "",
+            "| step | " + " | ".join(str(i) for i in range(len(steps))) + " |",
+            "|---|" + "---:|" * len(steps),
+            "| pass@1 | " + " | ".join(_fmt(v) for v in steps) + " |",
+            "",
+            f"A revision turns {_fmt(report['reviser']['correct_to_incorrect'])} of correct answers incorrect "
+            f"and {_fmt(report['reviser']['incorrect_to_correct'])} of incorrect ones correct.",
+            "",
+        ]
+        if "revision_ratio" in images:
+            lines += [f"![revision ratio sweep]({images['revision_ratio']})", ""]
+    if "compute_optimal" in report:
+        co = report["compute_optimal"]
+        lines += [
+            "## Compute-optimal scaling",
+            "",
+            f"Efficiency vs weighted best-of-N: **{_fmt(co['efficiency_vs_best_of_n'])}x** fewer generations "
+            f"(at budget {co.get('efficiency_at_budget')}); **{_fmt(co['efficiency_vs_best_of_n_with_difficulty_cost'])}x** "
+            f"when the difficulty estimate ({_fmt(co.get('difficulty_cost_generations'))} generations per problem) "
+            "is charged too.",
+            "",
+        ]
+        if "compute_optimal" in images:
+            lines += [f"![compute-optimal]({images['compute_optimal']})", ""]
+        if "compute_optimal" in tables:
+            lines += [tables["compute_optimal"], ""]
+    if "flops_matched" in report:
+        lines += ["## FLOPs-matched: small + test-time compute vs a larger model", ""]
+        if "flops_matched" in images:
+            lines += [f"![FLOPs-matched]({images['flops_matched']})", ""]
+        if "flops_matched" in tables:
+            lines += [tables["flops_matched"], ""]
+    cost = report["cost"]
+    lines += [
+        "## Cost",
+        "",
+        f"Total compute of the stages reported: {cost['total_flops']:.3e} FLOPs"
+        + (f"; wall time {report['wall_seconds']:.0f} s." if report.get("wall_seconds") else "."),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _revision_ratio_curves(accuracy: dict[str, dict[str, float]]) -> dict[int, dict[int, float]]:
+    """``{budget: {L: accuracy}}`` of the weighted revision rule (the verifier picks among attempts)."""
+    curves: dict[int, dict[int, float]] = {}
+    for strategy, curve in accuracy.items():
+        match = re.fullmatch(r"revisions L=(\d+) weighted", strategy)
+        if match:
+            for budget, value in curve.items():
+                curves.setdefault(int(budget), {})[int(match.group(1))] = value
+    return dict(sorted(curves.items()))
+
+
+def run_report(config: ReportConfig) -> dict[str, Any]:
+    """The ``ttc report`` stage."""
+    from ttcompute.config import save_resolved_config
+    from ttcompute.data_gen.shards import write_json
+    from ttcompute.eval.plots import plot_accuracy_vs_budget, plot_revision_ratio
+
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report = build_report(config)
+    images: dict[str, str] = {}
+    tables: dict[str, str] = {}
+    if config.select_dirs:
+        accuracy, problems, _ = _merge_accuracy(config.select_dirs)
+        # Per bin, the best setting of each family reads better than forty lines.
+        groups = sorted(accuracy, key=lambda g: (g != "all", len(g), g))  # "all" first
+        by_family = {group: search_by_family(accuracy[group])[0] for group in groups}
+        by_family = {
+            g: {f: {int(b): a for b, a in c.items()} for f, c in t.items()} for g, t in by_family.items()
+        }
+        images["accuracy_vs_budget"] = plot_accuracy_vs_budget(
+            by_family, problems, out / "accuracy_vs_budget.png"
+        ).name
+        sweep = _revision_ratio_curves(accuracy.get("all", {}))
+        if sweep:
+            images["revision_ratio"] = plot_revision_ratio(sweep, out / "revision_ratio.png").name
+    for key, directory, png, md in (
+        (
+            "compute_optimal",
+            config.compute_optimal_dir,
+            "compute_optimal_vs_best_of_n.png",
+            "compute_optimal.md",
+        ),
+        ("flops_matched", config.flops_matched_dir, "flops_matched.png", "flops_matched.md"),
+    ):
+        if directory:
+            if (Path(directory) / png).is_file():
+                shutil.copyfile(Path(directory) / png, out / png)
+                images[key] = png
+            if (Path(directory) / md).is_file():
+                text = (Path(directory) / md).read_text()
+                tables[key] = re.sub(r"^# .*\n", "", text, count=1).replace("\n## ", "\n### ")
+    save_resolved_config(out, "report", config)
+    write_json(out / "report.json", report)
+    (out / "report.md").write_text(markdown_report(report, images, tables))
+    if config.report_to == "wandb":
+        log_to_wandb(report, out, images)
+    logger.info("Report -> %s", out / "report.md")
+    return {"output_dir": str(out), "report": str(out / "report.md"), **report}
+
+
+def flatten(report: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Dotted keys of the nested report (lists stay lists).
+
+    >>> flatten({"a": {"b": 1, "c": {"d": [1, 2]}}, "e": None})
+    {'a.b': 1, 'a.c.d': [1, 2], 'e': None}
+    """
+    flat: dict[str, Any] = {}
+    for key, value in report.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def log_to_wandb(report: dict[str, Any], out: Path, images: dict[str, str]) -> None:
+    """The report's numbers as a summary, its plots as images, the search table as a W&B table."""
+    import wandb
+
+    run = wandb.run or wandb.init(project="ttcompute", job_type="report", dir=str(out))
+    numbers = {k: v for k, v in flatten(report).items() if isinstance(v, (int, float)) and v is not None}
+    run.summary.update(numbers)
+    run.log({f"plots/{name}": wandb.Image(str(out / file)) for name, file in images.items()})
+    if "search" in report:
+        rows = [[family, int(b), a] for family, curve in report["search"].items() for b, a in curve.items()]
+        run.log({"search_accuracy": wandb.Table(columns=["method", "budget", "accuracy"], data=rows)})
+    if wandb.run is run and run.job_type == "report":
+        run.finish()
