@@ -51,6 +51,8 @@ class ReportConfig:
         prm_eval_dir: ``ttc eval-prm`` output.
         select_dirs: ``ttc select`` outputs (accuracy vs budget, revision steps).
         compute_optimal_dir / flops_matched_dir: Outputs of those stages.
+        compute_optimal_predicted_dir: ``ttc compute-optimal`` over predicted bins (reported as
+            ``compute_optimal_predicted``).
         cost_dirs: Stage outputs whose compute is summed into ``cost.total_flops``.
         wall_seconds: Wall time of the run being reported (the demo passes its own).
         report_to: ``none`` or ``wandb``.
@@ -64,6 +66,9 @@ class ReportConfig:
     prm_eval_dir: str | None = field(default=None, metadata={"help": "ttc eval-prm output"})
     select_dirs: list[str] = field(default_factory=list, metadata={"help": "ttc select outputs"})
     compute_optimal_dir: str | None = field(default=None, metadata={"help": "ttc compute-optimal output"})
+    compute_optimal_predicted_dir: str | None = field(
+        default=None, metadata={"help": "ttc compute-optimal output over predicted (no ground truth) bins"}
+    )
     flops_matched_dir: str | None = field(default=None, metadata={"help": "ttc flops-matched output"})
     cost_dirs: list[str] = field(default_factory=list, metadata={"help": "outputs whose compute is summed"})
     wall_seconds: float | None = field(default=None, metadata={"help": "wall time of the reported run"})
@@ -215,6 +220,17 @@ def build_report(config: ReportConfig) -> dict[str, Any]:
             "efficiency_at_budget": summary.get("efficiency_at_budget"),
             "difficulty_cost_generations": summary.get("difficulty_cost_generations"),
         }
+    if config.compute_optimal_predicted_dir:
+        summary = _read_json(Path(config.compute_optimal_predicted_dir) / "compute_optimal.json")
+        report["compute_optimal_predicted"] = {
+            **summary["all"],
+            "bins_from": summary.get("bins_from"),
+            "efficiency_vs_best_of_n": summary["efficiency_vs_best_of_n"],
+            "efficiency_vs_best_of_n_with_difficulty_cost": summary[
+                "efficiency_vs_best_of_n_with_difficulty_cost"
+            ],
+            "difficulty_cost_generations": summary.get("difficulty_cost_generations"),
+        }
     if config.flops_matched_dir:
         matched = _read_json(Path(config.flops_matched_dir) / "flops_matched.json")
         report["flops_matched"] = {
@@ -296,6 +312,18 @@ def markdown_report(report: dict[str, Any], images: dict[str, str], tables: dict
             "is charged too.",
             "",
         ]
+        predicted = report.get("compute_optimal_predicted")
+        if predicted:
+            budgets = sorted((k for k in predicted if k.isdigit()), key=int)
+            lines += [
+                "With bins *predicted* without ground truth "
+                f"(`{predicted.get('bins_from')}`): "
+                + ", ".join(f"N={b}: {_fmt(predicted[b])}" for b in budgets)
+                + f"; efficiency {_fmt(predicted['efficiency_vs_best_of_n'])}x, "
+                f"{_fmt(predicted['efficiency_vs_best_of_n_with_difficulty_cost'])}x charging its "
+                f"{_fmt(predicted.get('difficulty_cost_generations'))} generations per problem.",
+                "",
+            ]
         if "compute_optimal" in images:
             lines += [f"![compute-optimal]({images['compute_optimal']})", ""]
         if "compute_optimal" in tables:
