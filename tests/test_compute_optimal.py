@@ -148,3 +148,14 @@ def test_stage_errors_name_what_is_wrong(tmp_path):
         )
     with pytest.raises(InputError, match="num_folds must be >= 2"):
         run_stage("compute-optimal", ["--select_dirs", str(tmp_path / "a"), "--num_folds", "1"])
+
+
+def test_a_bin_of_one_problem_takes_the_cheapest_strategy():
+    records = [record("solo", "costly", 4, True, flops=9.0), record("solo", "cheap", 4, False, flops=1.0)]
+    result = compute_optimal(records, {"solo": 3})
+    # Nothing is left to choose on: the cheaper strategy is used, and it is scored honestly.
+    assert set(result["bins"]["3"][4]["chosen"]) == {"cheap", None}
+        None,
+        "cheap",
+    ]
+    assert result["all"] == {4: 0.0}

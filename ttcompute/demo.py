@@ -59,7 +59,7 @@ class DemoConfig:
     budgets: list[int] = field(default_factory=lambda: [1, 4, 16, 64], metadata={"help": "search budgets"})
     prm_problems: int = field(default=192, metadata={"help": "problems whose samples are MC-labelled"})
     reviser_problems: int = field(
-        default=400, metadata={"help": "problems sampled for revision trajectories"}
+        default=800, metadata={"help": "problems sampled for revision trajectories"}
     )
     reviser_samples: int = field(default=64, metadata={"help": "samples per reviser training problem"})
     seed: int = field(default=0, metadata={"help": "sampling seed"})

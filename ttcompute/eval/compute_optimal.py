@@ -140,7 +140,10 @@ def compute_optimal(
                 if not test:
                     chosen.append(None)
                     continue
-                accuracy = {s: _mean([table[(budget, s)][p][0] for p in train]) for s in strategies}
+                # A bin too small to hold out anything for training: every strategy ties (the cheapest wins).
+                accuracy = {
+                    s: _mean([table[(budget, s)][p][0] for p in train]) if train else 0.0 for s in strategies
+                }
                 flops = {s: _mean([table[(budget, s)][p][1] for p in train]) for s in strategies}
                 pick = choose_strategy(accuracy, flops)
                 chosen.append(pick)
