@@ -146,3 +146,22 @@ def test_report_names_a_missing_input(tmp_path):
         run_stage("report", ["--output_dir", str(tmp_path / "r"), "--prm_eval_dir", str(tmp_path)])
     with pytest.raises(InputError, match="report_to must be none or wandb"):
         run_stage("report", ["--report_to", "tensorboard"])
+
+
+def test_report_to_wandb_logs_the_plots_and_the_search_table_offline(stage_outputs, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    d = stage_outputs
+    out = tmp_path / "report"
+    run_stage(
+        "report",
+        ["--output_dir", str(out), "--select_dirs", str(d["select"]), "--flops_matched_dir", str(d["fm"]),
+         "--report_to", "wandb"],
+    )  # fmt: skip
+    (run,) = list((out / "wandb").glob("offline-run-*"))
+    media = run / "files" / "media"
+    plots = {p.name.rsplit("_", 2)[0] for p in (media / "images" / "plots").glob("*.png")}
+    assert plots == {"accuracy_vs_budget", "revision_ratio"}
+    (table,) = list((media / "table").glob("search_accuracy_*.table.json"))
+    rows = json.loads(table.read_text())["data"]
+    assert ["beam_search", 4, 0.7] in rows and ["revisions", 4, 0.62] in rows
