@@ -25,6 +25,12 @@ def _colour(strategy: str, seen: dict[str, int]) -> str:
     return colours[index % len(colours)]
 
 
+def _curve(axis, values: dict[int, float], **style) -> None:
+    """One line of a {x: y} mapping, x sorted, with the markers every figure here uses."""
+    xs = sorted(values)
+    axis.plot(xs, [values[x] for x in xs], marker="o", markersize=3, **style)
+
+
 def plot_accuracy_vs_budget(
     accuracy: dict[str, dict[str, dict[int, float]]], problems: dict[str, int], path: str | Path
 ) -> Path:
@@ -41,12 +47,9 @@ def plot_accuracy_vs_budget(
     seen: dict[str, int] = {}
     for axis, group in zip(axes.flat, groups):
         for strategy, values in accuracy[group].items():
-            budgets = sorted(values)
-            axis.plot(
-                budgets,
-                [values[b] for b in budgets],
-                marker="o",
-                markersize=3,
+            _curve(
+                axis,
+                values,
                 label=strategy,
                 color=_colour(strategy, seen),
                 linestyle="--"
@@ -89,18 +92,14 @@ def plot_compute_optimal(
         (curve, "compute-optimal", "#d62728"),
         (baseline, baseline_name, "#1f77b4"),
     ):
-        budgets = sorted(values)
-        left.plot(budgets, [values[b] for b in budgets], marker="o", markersize=3, label=label, color=colour)
+        _curve(left, values, label=label, color=colour)
     left.set_title("all problems (held-out folds)")
     left.legend(fontsize=8, frameon=False)
     cmap = plt.get_cmap("viridis")
     for i, (group, values) in enumerate(by_bin.items()):
-        budgets = sorted(values)
-        right.plot(
-            budgets,
-            [values[b] for b in budgets],
-            marker="o",
-            markersize=3,
+        _curve(
+            right,
+            values,
             label=f"bin {group}",
             color=cmap(i / max(len(by_bin) - 1, 1)),
         )
@@ -158,12 +157,9 @@ def plot_revision_ratio(curves: dict[int, dict[int, float]], path: str | Path) -
     figure, axis = plt.subplots(figsize=(6, 4))
     cmap = plt.get_cmap("plasma")
     for i, (budget, values) in enumerate(curves.items()):
-        lengths = sorted(values)
-        axis.plot(
-            lengths,
-            [values[n] for n in lengths],
-            marker="o",
-            markersize=3,
+        _curve(
+            axis,
+            values,
             label=f"N = {budget}",
             color=cmap(i / max(len(curves), 1)),
         )
