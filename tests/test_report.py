@@ -151,13 +151,18 @@ def test_report_names_a_missing_input(tmp_path):
 def test_report_to_wandb_logs_the_plots_and_the_search_table_offline(stage_outputs, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
+    wandb = pytest.importorskip("wandb")
     d = stage_outputs
     out = tmp_path / "report"
-    run_stage(
-        "report",
-        ["--output_dir", str(out), "--select_dirs", str(d["select"]), "--flops_matched_dir", str(d["fm"]),
-         "--report_to", "wandb"],
-    )  # fmt: skip
+    try:
+        run_stage(
+            "report",
+            ["--output_dir", str(out), "--select_dirs", str(d["select"]), "--flops_matched_dir", str(d["fm"]),
+             "--report_to", "wandb"],
+        )  # fmt: skip
+    finally:
+        # W&B keeps process-wide settings (WANDB_DIR ...) from its first set-up: later tests need a fresh one.
+        wandb.teardown()
     (run,) = list((out / "wandb").glob("offline-run-*"))
     media = run / "files" / "media"
     plots = {p.name.rsplit("_", 2)[0] for p in (media / "images" / "plots").glob("*.png")}
