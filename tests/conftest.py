@@ -46,3 +46,21 @@ def small_policy_dir() -> Path:
             f"{SMALL_POLICY} missing: train it with `ttc train-policy --config configs/policy_small.yaml`"
         )
     return SMALL_POLICY
+
+
+@pytest.fixture(scope="session")
+def likelihood_prm_dir(tmp_path_factory, small_policy_dir) -> Path:
+    """A likelihood PRM over the small policy (the calibration of bench/prm_experiment.sh, rounded)."""
+    import json
+
+    path = tmp_path_factory.mktemp("likelihood_prm")
+    spec = {
+        "format": "ttcompute-likelihood",
+        "base_model": str(small_policy_dir),
+        "step_separator": "\n\n",
+        "prompt_template": "{question}\n",
+        "weight": 0.83,
+        "bias": 0.19,
+    }
+    (path / "likelihood_prm.json").write_text(json.dumps(spec))
+    return path

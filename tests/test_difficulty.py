@@ -281,21 +281,6 @@ def test_failed_rerun_leaves_an_earlier_output_intact(tmp_path):
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
-@pytest.fixture
-def likelihood_prm_dir(tmp_path, small_policy_dir):
-    spec = {
-        "format": "ttcompute-likelihood",
-        "base_model": str(small_policy_dir),
-        "step_separator": "\n\n",
-        "prompt_template": "{question}\n",
-        "weight": 0.83,
-        "bias": 0.19,
-    }
-    (tmp_path / "prm").mkdir()
-    (tmp_path / "prm" / "likelihood_prm.json").write_text(json.dumps(spec))
-    return tmp_path / "prm"
-
-
 def _arithmetic_row(problem_id: str, start: int, completions: list[str], correct: list[bool]) -> dict:
     return {
         "problem_id": problem_id,

@@ -18,19 +18,8 @@ POLICY_PARAMETERS = 137_792
 
 
 @pytest.fixture(scope="module")
-def prm_dir(tmp_path_factory, small_policy_dir):
-    """A likelihood PRM over the small policy (the calibration of bench/prm_experiment.sh, rounded)."""
-    path = tmp_path_factory.mktemp("likelihood_prm")
-    spec = {
-        "format": "ttcompute-likelihood",
-        "base_model": str(small_policy_dir),
-        "step_separator": "\n\n",
-        "prompt_template": "{question}\n",
-        "weight": 0.83,
-        "bias": 0.19,
-    }
-    (path / "likelihood_prm.json").write_text(json.dumps(spec))
-    return path
+def prm_dir(likelihood_prm_dir):
+    return likelihood_prm_dir
 
 
 def search_args(out, prm_dir, small_policy_dir, *extra):
