@@ -135,7 +135,11 @@ def plot_flops_matched(table: dict[str, dict], path: str | Path) -> Path:
         axis.bar(x + 0.2, large, 0.4, label="large, greedy", color="#1f77b4")
         axis.set_xticks(x, [g if g == "all" else f"bin {g}" for g in groups], fontsize=8)
         axis.set_ylim(0, 1.05)
-        axis.set_title(f"R = {ratio} (X = {entry['matched_generations']:g} generations)", fontsize=10)
+        title = f"R = {ratio} (X = {entry['matched_generations']:g} generations)"
+        capped = [row["budget_used"] for row in entry["bins"].values() if row.get("capped")]
+        if capped:  # the small model got less than matched: say so where the eye is
+            title += f"\nsmall model capped at the largest searched budget, {max(capped)}"
+        axis.set_title(title, fontsize=10)
         axis.set_ylabel("accuracy")
         axis.grid(axis="y", alpha=0.3)
     handles, labels = axes.flat[0].get_legend_handles_labels()
