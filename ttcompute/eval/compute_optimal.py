@@ -324,12 +324,8 @@ def run_compute_optimal(config: ComputeOptimalConfig) -> dict[str, Any]:
     if config.baseline not in strategies:
         raise InputError(f"baseline {config.baseline!r} is not among the strategies: {sorted(strategies)}")
     result = compute_optimal(records, bins, config.num_folds, config.seed)
-    baseline = {
-        b: a
-        for b, a in accuracy_by_bin(r for r in records if r["strategy"] == config.baseline)["all"][
-            config.baseline
-        ].items()
-    }
+    baseline_records = (r for r in records if r["strategy"] == config.baseline)
+    baseline = accuracy_by_bin(baseline_records)["all"][config.baseline]
     cost_generations = cost_flops / flops_per_generation(records) if cost_flops else 0.0
     plain = efficiency(result["all"], baseline)
     charged = efficiency(result["all"], baseline, cost_generations)
