@@ -654,3 +654,22 @@ def test_output_of_older_label_rules_is_not_resumed(sampled, labelled, tmp_path,
     with pytest.raises(InputError, match="different run"):
         run_stage("label", _label_args(sampled, out))
     assert (out / "shard-00000.parquet").read_bytes() == before
+
+
+def test_sigkill_mid_stage_then_rerun_gives_the_uninterrupted_output(sampled, labelled, tmp_path):
+    from killing import kill_after_shards, run_ttc, shard_bytes
+
+    out = tmp_path / "killed"
+    args = ["label", *_label_args(sampled, out)]
+    done_at_kill = kill_after_shards(args, out, shards=1)
+    assert done_at_kill == {0}  # shard 1 was in progress: nothing of it may be left behind as a shard
+    kept = shard_bytes(out)
+    # What a kill inside write_shard leaves: a half-written temporary file. It must never be read.
+    (out / ".shard-00001.parquet.99999.tmp").write_bytes(b"PAR1 half a shard")
+    run_ttc(args)
+    assert shard_bytes(out)["shard-00000.parquet"] == kept["shard-00000.parquet"]  # not redone
+    assert shard_bytes(out) == shard_bytes(labelled)  # byte for byte what an uninterrupted run wrote
+    stats, whole = (json.loads((d / "stats.json").read_text()) for d in (out, labelled))
+    assert {k: v for k, v in stats.items() if k != "dropped_this_run"} == {
+        k: v for k, v in whole.items() if k != "dropped_this_run"
+    }

@@ -158,10 +158,65 @@ def test_revisions_stage_end_to_end(samples_dir, tmp_path):
         )
 
 
-def test_revisions_rejects_bad_samples(tmp_path):
-    out = tmp_path / "bad"
-    prepare_output(out, "sample", "test", 1, overwrite=False)
-    write_shard(out, 0, [{"problem_id": "p0", "question": "Q", "completions": ["a", "b"], "correct": [True]}])
-    with pytest.raises(InputError, match="row 0: 2 completions but 1"):
-        run_stage("revisions", ["--samples_dir", str(out), "--output_dir", str(tmp_path / "r")])
+def test_malformed_sample_rows_are_skipped_and_counted_or_rejected_with_strict(tmp_path, caplog):
+    samples = tmp_path / "bad"
+    prepare_output(samples, "sample", "test", 1, overwrite=False)
+    good = {"problem_id": "p0", "question": "Q0", "completions": ["x = 1", "y"], "correct": [True, False]}
+    broken = {"problem_id": "p1", "question": "Q1", "completions": ["a", "b"], "correct": [True]}
+    write_shard(samples, 0, [good, broken])
+    with pytest.raises(InputError, match=r"row 1: 'completions' and 'correct' differ in length.*--strict"):
+        run_stage(
+            "revisions",
+            ["--samples_dir", str(samples), "--output_dir", str(tmp_path / "r"), "--strict", "true"],
+        )
     assert not (tmp_path / "r").exists()
+
+    with caplog.at_level("WARNING"):
+        stats = run_stage("revisions", ["--samples_dir", str(samples), "--output_dir", str(tmp_path / "r")])
+    assert "row 1:" in caplog.text
+    assert stats["malformed_rows_skipped"] == 1
+    # p1's lone verdict is never paired with the wrong text: only p0 gives a trajectory.
+    assert set(load_sharded(tmp_path / "r")["problem_id"]) == {"p0"}
+
+
+def test_sigkill_mid_stage_then_rerun_and_merge_of_workers_give_the_uninterrupted_output(tmp_path):
+    from killing import kill_after_shards, run_ttc, shard_bytes
+    from synthetic_samples import write_synthetic_samples
+
+    samples = tmp_path / "samples"
+    write_synthetic_samples(samples, num_problems=1200, samples_per_problem=64, problems_per_shard=100)
+
+    def args(out, *extra):
+        return [
+            "revisions",
+            "--samples_dir",
+            str(samples),
+            "--output_dir",
+            str(out),
+            "--problems_per_shard",
+            "10",
+            *extra,
+        ]
+
+    whole = tmp_path / "whole"
+    run_ttc(args(whole))
+    killed = tmp_path / "killed"
+    done_at_kill = kill_after_shards(args(killed), killed, shards=3)
+    assert 3 <= len(done_at_kill) < 120
+    kept = shard_bytes(killed)
+    (killed / ".shard-00100.parquet.99999.tmp").write_bytes(b"PAR1 half a shard")  # a kill mid-write
+    run_ttc(args(killed))
+    after = shard_bytes(killed)
+    assert {name: after[name] for name in kept} == kept
+    assert after == shard_bytes(whole)
+    assert (killed / "stats.json").read_bytes() == (whole / "stats.json").read_bytes()
+
+    # Two workers without a shared filesystem, each its own directory, then `ttc merge`.
+    nodes = [tmp_path / f"node{i}" for i in range(2)]
+    for i, node in enumerate(nodes):
+        result = run_stage("revisions", args(node, "--shard", f"{i}/2")[1:])
+        assert result["remaining_shards"] == 60
+    merged = tmp_path / "merged"
+    run_stage("merge", ["--inputs", *map(str, nodes), "--output_dir", str(merged)])
+    assert shard_bytes(merged) == shard_bytes(whole)
+    assert (merged / "stats.json").read_bytes() == (whole / "stats.json").read_bytes()

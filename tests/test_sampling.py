@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -99,28 +95,34 @@ def test_refuses_to_mix_configs_and_keeps_finished_shards(small_policy_dir, samp
 
 
 def test_resume_after_sigkill_matches_uninterrupted_run(small_policy_dir, sampled, tmp_path):
-    out = tmp_path / "killed"
-    args = _args(small_policy_dir, out, per_shard=2)
-    env = {**os.environ, "TTC_LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen(
-        [TTC, "sample", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    deadline = time.time() + 120
-    while len(finished_shards(out)) < 2 and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    done_at_kill = finished_shards(out)
-    assert 2 <= len(done_at_kill) < 6
-    kept = {i: (out / f"shard-{i:05d}.parquet").read_bytes() for i in done_at_kill}
+    from killing import kill_after_shards, run_ttc, shard_bytes
 
-    result = subprocess.run([TTC, "sample", *args], env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    for i, content in kept.items():  # finished shards are not redone
-        assert (out / f"shard-{i:05d}.parquet").read_bytes() == content
-    assert not list(out.glob(".*tmp"))
+    out = tmp_path / "killed"
+    args = ["sample", *_args(small_policy_dir, out, per_shard=2)]
+    done_at_kill = kill_after_shards(args, out, shards=2)
+    assert 2 <= len(done_at_kill) < 6
+    kept = shard_bytes(out)
+    (out / ".shard-00005.parquet.99999.tmp").write_bytes(b"PAR1 half a shard")  # a kill mid-write
+    run_ttc(args)
+    after = shard_bytes(out)
+    assert {name: after[name] for name in kept} == kept  # finished shards are not redone
     # Same problems, same per-shard seeds: identical to a run that was never interrupted.
     uninterrupted = tmp_path / "whole"
     run_stage("sample", _args(small_policy_dir, uninterrupted, per_shard=2))
-    assert load_sharded(out).to_list() == load_sharded(uninterrupted).to_list()
+    assert after == shard_bytes(uninterrupted)
+    assert (out / "stats.json").read_bytes() == (uninterrupted / "stats.json").read_bytes()
+
+
+def test_workers_in_separate_directories_merge_into_the_single_run(small_policy_dir, sampled, tmp_path):
+    nodes = [tmp_path / "node0", tmp_path / "node1"]
+    for i, node in enumerate(nodes):  # e.g. a job array whose tasks write to local disks
+        run_stage("sample", _args(small_policy_dir, node) + ["--shard", f"{i}/2"])
+    assert finished_shards(nodes[0]) == {0, 2} and finished_shards(nodes[1]) == {1}
+    merged = tmp_path / "merged"
+    result = run_stage("merge", ["--inputs", str(tmp_path / "node*"), "--output_dir", str(merged)])
+    assert result["copied"] == 3 and result["missing"] == []
+    for i in range(3):
+        name = f"shard-{i:05d}.parquet"
+        assert (merged / name).read_bytes() == (sampled / name).read_bytes()
+    assert json.loads((merged / "stats.json").read_text()) == json.loads((sampled / "stats.json").read_text())
+    assert (merged / "ttc_config.yaml").is_file()

@@ -220,3 +220,50 @@ def test_revision_chains_through_search_and_select(tmp_path, prm_dir, small_poli
         assert row["question"].count("Attempt:") <= row["position"]
         assert row["position"] > 0 or "Attempt:" not in row["question"]
         assert row["labels"] == [row["correct"]] * len(row["completions"])
+
+
+def test_sigkill_mid_search_then_rerun_gives_the_uninterrupted_output(
+    search_run, tmp_path, prm_dir, small_policy_dir
+):
+    from killing import kill_after_shards, run_ttc, shard_bytes
+
+    out, _ = search_run
+    killed = tmp_path / "killed"
+    args = ["search", *search_args(killed, prm_dir, small_policy_dir)]
+    done_at_kill = kill_after_shards(args, killed, shards=3)
+    total = len(shard_bytes(out))
+    assert 3 <= len(done_at_kill) < total
+    kept = shard_bytes(killed)
+    (killed / ".shard-00007.parquet.99999.tmp").write_bytes(b"PAR1 half a shard")  # a kill mid-write
+    run_ttc(args)
+    after = shard_bytes(killed)
+    assert {name: after[name] for name in kept} == kept  # finished shards are not redone
+    assert after == shard_bytes(out)  # byte for byte the uninterrupted run's shards
+    assert json.loads((killed / "stats.json").read_text()) == json.loads((out / "stats.json").read_text())
+
+
+def test_merge_joins_worker_directories_and_writes_the_same_stats(search_run, tmp_path):
+    out, _ = search_run
+    workers = [tmp_path / "node0", tmp_path / "node1"]
+    names = sorted(p.name for p in out.glob("shard-*.parquet"))
+    for i, worker in enumerate(workers):  # as two nodes of `--shard i/2` would leave them
+        worker.mkdir()
+        for name in ("manifest.json", "ttc_config.yaml", *names[i::2]):
+            (worker / name).write_bytes((out / name).read_bytes())
+    merged = tmp_path / "merged"
+    partial = run_stage("merge", ["--inputs", str(workers[0]), "--output_dir", str(merged)])
+    assert partial["missing"] == list(range(1, len(names), 2)) and not (merged / "stats.json").exists()
+    result = run_stage("merge", ["--inputs", str(tmp_path / "node*"), "--output_dir", str(merged)])
+    assert result["missing"] == [] and result["already_present"] == len(names[::2])
+    assert result["copied"] == len(names[1::2]) and result["skipped"] == len(names[::2])
+    assert {p.name: p.read_bytes() for p in merged.glob("shard-*.parquet")} == {
+        n: (out / n).read_bytes() for n in names
+    }
+    assert json.loads((merged / "stats.json").read_text()) == json.loads((out / "stats.json").read_text())
+    # A directory of another run is refused, and the merged output is left as it was.
+    other = tmp_path / "other"
+    other.mkdir()
+    manifest = json.loads((out / "manifest.json").read_text())
+    (other / "manifest.json").write_text(json.dumps({**manifest, "config_hash": "0" * 16}))
+    with pytest.raises(InputError, match="another run"):
+        run_stage("merge", ["--inputs", str(workers[0]), str(other), "--output_dir", str(merged)])

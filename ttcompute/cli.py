@@ -60,6 +60,11 @@ STAGES: dict[str, tuple[str, list[tuple[str, str]], tuple[str, str]]] = {
         [("ttcompute.data_gen.revisions", "RevisionsConfig")],
         ("ttcompute.data_gen.revisions", "run_revisions"),
     ),
+    "merge": (
+        "join the shards of --shard i/n workers that wrote separate directories; write the stats",
+        [("ttcompute.data_gen.merge", "MergeConfig")],
+        ("ttcompute.data_gen.merge", "run_merge"),
+    ),
     "orm-data": (
         "ORM training rows from a reviser's attempts in ttc search output, revision history in context",
         [("ttcompute.data_gen.orm_data", "OrmDataConfig")],

@@ -139,30 +139,37 @@ def _sample_compute(samples_dir: str) -> dict[str, Any] | None:
 def run_difficulty(config: DifficultyConfig) -> dict[str, Any]:
     """The ``ttc difficulty`` stage."""
     import datasets
+    from tqdm.auto import tqdm
 
     from ttcompute.config import save_resolved_config
-    from ttcompute.data_gen.shards import load_sharded, write_json
+    from ttcompute.data_gen.shards import ShardReader, write_json
     from ttcompute.eval.budget import inference_flops
 
-    samples = load_sharded(config.samples_dir)
+    samples = ShardReader(config.samples_dir)  # streamed: memory stays at one shard
     needed = ["problem_id", "correct"] + (["question", "completions"] if config.predictor != "oracle" else [])
     for column in needed:
         if column not in samples.column_names:
             raise InputError(f"{config.samples_dir}: missing column '{column}' (not ttc sample output?)")
     out = Path(config.output_dir)
 
-    correct = samples["correct"]
-    pass_at_1 = []
-    for row, verdicts in enumerate(correct):
-        if not verdicts:
-            raise InputError(
-                f"{config.samples_dir}: row {row} (problem {samples[row]['problem_id']}): no samples"
-            )
-        pass_at_1.append(sum(verdicts) / len(verdicts))
+    problem_ids: list[str] = []
+    pass_at_1: list[float] = []
+    num_samples: list[int] = []
+    for batch in samples.iter_batches(["problem_id", "correct"], batch_size=1024):
+        for problem_id, verdicts in zip(
+            batch.column("problem_id").to_pylist(), batch.column("correct").to_pylist()
+        ):
+            if not verdicts:
+                raise InputError(
+                    f"{config.samples_dir}: row {len(problem_ids)} (problem {problem_id}): no samples"
+                )
+            problem_ids.append(problem_id)
+            pass_at_1.append(sum(verdicts) / len(verdicts))
+            num_samples.append(len(verdicts))
 
     sample_compute = _sample_compute(config.samples_dir)
     predicted: list[float | None] = [None] * len(pass_at_1)
-    used = [len(v) for v in correct]
+    used = num_samples
     if config.predictor == "oracle":
         scores = pass_at_1
         # Oracle difficulty costs the samples it was computed from (the paper did not count this).
@@ -171,18 +178,28 @@ def run_difficulty(config: DifficultyConfig) -> dict[str, Any]:
         from ttcompute.models.prm import load_prm
 
         prm = load_prm(config.prm, config.prm_format, device=config.device)
-        completions = samples["completions"]
-        if config.predictor == "prm_probe":
-            completions = [c[: config.probe_samples] for c in completions]
-            used = [len(c) for c in completions]
-        predicted, prm_tokens = prm_difficulty_scores(
-            prm, samples["question"], completions, config.step_separator
+        limit = config.probe_samples if config.predictor == "prm_probe" else None
+        used = [min(n, limit) if limit else n for n in num_samples]
+        predicted, prm_tokens = [], 0
+        columns = ["question", "completions"] + (
+            ["num_tokens"] if "num_tokens" in samples.column_names else []
         )
+        policy_tokens = 0
+        for start in tqdm(range(0, len(samples), 256), desc="PRM difficulty", unit="256 problems"):
+            rows = samples.rows(start, start + 256, columns)
+            scores_chunk, tokens = prm_difficulty_scores(
+                prm,
+                [r["question"] for r in rows],
+                [r["completions"][:limit] for r in rows],
+                config.step_separator,
+                show_progress=False,
+            )
+            predicted += scores_chunk
+            prm_tokens += tokens
+            policy_tokens += sum(sum(r["num_tokens"][:limit]) for r in rows if "num_tokens" in r)
         scores = predicted
         policy_params = (sample_compute or {}).get("policy_parameters", 0)
-        if "num_tokens" in samples.column_names:
-            policy_tokens = sum(sum(n[:k]) for n, k in zip(samples["num_tokens"], used))
-        else:
+        if "num_tokens" not in samples.column_names:
             policy_tokens = (sample_compute or {}).get("policy_tokens", 0)
         policy_flops = inference_flops(policy_params, policy_tokens)
         prm_flops = inference_flops(prm.num_parameters, prm_tokens)
@@ -218,7 +235,7 @@ def run_difficulty(config: DifficultyConfig) -> dict[str, Any]:
 
     table = datasets.Dataset.from_dict(
         {
-            "problem_id": samples["problem_id"],
+            "problem_id": problem_ids,
             "pass_at_1": pass_at_1,
             "predicted_score": predicted,
             "num_samples": used,

@@ -104,6 +104,8 @@ class LabelConfig:
         seed: Base seed; shard ``j`` rolls out with seeds derived from ``seed`` and ``j`` only.
         problems_per_shard: Problems per shard file: the unit of resumption.
         shard / overwrite: As for ``ttc sample``.
+        strict: Stop at a malformed samples row (``completions``, ``answers`` and ``correct`` of
+            different lengths) instead of skipping it (skipped rows are logged and counted).
     """
 
     samples_dir: str = field(default="runs/samples", metadata={"help": "output directory of ttc sample"})
@@ -119,6 +121,7 @@ class LabelConfig:
     seed: int = field(default=0, metadata={"help": "base rollout seed"})
     problems_per_shard: int = field(default=16, metadata={"help": "problems per shard file"})
     shard: str = field(default="0/1", metadata={"help": "i/n: this worker's part of the shards"})
+    strict: bool = field(default=False, metadata={"help": "stop at a malformed row instead of skipping it"})
     overwrite: bool = field(default=False, metadata={"help": "replace output of a different config"})
 
     def __post_init__(self) -> None:
@@ -468,19 +471,19 @@ def run_label(gen_args: GenerationArgs, config: LabelConfig) -> dict[str, Any]:
     from ttcompute.config import config_hash, config_to_dict, save_resolved_config
     from ttcompute.data_gen.shards import (
         MANIFEST,
+        ShardReader,
         finished_shards,
-        load_sharded,
+        malformed_rows,
         missing_shards,
         parse_shard_spec,
         prepare_output,
         write_json,
         write_shard,
     )
-    from ttcompute.eval.budget import ComputeSpent
     from ttcompute.models.generation import load_backend
 
     worker, num_workers = parse_shard_spec(config.shard)
-    samples = load_sharded(config.samples_dir)
+    samples = ShardReader(config.samples_dir)  # streamed: memory stays at one shard
     _check_sample_columns(samples, config.samples_dir)
     if not gen_args.model_name_or_path:
         gen_args.model_name_or_path = _samples_config(config.samples_dir).get("model_name_or_path")
@@ -489,7 +492,8 @@ def run_label(gen_args: GenerationArgs, config: LabelConfig) -> dict[str, Any]:
                 f"ttc label: --model_name_or_path is required ({config.samples_dir} does not name its policy)"
             )
         logger.info("Rolling out with the samples' policy %s", gen_args.model_name_or_path)
-    if not any(config.step_separator in text for row in samples["completions"] for text in row):
+    malformed = malformed_rows(samples, ["completions", "answers", "correct"], config.strict)
+    if not _any_completion_contains(samples, config.step_separator):
         raise InputError(
             f"{config.samples_dir}: no completion contains the step separator {config.step_separator!r}; "
             "every solution would be a single step (set --step_separator)"
@@ -503,8 +507,9 @@ def run_label(gen_args: GenerationArgs, config: LabelConfig) -> dict[str, Any]:
         # Bumped when the meaning of a column changes, so a resumed run never mixes two definitions.
         "label_rules": LABEL_RULES_VERSION,
     }
-    digest = config_hash(values, ignore={"output_dir", "overwrite", "shard", "samples_dir"})
-    prepare_output(config.output_dir, "label", digest, num_shards, config.overwrite)
+    digest = config_hash(values, ignore={"output_dir", "overwrite", "shard", "samples_dir", "strict"})
+    info = {"policy_parameters": backend.num_parameters}
+    prepare_output(config.output_dir, "label", digest, num_shards, config.overwrite, info)
     save_resolved_config(config.output_dir, "label", gen_args, config)
 
     done = finished_shards(config.output_dir)
@@ -517,12 +522,10 @@ def run_label(gen_args: GenerationArgs, config: LabelConfig) -> dict[str, Any]:
     progress = tqdm(desc=f"Rollouts ({config.labeller})", unit="rollout")
     shard_bar = tqdm(total=len(todo), desc="Label shards", unit="shard")
     for j in todo:
-        rows = samples.select(
-            range(j * config.problems_per_shard, min((j + 1) * config.problems_per_shard, len(samples)))
-        )
-        labelled = label_rows(
-            rows.to_list(), backend, gen_args, config, config.seed * 1_000_003 + j, counts, progress
-        )
+        start = j * config.problems_per_shard
+        rows = samples.rows(start, start + config.problems_per_shard)
+        rows = [row for i, row in enumerate(rows, start) if i not in malformed]
+        labelled = label_rows(rows, backend, gen_args, config, config.seed * 1_000_003 + j, counts, progress)
         if not labelled:
             logger.warning("Shard %d: no labellable solutions", j)
         write_shard(config.output_dir, j, labelled, schema=LABEL_SCHEMA)
@@ -536,12 +539,8 @@ def run_label(gen_args: GenerationArgs, config: LabelConfig) -> dict[str, Any]:
             "Worker %d/%d finished; %d shard(s) remain for other workers", worker, num_workers, len(remaining)
         )
         return {"output_dir": config.output_dir, "remaining_shards": len(remaining)}
-    dataset = load_sharded(config.output_dir)
-    stats = label_stats(dataset)
-    stats["dropped_this_run"] = counts
-    stats["compute"] = ComputeSpent(
-        policy_parameters=backend.num_parameters, policy_tokens=stats["rollout_tokens"]
-    ).to_dict()
+    stats = label_output_stats(config.output_dir)
+    stats["dropped_this_run"] = {**counts, "malformed_rows": len(malformed)}
     write_json(f"{config.output_dir}/stats.json", stats)
     logger.info(
         "Labelled %d solutions (%d steps) with %s: %d rollouts (%.1f per solution), %d tokens -> %s",
@@ -554,6 +553,31 @@ def run_label(gen_args: GenerationArgs, config: LabelConfig) -> dict[str, Any]:
         config.output_dir,
     )
     return {"output_dir": config.output_dir, **stats}
+
+
+def label_output_stats(output_dir: str) -> dict[str, Any]:
+    """`label_stats` of a finished ``ttc label`` output with its compute (the policy's size comes from
+    the manifest), whichever workers and runs wrote the shards."""
+    from ttcompute.data_gen.shards import load_sharded, read_manifest
+    from ttcompute.eval.budget import ComputeSpent
+
+    info = read_manifest(output_dir)["info"]
+    if "policy_parameters" not in info:
+        raise InputError(f"{output_dir}: its manifest does not record the policy's size; rerun ttc label")
+    stats = label_stats(load_sharded(output_dir))
+    spent = ComputeSpent(policy_parameters=info["policy_parameters"], policy_tokens=stats["rollout_tokens"])
+    return {**stats, "compute": spent.to_dict()}
+
+
+def _any_completion_contains(samples, separator: str) -> bool:
+    """Whether any completion holds ``separator``, reading a batch of rows at a time."""
+    import pyarrow.compute as pc
+
+    for batch in samples.iter_batches(["completions"]):
+        texts = pc.list_flatten(batch.column("completions"))
+        if pc.any(pc.match_substring(texts, separator)).as_py():
+            return True
+    return False
 
 
 def label_stats(dataset) -> dict[str, Any]:

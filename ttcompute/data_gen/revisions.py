@@ -29,6 +29,7 @@ import logging
 import random
 import zlib
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,9 @@ class RevisionsConfig:
         prompt_template: The policy's prompt template; default: the one in the samples' config.
         seed: Seeds every draw.
         problems_per_shard: Problems per output shard (the unit of resumption).
+        shard: ``i/n``: this worker builds every shard ``j`` with ``j % n == i``.
+        strict: Stop at a malformed samples row (``completions`` and ``correct`` of different lengths)
+            instead of skipping it (skipped rows are logged with their row number and counted).
         overwrite: Replace an output directory written with a different config.
     """
 
@@ -65,6 +69,8 @@ class RevisionsConfig:
     prompt_template: str | None = field(default=None, metadata={"help": "default: the samples' template"})
     seed: int = field(default=0, metadata={"help": "seed of every draw"})
     problems_per_shard: int = field(default=256, metadata={"help": "problems per output shard"})
+    shard: str = field(default="0/1", metadata={"help": "i/n: this worker's part of the shards"})
+    strict: bool = field(default=False, metadata={"help": "stop at a malformed row instead of skipping it"})
     overwrite: bool = field(default=False, metadata={"help": "replace output of a different config"})
 
     def __post_init__(self) -> None:
@@ -128,7 +134,9 @@ def split_solutions(sample: dict[str, Any]) -> tuple[list[str], list[str], int, 
     return right, wrong, len(sample["completions"]) - len(kept), len(kept) - len(right) - len(wrong)
 
 
-def trajectory_rows(sample_rows: list[dict[str, Any]], config: RevisionsConfig, template: str) -> list[dict]:
+def trajectory_rows(
+    sample_rows: Iterable[dict[str, Any]], config: RevisionsConfig, template: str
+) -> list[dict]:
     """The trajectory rows of some ``ttc sample`` rows (problems without a correct sample give none)."""
     rows = []
     for sample in sample_rows:
@@ -161,35 +169,40 @@ def _samples_template(samples_dir: str) -> str | None:
 
 
 def run_revisions(config: RevisionsConfig) -> dict[str, Any]:
-    """The ``ttc revisions`` stage."""
+    """The ``ttc revisions`` stage: build every unfinished shard of this worker, then write stats."""
     import pyarrow as pa
 
     from ttcompute.config import config_hash, config_to_dict, save_resolved_config
     from ttcompute.data_gen.shards import (
+        ShardReader,
         finished_shards,
-        load_sharded,
+        malformed_rows,
+        missing_shards,
+        parse_shard_spec,
         prepare_output,
         write_json,
         write_shard,
     )
 
-    samples = load_sharded(config.samples_dir)
+    worker, num_workers = parse_shard_spec(config.shard)
+    samples = ShardReader(config.samples_dir)  # streamed: a million completions must not fill memory
     missing = [c for c in REQUIRED_COLUMNS if c not in samples.column_names]
     if missing:
         raise InputError(f"{config.samples_dir}: missing column(s) {missing} (not ttc sample output?)")
-    for index, (completions, correct) in enumerate(zip(samples["completions"], samples["correct"])):
-        if len(completions) != len(correct):
-            raise InputError(
-                f"{config.samples_dir}: row {index}: {len(completions)} completions but {len(correct)} "
-                "'correct' verdicts"
-            )
     if len(samples) == 0:
         raise InputError(f"{config.samples_dir}: no problems")
+    malformed = malformed_rows(samples, ["completions", "correct"], config.strict)
+    columns = [c for c in (*REQUIRED_COLUMNS, "gold_answer") if c in samples.column_names]
     template = config.prompt_template or _samples_template(config.samples_dir) or "{question}\n"
     num_shards = (len(samples) + config.problems_per_shard - 1) // config.problems_per_shard
     values = {**config_to_dict(config), "prompt_template": template, "reviser_format": FORMAT_VERSION}
-    digest = config_hash(values, ignore={"output_dir", "overwrite"})
-    prepare_output(config.output_dir, "revisions", digest, num_shards, config.overwrite)
+    digest = config_hash(values, ignore={"output_dir", "overwrite", "shard", "strict"})
+    info = {
+        "samples_dir": config.samples_dir,
+        "prompt_template": template,
+        "max_previous": config.max_previous,
+    }
+    prepare_output(config.output_dir, "revisions", digest, num_shards, config.overwrite, info)
     save_resolved_config(config.output_dir, "revisions", config)
 
     schema = pa.schema(
@@ -205,44 +218,29 @@ def run_revisions(config: RevisionsConfig) -> dict[str, Any]:
         ]
     )
     done = finished_shards(config.output_dir)
-    for j in tqdm(range(num_shards), desc="Building trajectories", unit="shard"):
-        if j in done:
-            continue
+    todo = [j for j in range(num_shards) if j % num_workers == worker and j not in done]
+    if done:
+        logger.info(
+            "Resuming: %d of %d shards already finished in %s", len(done), num_shards, config.output_dir
+        )
+    for j in tqdm(todo, desc="Building trajectories", unit="shard"):
         start = j * config.problems_per_shard
-        chunk = samples.select(range(start, min(start + config.problems_per_shard, len(samples))))
-        write_shard(config.output_dir, j, trajectory_rows(list(chunk), config, template), schema)
+        rows = samples.iter_rows(start, start + config.problems_per_shard, columns)
+        kept = (row for i, row in enumerate(rows, start) if i not in malformed)
+        write_shard(config.output_dir, j, trajectory_rows(kept, config, template), schema)
 
-    # Statistics over the whole output, shards of an earlier (interrupted) run included.
-    trajectories = load_sharded(config.output_dir)
-    per_problem = Counter(trajectories["problem_id"])
-    k_histogram = Counter(trajectories["num_previous"])
-    all_counts: Counter = Counter()
-    for sample in samples.select_columns(["completions", "correct"]):
-        right, _, empty, duplicates = split_solutions(sample)
-        all_counts["problems_without_correct_sample"] += not right
-        all_counts["empty_completions_dropped"] += empty
-        all_counts["duplicate_incorrect_merged"] += duplicates
-    stats = {
-        "stage": "revisions",
-        "num_problems": len(samples),
-        "num_trajectories": len(trajectories),
-        "problems_with_trajectories": len(per_problem),
-        "problems_without_correct_sample": all_counts["problems_without_correct_sample"],
-        "empty_completions_dropped": all_counts["empty_completions_dropped"],
-        "duplicate_incorrect_merged": all_counts["duplicate_incorrect_merged"],
-        "trajectories_per_problem": {
-            "mean": round(len(trajectories) / max(len(per_problem), 1), 2),
-            "min": min(per_problem.values(), default=0),
-            "max": max(per_problem.values(), default=0),
-        },
-        "num_previous_histogram": {str(k): k_histogram.get(k, 0) for k in range(config.max_previous + 1)},
-        "mean_edit_distance_of_closest": _mean([d for d in trajectories["edit_distance"] if d >= 0]),
-        "prompt_template": template,
-    }
+    remaining = missing_shards(config.output_dir)
+    if remaining:
+        logger.info(
+            "Worker %d/%d finished; %d shard(s) remain for other workers", worker, num_workers, len(remaining)
+        )
+        return {"output_dir": config.output_dir, "remaining_shards": len(remaining)}
+    stats = revisions_stats(config.output_dir)
     write_json(Path(config.output_dir) / "stats.json", stats)
     logger.info(
         "%d trajectories for %d of %d problems (%s per problem, min %d, max %d); k histogram %s; "
-        "%d problems without a correct sample skipped; %d empty completions dropped -> %s",
+        "%d problems without a correct sample skipped; %d empty completions dropped; %d malformed rows "
+        "skipped -> %s",
         stats["num_trajectories"],
         stats["problems_with_trajectories"],
         stats["num_problems"],
@@ -252,9 +250,58 @@ def run_revisions(config: RevisionsConfig) -> dict[str, Any]:
         json.dumps(stats["num_previous_histogram"]),
         stats["problems_without_correct_sample"],
         stats["empty_completions_dropped"],
+        stats["malformed_rows_skipped"],
         config.output_dir,
     )
     return {"output_dir": config.output_dir, **stats}
+
+
+def revisions_stats(output_dir: str) -> dict[str, Any]:
+    """Statistics of a finished ``ttc revisions`` output (read from its shards, its manifest and the
+    samples it was built from), whichever workers and runs wrote the shards."""
+    from ttcompute.data_gen.shards import ShardReader, length_mismatches, read_manifest
+
+    info = read_manifest(output_dir)["info"]
+    if "samples_dir" not in info:
+        raise InputError(f"{output_dir}: its manifest does not name its samples; rerun ttc revisions")
+    samples = ShardReader(info["samples_dir"])
+    malformed = set(length_mismatches(samples, ["completions", "correct"]))
+    per_problem: Counter = Counter()
+    k_histogram: Counter = Counter()
+    distances = []
+    for batch in ShardReader(output_dir).iter_batches(["problem_id", "num_previous", "edit_distance"], 4096):
+        per_problem.update(batch.column("problem_id").to_pylist())
+        k_histogram.update(batch.column("num_previous").to_pylist())
+        distances += [d for d in batch.column("edit_distance").to_pylist() if d >= 0]
+    all_counts: Counter = Counter()
+    index = 0
+    for batch in samples.iter_batches(["completions", "correct"]):
+        for sample in batch.to_pylist():
+            if index not in malformed:
+                right, _, empty, duplicates = split_solutions(sample)
+                all_counts["problems_without_correct_sample"] += not right
+                all_counts["empty_completions_dropped"] += empty
+                all_counts["duplicate_incorrect_merged"] += duplicates
+            index += 1
+    num_trajectories = sum(per_problem.values())
+    return {
+        "stage": "revisions",
+        "num_problems": len(samples),
+        "num_trajectories": num_trajectories,
+        "problems_with_trajectories": len(per_problem),
+        "problems_without_correct_sample": all_counts["problems_without_correct_sample"],
+        "malformed_rows_skipped": len(malformed),
+        "empty_completions_dropped": all_counts["empty_completions_dropped"],
+        "duplicate_incorrect_merged": all_counts["duplicate_incorrect_merged"],
+        "trajectories_per_problem": {
+            "mean": round(num_trajectories / max(len(per_problem), 1), 2),
+            "min": min(per_problem.values(), default=0),
+            "max": max(per_problem.values(), default=0),
+        },
+        "num_previous_histogram": {str(k): k_histogram.get(k, 0) for k in range(info["max_previous"] + 1)},
+        "mean_edit_distance_of_closest": _mean(distances),
+        "prompt_template": info["prompt_template"],
+    }
 
 
 def _mean(values: list[int]) -> float | None:

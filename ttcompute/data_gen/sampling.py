@@ -16,6 +16,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from ttcompute.errors import InputError
 from ttcompute.models.generation import GenerationArgs, GenerationBackend, build_prompt
 from ttcompute.tasks.problem import Problem
 from ttcompute.tasks.source_args import ProblemArgs
@@ -107,15 +108,12 @@ def run_sample(problem_args: ProblemArgs, gen_args: GenerationArgs, config: Samp
     from ttcompute.config import config_hash, config_to_dict, save_resolved_config
     from ttcompute.data_gen.shards import (
         finished_shards,
-        load_sharded,
         missing_shards,
         parse_shard_spec,
         prepare_output,
         write_json,
         write_shard,
     )
-    from ttcompute.errors import InputError
-    from ttcompute.eval.budget import ComputeSpent
     from ttcompute.models.generation import load_backend
 
     if not gen_args.model_name_or_path:
@@ -132,7 +130,8 @@ def run_sample(problem_args: ProblemArgs, gen_args: GenerationArgs, config: Samp
     backend = load_backend(gen_args.backend, gen_args.model_name_or_path, **gen_args.backend_kwargs())
     values = config_to_dict(problem_args, gen_args, config)
     digest = config_hash(values, ignore={"output_dir", "overwrite", "shard"})
-    prepare_output(config.output_dir, "sample", digest, len(shards), config.overwrite)
+    info = {"policy_parameters": backend.num_parameters}
+    prepare_output(config.output_dir, "sample", digest, len(shards), config.overwrite, info)
     save_resolved_config(config.output_dir, "sample", problem_args, gen_args, config)
 
     done = finished_shards(config.output_dir)
@@ -156,26 +155,45 @@ def run_sample(problem_args: ProblemArgs, gen_args: GenerationArgs, config: Samp
             "Worker %d/%d finished; %d shard(s) remain for other workers", worker, num_workers, len(remaining)
         )
         return {"output_dir": config.output_dir, "remaining_shards": len(remaining)}
-    dataset = load_sharded(config.output_dir)
-    spent = ComputeSpent(
-        policy_parameters=backend.num_parameters, policy_tokens=sum(sum(t) for t in dataset["num_tokens"])
-    )
-    all_correct = [c for row in dataset["correct"] for c in row]
-    stats = {
-        "stage": "sample",
-        "num_problems": len(dataset),
-        "num_samples": len(all_correct),
-        "pass_at_1": round(sum(all_correct) / len(all_correct), 4),
-        "compute": spent.to_dict(),
-    }
+    stats = sample_stats(config.output_dir)
     write_json(f"{config.output_dir}/stats.json", stats)
     logger.info(
         "Sampled %d solutions for %d problems: pass@1 %.3f, %d tokens generated (%.3g FLOPs) -> %s",
         stats["num_samples"],
         stats["num_problems"],
         stats["pass_at_1"],
-        spent.policy_tokens,
-        spent.policy_flops,
+        stats["compute"]["policy_tokens"],
+        stats["compute"]["policy_flops"],
         config.output_dir,
     )
     return {"output_dir": config.output_dir, **stats}
+
+
+def sample_stats(output_dir: str) -> dict[str, Any]:
+    """Counts, pass@1 and compute of a finished ``ttc sample`` output, from its shards and manifest.
+
+    Sums run in Arrow a batch at a time, so memory does not grow with the number of samples.
+    """
+    import pyarrow.compute as pc
+
+    from ttcompute.data_gen.shards import load_sharded, read_manifest
+    from ttcompute.eval.budget import ComputeSpent
+
+    info = read_manifest(output_dir)["info"]
+    if "policy_parameters" not in info:
+        raise InputError(f"{output_dir}: its manifest does not record the policy's size; rerun ttc sample")
+    dataset = load_sharded(output_dir)
+    tokens = num_samples = num_correct = 0
+    for batch in dataset.select_columns(["num_tokens", "correct"]).with_format("arrow").iter(10_000):
+        tokens += pc.sum(pc.list_flatten(batch.column("num_tokens"))).as_py() or 0
+        verdicts = pc.list_flatten(batch.column("correct"))
+        num_samples += len(verdicts)
+        num_correct += pc.sum(verdicts.cast("int64")).as_py() or 0
+    spent = ComputeSpent(policy_parameters=info["policy_parameters"], policy_tokens=tokens)
+    return {
+        "stage": "sample",
+        "num_problems": len(dataset),
+        "num_samples": num_samples,
+        "pass_at_1": round(num_correct / max(num_samples, 1), 4),
+        "compute": spent.to_dict(),
+    }

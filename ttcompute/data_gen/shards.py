@@ -2,14 +2,16 @@
 
 Layout of an output directory::
 
-    manifest.json           stage, config hash, number of shards (written once, first)
+    manifest.json           stage, config hash, number of shards (written once, first); ``info``:
+                            what the stats need besides the rows (e.g. the policy's parameter count)
     shard-00003.parquet     one finished shard (written as .tmp, then renamed: never half-written)
     ttc_config.yaml         the resolved config of the run
     stats.json              compute spent (tokens, FLOPs), written when every shard is present
 
 Shards are numbered over the whole problem set, so ``--shard i/n`` workers (separate processes or
 nodes on a shared filesystem) write disjoint files into one directory and the final dataset is the
-shards read in order, whichever worker wrote them.
+shards read in order, whichever worker wrote them. Workers without a shared filesystem each write
+their own directory; `merge_outputs` (``ttc merge``) joins them.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +54,17 @@ def parse_shard_spec(spec: str) -> tuple[int, int]:
 
 
 def prepare_output(
-    output_dir: str | Path, stage: str, config_hash: str, num_shards: int, overwrite: bool
+    output_dir: str | Path,
+    stage: str,
+    config_hash: str,
+    num_shards: int,
+    overwrite: bool,
+    info: dict[str, Any] | None = None,
 ) -> None:
     """Create ``output_dir`` with its manifest, or check that an existing one belongs to this config.
+
+    ``info`` is recorded beside the run's identity (stage, config hash, shard count) for the stats
+    (`ttc merge` computes them without loading a model); it is not part of the identity.
 
     Raises:
         InputError: the directory holds the output of another stage or another config, and
@@ -64,24 +75,40 @@ def prepare_output(
     manifest = {"stage": stage, "config_hash": config_hash, "num_shards": num_shards}
     if manifest_file.exists():
         existing = json.loads(manifest_file.read_text())
-        if existing != manifest:
+        if _identity(existing) != manifest:
             if not overwrite:
                 raise InputError(
-                    f"{out}: holds output of a different run (manifest {existing}, this run {manifest}); "
-                    "pass --overwrite to replace it or choose another output_dir"
+                    f"{out}: holds output of a different run (manifest {_identity(existing)}, this run "
+                    f"{manifest}); pass --overwrite to replace it or choose another output_dir"
                 )
             logger.warning("--overwrite: removing the %s shards of a different run in %s", stage, out)
             for old in out.glob("shard-*.parquet"):
                 old.unlink()
             (out / "stats.json").unlink(missing_ok=True)
-        else:
+        elif info is None or existing.get("info") == info:
             return
     elif out.exists() and any(out.glob("shard-*.parquet")) and not overwrite:
         raise InputError(
             f"{out}: has shards but no {MANIFEST}; pass --overwrite or choose another output_dir"
         )
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(manifest_file, json.dumps(manifest, indent=2))
+    _atomic_write_text(manifest_file, json.dumps({**manifest, "info": info or {}}, indent=2))
+
+
+def _identity(manifest: dict[str, Any]) -> dict[str, Any]:
+    return {k: manifest.get(k) for k in ("stage", "config_hash", "num_shards")}
+
+
+def read_manifest(output_dir: str | Path) -> dict[str, Any]:
+    """The manifest of a sharded output (``info`` is ``{}`` for outputs written before it existed)."""
+    path = Path(output_dir) / MANIFEST
+    if not path.is_file():
+        raise InputError(f"{output_dir}: not a ttc output directory (no {MANIFEST})")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise InputError(f"{path}: not valid JSON ({err})") from None
+    return {"info": {}, **manifest}
 
 
 def finished_shards(output_dir: str | Path) -> set[int]:
@@ -133,6 +160,63 @@ def load_sharded(output_dir: str | Path) -> datasets.Dataset:
     return datasets.Dataset.from_parquet(non_empty, keep_in_memory=False)
 
 
+class ShardReader:
+    """The rows of a finished sharded output, read straight from its parquet files a batch or a range
+    at a time, so memory grows with one shard, never with the whole output.
+
+    `load_sharded` memory-maps an Arrow copy instead: convenient for random access, but every page
+    read stays resident, so reading a million completions through it grows the process to their size.
+    """
+
+    def __init__(self, output_dir: str | Path):
+        out = Path(output_dir)
+        read_manifest(out)
+        missing = missing_shards(out)
+        if missing:
+            raise InputError(
+                f"{out}: {len(missing)} shard(s) not finished yet (e.g. {missing[:5]}); rerun the stage"
+            )
+        self.output_dir = out
+        self.files = [shard_path(out, i) for i in sorted(finished_shards(out))]
+        self.num_rows = [pq.read_metadata(f).num_rows for f in self.files]
+        self.starts = [sum(self.num_rows[:i]) for i in range(len(self.files))]
+        self.column_names = pq.read_schema(self.files[0]).names if self.files else []
+        self._cached: tuple[Path, tuple[str, ...] | None, pa.Table] | None = None
+
+    def __len__(self) -> int:
+        return sum(self.num_rows)
+
+    def iter_batches(
+        self, columns: list[str] | None = None, batch_size: int = 256
+    ) -> Iterator[pa.RecordBatch]:
+        """Every row, in order, as Arrow record batches of at most ``batch_size`` rows."""
+        for path, count in zip(self.files, self.num_rows):
+            if count:
+                yield from pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=columns)
+
+    def rows(self, start: int, end: int, columns: list[str] | None = None) -> list[dict[str, Any]]:
+        """Rows ``start`` to ``end`` (exclusive) as dicts."""
+        return list(self.iter_rows(start, end, columns))
+
+    def iter_rows(self, start: int, end: int, columns: list[str] | None = None) -> Iterator[dict[str, Any]]:
+        """Rows ``start`` to ``end`` (exclusive) as dicts, made a few at a time: a caller that handles
+        one row at a time never holds a whole range of completions as Python strings."""
+        for path, first, count in zip(self.files, self.starts, self.num_rows):
+            lo, hi = max(start, first), min(end, first + count)
+            if lo < hi:
+                for batch in (
+                    self._table(path, columns).slice(lo - first, hi - lo).to_batches(max_chunksize=8)
+                ):
+                    yield from batch.to_pylist()
+
+    def _table(self, path: Path, columns: list[str] | None) -> pa.Table:
+        # Consecutive ranges usually fall in one input shard: decode it once, keep only that one.
+        key = tuple(columns) if columns is not None else None
+        if self._cached is None or self._cached[:2] != (path, key):
+            self._cached = (path, key, pq.read_table(path, columns=columns))
+        return self._cached[2]
+
+
 def _atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
@@ -141,3 +225,113 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 def write_json(path: str | Path, value: Any) -> None:
     _atomic_write_text(Path(path), json.dumps(value, indent=2, sort_keys=True))
+
+
+def merge_outputs(
+    inputs: list[str | Path], output_dir: str | Path, overwrite: bool = False
+) -> dict[str, Any]:
+    """Join the shards that several workers wrote into separate directories (one per node, say).
+
+    Every input must hold the same run (stage, config hash, shard count). A shard already in
+    ``output_dir`` is kept; one that two inputs both hold is taken from the first (a rerun of the same
+    shard may differ in the last bits on another GPU, but either is a valid result). Files are copied
+    to a temporary name and renamed, so a killed merge can simply be run again.
+
+    Returns:
+        ``{"stage", "num_shards", "copied", "already_present", "skipped", "missing"}``: ``skipped``
+        counts input shards not copied because ``output_dir`` already had them.
+
+    Raises:
+        InputError: an input is not a ttc output or belongs to another run.
+    """
+    if not inputs:
+        raise InputError("ttc merge: no input directories")
+    manifests = [read_manifest(d) for d in inputs]
+    first = _identity(manifests[0])
+    for directory, manifest in zip(inputs, manifests):
+        if _identity(manifest) != first:
+            raise InputError(
+                f"{directory}: holds another run (manifest {_identity(manifest)}) than {inputs[0]} "
+                f"({first}); only shards of one stage and config can be merged"
+            )
+    out = Path(output_dir)
+    if any(out.resolve() == Path(d).resolve() for d in inputs):
+        raise InputError(f"ttc merge: {out} is also an input; merge into a new directory")
+    info = next((m["info"] for m in manifests if m.get("info")), None)
+    prepare_output(out, first["stage"], first["config_hash"], first["num_shards"], overwrite, info)
+    config = next(
+        (Path(d) / "ttc_config.yaml" for d in inputs if (Path(d) / "ttc_config.yaml").is_file()), None
+    )
+    if config is not None and not (out / "ttc_config.yaml").is_file():
+        _atomic_copy(config, out / "ttc_config.yaml")
+    present = finished_shards(out)
+    copied, already, skipped = 0, len(present), 0
+    for directory in inputs:
+        for index in sorted(finished_shards(directory)):
+            if index >= first["num_shards"]:
+                raise InputError(
+                    f"{shard_path(directory, index)}: beyond the manifest's {first['num_shards']} shards"
+                )
+            if index in present:
+                skipped += 1
+                continue
+            _atomic_copy(shard_path(directory, index), shard_path(out, index))
+            present.add(index)
+            copied += 1
+    missing = sorted(set(range(first["num_shards"])) - present)
+    return {
+        "stage": first["stage"],
+        "num_shards": first["num_shards"],
+        "copied": copied,
+        "already_present": already,
+        "skipped": skipped,
+        "missing": missing,
+    }
+
+
+def _atomic_copy(source: Path, target: Path) -> None:
+    import shutil
+
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.copyfile(source, tmp)
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    tmp.replace(target)
+
+
+def length_mismatches(reader: ShardReader, columns: list[str]) -> list[int]:
+    """Rows whose list ``columns`` differ in length (or are null), read a batch at a time.
+
+    A ``completions`` list one longer than its ``correct`` list would pair every verdict with the wrong
+    text from there on; such rows must be reported and skipped, never used.
+    """
+    import numpy as np
+    import pyarrow.compute as pc
+
+    bad: list[int] = []
+    offset = 0
+    for batch in reader.iter_batches(columns):
+        # (columns, rows); a null list counts as length -1, so it never matches
+        lengths = np.stack(
+            [pc.fill_null(pc.list_value_length(batch.column(c)), -1).to_numpy() for c in columns]
+        )
+        broken = (lengths != lengths[0]).any(axis=0) | (lengths < 0).any(axis=0)
+        bad += (offset + np.flatnonzero(broken)).tolist()
+        offset += batch.num_rows
+    return bad
+
+
+def malformed_rows(reader: ShardReader, columns: list[str], strict: bool) -> set[int]:
+    """Rows whose list ``columns`` differ in length: each is logged with its row number and skipped
+    by the caller, or, with ``strict``, stops the stage with an `InputError` naming the first."""
+    bad = length_mismatches(reader, columns)
+    source = str(reader.output_dir)
+    what = " and ".join(repr(c) for c in columns)
+    for index in bad[:20]:
+        message = f"{source}: row {index}: {what} differ in length (or are null)"
+        if strict:
+            raise InputError(message + " (--strict)")
+        logger.warning("%s; row skipped", message)
+    if len(bad) > 20:
+        logger.warning("%s: %d more malformed rows skipped", source, len(bad) - 20)
+    return set(bad)

@@ -397,7 +397,6 @@ def run_search(problem_args, gen_args, config: SearchConfig) -> dict[str, Any]:
     from ttcompute.config import config_hash, config_to_dict, save_resolved_config
     from ttcompute.data_gen.shards import (
         finished_shards,
-        load_sharded,
         missing_shards,
         parse_shard_spec,
         prepare_output,
@@ -444,7 +443,11 @@ def run_search(problem_args, gen_args, config: SearchConfig) -> dict[str, Any]:
     digest = config_hash(
         values, ignore={"output_dir", "overwrite", "shard", "prm_device", "prm_max_batch_tokens"}
     )
-    prepare_output(config.output_dir, "search", digest, len(shards), config.overwrite)
+    info = {
+        "policy_parameters": policy.num_parameters,
+        "verifier_parameters": prm.num_parameters if prm is not None else 0,
+    }
+    prepare_output(config.output_dir, "search", digest, len(shards), config.overwrite, info)
     save_resolved_config(config.output_dir, "search", problem_args, gen_args, config)
 
     tokenizer = getattr(policy, "tokenizer", None)
@@ -491,8 +494,7 @@ def run_search(problem_args, gen_args, config: SearchConfig) -> dict[str, Any]:
             "Worker %d/%d finished; %d shard(s) remain for other workers", worker, num_workers, len(remaining)
         )
         return {"output_dir": config.output_dir, "remaining_shards": len(remaining)}
-    dataset = load_sharded(config.output_dir)
-    stats = search_stats(dataset, policy_params, prm_params)
+    stats = search_output_stats(config.output_dir)
     write_json(f"{config.output_dir}/stats.json", stats)
     if stats["capped_steps"]:
         logger.warning(
@@ -520,6 +522,16 @@ def run_search(problem_args, gen_args, config: SearchConfig) -> dict[str, Any]:
         config.output_dir,
     )
     return {"output_dir": config.output_dir, **stats}
+
+
+def search_output_stats(output_dir: str) -> dict[str, Any]:
+    """`search_stats` of a finished ``ttc search`` output, model sizes from its manifest."""
+    from ttcompute.data_gen.shards import load_sharded, read_manifest
+
+    info = read_manifest(output_dir)["info"]
+    if "policy_parameters" not in info:
+        raise InputError(f"{output_dir}: its manifest does not record the models' sizes; rerun ttc search")
+    return search_stats(load_sharded(output_dir), info["policy_parameters"], info["verifier_parameters"])
 
 
 def search_stats(dataset, policy_params: int, prm_params: int) -> dict[str, Any]:
