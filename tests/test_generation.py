@@ -185,3 +185,39 @@ def test_prefix_cache_sampling_is_reproducible(small_policy_dir):
         [c.text for c in o] for o in plain.generate(prompts, second)
     ]
     assert cached.num_prompt_tokens_run < plain.num_prompt_tokens_run
+
+
+def test_vllm_parallel_options_reach_vllm_from_the_command_line(monkeypatch, random_policy_dir):
+    """The plumbing of ``--tensor_parallel_size`` / ``--data_parallel_size`` (vLLM itself needs CUDA:
+    a stand-in records what it was given)."""
+    import sys
+    import types
+
+    from ttcompute.config import parse_stage_args
+    from ttcompute.models.generation import GenerationArgs
+
+    received = {}
+
+    class RecordingLLM:
+        def __init__(self, **kwargs):
+            received.update(kwargs)
+            self.llm_engine = types.SimpleNamespace(
+                model_config=types.SimpleNamespace(max_model_len=512, model=kwargs["model"])
+            )
+
+        def get_tokenizer(self):
+            return None
+
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=RecordingLLM))
+    (gen_args,) = parse_stage_args(
+        (GenerationArgs,),
+        [
+            "--backend", "vllm", "--model_name_or_path", str(random_policy_dir),
+            "--tensor_parallel_size", "4", "--data_parallel_size", "2", "--gpu_memory_utilization", "0.5",
+        ],
+        prog="ttc sample",
+    )  # fmt: skip
+    load_backend(gen_args.backend, gen_args.model_name_or_path, **gen_args.backend_kwargs())
+    assert received["tensor_parallel_size"] == 4 and received["data_parallel_size"] == 2
+    assert received["gpu_memory_utilization"] == 0.5 and received["trust_remote_code"] is False
+    assert received["load_format"] == "safetensors"

@@ -824,3 +824,39 @@ def test_several_comma_separated_sources_are_concatenated(tmp_path):
     both = load_stepwise_dataset(f"{a}, {b}", "train")
     assert both["prompt"] == ["1+1\n", "2+2\n"] and both["labels"] == [[1.0], [0.0]]
     assert "extra" not in both.column_names  # only the columns all sources share
+
+
+# --- 13. multi-node launch: a hostfile, one `deepspeed --no_ssh --node_rank i` per node ------------
+
+
+@pytest.mark.slow
+def test_two_node_hostfile_launch_trains_one_model(tmp_path, random_policy_dir):
+    """The README's multi-node recipe, both "nodes" on this machine: each node runs the launcher itself
+    (``--no_ssh --node_rank i``, as a SLURM/K8s task would), rendezvousing at ``--master_addr``."""
+    pytest.importorskip("deepspeed", reason="deepspeed is not installed")
+    launcher = Path(sys.executable).parent / "deepspeed"
+    hostfile = tmp_path / "hostfile"
+    hostfile.write_text("node0 slots=1\nnode1 slots=1\n")
+    data = _write(_rows(8), tmp_path / "steps.jsonl")
+    out = tmp_path / "prm"
+    port = str(_free_port())
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACCELERATE_", "LOCAL_RANK", "RANK"))}
+    env.update(OMP_NUM_THREADS="1", TORCH_EXTENSIONS_DIR=str(REPO / ".cache" / "torch_extensions"))
+    nodes = []
+    for rank in range(2):
+        command = [str(launcher), "--hostfile", str(hostfile), "--no_ssh", "--node_rank", str(rank)]
+        command += ["--master_addr", "127.0.0.1", "--master_port", port]
+        command += ["--module", "ttcompute.cli", "train-prm", "--deepspeed", "configs/deepspeed/zero2.json"]
+        command += ["--model_name_or_path", str(random_policy_dir), "--dataset_name", str(data)]
+        command += ["--output_dir", str(out), "--max_steps", "2", "--per_device_train_batch_size", "2"]
+        command += ["--report_to", "none", "--eval_fraction", "0", "--save_strategy", "no"]
+        nodes.append(
+            subprocess.Popen(
+                command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
+        )
+    outputs = [node.communicate(timeout=600)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    log = json.loads((out / "training_log.json").read_text())
+    assert log["global_steps"] == 2
+    assert log["distributed"]["world_size"] == 2 and log["distributed"]["distributed_type"] == "DEEPSPEED"

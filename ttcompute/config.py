@@ -13,6 +13,8 @@ import hashlib
 import json
 import os
 import re
+import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,11 @@ import yaml
 from transformers import HfArgumentParser
 
 from ttcompute.errors import InputError
+
+# Options whose values are credentials (TrainingArguments' ``hub_token``). They may be given as flags,
+# but the preferred sources are HF_TOKEN / WANDB_API_KEY and the standard logins.
+SECRET_OPTIONS = ("hub_token",)
+REDACTED = "<redacted>"
 
 
 class StageArgumentParser(HfArgumentParser):
@@ -121,7 +128,41 @@ def parse_stage_args(dataclass_types: tuple[type, ...], args: list[str], prog: s
         except ValueError as err:
             where = f"{config_path}: " if config_path else ""
             raise InputError(f"{prog}: {where}{err}".strip()) from None
+    # A token given as a flag sits in sys.argv, which the trainers record (training_log.json's
+    # `command`) and W&B saves as run metadata: blank it out as soon as the config holds it.
+    secrets = secret_values(*outputs)
+    if secrets:
+        sys.argv[:] = redact_argv(sys.argv, secrets)
     return tuple(outputs)
+
+
+def secret_values(*configs: Any) -> list[str]:
+    """The non-empty :data:`SECRET_OPTIONS` values that ``configs`` hold."""
+    values = (getattr(config, name, None) for config in configs for name in SECRET_OPTIONS)
+    return [value for value in values if isinstance(value, str) and value]
+
+
+def redact_argv(argv: list[str], secrets: Iterable[str]) -> list[str]:
+    """``argv`` with every argument that is a secret, or ends in ``=secret``, redacted.
+
+    Matched by value, not by flag name, so ``--hub_token=X``, ``--hub-token X`` and argparse's
+    abbreviations (``--hub_tok X``) are all covered; whole values only, so a short token cannot
+    garble other arguments that happen to contain it.
+
+    >>> redact_argv(["ttc", "train-prm", "--hub_token", "hf_x", "--seed", "3"], ["hf_x"])
+    ['ttc', 'train-prm', '--hub_token', '<redacted>', '--seed', '3']
+    >>> redact_argv(["--hub_token=hf_x", "--output_dir=runs/hf_x"], ["hf_x"])
+    ['--hub_token=<redacted>', '--output_dir=runs/hf_x']
+    """
+    secrets = set(secrets)
+
+    def redact(arg: str) -> str:
+        if arg in secrets:
+            return REDACTED
+        flag, equals, value = arg.partition("=")
+        return f"{flag}={REDACTED}" if equals and flag.startswith("-") and value in secrets else arg
+
+    return [redact(arg) for arg in argv]
 
 
 def _strip_prog(err: Exception, prog: str) -> str:

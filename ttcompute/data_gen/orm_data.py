@@ -62,8 +62,14 @@ def run_orm_data(config: OrmDataConfig) -> dict[str, Any]:
         rows = [r for r in rows if r["chain_length"] == config.chain_length]
     if not rows:
         raise InputError(f"{config.search_dir}: no revisions rows (chain_length {config.chain_length})")
-    tokenizer = AutoTokenizer.from_pretrained(settings["reviser"])
-    context = getattr(AutoConfig.from_pretrained(settings["reviser"]), "max_position_embeddings", None)
+    # The search's own choice; explicit, because left unset transformers asks on a terminal.
+    trust = bool(settings.get("trust_remote_code", False))
+    tokenizer = AutoTokenizer.from_pretrained(settings["reviser"], trust_remote_code=trust)
+    context = getattr(
+        AutoConfig.from_pretrained(settings["reviser"], trust_remote_code=trust),
+        "max_position_embeddings",
+        None,
+    )
     template = settings.get("prompt_template", "{question}\n")
     separator = settings.get("step_separator", "\n\n")
     max_tokens = settings.get("max_new_tokens", 512)

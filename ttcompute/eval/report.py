@@ -96,8 +96,15 @@ def parameter_count(checkpoint: str) -> int:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    try:
+        # Explicit: left unset, transformers asks on an interactive terminal whether to run the
+        # checkpoint's own code; counting parameters never needs it.
+        config = AutoConfig.from_pretrained(checkpoint, trust_remote_code=False)
+    except (OSError, ValueError) as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise InputError(f"{checkpoint}: cannot read the model config ({reason})") from None
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(checkpoint))
+        model = AutoModelForCausalLM.from_config(config, trust_remote_code=False)
     return sum(p.numel() for p in model.parameters())
 
 

@@ -17,6 +17,7 @@ from transformers.cache_utils import Cache, DynamicLayer
 
 from ttcompute.errors import InputError
 from ttcompute.models.generation import Completion, SamplingParams
+from ttcompute.models.weights import load_error
 
 logger = logging.getLogger(__name__)
 
@@ -190,8 +191,7 @@ class TransformersBackend:
                 trust_remote_code=trust_remote_code,
             ).to(self.device)
         except (OSError, ValueError) as err:  # not a directory, not on the Hub (or offline), no safetensors
-            first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise InputError(f"{model_name_or_path}: cannot load the model ({first_line})") from None
+            raise InputError(load_error(model_name_or_path, "the model", err)) from None
         self.model.eval()
         self.max_batch_tokens = max_batch_tokens
         self.num_parameters = sum(p.numel() for p in self.model.parameters())

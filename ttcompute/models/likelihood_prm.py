@@ -26,6 +26,7 @@ import torch
 
 from ttcompute.errors import InputError
 from ttcompute.models.prm import TransformersPRM
+from ttcompute.models.weights import load_error
 
 logger = logging.getLogger(__name__)
 
@@ -188,7 +189,7 @@ def load_likelihood_prm(
             base, use_safetensors=True, trust_remote_code=trust_remote_code
         ).to(target)
     except (OSError, ValueError) as err:
-        raise InputError(f"{spec_file}: cannot load its base model {base!r} ({err})") from None
+        raise InputError(f"{spec_file}: {load_error(base, 'its base model', err)}") from None
     return LikelihoodPRM(
         model,
         tokenizer,

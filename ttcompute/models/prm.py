@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from ttcompute.errors import InputError
+from ttcompute.models.weights import load_error
 
 logger = logging.getLogger(__name__)
 
@@ -531,7 +532,7 @@ def load_prm(
         config_dict, _ = PretrainedConfig.get_config_dict(model_name_or_path)
         tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
-        raise InputError(f"{model_name_or_path}: cannot load the PRM ({_first_line(err)})") from None
+        raise InputError(load_error(model_name_or_path, "the PRM", err)) from None
     architectures = config_dict.get("architectures") or []
     if prm_format == "auto":
         prm_format = _detect_format(config_dict, tokenizer)
@@ -557,7 +558,7 @@ def load_prm(
     except InputError:
         raise
     except (OSError, ValueError) as err:
-        raise InputError(f"{model_name_or_path}: cannot load the PRM ({_first_line(err)})") from None
+        raise InputError(load_error(model_name_or_path, "the PRM", err)) from None
     pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     logger.info("PRM %s: format %s, %.1fM parameters", model_name_or_path, prm_format, num_parameters / 1e6)
     return TransformersPRM(
@@ -570,11 +571,6 @@ def load_prm(
         reuse_prefixes=reuse_prefixes,
         max_cache_tokens=max_cache_tokens,
     )
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _detect_format(config_dict: dict, tokenizer) -> str | None:

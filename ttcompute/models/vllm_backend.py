@@ -40,6 +40,9 @@ class VLLMBackend:
             kwargs["data_parallel_size"] = data_parallel_size
         self.llm = vllm.LLM(
             model=model_name_or_path,
+            # vLLM's default ("auto") falls back to pickled pytorch_model.bin files when a checkpoint
+            # has no safetensors; the transformers backend refuses those, and so does this one.
+            load_format="safetensors",
             dtype=dtype,
             tensor_parallel_size=tensor_parallel_size,
             gpu_memory_utilization=gpu_memory_utilization,
@@ -50,7 +53,7 @@ class VLLMBackend:
         )
         self.tokenizer = self.llm.get_tokenizer()
         self.max_context = self.llm.llm_engine.model_config.max_model_len
-        self.num_parameters = _count_parameters(self.llm)
+        self.num_parameters = _count_parameters(self.llm, trust_remote_code)
 
     def generate(self, prompts: list[str], params: SamplingParams) -> list[list[Completion]]:
         from vllm import SamplingParams as VLLMSamplingParams
@@ -95,16 +98,19 @@ def request_seed(seed: int, index: int) -> int:
     return zlib.crc32(f"{seed}:{index}".encode()) & 0x7FFFFFFF
 
 
-def _count_parameters(llm) -> int:
+def _count_parameters(llm, trust_remote_code: bool = False) -> int:
     """Parameter count from the HF config (vLLM does not expose the module in every version)."""
     try:
         from transformers import AutoConfig, AutoModelForCausalLM
 
-        config = AutoConfig.from_pretrained(llm.llm_engine.model_config.model)
+        # Explicit: left unset, transformers asks on an interactive terminal whether to run custom code.
+        config = AutoConfig.from_pretrained(
+            llm.llm_engine.model_config.model, trust_remote_code=trust_remote_code
+        )
         import torch
 
         with torch.device("meta"):
-            model = AutoModelForCausalLM.from_config(config)
+            model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
         return sum(p.numel() for p in model.parameters())
     except Exception as err:  # accounting must not stop generation; say so loudly instead
         logger.warning("could not count the policy's parameters (%r); FLOPs will read 0", err)

@@ -16,7 +16,6 @@ from typing import Any
 import datasets
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, Trainer
-from transformers.trainer_utils import get_last_checkpoint
 
 from ttcompute.config import save_resolved_config
 from ttcompute.eval.budget import pretraining_flops
@@ -26,6 +25,7 @@ from ttcompute.tasks.problem import Problem
 from ttcompute.tasks.source_args import ProblemArgs
 from ttcompute.trainers.launch import check_deepspeed_active, distributed_setup, launch_command
 from ttcompute.trainers.policy_config import PolicyConfig
+from ttcompute.trainers.resume import last_complete_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ def train_policy(problem_args: ProblemArgs, config: PolicyConfig) -> dict[str, A
     if problem_args.problem_seed == config.eval_problem_seed:
         raise ValueError("--problem_seed (training) and --eval_problem_seed (held-out) must differ")
 
-    last_checkpoint = None if config.overwrite_output_dir else get_last_checkpoint(str(out))
+    last_checkpoint = None if config.overwrite_output_dir else last_complete_checkpoint(out)
     if last_checkpoint:
         logger.info("Resuming from %s", last_checkpoint)
         tokenizer = AutoTokenizer.from_pretrained(last_checkpoint)
@@ -188,6 +188,9 @@ def train_policy(problem_args: ProblemArgs, config: PolicyConfig) -> dict[str, A
     )
 
     train_dataset = policy_dataset(problem_args.load(), config.prompt_template)
+    # Checkpoints pickle their TrainingArguments (training_args.bin) unmasked, and train-policy never
+    # pushes to the Hub: a token has no use here and must not reach disk.
+    config.hub_token = None
     trainer = PolicyTrainer(model=model, args=config, train_dataset=train_dataset, processing_class=tokenizer)
     check_deepspeed_active(trainer)
     start = time.time()

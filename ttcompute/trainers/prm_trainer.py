@@ -32,8 +32,8 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
     Trainer,
+    set_seed,
 )
-from transformers.trainer_utils import get_last_checkpoint
 
 from ttcompute.errors import InputError
 from ttcompute.trainers.data import load_stepwise_dataset, split_by_problem
@@ -45,6 +45,7 @@ from ttcompute.trainers.launch import (
     without_zero3_init,
 )
 from ttcompute.trainers.prm_config import PRMConfig
+from ttcompute.trainers.resume import last_complete_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -426,7 +427,7 @@ def train_prm(config: PRMConfig) -> dict[str, Any]:
     if config.prm_kind == "likelihood":
         return fit_likelihood_prm(config, train_dataset, eval_dataset, out)
 
-    last_checkpoint = None if config.overwrite_output_dir else get_last_checkpoint(str(out))
+    last_checkpoint = None if config.overwrite_output_dir else last_complete_checkpoint(out)
     if last_checkpoint:
         logger.info("Resuming from %s", last_checkpoint)
     init_deepspeed_comm()
@@ -435,6 +436,9 @@ def train_prm(config: PRMConfig) -> dict[str, Any]:
     )
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
+    # The score head (and LoRA adapters) are drawn from torch's global RNG here, before the Trainer
+    # seeds it: unseeded, the same command gave a different PRM on every run.
+    set_seed(config.seed)
     with without_zero3_init(config):
         model = AutoModelForTokenClassification.from_pretrained(
             config.model_name_or_path,

@@ -22,8 +22,7 @@ from typing import Any
 
 import datasets
 import yaml
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
-from transformers.trainer_utils import get_last_checkpoint
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase, set_seed
 from trl import SFTTrainer
 
 from ttcompute.errors import InputError
@@ -43,6 +42,7 @@ from ttcompute.trainers.launch import (
     without_zero3_init,
 )
 from ttcompute.trainers.lora import lora_config, merge_lora_checkpoint
+from ttcompute.trainers.resume import last_complete_checkpoint
 from ttcompute.trainers.revision_config import RevisionConfig
 
 logger = logging.getLogger(__name__)
@@ -425,7 +425,7 @@ def train_reviser(config: RevisionConfig) -> dict[str, Any]:
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_resolved_config(out, "train-reviser", config)
-    last_checkpoint = None if config.overwrite_output_dir else get_last_checkpoint(str(out))
+    last_checkpoint = None if config.overwrite_output_dir else last_complete_checkpoint(out)
     if last_checkpoint:
         logger.info("Resuming from %s", last_checkpoint)
 
@@ -435,6 +435,7 @@ def train_reviser(config: RevisionConfig) -> dict[str, Any]:
         )
 
     init_deepspeed_comm()
+    set_seed(config.seed)  # LoRA adapters are drawn from torch's global RNG before the Trainer seeds it
     with without_zero3_init(config):
         model = load_base()
     metadata = reviser_metadata(config)
