@@ -260,6 +260,16 @@ def test_a_problem_without_samples_is_an_input_error(tmp_path):
         run_difficulty(DifficultyConfig(samples_dir=str(samples), output_dir=str(tmp_path / "out")))
 
 
+def test_a_repeated_problem_id_or_a_null_verdict_is_an_input_error(tmp_path):
+    repeated = _sample_dir(tmp_path / "repeated", [[_row("p1", [T]), _row("p2", [F])], [_row("p1", [F])]])
+    with pytest.raises(InputError, match="rows 0 and 2 are both problem 'p1'"):
+        run_difficulty(DifficultyConfig(samples_dir=str(repeated), output_dir=str(tmp_path / "out")))
+    null = _sample_dir(tmp_path / "null", [[_row("p1", [T, None])]])
+    with pytest.raises(InputError, match="row 0 .*null verdict"):
+        run_difficulty(DifficultyConfig(samples_dir=str(null), output_dir=str(tmp_path / "out")))
+    assert not (tmp_path / "out").exists()
+
+
 def test_difficulty_config_rejects_zero_bins():
     with pytest.raises(ValueError):
         DifficultyConfig(num_bins=0)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import random
+import signal
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -233,7 +235,55 @@ def test_is_equivalent_times_out(monkeypatch: pytest.MonkeyPatch, in_thread: boo
     else:
         result = is_equivalent("2\\sqrt{2}", "\\sqrt{8}", timeout_seconds=1)
     assert result is False
-    assert time.perf_counter() - start < 10
+    # One deadline for the whole call on either thread (math-verify's own timeouts bounded the two
+    # parses and the comparison one by one: up to three times the timeout).
+    assert time.perf_counter() - start < 1 + 2
+
+
+def _spin_swallowing_one_deadline(*args, **kwargs) -> bool:
+    """Spins; eats the first exception, as CPython does with one raised in a ``__del__`` or gc callback."""
+    with contextlib.suppress(BaseException):
+        _spin()
+    end = time.monotonic() + 15  # bounded, so that a lost deadline fails the test instead of hanging it
+    while time.monotonic() < end:
+        sum(range(100))
+    return True
+
+
+@pytest.mark.parametrize("in_thread", [False, True], ids=["main-thread", "worker-thread"])
+def test_a_swallowed_deadline_is_raised_again(monkeypatch: pytest.MonkeyPatch, in_thread: bool) -> None:
+    monkeypatch.setattr(math_verify.grader, "sympy_expr_eq", _spin_swallowing_one_deadline)
+    results: list[tuple[bool, float]] = []
+
+    def check() -> None:
+        start = time.perf_counter()
+        verdict = is_equivalent("2\\sqrt{2}", "\\sqrt{8}", timeout_seconds=0.5)
+        results.append((verdict, time.perf_counter() - start))
+
+    if in_thread:
+        worker = threading.Thread(target=check, daemon=True)
+        worker.start()
+        worker.join(timeout=30)
+    else:
+        check()
+    verdict, seconds = results[0]
+    assert verdict is False
+    assert seconds < 0.5 + 1.0
+
+
+def test_main_thread_deadline_restores_the_callers_alarm(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(math_verify.grader, "sympy_expr_eq", _spin)
+    fired: list[int] = []
+    previous = signal.signal(signal.SIGALRM, lambda signum, frame: fired.append(signum))
+    signal.setitimer(signal.ITIMER_REAL, 1.5)
+    try:
+        assert is_equivalent("2\\sqrt{2}", "\\sqrt{8}", timeout_seconds=0.5) is False
+        assert 0.3 < signal.getitimer(signal.ITIMER_REAL)[0] < 1.1  # re-armed with the time left
+        time.sleep(1.5)
+        assert fired == [signal.SIGALRM]  # the caller's own handler, at the caller's time
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def test_thread_deadline_does_not_fire_after_the_block() -> None:

@@ -46,6 +46,12 @@ def search_run(tmp_path_factory, prm_dir, small_policy_dir):
     return out, stats
 
 
+def pa_table(rows, schema):
+    import pyarrow as pa
+
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
 def rows_of(dataset):
     return [dict(row) for row in dataset]
 
@@ -220,6 +226,20 @@ def test_revision_chains_through_search_and_select(tmp_path, prm_dir, small_poli
         assert row["question"].count("Attempt:") <= row["position"]
         assert row["position"] > 0 or "Attempt:" not in row["question"]
         assert row["labels"] == [row["correct"]] * len(row["completions"])
+
+    # A row whose verdicts no longer line up with its attempts is refused, never turned into labels.
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    broken = tmp_path / "broken"
+    shutil.copytree(out, broken)
+    table = pq.read_table(shard_path(broken, 0))
+    rows0 = table.to_pylist()
+    rows0[0]["correct"] = rows0[0]["correct"][1:]
+    pq.write_table(pa_table(rows0, table.schema), shard_path(broken, 0))
+    with pytest.raises(InputError, match="revisions row 0 .*differ in length"):
+        run_stage("orm-data", ["--search_dir", str(broken), "--output_dir", str(tmp_path / "orm2")])
 
 
 def test_sigkill_mid_search_then_rerun_gives_the_uninterrupted_output(

@@ -142,7 +142,7 @@ def run_difficulty(config: DifficultyConfig) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     from ttcompute.config import save_resolved_config
-    from ttcompute.data_gen.shards import ShardReader, write_json
+    from ttcompute.data_gen.shards import ShardReader, require_unique_ids, write_json
     from ttcompute.eval.budget import inference_flops
 
     samples = ShardReader(config.samples_dir)  # streamed: memory stays at one shard
@@ -159,14 +159,16 @@ def run_difficulty(config: DifficultyConfig) -> dict[str, Any]:
         for problem_id, verdicts in zip(
             batch.column("problem_id").to_pylist(), batch.column("correct").to_pylist()
         ):
-            if not verdicts:
+            if not verdicts or any(v is None for v in verdicts):
+                what = "no samples" if not verdicts else "a null verdict in 'correct'"
                 raise InputError(
-                    f"{config.samples_dir}: row {len(problem_ids)} (problem {problem_id}): no samples"
+                    f"{config.samples_dir}: row {len(problem_ids)} (problem {problem_id}): {what}"
                 )
             problem_ids.append(problem_id)
             pass_at_1.append(sum(verdicts) / len(verdicts))
             num_samples.append(len(verdicts))
 
+    require_unique_ids(problem_ids, config.samples_dir)
     sample_compute = _sample_compute(config.samples_dir)
     predicted: list[float | None] = [None] * len(pass_at_1)
     used = num_samples

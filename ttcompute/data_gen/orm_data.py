@@ -51,6 +51,7 @@ def run_orm_data(config: OrmDataConfig) -> dict[str, Any]:
     from ttcompute.data_gen.shards import load_sharded, prepare_output, write_json, write_shard
     from ttcompute.eval.search.revisions import attempt_prompts
     from ttcompute.eval.search.step_search import split_into_steps
+    from ttcompute.eval.select import misaligned_candidates
 
     search = load_sharded(config.search_dir)
     saved = Path(config.search_dir) / "ttc_config.yaml"
@@ -78,7 +79,13 @@ def run_orm_data(config: OrmDataConfig) -> dict[str, Any]:
         return len(tokenizer(text, add_special_tokens=True)["input_ids"])
 
     out_rows, empty = [], 0
-    for row in rows:
+    for index, row in enumerate(rows):
+        # A misaligned row would give one attempt another's verdict: refused, as `ttc select` does.
+        problem = misaligned_candidates(row)
+        if problem:
+            raise InputError(
+                f"{config.search_dir}: revisions row {index} (problem {row['problem_id']}): {problem}"
+            )
         chains: dict[int, list[int]] = {}
         for index, chain in enumerate(row["subtrees"]):
             chains.setdefault(chain, []).append(index)

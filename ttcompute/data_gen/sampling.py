@@ -129,8 +129,11 @@ def run_sample(problem_args: ProblemArgs, gen_args: GenerationArgs, config: Samp
     # Load the model before touching output_dir: a typo in the path must not leave a manifest behind.
     backend = load_backend(gen_args.backend, gen_args.model_name_or_path, **gen_args.backend_kwargs())
     values = config_to_dict(problem_args, gen_args, config)
-    digest = config_hash(values, ignore={"output_dir", "overwrite", "shard"})
-    info = {"policy_parameters": backend.num_parameters}
+    digest = config_hash(values, ignore={"output_dir", "overwrite", "shard", "strict"})
+    info = {
+        "policy_parameters": backend.num_parameters,
+        "malformed_rows_skipped": len(getattr(problems, "skipped", [])),
+    }
     prepare_output(config.output_dir, "sample", digest, len(shards), config.overwrite, info)
     save_resolved_config(config.output_dir, "sample", problem_args, gen_args, config)
 
@@ -195,5 +198,6 @@ def sample_stats(output_dir: str) -> dict[str, Any]:
         "num_problems": len(dataset),
         "num_samples": num_samples,
         "pass_at_1": round(num_correct / max(num_samples, 1), 4),
+        "malformed_rows_skipped": info.get("malformed_rows_skipped", 0),
         "compute": spent.to_dict(),
     }

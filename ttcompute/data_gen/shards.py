@@ -335,3 +335,20 @@ def malformed_rows(reader: ShardReader, columns: list[str], strict: bool) -> set
     if len(bad) > 20:
         logger.warning("%s: %d more malformed rows skipped", source, len(bad) - 20)
     return set(bad)
+
+
+def require_unique_ids(ids: list[str], source: str) -> None:
+    """Raise, naming both rows, when a problem id repeats: a lookup by id would silently keep one.
+
+    >>> require_unique_ids(["a", "b", "a"], "runs/samples")
+    Traceback (most recent call last):
+    ttcompute.errors.InputError: runs/samples: rows 0 and 2 are both problem 'a' (problem ids must be unique)
+    """
+    first: dict[str, int] = {}
+    for row, problem_id in enumerate(ids):
+        if problem_id in first:
+            raise InputError(
+                f"{source}: rows {first[problem_id]} and {row} are both problem {problem_id!r} "
+                "(problem ids must be unique)"
+            )
+        first[problem_id] = row

@@ -129,12 +129,13 @@ def _model_numbers(path: str | None, params: int | None, tokens: int | None, whi
 
 def large_accuracy_by_bin(samples_dir: str, bins: dict[str, Any]) -> tuple[dict[str, float], dict[str, int]]:
     """The large policy's accuracy (first sample of each problem) per bin and over ``"all"``."""
-    from ttcompute.data_gen.shards import load_sharded
+    from ttcompute.data_gen.shards import load_sharded, require_unique_ids
 
     samples = load_sharded(samples_dir)
     for column in ("problem_id", "correct"):
         if column not in samples.column_names:
             raise InputError(f"{samples_dir}: missing column '{column}' (not ttc sample output?)")
+    require_unique_ids(list(samples["problem_id"]), samples_dir)
     verdicts = dict(zip(samples["problem_id"], samples["correct"]))
     missing = sorted(set(bins) - verdicts.keys())
     if missing:

@@ -76,6 +76,26 @@ def candidate_score(step_scores: list[float], aggregation: str) -> float:
     return aggregate(step_scores, aggregation) if step_scores else 0.0
 
 
+def misaligned_candidates(row: dict[str, Any]) -> str | None:
+    """Why the per-candidate lists of a search row cannot be paired up; None when they can.
+
+    ``correct[i]`` is the verdict on ``answers[i]``: lists of different lengths would credit a
+    selected candidate with another one's verdict.
+
+    >>> misaligned_candidates({"method": "best_of_n", "answers": ["1", "2"], "correct": [True],
+    ...                        "step_scores": [[0.5], [0.1]]})
+    'per-candidate lists differ in length (answers 2, correct 1, step_scores 2)'
+    """
+    columns = ["answers", "correct", "step_scores"]
+    if row["method"] == "revisions":
+        columns += ["subtrees", "positions"]
+    lengths = {c: None if row.get(c) is None else len(row[c]) for c in columns}
+    if None not in lengths.values() and len(set(lengths.values())) == 1:
+        return None
+    described = ", ".join(f"{c} {'missing' if n is None else n}" for c, n in lengths.items())
+    return f"per-candidate lists differ in length ({described})"
+
+
 def select_row(row: dict[str, Any], aggregation: str) -> list[dict[str, Any]]:
     """The selections of one search row: one record per strategy it supports."""
     from ttcompute.eval.search.best_of_n import (
@@ -212,7 +232,11 @@ def run_select(config: SelectConfig) -> dict[str, Any]:
     bins = load_bins(config.difficulty_dir, set(search["problem_id"])) if config.difficulty_dir else {}
 
     records = []
-    for row in search:
+    for index, row in enumerate(search):
+        # Rejected, not skipped: leaving a problem out would silently change every accuracy here.
+        problem = misaligned_candidates(row)
+        if problem:
+            raise InputError(f"{config.search_dir}: row {index} (problem {row['problem_id']}): {problem}")
         for record in select_row(row, config.aggregation):
             record["bin"] = bins.get(record["problem_id"])
             records.append(record)

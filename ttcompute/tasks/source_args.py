@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ttcompute.tasks.problem import Problem
-from ttcompute.tasks.sources import DEFAULT_NUM_ARITHMETIC_PROBLEMS, load_problems
+from ttcompute.tasks.sources import DEFAULT_NUM_ARITHMETIC_PROBLEMS, ProblemList, load_problems
 
 
 @dataclass
@@ -20,6 +19,9 @@ class ProblemArgs:
         num_problems: Use the first N problems (all when unset; required for arithmetic).
         problem_seed: Seed of the arithmetic generator (held-out sets use a seed unseen in training).
         min_ops / max_ops / max_operand / max_value / ops: Arithmetic difficulty knobs.
+        strict: math/gsm8k: a malformed dataset row (missing, empty or non-text field, no ``#### N``,
+            a duplicate id ...) is an error naming the file, row and field. Off, such rows are
+            skipped, each logged as a warning and counted; never loaded with a made-up answer.
     """
 
     task: str = field(default="arithmetic", metadata={"help": "arithmetic | math | gsm8k"})
@@ -36,6 +38,10 @@ class ProblemArgs:
     ops: list[str] = field(
         default_factory=lambda: ["+", "-", "*"], metadata={"help": "arithmetic: operation mix"}
     )
+    strict: bool = field(
+        default=False,
+        metadata={"help": "math/gsm8k: reject a malformed dataset row instead of skipping (and counting) it"},
+    )
 
     def __post_init__(self) -> None:
         if self.task == "arithmetic" and not self.num_problems:
@@ -43,12 +49,14 @@ class ProblemArgs:
         if self.task in ("math", "gsm8k") and not self.dataset:
             raise ValueError(f"task {self.task!r} needs --dataset (a file, directory or Hub id)")
 
-    def load(self) -> list[Problem]:
+    def load(self) -> ProblemList:
+        """The problems; malformed rows skipped are in the result's ``skipped`` (see ``strict``)."""
         return load_problems(
             self.task,
             self.dataset,
             self.split,
             self.num_problems,
+            strict=self.strict,
             seed=self.problem_seed,
             min_ops=self.min_ops,
             max_ops=self.max_ops,

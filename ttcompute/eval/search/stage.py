@@ -441,11 +441,12 @@ def run_search(problem_args, gen_args, config: SearchConfig) -> dict[str, Any]:
         reviser = load_backend(gen_args.backend, config.reviser, **gen_args.backend_kwargs())
     values = config_to_dict(problem_args, gen_args, config)
     digest = config_hash(
-        values, ignore={"output_dir", "overwrite", "shard", "prm_device", "prm_max_batch_tokens"}
+        values, ignore={"output_dir", "overwrite", "shard", "strict", "prm_device", "prm_max_batch_tokens"}
     )
     info = {
         "policy_parameters": policy.num_parameters,
         "verifier_parameters": prm.num_parameters if prm is not None else 0,
+        "malformed_rows_skipped": len(getattr(problems, "skipped", [])),
     }
     prepare_output(config.output_dir, "search", digest, len(shards), config.overwrite, info)
     save_resolved_config(config.output_dir, "search", problem_args, gen_args, config)
@@ -531,7 +532,8 @@ def search_output_stats(output_dir: str) -> dict[str, Any]:
     info = read_manifest(output_dir)["info"]
     if "policy_parameters" not in info:
         raise InputError(f"{output_dir}: its manifest does not record the models' sizes; rerun ttc search")
-    return search_stats(load_sharded(output_dir), info["policy_parameters"], info["verifier_parameters"])
+    stats = search_stats(load_sharded(output_dir), info["policy_parameters"], info["verifier_parameters"])
+    return {**stats, "malformed_rows_skipped": info.get("malformed_rows_skipped", 0)}
 
 
 def search_stats(dataset, policy_params: int, prm_params: int) -> dict[str, Any]:
