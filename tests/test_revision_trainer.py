@@ -664,7 +664,16 @@ def test_report_to_wandb_runs_offline(tmp_path, random_policy_dir, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
     (tmp_path / "wandb_dir").mkdir()
     data = _write(_rows(4), tmp_path / "revisions.parquet")
-    log = train_reviser(_config(tmp_path / "reviser", random_policy_dir, data, report_to="wandb"))
+    import wandb
+
+    try:
+        log = train_reviser(_config(tmp_path / "reviser", random_policy_dir, data, report_to="wandb"))
+    finally:
+        # The trainer leaves its run open (a `ttc` process ends it by exiting), and W&B keeps
+        # process-wide settings (WANDB_DIR): later tests need the run ended and a fresh set-up.
+        if wandb.run is not None:
+            wandb.finish()
+        wandb.teardown()
     assert log["global_steps"] == 2
     runs = list((tmp_path / "wandb_dir" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1, "no offline W&B run was recorded"

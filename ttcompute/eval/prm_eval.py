@@ -30,6 +30,7 @@ Output (``output_dir``): ``prm_eval.json`` (every metric and the PRM compute spe
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections.abc import Sequence
@@ -360,14 +361,19 @@ class EvalExample:
 
 def _read_dataset(dataset: str, split: str, limit: int | None) -> list[tuple[str, dict[str, Any]]]:
     from ttcompute.data_gen.shards import MANIFEST, load_sharded
-    from ttcompute.tasks.sources import _read_rows
+    from ttcompute.tasks.sources import MalformedRow, _read_rows
 
     if (Path(dataset) / MANIFEST).is_file():
         table = load_sharded(dataset)
         if limit is not None:
             table = table.select(range(min(limit, len(table))))
         return [(f"{dataset}: row {i}", row) for i, row in enumerate(table.to_list())]
-    return list(_read_rows(dataset, split, limit))
+    rows = []
+    for where, row in itertools.islice(_read_rows(dataset, split), limit):
+        if isinstance(row, MalformedRow):  # not even a JSON object: nothing to evaluate on
+            raise row
+        rows.append((where, row))
+    return rows
 
 
 def _detect_format(dataset: str, columns: set[str]) -> str:
