@@ -473,8 +473,8 @@ def run_label(gen_args: GenerationArgs, config: LabelConfig) -> dict[str, Any]:
         MANIFEST,
         ShardReader,
         finished_shards,
+        left_for_other_workers,
         malformed_rows,
-        missing_shards,
         parse_shard_spec,
         prepare_output,
         write_json,
@@ -533,12 +533,9 @@ def run_label(gen_args: GenerationArgs, config: LabelConfig) -> dict[str, Any]:
     progress.close()
     shard_bar.close()
 
-    remaining = missing_shards(config.output_dir)
-    if remaining:
-        logger.info(
-            "Worker %d/%d finished; %d shard(s) remain for other workers", worker, num_workers, len(remaining)
-        )
-        return {"output_dir": config.output_dir, "remaining_shards": len(remaining)}
+    pending = left_for_other_workers(config.output_dir, worker, num_workers)
+    if pending is not None:
+        return pending
     stats = label_output_stats(config.output_dir)
     stats["dropped_this_run"] = {**counts, "malformed_rows": len(malformed)}
     write_json(f"{config.output_dir}/stats.json", stats)

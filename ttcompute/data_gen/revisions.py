@@ -176,8 +176,8 @@ def run_revisions(config: RevisionsConfig) -> dict[str, Any]:
     from ttcompute.data_gen.shards import (
         ShardReader,
         finished_shards,
+        left_for_other_workers,
         malformed_rows,
-        missing_shards,
         parse_shard_spec,
         prepare_output,
         write_json,
@@ -229,12 +229,9 @@ def run_revisions(config: RevisionsConfig) -> dict[str, Any]:
         kept = (row for i, row in enumerate(rows, start) if i not in malformed)
         write_shard(config.output_dir, j, trajectory_rows(kept, config, template), schema)
 
-    remaining = missing_shards(config.output_dir)
-    if remaining:
-        logger.info(
-            "Worker %d/%d finished; %d shard(s) remain for other workers", worker, num_workers, len(remaining)
-        )
-        return {"output_dir": config.output_dir, "remaining_shards": len(remaining)}
+    pending = left_for_other_workers(config.output_dir, worker, num_workers)
+    if pending is not None:
+        return pending
     stats = revisions_stats(config.output_dir)
     write_json(Path(config.output_dir) / "stats.json", stats)
     logger.info(

@@ -108,7 +108,7 @@ def run_sample(problem_args: ProblemArgs, gen_args: GenerationArgs, config: Samp
     from ttcompute.config import config_hash, config_to_dict, save_resolved_config
     from ttcompute.data_gen.shards import (
         finished_shards,
-        missing_shards,
+        left_for_other_workers,
         parse_shard_spec,
         prepare_output,
         write_json,
@@ -152,12 +152,9 @@ def run_sample(problem_args: ProblemArgs, gen_args: GenerationArgs, config: Samp
         progress.update(len(shards[j]))
     progress.close()
 
-    remaining = missing_shards(config.output_dir)
-    if remaining:
-        logger.info(
-            "Worker %d/%d finished; %d shard(s) remain for other workers", worker, num_workers, len(remaining)
-        )
-        return {"output_dir": config.output_dir, "remaining_shards": len(remaining)}
+    pending = left_for_other_workers(config.output_dir, worker, num_workers)
+    if pending is not None:
+        return pending
     stats = sample_stats(config.output_dir)
     write_json(f"{config.output_dir}/stats.json", stats)
     logger.info(

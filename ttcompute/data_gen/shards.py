@@ -137,6 +137,18 @@ def missing_shards(output_dir: str | Path) -> list[int]:
     return sorted(set(range(manifest["num_shards"])) - finished_shards(output_dir))
 
 
+def left_for_other_workers(output_dir: str | Path, worker: int, num_workers: int) -> dict[str, Any] | None:
+    """The stage's result when this worker is done but shards remain (other ``--shard`` workers'),
+    logged; None when every shard is finished and the stats can be written."""
+    remaining = missing_shards(output_dir)
+    if not remaining:
+        return None
+    logger.info(
+        "Worker %d/%d finished; %d shard(s) remain for other workers", worker, num_workers, len(remaining)
+    )
+    return {"output_dir": str(output_dir), "remaining_shards": len(remaining)}
+
+
 def load_sharded(output_dir: str | Path) -> datasets.Dataset:
     """The full dataset of a finished sharded output, shards in order.
 

@@ -397,7 +397,7 @@ def run_search(problem_args, gen_args, config: SearchConfig) -> dict[str, Any]:
     from ttcompute.config import config_hash, config_to_dict, save_resolved_config
     from ttcompute.data_gen.shards import (
         finished_shards,
-        missing_shards,
+        left_for_other_workers,
         parse_shard_spec,
         prepare_output,
         write_json,
@@ -489,12 +489,9 @@ def run_search(problem_args, gen_args, config: SearchConfig) -> dict[str, Any]:
         write_shard(config.output_dir, j, rows, schema=ROW_SCHEMA)
     progress.close()
 
-    remaining = missing_shards(config.output_dir)
-    if remaining:
-        logger.info(
-            "Worker %d/%d finished; %d shard(s) remain for other workers", worker, num_workers, len(remaining)
-        )
-        return {"output_dir": config.output_dir, "remaining_shards": len(remaining)}
+    pending = left_for_other_workers(config.output_dir, worker, num_workers)
+    if pending is not None:
+        return pending
     stats = search_output_stats(config.output_dir)
     write_json(f"{config.output_dir}/stats.json", stats)
     if stats["capped_steps"]:
