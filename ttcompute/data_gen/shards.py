@@ -149,21 +149,28 @@ def left_for_other_workers(output_dir: str | Path, worker: int, num_workers: int
     return {"output_dir": str(output_dir), "remaining_shards": len(remaining)}
 
 
+def finished_output_files(output_dir: str | Path) -> list[Path]:
+    """The shard files of a finished sharded output, in order.
+
+    Raises:
+        InputError: not a sharded output, or shards are missing (the message lists some).
+    """
+    read_manifest(output_dir)
+    missing = missing_shards(output_dir)
+    if missing:
+        raise InputError(
+            f"{output_dir}: {len(missing)} shard(s) not finished yet (e.g. {missing[:5]}); rerun the stage"
+        )
+    return [shard_path(output_dir, i) for i in sorted(finished_shards(output_dir))]
+
+
 def load_sharded(output_dir: str | Path) -> datasets.Dataset:
     """The full dataset of a finished sharded output, shards in order.
 
     Raises:
         InputError: not a sharded output, or shards are missing (the message lists them).
     """
-    out = Path(output_dir)
-    if not (out / MANIFEST).is_file():
-        raise InputError(f"{out}: not a ttc output directory (no {MANIFEST})")
-    missing = missing_shards(out)
-    if missing:
-        raise InputError(
-            f"{out}: {len(missing)} shard(s) not finished yet (e.g. {missing[:5]}); rerun the stage"
-        )
-    files = [shard_path(out, i) for i in sorted(finished_shards(out))]
+    files = finished_output_files(output_dir)
     # A shard may hold no rows (e.g. no labellable solution in its problems): it marks work as done,
     # but `datasets` cannot read a zero-row parquet file alongside the others.
     non_empty = [str(f) for f in files if pq.read_metadata(f).num_rows > 0]
@@ -181,15 +188,8 @@ class ShardReader:
     """
 
     def __init__(self, output_dir: str | Path):
-        out = Path(output_dir)
-        read_manifest(out)
-        missing = missing_shards(out)
-        if missing:
-            raise InputError(
-                f"{out}: {len(missing)} shard(s) not finished yet (e.g. {missing[:5]}); rerun the stage"
-            )
-        self.output_dir = out
-        self.files = [shard_path(out, i) for i in sorted(finished_shards(out))]
+        self.output_dir = Path(output_dir)
+        self.files = finished_output_files(output_dir)
         self.num_rows = [pq.read_metadata(f).num_rows for f in self.files]
         self.starts = [sum(self.num_rows[:i]) for i in range(len(self.files))]
         self.column_names = pq.read_schema(self.files[0]).names if self.files else []
