@@ -232,7 +232,7 @@ def run_revisions(config: RevisionsConfig) -> dict[str, Any]:
     pending = left_for_other_workers(config.output_dir, worker, num_workers)
     if pending is not None:
         return pending
-    stats = revisions_stats(config.output_dir)
+    stats = revisions_stats(config.output_dir, malformed)
     write_json(Path(config.output_dir) / "stats.json", stats)
     logger.info(
         "%d trajectories for %d of %d problems (%s per problem, min %d, max %d); k histogram %s; "
@@ -253,7 +253,7 @@ def run_revisions(config: RevisionsConfig) -> dict[str, Any]:
     return {"output_dir": config.output_dir, **stats}
 
 
-def revisions_stats(output_dir: str) -> dict[str, Any]:
+def revisions_stats(output_dir: str, malformed: set[int] | None = None) -> dict[str, Any]:
     """Statistics of a finished ``ttc revisions`` output (read from its shards, its manifest and the
     samples it was built from), whichever workers and runs wrote the shards."""
     from ttcompute.data_gen.shards import ShardReader, length_mismatches, read_manifest
@@ -262,7 +262,8 @@ def revisions_stats(output_dir: str) -> dict[str, Any]:
     if "samples_dir" not in info:
         raise InputError(f"{output_dir}: its manifest does not name its samples; rerun ttc revisions")
     samples = ShardReader(info["samples_dir"])
-    malformed = set(length_mismatches(samples, ["completions", "correct"]))
+    if malformed is None:  # `ttc merge`: the stage that found them is gone, find them again
+        malformed = set(length_mismatches(samples, ["completions", "correct"]))
     per_problem: Counter = Counter()
     k_histogram: Counter = Counter()
     distances = []
