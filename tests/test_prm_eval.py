@@ -250,6 +250,42 @@ def test_load_examples_detects_both_formats(tmp_path):
     assert len(examples) == 3
 
 
+@pytest.mark.parametrize("storage", ["jsonl", "parquet", "datasets_dir", "label_output"])
+def test_bool_step_labels_read_as_their_values_from_every_storage(storage, tmp_path):
+    """TRL's stepwise format stores ``labels`` as bools: each storage must give eval-prm the same
+    0/1 values (and so the same first errors) as the float labels of ``ttc label``."""
+    import datasets
+
+    solutions = _solutions(6)
+    rows = []
+    for i, s in enumerate(solutions):
+        bad = s["first_error"]
+        labels = [bad == -1 or j < bad for j in range(len(s["steps"]))]
+        rows.append(
+            {
+                "prompt": s["question"] + "\n",
+                "completions": s["steps"],
+                "labels": labels,
+                "problem_id": f"p{i}",
+            }
+        )
+    path = tmp_path / "steps"
+    if storage == "jsonl":
+        path = _write_jsonl(tmp_path / "steps.jsonl", rows)
+    elif storage == "parquet":
+        path = tmp_path / "steps.parquet"
+        datasets.Dataset.from_list(rows).to_parquet(str(path))
+    elif storage == "datasets_dir":
+        datasets.Dataset.from_list(rows).save_to_disk(str(path))
+    else:
+        path = _write_label_dir(path, rows)
+    examples, kind = load_eval_examples(str(path), split="train")
+    assert kind == "stepwise"
+    assert [e.mc_labels for e in examples] == [[float(v) for v in r["labels"]] for r in rows]
+    assert all(type(v) is float for e in examples for v in e.mc_labels)
+    assert gold_first_errors("labels", examples) == [s["first_error"] for s in solutions]
+
+
 def test_load_examples_reports_bad_rows(tmp_path):
     rows = _processbench_rows(_solutions(4))
     with pytest.raises(InputError, match=r"missing column\(s\) label.*missing column\(s\) question"):

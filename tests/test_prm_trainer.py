@@ -205,6 +205,114 @@ def test_prepare_counts_truncated_rows_and_drops_rows_left_without_labels(tmp_pa
     assert "truncated" not in kept.column_names
 
 
+# --- 1b. label types: bool, int, float, numpy, through the real `Dataset.map` path ---------------
+
+
+def _as_label_type(rows: dict[str, list], kind: str, tmp_path: Path) -> datasets.Dataset:
+    """``rows`` (0/1 labels) as a dataset whose ``labels`` column has the given storage."""
+    if kind == "float":
+        return datasets.Dataset.from_dict(rows)
+    cast = {"bool": bool, "int": int, "numpy": bool, "parquet_bool": bool, "jsonl_bool": bool}[kind]
+    typed = {**rows, "labels": [[cast(v) for v in labels] for labels in rows["labels"]]}
+    if kind == "numpy":  # tokenize and validation then see numpy arrays and numpy scalars
+        return datasets.Dataset.from_dict(typed).with_format("numpy")
+    if kind in ("parquet_bool", "jsonl_bool"):  # the path TRL-format files really take
+        from ttcompute.trainers.data import load_stepwise_dataset
+
+        suffix = ".parquet" if kind == "parquet_bool" else ".jsonl"
+        return load_stepwise_dataset(str(_write(typed, tmp_path / f"steps{suffix}")), "train")
+    return datasets.Dataset.from_dict(typed)
+
+
+LABEL_KINDS = ["bool", "int", "float", "numpy", "parquet_bool", "jsonl_bool"]
+
+
+@pytest.mark.parametrize("kind", LABEL_KINDS)
+def test_labels_of_every_type_land_on_their_steps_after_dataset_map(kind, tmp_path, random_policy_dir):
+    """The bug this guards: ``Dataset.map`` kept a bool ``labels`` type, so [-100, 1.0, 0.0] came back
+    [True, True, False] and every token became a positive target."""
+    tokenizer = AutoTokenizer.from_pretrained(random_policy_dir)
+    model = AutoModelForTokenClassification.from_pretrained(random_policy_dir, num_labels=1)
+    rows, held = _rows(6), _rows(4, bad_every=2)
+    train_data = _as_label_type(rows, kind, tmp_path / "train")
+    eval_data = _as_label_type(held, kind, tmp_path / "eval")
+    assert {"bool": "bool", "int": "int64"}.get(kind, "") in str(train_data.features["labels"])
+
+    config = _config(tmp_path / "out", random_policy_dir, tmp_path / "unused")
+    trainer = PRMTrainer(
+        model=model, args=config, train_dataset=train_data, eval_dataset=eval_data, processing_class=tokenizer
+    )
+    assert str(trainer.train_dataset.features["labels"]) == "List(Value('float32'))"
+    for tokenized, source in ((trainer.train_dataset, rows), (trainer.eval_dataset, held)):
+        for labels, prompt, steps, want in zip(
+            tokenized["labels"], source["prompt"], source["completions"], source["labels"]
+        ):
+            positions = [len(ids) - 1 for ids in _step_prefix_ids(tokenizer, prompt, steps)]
+            assert {i: v for i, v in enumerate(labels) if v != IGNORE} == dict(zip(positions, want))
+
+    # The trainer's own metrics count the real steps only: 4 held-out solutions x 3 steps.
+    metrics = trainer.evaluate()
+    assert metrics["eval_num_steps"] == 12
+    # ... and its accuracy is the one at those positions, recomputed here.
+    logits = []
+    with torch.no_grad():
+        for prompt, steps in zip(held["prompt"], held["completions"]):
+            logits += _step_logits(trainer.model.eval(), tokenizer, prompt, steps)
+    targets = [v for labels in held["labels"] for v in labels]
+    accuracy = np.mean([(torch.sigmoid(torch.tensor(x)) > 0.5) == (t > 0.5) for x, t in zip(logits, targets)])
+    assert metrics["eval_step_accuracy"] == pytest.approx(accuracy)
+
+
+def _step_prefix_ids(tokenizer, prompt: str, steps: list[str]) -> list[list[int]]:
+    """The ids up to the end of each step's separator, encoded as the model card says."""
+    ids, prefixes = tokenizer(prompt).input_ids, []
+    for step in steps:
+        ids = ids + tokenizer(step + SEP, add_special_tokens=False).input_ids
+        prefixes.append(ids)
+    return prefixes
+
+
+def test_a_label_type_lost_on_the_way_stops_training(tmp_path, random_policy_dir, monkeypatch):
+    """With both fixes undone (no float cast, features inferred by `map`), the old dilution happens
+    and the positional check refuses it instead of training on it."""
+    import ttcompute.trainers.prm_trainer as prm_trainer
+
+    monkeypatch.setattr(prm_trainer, "with_float_labels", lambda dataset: dataset)
+    monkeypatch.setattr(prm_trainer, "TOKENIZED_FEATURES", None)
+    tokenizer = AutoTokenizer.from_pretrained(random_policy_dir)
+    model = AutoModelForTokenClassification.from_pretrained(random_policy_dir, num_labels=1)
+    bool_rows = _as_label_type(_rows(4), "bool", tmp_path)
+    config = _config(tmp_path / "out", random_policy_dir, tmp_path / "unused")
+    with pytest.raises(RuntimeError, match="labelled tokens for 3 labelled steps"):
+        PRMTrainer(model=model, args=config, train_dataset=bool_rows, processing_class=tokenizer)
+
+
+@pytest.mark.parametrize("prm_kind", ["token_classification", "likelihood"])
+def test_bool_and_float_labels_train_the_same_prm(prm_kind, tmp_path, random_policy_dir):
+    """train-prm on the same rows stored as bools and as floats: the same losses, metrics and weights."""
+    rows = _rows(16)
+    as_bool = {**rows, "labels": [[bool(v) for v in labels] for labels in rows["labels"]]}
+    logs, weights = [], []
+    for name, data in (("bool", as_bool), ("float", rows)):
+        path = _write(data, tmp_path / f"{name}.parquet")
+        out = tmp_path / f"prm_{name}"
+        config = _config(out, random_policy_dir, path, max_steps=3, eval_fraction=0.25, prm_kind=prm_kind)
+        logs.append(train_prm(config))
+        if prm_kind == "token_classification":
+            weights.append(AutoModelForTokenClassification.from_pretrained(out).state_dict())
+    if prm_kind == "likelihood":
+        assert (logs[0]["weight"], logs[0]["bias"]) == (logs[1]["weight"], logs[1]["bias"])
+    else:
+        losses = [[e.get("loss") for e in log["log_history"]] for log in logs]
+        assert losses[0] == losses[1] and None not in losses[0][:3]
+        assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    evals = [
+        {k: v for k, v in log["eval"].items() if "runtime" not in k and "per_second" not in k} for log in logs
+    ]
+    assert evals[0] == evals[1]
+    assert evals[0]["eval_num_steps"] == 12  # 4 held-out solutions x 3 steps
+
+
 # --- 2. collator ---------------------------------------------------------------------------------
 
 

@@ -180,12 +180,19 @@ def test_bad_search_options(tmp_path, prm_dir, small_policy_dir):
     assert not any((tmp_path / name).exists() for name in "abcd")
 
 
-def test_revision_chains_through_search_and_select(tmp_path, prm_dir, small_policy_dir):
-    """The shipped policy stands in for a reviser: what is tested is the plumbing, not its skill."""
-    out = tmp_path / "rev"
+@pytest.fixture(scope="module")
+def revision_run(tmp_path_factory, prm_dir, small_policy_dir):
+    """Revision chains of lengths 1, 2 and 4; the shipped policy stands in for a reviser (what is
+    tested is the plumbing, not its skill)."""
+    out = tmp_path_factory.mktemp("rev")
     args = search_args(out, prm_dir, small_policy_dir, "--methods", "revisions", "--reviser", str(small_policy_dir),
                        "--revision_lengths", "1", "2", "4")  # fmt: skip
     run_stage("search", args)
+    return out
+
+
+def test_revision_chains_through_search_and_select(tmp_path, revision_run):
+    out = revision_run
     rows = rows_of(load_sharded(out))
     first = [r for r in rows if r["problem_id"] == rows[0]["problem_id"]]
     assert sorted((r["budget"], r["chain_length"]) for r in first) == [
@@ -240,6 +247,51 @@ def test_revision_chains_through_search_and_select(tmp_path, prm_dir, small_poli
     pq.write_table(pa_table(rows0, table.schema), shard_path(broken, 0))
     with pytest.raises(InputError, match="revisions row 0 .*differ in length"):
         run_stage("orm-data", ["--search_dir", str(broken), "--output_dir", str(tmp_path / "orm2")])
+
+
+@pytest.mark.parametrize("prm_kind", ["token_classification", "likelihood"])
+def test_orm_data_trains_a_last_step_orm_end_to_end(prm_kind, tmp_path, revision_run, small_policy_dir):
+    """The README's path: ``ttc orm-data`` (bool labels, as TRL's stepwise datasets store them) ->
+    ``ttc train-prm --train_on_last_step_only true``. Each held-out attempt is one evaluated step, its
+    target the attempt's verdict, and the reported loss is the one recomputed here at the last step's
+    separator token."""
+    import datasets
+    import torch
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    from ttcompute.trainers.data import split_by_problem
+
+    orm_dir = tmp_path / "orm"
+    run_stage("orm-data", ["--search_dir", str(revision_run), "--output_dir", str(orm_dir)])
+    orm = load_sharded(orm_dir)
+    assert str(orm.features["labels"]) == "List(Value('bool'))"
+    assert 0 < sum(orm["correct"]) < len(orm)  # both verdicts occur, so a bool mix-up would show
+    prm_out = tmp_path / "orm_model"
+    log = run_stage(
+        "train-prm",
+        ["--model_name_or_path", str(small_policy_dir), "--dataset_name", str(orm_dir),
+         "--prm_kind", prm_kind, "--train_on_last_step_only", "true", "--max_length", "512",
+         "--max_steps", "2", "--eval_fraction", "0.34", "--report_to", "none", "--use_cpu", "true",
+         "--save_strategy", "no", "--output_dir", str(prm_out)],
+    )  # fmt: skip
+    _, held = split_by_problem(orm, 0.34, seed=42)
+    assert 0 < len(held) < len(orm)
+    assert log["eval"]["eval_num_steps"] == len(held)  # one per attempt, not one per token or step
+    if prm_kind == "likelihood":
+        return
+    tokenizer = AutoTokenizer.from_pretrained(prm_out)
+    model = AutoModelForTokenClassification.from_pretrained(prm_out).eval()
+    logits, targets = [], []
+    for row in datasets.Dataset.from_list(list(held)):
+        ids = tokenizer(row["prompt"]).input_ids
+        for step in row["completions"]:
+            ids += tokenizer(step + "\n\n", add_special_tokens=False).input_ids
+        assert len(ids) <= 512
+        with torch.no_grad():
+            logits.append(model(torch.tensor([ids])).logits[0, -1, 0].item())
+        targets.append(float(row["correct"]))
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(torch.tensor(logits), torch.tensor(targets))
+    assert log["eval"]["eval_loss"] == pytest.approx(loss.item(), abs=1e-4)
 
 
 def test_sigkill_mid_search_then_rerun_gives_the_uninterrupted_output(

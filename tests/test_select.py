@@ -63,3 +63,24 @@ def test_misaligned_row_is_rejected_by_row_number(tmp_path: Path, overrides: dic
     ):
         run_stage("select", ["--search_dir", str(out), "--output_dir", str(tmp_path / "sel")])
     assert not (tmp_path / "sel" / "accuracy.json").exists()
+
+
+def test_selections_keep_exact_values_through_parquet(tmp_path: Path) -> None:
+    """A 7B-scale FLOPs count (above 2**53, where a float column would round it), a row with no answer
+    at all, and search shards whose inferred types differ (shard 0's answers are ``list<null>``): the
+    records ``ttc compute-optimal`` reads back are exactly the ones selected."""
+    from ttcompute.eval.compute_optimal import load_selections
+
+    big = 3 * 2**55 + 7
+    out = tmp_path / "search"
+    prepare_output(out, "search", "test", 2, False)
+    write_shard(out, 0, [_row("a", answers=[None, None], correct=[False, False], policy_flops=big)])
+    write_shard(out, 1, [_row("b", prm_flops=big)])
+    run_stage("select", ["--search_dir", str(out), "--output_dir", str(tmp_path / "sel")])
+    records = {(r["problem_id"], r["strategy"]): r for r in load_selections([str(tmp_path / "sel")])}
+    assert records[("a", "majority")]["answer"] is None and records[("a", "majority")]["correct"] is False
+    assert records[("a", "best_of_n_weighted")]["total_flops"] == big + 5
+    assert records[("b", "best_of_n_weighted")]["total_flops"] == 10 + big
+    assert records[("b", "majority")]["total_flops"] == 10  # majority voting uses no verifier
+    assert records[("b", "best_of_n_weighted")]["answer"] == "2" and records[("b", "best_of_n")]["correct"]
+    assert all(r["bin"] is None for r in records.values())

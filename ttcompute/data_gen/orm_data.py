@@ -19,11 +19,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import yaml
 
 from ttcompute.errors import InputError
 
 logger = logging.getLogger(__name__)
+
+
+# ``labels`` are bools, as in TRL's stepwise-supervision datasets (``ttc train-prm`` casts them to
+# float); the schema is fixed so that no row set can change a column's type.
+ORM_SCHEMA = pa.schema(
+    [
+        ("problem_id", pa.string()),
+        ("question", pa.string()),
+        ("prompt", pa.string()),
+        ("completions", pa.list_(pa.string())),
+        ("labels", pa.list_(pa.bool_())),
+        ("correct", pa.bool_()),
+        ("position", pa.int64()),
+    ]
+)
 
 
 @dataclass
@@ -114,7 +130,7 @@ def run_orm_data(config: OrmDataConfig) -> dict[str, Any]:
     digest = config_hash(config_to_dict(config), ignore={"output_dir", "overwrite"})
     prepare_output(config.output_dir, "orm-data", digest, 1, config.overwrite)
     save_resolved_config(config.output_dir, "orm-data", config)
-    write_shard(config.output_dir, 0, out_rows)
+    write_shard(config.output_dir, 0, out_rows, ORM_SCHEMA)
     stats = {
         "stage": "orm-data",
         "num_rows": len(out_rows),

@@ -14,6 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
 from tqdm.auto import tqdm
 
 from ttcompute.errors import InputError
@@ -22,6 +23,24 @@ from ttcompute.tasks.problem import Problem
 from ttcompute.tasks.source_args import ProblemArgs
 
 logger = logging.getLogger(__name__)
+
+
+# Fixed: inferred, a shard whose answers are all None (no sample reached a final answer) became
+# list<null> and could not be read back beside the others.
+SAMPLE_SCHEMA = pa.schema(
+    [
+        ("problem_id", pa.string()),
+        ("question", pa.string()),
+        ("prompt", pa.string()),
+        ("gold_answer", pa.string()),
+        ("metadata", pa.string()),
+        ("completions", pa.list_(pa.string())),
+        ("answers", pa.list_(pa.string())),
+        ("correct", pa.list_(pa.bool_())),
+        ("num_tokens", pa.list_(pa.int64())),
+        ("finish_reasons", pa.list_(pa.string())),
+    ]
+)
 
 
 @dataclass
@@ -148,7 +167,7 @@ def run_sample(problem_args: ProblemArgs, gen_args: GenerationArgs, config: Samp
         rows = sample_rows(
             backend, shards[j], gen_args, n=config.num_samples, seed=config.seed * 1_000_003 + j
         )
-        write_shard(config.output_dir, j, rows)
+        write_shard(config.output_dir, j, rows, SAMPLE_SCHEMA)
         progress.update(len(shards[j]))
     progress.close()
 

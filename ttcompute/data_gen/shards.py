@@ -176,7 +176,29 @@ def load_sharded(output_dir: str | Path) -> datasets.Dataset:
     non_empty = [str(f) for f in files if pq.read_metadata(f).num_rows > 0]
     if not non_empty:
         return datasets.Dataset(pq.read_table(files[0]))
-    return datasets.Dataset.from_parquet(non_empty, keep_in_memory=False)
+    features = datasets.Features.from_arrow_schema(common_schema(non_empty))
+    return datasets.Dataset.from_parquet(non_empty, features=features, keep_in_memory=False)
+
+
+def common_schema(files: list[str | Path]) -> pa.Schema:
+    """The one schema every shard reads back as.
+
+    Outputs written before a stage fixed its schema may hold a shard whose types were inferred from
+    its own rows (``list<null>`` where every answer was None, int64 where another shard has double):
+    `datasets` would take the first file's types for all of them and fail, or cast values away. Only
+    widening promotions are allowed (null to anything, int to float); any other difference is an error.
+
+    Raises:
+        InputError: two shards disagree on a column in a way no lossless type covers.
+    """
+    schemas = [pq.read_schema(f) for f in files]
+    first = schemas[0].remove_metadata()
+    if all(s.remove_metadata() == first for s in schemas[1:]):
+        return schemas[0]
+    try:
+        return pa.unify_schemas(schemas, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+        raise InputError(f"{Path(files[0]).parent}: shards disagree on column types ({err})") from None
 
 
 class ShardReader:
@@ -193,6 +215,9 @@ class ShardReader:
         self.num_rows = [pq.read_metadata(f).num_rows for f in self.files]
         self.starts = [sum(self.num_rows[:i]) for i in range(len(self.files))]
         self.column_names = pq.read_schema(self.files[0]).names if self.files else []
+        non_empty = [f for f, n in zip(self.files, self.num_rows) if n]
+        # Every batch comes in one schema, whichever shard it was read from.
+        self.schema = common_schema(non_empty) if non_empty else None
         self._cached: tuple[Path, tuple[str, ...] | None, pa.Table] | None = None
 
     def __len__(self) -> int:
@@ -204,7 +229,8 @@ class ShardReader:
         """Every row, in order, as Arrow record batches of at most ``batch_size`` rows."""
         for path, count in zip(self.files, self.num_rows):
             if count:
-                yield from pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=columns)
+                for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=columns):
+                    yield self._conform(batch)
 
     def rows(self, start: int, end: int, columns: list[str] | None = None) -> list[dict[str, Any]]:
         """Rows ``start`` to ``end`` (exclusive) as dicts."""
@@ -225,8 +251,15 @@ class ShardReader:
         # Consecutive ranges usually fall in one input shard: decode it once, keep only that one.
         key = tuple(columns) if columns is not None else None
         if self._cached is None or self._cached[:2] != (path, key):
-            self._cached = (path, key, pq.read_table(path, columns=columns))
+            self._cached = (path, key, self._conform(pq.read_table(path, columns=columns)))
         return self._cached[2]
+
+    def _conform(self, data: pa.RecordBatch | pa.Table) -> pa.RecordBatch | pa.Table:
+        """``data`` in the output's common schema (`common_schema`), its own columns only."""
+        if self.schema is None:
+            return data
+        target = pa.schema([self.schema.field(name) for name in data.schema.names])
+        return data if data.schema.remove_metadata() == target else data.cast(target)
 
 
 def _atomic_write_text(path: Path, text: str) -> None:

@@ -128,8 +128,17 @@ def _read_parquet(path: Path) -> Iterator[tuple[str, Row]]:
 def _read_datasets(path_or_id: str, split: str) -> Iterator[tuple[str, Row]]:
     import datasets
 
+    local = Path(path_or_id)
     try:
-        dataset = datasets.load_dataset(path_or_id, _HUB_CONFIGS.get(path_or_id), split=split)
+        if (local / "state.json").is_file() or (local / "dataset_dict.json").is_file():
+            # Written by `save_to_disk` (as the trainers accept too): `load_dataset` refuses those.
+            dataset = datasets.load_from_disk(str(local))
+            if isinstance(dataset, datasets.DatasetDict):
+                if split not in dataset:
+                    raise ValueError(f"no split {split!r}; it has {sorted(dataset)}")
+                dataset = dataset[split]
+        else:
+            dataset = datasets.load_dataset(path_or_id, _HUB_CONFIGS.get(path_or_id), split=split)
     except (datasets.exceptions.DatasetNotFoundError, OSError, ValueError) as err:
         # ValueError covers an unknown split or a missing config name; OSError a missing file and
         # an unreachable (or offline) Hub -- ConnectionError is an OSError.

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+import pyarrow as pa
 
 from ttcompute.errors import InputError
 
@@ -17,10 +18,13 @@ def load_stepwise_dataset(name: str, split: str) -> datasets.Dataset:
     from ttcompute.data_gen.shards import MANIFEST, load_sharded
 
     if "," in name:
-        parts = [load_stepwise_dataset(part.strip(), split) for part in name.split(",") if part.strip()]
+        names = [part.strip() for part in name.split(",") if part.strip()]
+        parts = [load_stepwise_dataset(part, split) for part in names]
         columns = set.intersection(*(set(p.column_names) for p in parts))
+        parts = [p.remove_columns(sorted(set(p.column_names) - columns)) for p in parts]
+        features = _common_features(parts, names)
         return datasets.concatenate_datasets(
-            [p.remove_columns(sorted(set(p.column_names) - columns)) for p in parts]
+            [p if p.features == features else p.cast(features) for p in parts]
         )
 
     path = Path(name)
@@ -33,13 +37,42 @@ def load_stepwise_dataset(name: str, split: str) -> datasets.Dataset:
         return datasets.load_dataset(kind, data_files=str(path), split="train")
     if path.is_dir():
         try:
-            return datasets.load_from_disk(str(path))
+            saved = datasets.load_from_disk(str(path))
         except FileNotFoundError:
             return datasets.load_dataset(str(path), split=split)
+        if isinstance(saved, datasets.DatasetDict):
+            if split not in saved:
+                raise InputError(f"{name}: no split {split!r} (it has {', '.join(sorted(saved))})")
+            return saved[split]
+        return saved
     try:
         return datasets.load_dataset(name, split=split)
     except Exception as err:  # noqa: BLE001 - the Hub raises many types; the user needs one line
         raise InputError(f"{name}: cannot load the training data ({type(err).__name__}: {err})") from None
+
+
+def _common_features(parts: list[datasets.Dataset], names: list[str]) -> datasets.Features:
+    """The features several sources share: a column stored as bool in one (TRL's stepwise labels)
+    and as numbers in another (``ttc label``'s soft labels) becomes float64, never the first
+    source's type (a bool column would turn 0.25 into True)."""
+    schemas = [p.features.arrow_schema for p in parts]
+    fields = []
+    for field in schemas[0]:
+        types = [s.field(field.name).type for s in schemas]
+        if all(t == types[0] for t in types):
+            fields.append(field)
+        elif all(_is_number(t) for t in types):
+            fields.append(pa.field(field.name, pa.float64()))
+        elif all(pa.types.is_list(t) and _is_number(t.value_type) for t in types):
+            fields.append(pa.field(field.name, pa.list_(pa.float64())))
+        else:
+            kinds = ", ".join(f"{n}: {t}" for n, t in zip(names, types))
+            raise InputError(f"column {field.name!r} has different types in the sources ({kinds})")
+    return datasets.Features.from_arrow_schema(pa.schema(fields))
+
+
+def _is_number(kind: pa.DataType) -> bool:
+    return pa.types.is_boolean(kind) or pa.types.is_integer(kind) or pa.types.is_floating(kind)
 
 
 def split_by_problem(dataset: datasets.Dataset, fraction: float, seed: int):

@@ -86,6 +86,15 @@ class ShuffledLengthGroupedSampler(torch.utils.data.Sampler):
             yield from batch
 
 
+TOKENIZED_FEATURES = datasets.Features(
+    {
+        "input_ids": datasets.Sequence(datasets.Value("int64")),
+        "labels": datasets.Sequence(datasets.Value("int64")),
+        "length": datasets.Value("int64"),
+    }
+)
+
+
 class PolicyTrainer(Trainer):
     """Causal-LM pretraining on (prompt, completion) pairs with the loss on the completion only.
 
@@ -101,6 +110,8 @@ class PolicyTrainer(Trainer):
             self.tokenize,
             fn_kwargs={"tokenizer": processing_class},
             remove_columns=train_dataset.column_names,
+            # Fixed, or `map` keeps the type an input column of the same name had (a bool `labels`).
+            features=TOKENIZED_FEATURES,
             desc="Tokenizing",
         )
         self._lengths = tokenized["length"]

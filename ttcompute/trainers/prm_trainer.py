@@ -53,11 +53,24 @@ TRAINING_LOG = "training_log.json"
 IGNORE = -100.0
 
 
+# The columns of a tokenized example, fixed: `Dataset.map` otherwise keeps an input column's feature
+# type for an output column of the same name, and bool ``labels`` turned every -100 into True.
+TOKENIZED_FEATURES = datasets.Features(
+    {
+        "input_ids": datasets.Sequence(datasets.Value("int64")),
+        "labels": datasets.Sequence(datasets.Value("float32")),
+        "truncated": datasets.Value("bool"),
+    }
+)
+_LABEL_TYPES = (bool, int, float, np.bool_, np.integer, np.floating)
+
+
 def validate_stepwise_rows(dataset: datasets.Dataset, where: str, separator: str) -> None:
     """Reject rows a PRM cannot learn from, naming the row and field; nothing is trained or written.
 
     Checks: ``prompt`` is text; ``completions`` is a non-empty list of non-empty steps without the
-    separator inside them; ``labels`` has one finite value in [0, 1] (or a bool) per step.
+    separator inside them; ``labels`` has one finite value in [0, 1] (bool, int, float or numpy) per
+    step.
     """
     missing = {"prompt", "completions", "labels"} - set(dataset.column_names)
     if missing:
@@ -70,9 +83,9 @@ def validate_stepwise_rows(dataset: datasets.Dataset, where: str, separator: str
         at = f"{where}: row {i}"
         if not isinstance(prompt, str):
             raise InputError(f"{at}, field prompt: expected text, got {type(prompt).__name__}")
-        if isinstance(steps, str) or not isinstance(steps, Sequence):
+        if isinstance(steps, str) or not isinstance(steps, (Sequence, np.ndarray)):
             raise InputError(f"{at}, field completions: expected a list of steps, got {type(steps).__name__}")
-        if not steps:
+        if len(steps) == 0:
             raise InputError(f"{at}, field completions: no steps")
         for j, step in enumerate(steps):
             if not isinstance(step, str) or not step.strip():
@@ -82,15 +95,26 @@ def validate_stepwise_rows(dataset: datasets.Dataset, where: str, separator: str
                     f"{at}, field completions[{j}]: contains the step separator {separator!r}; "
                     "split it into steps (or set --step_separator)"
                 )
-        if isinstance(labels, str) or not isinstance(labels, Sequence):
+        if isinstance(labels, str) or not isinstance(labels, (Sequence, np.ndarray)):
             raise InputError(f"{at}, field labels: expected a list, got {type(labels).__name__}")
         if len(labels) != len(steps):
             raise InputError(f"{at}, field labels: {len(labels)} labels for {len(steps)} steps")
         for j, label in enumerate(labels):
-            if label is None or not isinstance(label, (bool, int, float)):
+            if not isinstance(label, _LABEL_TYPES):
                 raise InputError(f"{at}, field labels[{j}]: expected a number or bool, got {label!r}")
             if not (math.isfinite(label) and 0 <= label <= 1):
                 raise InputError(f"{at}, field labels[{j}]: {label!r} is not a value in [0, 1]")
+
+
+def with_float_labels(dataset: datasets.Dataset) -> datasets.Dataset:
+    """``dataset`` with its ``labels`` column cast to lists of float64, whatever they held (bool,
+    int, float): TRL's stepwise datasets and ``ttc orm-data`` store bools, ``ttc label`` floats, and
+    every step after this sees one type (a bool column would silently turn soft targets into bools).
+    """
+    target = datasets.Sequence(datasets.Value("float64"))
+    if dataset.features["labels"] == target:
+        return dataset
+    return dataset.cast_column("labels", target)
 
 
 class StepLabelCollator:
@@ -126,6 +150,45 @@ def step_metrics(eval_pred: EvalPrediction) -> dict[str, float]:
         "step_predicted_positive": float(np.mean(probs > 0.5)),
         "num_steps": int(mask.sum()),
     }
+
+
+def check_labelled_positions(
+    rows: datasets.Dataset, tokenized: datasets.Dataset, last_step_only: bool, name: str
+) -> None:
+    """Every untruncated example carries exactly one target per step (one with ``last_step_only``),
+    in order, each equal to that step's label.
+
+    A guard against silent type changes on the way to the trainer: when ``Dataset.map`` kept a bool
+    feature type, every token became a positive target and training went on, diluted.
+
+    Raises:
+        RuntimeError: naming the first example whose targets are not its labels.
+    """
+    import pyarrow.compute as pc
+
+    got = tokenized.with_format("arrow")[:]
+    want = rows.with_format("arrow")[:]["labels"]
+    lengths = pc.list_value_length(got["labels"]).to_numpy()
+    flat = np.asarray(pc.list_flatten(got["labels"]))
+    row = np.repeat(np.arange(len(lengths)), lengths)
+    is_target = flat != IGNORE
+    counts = np.bincount(row[is_target], minlength=len(lengths))
+    want_lengths = pc.list_value_length(want).to_numpy()
+    want_flat = np.asarray(pc.list_flatten(want), dtype=np.float64)
+    if last_step_only:
+        want_flat, want_lengths = want_flat[np.cumsum(want_lengths) - 1], np.ones_like(want_lengths)
+    whole = ~np.asarray(got["truncated"])
+    wrong = np.flatnonzero(whole & (counts != want_lengths))
+    if wrong.size:
+        i = int(wrong[0])
+        raise RuntimeError(
+            f"{name}: example {i} has {counts[i]} labelled tokens for {want_lengths[i]} labelled steps "
+            f"({wrong.size} examples like it): the labels changed type on the way to the trainer"
+        )
+    got_values = flat[is_target][whole[row[is_target]]]
+    want_values = want_flat[whole[np.repeat(np.arange(len(want_lengths)), want_lengths)]]
+    if not np.array_equal(got_values, want_values.astype(np.float32)):
+        raise RuntimeError(f"{name}: the targets on the labelled tokens are not the step labels")
 
 
 class PRMTrainer(Trainer):
@@ -172,6 +235,7 @@ class PRMTrainer(Trainer):
         if dataset is None:
             return None
         validate_stepwise_rows(dataset, name, args.step_separator)
+        dataset = with_float_labels(dataset)
         tokenized = dataset.map(
             self.tokenize,
             fn_kwargs={
@@ -181,8 +245,10 @@ class PRMTrainer(Trainer):
                 "train_on_last_step_only": args.train_on_last_step_only,
             },
             remove_columns=dataset.column_names,
+            features=TOKENIZED_FEATURES,
             desc=f"Tokenizing {name}",
         )
+        check_labelled_positions(dataset, tokenized, args.train_on_last_step_only, name)
         truncated = int(sum(tokenized["truncated"]))
         unlabelled = int(sum(1 for labels in tokenized["labels"] if all(v == IGNORE for v in labels)))
         if truncated:
@@ -411,10 +477,12 @@ def train_prm(config: PRMConfig) -> dict[str, Any]:
     # Validate everything before the first file is written.
     validate_stepwise_rows(train_dataset, config.dataset_name, config.step_separator)
     check_prompt_template(train_dataset, config.prompt_template, config.dataset_name)
+    train_dataset = with_float_labels(train_dataset)
     eval_dataset = None
     if config.eval_dataset_name:
         eval_dataset = load_stepwise_dataset(config.eval_dataset_name, config.dataset_split)
         validate_stepwise_rows(eval_dataset, config.eval_dataset_name, config.step_separator)
+        eval_dataset = with_float_labels(eval_dataset)
     elif config.eval_fraction > 0:
         train_dataset, eval_dataset = split_by_problem(train_dataset, config.eval_fraction, config.seed)
     if eval_dataset is not None and config.eval_strategy == "no":
@@ -535,8 +603,11 @@ def fit_likelihood_prm(
         eval_features = raw.features(
             _questions(eval_dataset, config.prompt_template), eval_dataset["completions"]
         )
+        eval_labels = [[float(v) for v in row] for row in eval_dataset["labels"]]
+        if config.train_on_last_step_only:  # evaluated on what it was fitted for, as the other kind is
+            eval_features, eval_labels = [f[-1:] for f in eval_features], [y[-1:] for y in eval_labels]
         x = torch.tensor([v for row in eval_features for v in row], dtype=torch.float64)
-        y = torch.tensor([float(v) for row in eval_dataset["labels"] for v in row], dtype=torch.float64)
+        y = torch.tensor([v for row in eval_labels for v in row], dtype=torch.float64)
         logits = weight * x + bias
         # The same step metrics the token-classification PRM logs during training.
         step = step_metrics(EvalPrediction(predictions=logits.numpy(), label_ids=y.numpy()))

@@ -155,6 +155,17 @@ def fit_trajectory(
     }
 
 
+FITTED_FEATURES = datasets.Features(
+    {
+        "prompt": datasets.Value("string"),
+        "completion": datasets.Value("string"),
+        "num_dropped": datasets.Value("int64"),
+        "num_beyond_context": datasets.Value("int64"),
+        "fits": datasets.Value("bool"),
+    }
+)
+
+
 def fit_trajectories(
     dataset: datasets.Dataset,
     tokenizer: PreTrainedTokenizerBase,
@@ -175,6 +186,8 @@ def fit_trajectories(
             "eos_token": eos_token,
         },
         remove_columns=dataset.column_names,
+        # Fixed, or `map` keeps the type an input column of the same name had (a user's `prompt`).
+        features=FITTED_FEATURES,
         desc=f"Fitting {name} prompts to {max_length} tokens",
     )
     fits = fitted["fits"]
