@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import MATH500
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
@@ -301,10 +302,7 @@ def test_sympy_prescreen_total(text: str) -> None:
 
 def test_sympy_prescreen_keeps_real_answers() -> None:
     # Every MATH-500 answer still reaches math-verify (the screen costs no accuracy there).
-    path = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "math500.jsonl"
-    if not path.is_file():
-        pytest.skip("shared/data/math500.jsonl not found next to the repository")
-    answers = [json.loads(line)["answer"] for line in path.read_text(encoding="utf-8").splitlines()]
+    answers = [json.loads(line)["answer"] for line in MATH500.read_text(encoding="utf-8").splitlines()]
     assert [a for a in answers if not grading._sympy_can_take(grading._unwrap(a))] == []
 
 

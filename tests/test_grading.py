@@ -10,31 +10,18 @@ import signal
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from pathlib import Path
 
 import math_verify.grader
 import pytest
+from conftest import MATH500
 
 from ttcompute.tasks import grading
 from ttcompute.tasks.arithmetic import generate_problems
 from ttcompute.tasks.grading import extract_answer, grade, is_equivalent, normalize_answer
 
 
-def _shared_data_dir() -> Path | None:
-    for candidate in (
-        Path(__file__).resolve().parents[2] / "shared" / "data",
-        Path(__file__).resolve().parents[1] / ".." / "shared" / "data",
-    ):
-        if candidate.is_dir():
-            return candidate
-    return None
-
-
 def _math500_rows() -> list[dict]:
-    data_dir = _shared_data_dir()
-    if data_dir is None or not (data_dir / "math500.jsonl").is_file():
-        pytest.skip("shared/data/math500.jsonl not found next to the repository")
-    with open(data_dir / "math500.jsonl", encoding="utf-8") as f:
+    with open(MATH500, encoding="utf-8") as f:
         return [json.loads(line) for line in f]
 
 

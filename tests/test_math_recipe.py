@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import MATH500
 
 from ttcompute.cli import STAGES
 from ttcompute.config import parse_stage_args
@@ -23,7 +24,6 @@ from ttcompute.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
 MATH_CONFIGS = REPO / "configs" / "math"
-MATH500 = REPO.parent / "shared" / "data" / "math500.jsonl"
 
 # config file -> the stage that reads it
 CONFIG_STAGES = {
@@ -67,12 +67,6 @@ def parse(name: str, *overrides: str) -> tuple:
 
 def raw(name: str) -> dict:
     return yaml.safe_load((MATH_CONFIGS / name).read_text())
-
-
-def math500() -> Path:
-    if not MATH500.is_file():
-        pytest.skip(f"{MATH500} not found (the shared data directory is missing)")
-    return MATH500
 
 
 def test_every_recipe_file_is_covered() -> None:
@@ -148,7 +142,7 @@ def test_sample_recipe_resolves(small_policy_dir) -> None:
     problem_args, gen, sample = parse(
         "sample.yaml",
         *("--model_name_or_path", str(small_policy_dir), "--backend", "transformers"),
-        *("--dataset", str(math500()), "--split", "test", "--num_problems", "3"),
+        *("--dataset", str(MATH500), "--split", "test", "--num_problems", "3"),
     )
     assert gen.backend_kwargs()["device"] is None and sample.num_samples == 64
     problems = problem_args.load()
@@ -235,7 +229,7 @@ def test_search_recipe_resolves(small_policy_dir) -> None:
     problem_args, gen, search = parse(
         "search.yaml",
         *("--model_name_or_path", str(small_policy_dir), "--backend", "transformers"),
-        *("--dataset", str(math500()), "--num_problems", "4", "--budgets", "1", "4"),
+        *("--dataset", str(MATH500), "--num_problems", "4", "--budgets", "1", "4"),
     )
     assert gen.backend == "transformers" and search.budgets == [1, 4]
     assert search.methods[-1] == "revisions" and search.reviser == "runs/math/reviser"

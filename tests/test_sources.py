@@ -11,6 +11,7 @@ import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import GSM8K_TEST_HEAD, MATH500
 
 from ttcompute.cli import run_stage
 from ttcompute.data_gen.shards import load_sharded
@@ -18,16 +19,6 @@ from ttcompute.errors import InputError
 from ttcompute.tasks.arithmetic import ArithmeticConfig, generate_problems
 from ttcompute.tasks.source_args import ProblemArgs
 from ttcompute.tasks.sources import MAX_ROW_WARNINGS, MalformedRow, load_gsm8k, load_math, load_problems
-
-
-def _shared_data_file(name: str) -> Path:
-    for data_dir in (
-        Path(__file__).resolve().parents[2] / "shared" / "data",
-        Path(__file__).resolve().parents[1] / ".." / "shared" / "data",
-    ):
-        if (data_dir / name).is_file():
-            return data_dir / name
-    pytest.skip(f"shared/data/{name} not found next to the repository")
 
 
 def _math_row(i: int, **overrides) -> dict:
@@ -52,25 +43,25 @@ def _write_jsonl(path: Path, rows: list) -> Path:
 
 
 def test_load_gsm8k_test_split() -> None:
-    problems = load_gsm8k(str(_shared_data_file("gsm8k_test.jsonl")))
-    assert len(problems) == 1319
+    problems = load_gsm8k(str(GSM8K_TEST_HEAD))
+    assert len(problems) == 500  # the shipped head of the split's 1319 rows
     assert problems[0].problem_id == "gsm8k-test-0"
     assert problems[0].question.startswith("Janet")
     assert problems[0].answer == "18"
     assert problems[146].answer == "2125"  # "#### 2,125"
-    assert problems[489].answer == "-10"
+    assert problems[489].answer == "-10"  # "#### -10"
     assert all("####" not in p.solution for p in problems)
     assert problems[0].solution.endswith("every day at the farmer’s market.")
-    assert len({p.problem_id for p in problems}) == 1319
+    assert len({p.problem_id for p in problems}) == 500
 
 
 def test_load_gsm8k_limit() -> None:
-    problems = load_gsm8k(str(_shared_data_file("gsm8k_test.jsonl")), limit=3)
+    problems = load_gsm8k(str(GSM8K_TEST_HEAD), limit=3)
     assert [p.answer for p in problems] == ["18", "3", "70000"]
 
 
 def test_load_math500_jsonl() -> None:
-    problems = load_math(str(_shared_data_file("math500.jsonl")))
+    problems = load_math(str(MATH500))
     assert len(problems) == 500
     first = problems[0]
     assert first.problem_id == "test/precalculus/807.json"
