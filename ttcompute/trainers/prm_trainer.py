@@ -154,9 +154,9 @@ def step_metrics(eval_pred: EvalPrediction) -> dict[str, float]:
 
 def check_labelled_positions(
     rows: datasets.Dataset, tokenized: datasets.Dataset, last_step_only: bool, name: str
-) -> None:
+) -> np.ndarray:
     """Every untruncated example carries exactly one target per step (one with ``last_step_only``),
-    in order, each equal to that step's label.
+    in order, each equal to that step's label. Returns each example's number of targets.
 
     A guard against silent type changes on the way to the trainer: when ``Dataset.map`` kept a bool
     feature type, every token became a positive target and training went on, diluted.
@@ -189,6 +189,7 @@ def check_labelled_positions(
     want_values = want_flat[whole[np.repeat(np.arange(len(want_lengths)), want_lengths)]]
     if not np.array_equal(got_values, want_values.astype(np.float32)):
         raise RuntimeError(f"{name}: the targets on the labelled tokens are not the step labels")
+    return counts
 
 
 class PRMTrainer(Trainer):
@@ -248,9 +249,9 @@ class PRMTrainer(Trainer):
             features=TOKENIZED_FEATURES,
             desc=f"Tokenizing {name}",
         )
-        check_labelled_positions(dataset, tokenized, args.train_on_last_step_only, name)
+        targets = check_labelled_positions(dataset, tokenized, args.train_on_last_step_only, name)
         truncated = int(sum(tokenized["truncated"]))
-        unlabelled = int(sum(1 for labels in tokenized["labels"] if all(v == IGNORE for v in labels)))
+        unlabelled = int((targets == 0).sum())
         if truncated:
             logger.warning(
                 "%s: %d of %d examples longer than max_length=%d were truncated from the right "
@@ -264,7 +265,7 @@ class PRMTrainer(Trainer):
         if name == "train":
             self.num_truncated = truncated
         if unlabelled:
-            tokenized = tokenized.filter(lambda row: any(v != IGNORE for v in row["labels"]))
+            tokenized = tokenized.select(np.flatnonzero(targets > 0))
         return tokenized.remove_columns("truncated")
 
     @staticmethod
