@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from collections import defaultdict
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
+from transformers import AutoModelForCausalLM
 
 from ttcompute.cli import run_stage
+from ttcompute.demo import CHECKPOINTS
 from ttcompute.errors import InputError
 from ttcompute.eval.report import flatten
+from ttcompute.tasks.arithmetic import parse_question
 
 REPO = Path(__file__).resolve().parents[1]
+COST_STAGES = ("samples", "prm/train_samples", "prm/train_labels", "prm/prm", "reviser/train_samples",
+               "reviser/reviser", "search", "difficulty_probe", "large_greedy")  # fmt: skip
 TOY = ["--fast", "true", "--num_problems", "6", "--num_samples", "4", "--budgets", "1", "2",
        "--prm_problems", "6", "--reviser_problems", "12", "--reviser_samples", "8"]  # fmt: skip
 
@@ -20,7 +28,9 @@ TOY = ["--fast", "true", "--num_problems", "6", "--num_samples", "4", "--budgets
 def test_demo_runs_end_to_end_and_resumes(tmp_path, monkeypatch, caplog):
     monkeypatch.chdir(REPO)  # the demo reads configs/
     out = tmp_path / "demo"
+    start = time.time()
     report = run_stage("demo", [*TOY, "--output_dir", str(out)])
+    elapsed = time.time() - start
     saved = json.loads((out / "report" / "report.json").read_text())
     flat = flatten(saved)
     for key in ("policy.small.pass_at_1", "policy.large.pass_at_1", "prm.first_error_f1", "reviser.pass_at_1_by_step",
@@ -29,6 +39,8 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path, monkeypatch, caplog):
                 "wall_seconds"):  # fmt: skip
         assert key in flat, key
     assert report["policy"] == saved["policy"] and saved["cost"]["total_flops"] > 0
+    assert 0 < saved["wall_seconds"] <= elapsed
+    _check_report_against_stage_outputs(out, saved)
     markdown = (out / "report" / "report.md").read_text()
     assert "![compute-optimal](compute_optimal_vs_best_of_n.png)" in markdown
     assert (out / "report" / "flops_matched.png").is_file()
@@ -38,6 +50,136 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path, monkeypatch, caplog):
     run_stage("demo", [*TOY, "--output_dir", str(out)])
     assert "train-prm: reusing" in caplog.text and "train-reviser: reusing" in caplog.text
     assert json.loads((out / "report" / "report.json").read_text())["search"] == saved["search"]
+
+
+def _rows(directory: Path) -> list[dict]:
+    """A stage's shards, read with pyarrow rather than the package's own reader."""
+    return [row for f in sorted(directory.glob("shard-*.parquet")) for row in pq.read_table(f).to_pylist()]
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _true_answer(question: str) -> str:
+    value, ops = parse_question(question)
+    for op, b in ops:
+        value = {"+": value + b, "-": value - b, "*": value * b}[op]
+    return str(value)
+
+
+def _parameters(checkpoint: Path) -> int:
+    return sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(checkpoint).parameters())
+
+
+def _check_report_against_stage_outputs(out: Path, report: dict) -> None:
+    """Every headline number of the report, recomputed from what the stages wrote (answers regraded
+    against the exact arithmetic, compute from token counts and parameters counted here), and the
+    numbers consistent with each other."""
+    small_params = _parameters(CHECKPOINTS / "policy_small")
+    large_params = _parameters(CHECKPOINTS / "policy_large")
+    assert report["policy"]["small"]["params"] == small_params
+    assert report["policy"]["large"]["params"] == large_params
+
+    def pass_at_1(rows: list[dict], per_problem: int) -> float:
+        assert len(rows) == 6 and all(len(row["answers"]) == per_problem for row in rows)
+        verdicts = []
+        for row in rows:
+            truth = _true_answer(row["question"])
+            assert row["gold_answer"] == truth and row["correct"] == [a == truth for a in row["answers"]]
+            verdicts += row["correct"]
+        return round(sum(verdicts) / len(verdicts), 4)
+
+    samples, large_greedy = _rows(out / "samples"), _rows(out / "large_greedy")
+    small_pass, large_pass = pass_at_1(samples, 4), pass_at_1(large_greedy, 1)
+    assert report["policy"]["small"]["pass_at_1"] == small_pass
+    assert report["policy"]["large"]["pass_at_1"] == large_pass
+    assert 0 < small_pass < large_pass  # README: 0.38 vs 0.92 at T=1; the large one is greedy here
+
+    # Oracle difficulty: each problem's pass@1 over its samples; harder problems never in easier bins.
+    difficulty = pq.read_table(out / "difficulty" / "difficulty.parquet").to_pylist()
+    per_problem = {row["problem_id"]: sum(row["correct"]) / len(row["correct"]) for row in samples}
+    assert {row["problem_id"]: row["pass_at_1"] for row in difficulty} == per_problem
+    bins = {row["problem_id"]: row["bin"] for row in difficulty}
+    assert all(bins[a] <= bins[b] for a in bins for b in bins if per_problem[a] > per_problem[b])
+
+    # Search accuracy: every selection is its search row's candidate, regraded; per family the best
+    # setting's mean over the problems.
+    search = _rows(out / "search")
+    gold = {row["problem_id"]: _true_answer(row["question"]) for row in search}
+    runs = {(row["problem_id"], row["method"], row["budget"]): row for row in search}
+    assert len(runs) == len(search) == 6 * 3 * 2  # best-of-N, beam search, revisions at budgets 1, 2
+    for row in search:
+        assert len(row["answers"]) == row["budget"] == row["generations"]
+        assert row["correct"] == [a == gold[row["problem_id"]] for a in row["answers"]]
+    hits = defaultdict(list)
+    for selection in pq.read_table(out / "select" / "selections.parquet").to_pylist():
+        run = runs[(selection["problem_id"], selection["method"], selection["budget"])]
+        assert selection["answer"] == run["answers"][selection["selected"]]
+        assert selection["correct"] == (selection["answer"] == gold[selection["problem_id"]])
+        hits[(selection["strategy"], str(selection["budget"]))].append(selection["correct"])
+    best: dict[str, dict[str, float]] = {}
+    for (strategy, budget), verdicts in hits.items():
+        assert len(verdicts) == 6
+        curve = best.setdefault(strategy.split(" ")[0], {})
+        curve[budget] = max(curve.get(budget, 0.0), round(sum(verdicts) / 6, 4))
+    assert report["search"] == best
+    # One candidate leaves every best-of-N rule the same pick.
+    assert report["search"]["majority"]["1"] == report["search"]["best_of_n_weighted"]["1"]
+
+    # Compute: each stage's record is 2 N D (inference) or 6 N D (training) of the tokens in its
+    # output, and the report's total is their sum.
+    for stage, params in (("samples", small_params), ("prm/train_samples", small_params),
+                          ("reviser/train_samples", small_params), ("large_greedy", large_params)):  # fmt: skip
+        tokens = sum(sum(row["num_tokens"]) for row in _rows(out / stage))
+        compute = _json(out / stage / "stats.json")["compute"]
+        assert compute["policy_tokens"] == tokens and compute["total_flops"] == 2 * params * tokens, stage
+    rollouts = sum(row["rollout_tokens"] for row in _rows(out / "prm" / "train_labels"))
+    assert (
+        _json(out / "prm" / "train_labels" / "stats.json")["compute"]["total_flops"]
+        == 2 * small_params * rollouts
+    )
+    # Smaller best-of-N budgets reuse the largest budget's candidates, so search pays for those once.
+    for problem in gold:
+        smaller, largest = runs[(problem, "best_of_n", 1)], runs[(problem, "best_of_n", 2)]
+        assert set(smaller["completions"]) <= set(largest["completions"])
+    paid = [row for row in search if row["method"] != "best_of_n" or row["budget"] == 2]
+    compute = _json(out / "search" / "stats.json")["compute"]
+    tokens = sum(row["policy_tokens"] for row in paid), sum(row["prm_tokens"] for row in paid)
+    assert (compute["policy_tokens"], compute["verifier_tokens"]) == tokens
+    assert compute["total_flops"] == 2 * small_params * sum(tokens)  # the likelihood PRM is the small policy
+    reviser = _json(out / "reviser" / "reviser" / "training_log.json")
+    assert reviser["training_flops"] == 6 * small_params * reviser["num_train_tokens"] > 0
+    by_stage = report["cost"]["by_stage"]
+    assert set(by_stage) == {str(out / d) for d in COST_STAGES}
+    for stage in COST_STAGES:
+        path = out / stage
+        if (path / "training_log.json").is_file():
+            recorded = _json(path / "training_log.json")["training_flops"]
+        else:
+            stats = _json(path / "stats.json")
+            recorded = (stats.get("compute") or stats["estimation_compute"])["total_flops"]
+        assert by_stage[str(path)] == recorded, stage
+    assert report["cost"]["total_flops"] == sum(by_stage.values())
+
+    # Compute-optimal and FLOPs-matched: accuracies, and the paper's budget X = M + 3 (M - 1) / R
+    # (both policies saw the same D_pretrain) with M counted here.
+    compute_optimal = report["compute_optimal"]
+    assert all(0 <= compute_optimal[b] <= 1 for b in ("1", "2"))
+    assert compute_optimal["efficiency_vs_best_of_n"] > 0
+    multiple = large_params / small_params
+    for ratio, generations in report["flops_matched_generations"].items():
+        assert abs(generations - (multiple + 3 * (multiple - 1) / float(ratio))) <= 0.005
+        assert generations > 2  # beyond the largest budget searched: the small model gets budget 2
+        table = report["flops_matched"][ratio]
+        assert table["all"] == {"small_ttc": compute_optimal["2"], "large": large_pass}
+        for group, row in table.items():
+            problems = [p for p in bins if group == "all" or str(bins[p]) == group]
+            large = [answer["correct"][0] for answer in large_greedy if answer["problem_id"] in problems]
+            assert problems and row["large"] == round(sum(large) / len(large), 4), (ratio, group)
+
+    assert 0 <= report["prm"]["first_error_f1"] <= 1 and 0 <= report["prm"]["label_agreement"] <= 1
+    assert all(0 <= v <= 1 for v in report["reviser"]["pass_at_1_by_step"])
 
 
 def test_demo_outside_the_repository_says_so(tmp_path, monkeypatch):

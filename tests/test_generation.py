@@ -11,6 +11,12 @@ from ttcompute.models.generation import GenerationBackend, SamplingParams, build
 from ttcompute.models.hf_backend import TransformersBackend, sample_next_token
 
 PROMPTS = ["Start at 3. Add 4.\n", "Start at 17. Multiply by 2. Subtract 5. Add 9.\n", "Start at 0.\n"]
+ARITHMETIC = [
+    "Start at 37. Add 8. Multiply by 2. Subtract 9.\n",
+    "Start at 5. Add 3.\n",
+    "Start at 12. Subtract 4. Multiply by 3. Add 7. Subtract 2. Add 9.\n",
+    "Start at 60. Subtract 9. Add 4.\n",
+]
 
 
 @pytest.fixture(scope="module")
@@ -79,11 +85,29 @@ def test_n_samples_seeded_and_reproducible(random_backend):
     assert [[c.text for c in row] for row in first] != [[c.text for c in row] for row in other]
 
 
-def test_length_finish_and_token_counts(random_backend, char_tokenizer):
-    [[completion]] = random_backend.generate(["Start at 5.\n"], SamplingParams(temperature=0, max_tokens=5))
-    if completion.finish_reason == "length":
-        assert completion.num_tokens == 5
-        assert len(char_tokenizer(completion.text, add_special_tokens=False)["input_ids"]) == 5
+def test_length_finish_and_token_counts(small_backend, char_tokenizer):
+    """A cap below some solutions' lengths: those end with "length" after exactly the cap's tokens, cut
+    from the uncapped solution; the others, one of them ending with EOS on the cap's last token, end
+    with "eos" and count the EOS. Expectations come from an uncapped run, so both cases surely occur."""
+    greedy = SamplingParams(temperature=0, max_tokens=160)
+    full = [c[0] for c in small_backend.generate(ARITHMETIC, greedy)]
+
+    def retokenized(text: str) -> int:
+        return len(char_tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    assert all(f.finish_reason == "eos" and f.num_tokens == retokenized(f.text) + 1 for f in full)
+    lengths = sorted(f.num_tokens for f in full)
+    assert len(set(lengths)) == len(lengths)
+    cap = lengths[1]  # the second shortest solution's EOS is the last token the cap allows
+    capped = small_backend.generate(ARITHMETIC, SamplingParams(temperature=0, max_tokens=cap))
+    assert sorted(c[0].finish_reason for c in capped) == ["eos", "eos", "length", "length"]
+    for [completion], uncapped in zip(capped, full):
+        if uncapped.num_tokens <= cap:
+            assert completion == uncapped
+        else:
+            assert completion.finish_reason == "length"
+            assert completion.num_tokens == retokenized(completion.text) == cap
+            assert uncapped.text.startswith(completion.text)
 
 
 def test_token_budget_splits_batches_without_changing_results(random_policy_dir):
@@ -128,14 +152,6 @@ def test_build_prompt_with_chat_template(char_tokenizer):
     )
     assert build_prompt("Q?", "{question}", tokenizer, use_chat_template=True) == "<user>Q?<assistant>"
     tokenizer.chat_template = None
-
-
-ARITHMETIC = [
-    "Start at 37. Add 8. Multiply by 2. Subtract 9.\n",
-    "Start at 5. Add 3.\n",
-    "Start at 12. Subtract 4. Multiply by 3. Add 7. Subtract 2. Add 9.\n",
-    "Start at 60. Subtract 9. Add 4.\n",
-]
 
 
 def test_rows_dropped_as_they_finish_change_no_greedy_output(small_backend):

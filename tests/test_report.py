@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import matplotlib.image
 import pytest
+from matplotlib.figure import Figure
 
 from ttcompute.cli import run_stage
 from ttcompute.data_gen.shards import prepare_output, write_shard
@@ -24,6 +27,16 @@ DOCUMENTED_KEYS = [
     "cost.total_flops",
     "wall_seconds",
 ]
+
+ACCURACY = {
+    "majority": {"1": 0.4, "4": 0.5},
+    "best_of_n_weighted": {"1": 0.4, "4": 0.6},
+    "beam_search M=4": {"4": 0.7},
+    "beam_search M=sqrt": {"4": 0.65},
+    "revisions L=1 weighted": {"1": 0.38, "4": 0.55},
+    "revisions L=4 weighted": {"4": 0.62},
+    "revisions L=4 majority": {"4": 0.5},
+}
 
 
 def _samples(path, correct: list[list[bool]], flops: int):
@@ -53,19 +66,10 @@ def stage_outputs(tmp_path):
     )
     d["select"] = tmp_path / "select"
     d["select"].mkdir()
-    accuracy = {
-        "majority": {"1": 0.4, "4": 0.5},
-        "best_of_n_weighted": {"1": 0.4, "4": 0.6},
-        "beam_search M=4": {"4": 0.7},
-        "beam_search M=sqrt": {"4": 0.65},
-        "revisions L=1 weighted": {"1": 0.38, "4": 0.55},
-        "revisions L=4 weighted": {"4": 0.62},
-        "revisions L=4 majority": {"4": 0.5},
-    }
     (d["select"] / "accuracy.json").write_text(
         json.dumps(
             {
-                "accuracy": {"all": accuracy, "1": accuracy},
+                "accuracy": {"all": ACCURACY, "1": ACCURACY},
                 "problems": {"all": 2, "1": 2},
                 "revisions": {
                     "pass_at_1_by_step": [0.5, 0.6],
@@ -106,7 +110,43 @@ def stage_outputs(tmp_path):
     return d
 
 
-def test_report_fills_every_documented_key_from_the_stage_outputs(stage_outputs, tmp_path):
+@pytest.fixture
+def saved_figures(monkeypatch) -> dict[str, Figure]:
+    """Every figure saved during the test, by file name: the plot helpers close their figures, but
+    the objects keep the lines they drew."""
+    figures: dict[str, Figure] = {}
+    savefig = Figure.savefig
+
+    def recording_savefig(self, fname, *args, **kwargs):
+        figures[Path(fname).name] = self
+        return savefig(self, fname, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", recording_savefig)
+    return figures
+
+
+def _panels(figure: Figure) -> dict[str, dict[str, dict[float, float]]]:
+    """``{panel title: {line label: {x: y}}}`` of what the figure drew."""
+    return {
+        axis.get_title(): {
+            line.get_label(): dict(zip(line.get_xdata().tolist(), line.get_ydata().tolist()))
+            for line in axis.get_lines()
+        }
+        for axis in figure.axes
+        if axis.get_lines()
+    }
+
+
+def _check_png(path: Path, figure: Figure) -> None:
+    """The file is that figure, rendered: its size in pixels, and far from blank."""
+    pixels = matplotlib.image.imread(path)
+    width, height = figure.get_size_inches() * 120  # the plots' dpi
+    assert pixels.shape[:2] == (round(height), round(width))
+    ink = (pixels[..., :3] < 0.9).any(axis=-1).mean()  # share of pixels that are not (near) white
+    assert 0.01 < ink < 0.5, ink
+
+
+def test_report_fills_every_documented_key_from_the_stage_outputs(stage_outputs, tmp_path, saved_figures):
     d = stage_outputs
     out = tmp_path / "report"
     run_stage(
@@ -137,7 +177,25 @@ def test_report_fills_every_documented_key_from_the_stage_outputs(stage_outputs,
 
     markdown = (out / "report.md").read_text()
     for image in ("accuracy_vs_budget.png", "revision_ratio.png"):
-        assert f"]({image})" in markdown and (out / image).stat().st_size > 10_000
+        assert f"]({image})" in markdown
+        _check_png(out / image, saved_figures[image])
+    # What the plots draw: the best setting of each family, the numbers of report.json, in one panel
+    # for all problems and one for the bin (the same table here) ...
+    search = {family: {int(b): a for b, a in curve.items()} for family, curve in report["search"].items()}
+    assert set(search) == {"majority", "best_of_n_weighted", "beam_search", "revisions"}
+    assert _panels(saved_figures["accuracy_vs_budget.png"]) == {
+        "all problems (n=2)": search,
+        "bin 1 (n=2)": search,
+    }
+    # ... and accuracy vs chain length L, one line per budget N, from the weighted revision rule only.
+    by_budget: dict[str, dict[int, float]] = {}
+    for strategy, curve in ACCURACY.items():
+        if strategy.startswith("revisions") and strategy.endswith("weighted"):
+            length = int(strategy.split()[1].removeprefix("L="))
+            for budget, accuracy in curve.items():
+                by_budget.setdefault(f"N = {budget}", {})[length] = accuracy
+    assert by_budget == {"N = 1": {1: 0.38}, "N = 4": {1: 0.55, 4: 0.62}}
+    assert _panels(saved_figures["revision_ratio.png"]) == {"Sequential / parallel ratio": by_budget}
     assert "**4.000x** fewer generations" in markdown and "| beam_search | - | 0.700 |" in markdown
 
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ttcompute.cli import run_stage
 from ttcompute.data_gen.shards import finished_shards, load_sharded
@@ -43,7 +44,7 @@ def sampled(small_policy_dir, tmp_path_factory) -> Path:
     return out
 
 
-def test_sample_output_columns_and_grades(sampled):
+def test_sample_output_columns_and_grades(sampled, small_policy_dir):
     data = load_sharded(sampled)
     assert len(data) == 12
     for column in (
@@ -56,22 +57,29 @@ def test_sample_output_columns_and_grades(sampled):
         "finish_reasons",
     ):
         assert column in data.column_names
-    graded = 0
+    tokenizer = AutoTokenizer.from_pretrained(small_policy_dir)
+    graded, recounted, reasons = 0, 0, []
     for row in data:
         assert len(row["completions"]) == len(row["correct"]) == len(row["num_tokens"]) == 4
         truth = _true_answer(row["question"])
         assert row["gold_answer"] == truth
-        for text, answer, correct, tokens in zip(
-            row["completions"], row["answers"], row["correct"], row["num_tokens"]
+        for text, answer, correct, tokens, reason in zip(
+            row["completions"], row["answers"], row["correct"], row["num_tokens"], row["finish_reasons"]
         ):
             assert correct == (answer == truth)  # independent grading of integer answers
-            assert tokens == len(text) + (1 if tokens > len(text) else 0)  # chars + EOS
+            # The text's own tokens, plus the EOS the text leaves out; a capped one used the whole cap.
+            expected = len(tokenizer(text, add_special_tokens=False)["input_ids"]) + (reason == "eos")
+            assert tokens == expected, (text, reason)
+            assert reason == "eos" or (reason == "length" and tokens == 160)
+            recounted += expected
+            reasons.append(reason)
             graded += 1
-    assert graded == 48
+    assert graded == 48 and "eos" in reasons
     stats = json.loads((sampled / "stats.json").read_text())
-    total_tokens = sum(sum(t) for t in data["num_tokens"])
-    assert stats["compute"]["policy_tokens"] == total_tokens
-    assert stats["compute"]["policy_flops"] == 2 * stats["compute"]["policy_parameters"] * total_tokens
+    parameters = sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(small_policy_dir).parameters())
+    assert stats["compute"]["policy_parameters"] == parameters
+    assert stats["compute"]["policy_tokens"] == recounted
+    assert stats["compute"]["policy_flops"] == 2 * parameters * recounted
     assert (sampled / "ttc_config.yaml").is_file()
 
 
