@@ -656,6 +656,8 @@ def test_output_of_older_label_rules_is_not_resumed(sampled, labelled, tmp_path,
     assert (out / "shard-00000.parquet").read_bytes() == before
 
 
+# Slow (~17 s): see tests/test_sampling.py's SIGKILL test; the search stage's stays in the default suite.
+@pytest.mark.slow
 def test_sigkill_mid_stage_then_rerun_gives_the_uninterrupted_output(sampled, labelled, tmp_path):
     from killing import kill_after_shards, run_ttc, shard_bytes
 

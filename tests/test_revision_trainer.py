@@ -617,6 +617,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# Slow (~25 s): the launch path is the PRM trainer's (trainers/launch.py), whose two-process ZeRO-2
+# test stays in the default suite.
+@pytest.mark.slow
 def test_zero2_two_process_launch(tmp_path, random_policy_dir):
     """``deepspeed --num_gpus 2`` with ZeRO-2 on two CPU processes (gloo); about 20 s."""
     pytest.importorskip("deepspeed", reason="deepspeed is not installed")

@@ -102,6 +102,9 @@ def test_refuses_to_mix_configs_and_keeps_finished_shards(small_policy_dir, samp
     assert (out / "shard-00000.parquet").read_bytes() == before
 
 
+# Slow (~19 s): the shard writer and resume are the ones every stage shares; the search stage's SIGKILL
+# test and the lost-shard tests keep them in the default suite.
+@pytest.mark.slow
 def test_resume_after_sigkill_matches_uninterrupted_run(small_policy_dir, sampled, tmp_path):
     from killing import kill_after_shards, run_ttc, shard_bytes
 
