@@ -294,6 +294,9 @@ def test_orm_data_trains_a_last_step_orm_end_to_end(prm_kind, tmp_path, revision
     assert log["eval"]["eval_loss"] == pytest.approx(loss.item(), abs=1e-4)
 
 
+# Slow (~22 s): the default suite keeps tests/test_revisions.py's SIGKILL test of the same shard
+# writer, and this file's lost-shard resume test.
+@pytest.mark.slow
 def test_sigkill_mid_search_then_rerun_gives_the_uninterrupted_output(
     search_run, tmp_path, prm_dir, small_policy_dir
 ):

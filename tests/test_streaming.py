@@ -58,6 +58,9 @@ def peak_rss_mib(args: list[str], report: Path) -> float:
     return int(report.read_text()) / 1024  # VmHWM is in kB
 
 
+# Slow, with the merge one: ttc revisions, the stage that held every completion before, stays in the
+# default suite on the same million completions.
+@pytest.mark.slow
 def test_difficulty_streams_a_million_completions(million_samples, tmp_path):
     out = tmp_path / "difficulty"
     peak = peak_rss_mib(
@@ -80,6 +83,7 @@ def test_revisions_streams_a_million_completions(million_samples, tmp_path):
     assert peak < PEAK_RSS_BOUND_MIB, f"ttc revisions peaked at {peak:.0f} MiB"
 
 
+@pytest.mark.slow
 def test_merge_and_its_stats_stream_a_million_completions(million_samples, tmp_path):
     out = tmp_path / "merged"
     peak = peak_rss_mib(

@@ -272,16 +272,10 @@ def _assert_same_weights(resumed: Path, reference: Path) -> None:
 # --- 1. SIGKILL mid-training, then the same command again ---------------------------------------------
 
 
-# train-prm in the default suite; the other two (~19 s each) are slow: the resume code is shared, and
-# their half-written-checkpoint tests and test_policy_training.py's resume test stay in the default suite.
-@pytest.mark.parametrize(
-    "stage",
-    [
-        "train-prm",
-        pytest.param("train-reviser", marks=pytest.mark.slow),
-        pytest.param("train-policy", marks=pytest.mark.slow),
-    ],
-)
+# Slow (~19 s each): the resume code is shared; the default suite keeps each trainer's in-process resume
+# test and the half-written-checkpoint tests.
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["train-prm", "train-reviser", "train-policy"])
 def test_sigkill_then_rerun_resumes_and_matches_an_uninterrupted_run(
     stage, tmp_path, random_policy_dir, hook_dir
 ):
