@@ -9,7 +9,9 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TTC_LOG_LEVEL", "WARNING")
 
+import socket  # noqa: E402
 from pathlib import Path  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -68,3 +70,87 @@ def likelihood_prm_dir(tmp_path_factory, small_policy_dir) -> Path:
     }
     (path / "likelihood_prm.json").write_text(json.dumps(spec))
     return path
+
+
+# --- helpers shared by the trainer tests (import them: `from conftest import write_rows`) ------------
+
+
+def write_rows(rows: dict[str, list], path: Path) -> Path:
+    """``rows`` (columns -> values) as a parquet file or, for any other suffix, JSON lines."""
+    import datasets
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dataset = datasets.Dataset.from_dict(rows)
+    if path.suffix == ".parquet":
+        dataset.to_parquet(str(path))
+    else:
+        dataset.to_json(str(path), lines=True)
+    return path
+
+
+def trainer_config(config_class, out: Path, policy: Path, data: Path, **overrides):
+    """A trainer config (``PRMConfig``, ``RevisionConfig``) for a 2-step CPU run without evaluation,
+    saving or reporting; ``overrides`` change any field."""
+    values = {
+        "output_dir": str(out),
+        "model_name_or_path": str(policy),
+        "dataset_name": str(data),
+        "max_steps": 2,
+        "per_device_train_batch_size": 4,
+        "logging_steps": 1,
+        "report_to": "none",
+        "use_cpu": True,
+        "save_strategy": "no",
+        "eval_fraction": 0.0,
+        "disable_tqdm": True,
+    }
+    values.update(overrides)
+    return config_class(**values)
+
+
+def files_under(path: Path) -> list[Path]:
+    return sorted(p for p in path.rglob("*") if p.is_file()) if path.exists() else []
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class FakeHfApi:
+    """``huggingface_hub.HfApi`` that records what a push asks for and never connects."""
+
+    instances: list[FakeHfApi] = []
+
+    def __init__(self, token=None, **kwargs):
+        self.token = token
+        self.created: list[tuple] = []  # (repo_id, private, exist_ok)
+        self.uploads: list[dict] = []  # upload_folder's arguments + the file names there at upload
+        FakeHfApi.instances.append(self)
+
+    def create_repo(self, repo_id, private=None, exist_ok=False, **kwargs):
+        self.created.append((repo_id, private, exist_ok))
+        return SimpleNamespace(repo_id=repo_id)
+
+    def upload_folder(self, **kwargs):
+        kwargs["files_at_upload"] = sorted(p.name for p in Path(kwargs["folder_path"]).iterdir())
+        self.uploads.append(kwargs)
+
+
+@pytest.fixture
+def offline_hub(monkeypatch):
+    """``HfApi`` replaced by `FakeHfApi` and every socket connect refused and recorded, so a push runs
+    to its end with no network; ``.connects`` lists what tried to connect."""
+    import huggingface_hub
+
+    connects: list = []
+
+    def no_network(self, address):
+        connects.append(address)
+        raise OSError("no network in tests")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHfApi)
+    FakeHfApi.instances = []
+    return SimpleNamespace(api=FakeHfApi, connects=connects)

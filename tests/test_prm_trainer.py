@@ -13,7 +13,6 @@ import math
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ import datasets
 import numpy as np
 import pytest
 import torch
+from conftest import FakeHfApi, files_under, free_port, trainer_config, write_rows
 from transformers import AutoModelForTokenClassification, AutoTokenizer, EvalPrediction
 
 from ttcompute.errors import InputError
@@ -66,34 +66,6 @@ def _rows(n: int, bad_every: int = 2) -> dict[str, list]:
     return {"prompt": prompts, "completions": completions, "labels": labels, "problem_id": problem_ids}
 
 
-def _write(rows: dict[str, list], path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    dataset = datasets.Dataset.from_dict(rows)
-    if path.suffix == ".parquet":
-        dataset.to_parquet(str(path))
-    else:
-        dataset.to_json(str(path), lines=True)
-    return path
-
-
-def _config(out: Path, policy: Path, data: Path, **overrides) -> PRMConfig:
-    values = {
-        "output_dir": str(out),
-        "model_name_or_path": str(policy),
-        "dataset_name": str(data),
-        "max_steps": 2,
-        "per_device_train_batch_size": 4,
-        "logging_steps": 1,
-        "report_to": "none",
-        "use_cpu": True,
-        "save_strategy": "no",
-        "eval_fraction": 0.0,
-        "disable_tqdm": True,
-    }
-    values.update(overrides)
-    return PRMConfig(**values)
-
-
 def _char_offsets(prompt: str, steps: list[str], sep: str) -> list[int]:
     """Label positions for the character tokenizer, from string lengths alone: <s> + one token per char."""
     positions, length = [], 1 + len(prompt)
@@ -120,10 +92,6 @@ def _step_logits(model, tokenizer, prompt: str, steps: list[str]) -> list[float]
     with torch.no_grad():
         logits = model(torch.tensor([ids])).logits[0, :, 0]
     return logits[positions].tolist()
-
-
-def _files_under(path: Path) -> list[Path]:
-    return sorted(p for p in path.rglob("*") if p.is_file()) if path.exists() else []
 
 
 # --- 1. tokenize ---------------------------------------------------------------------------------
@@ -190,7 +158,9 @@ def test_prepare_counts_truncated_rows_and_drops_rows_left_without_labels(tmp_pa
         "labels": [[1.0], [1.0, 0.0], [1.0, 0.5, 0.25]],
     }
     # max_length 12: row 0 (<s>1+1\n1+1=2\n\n, 12 tokens) fits; row 1 loses all labels; row 2 keeps one.
-    config = _config(tmp_path / "out", random_policy_dir, tmp_path / "unused", max_length=12)
+    config = trainer_config(
+        PRMConfig, tmp_path / "out", random_policy_dir, tmp_path / "unused", max_length=12
+    )
     trainer = PRMTrainer(
         model=model,
         args=config,
@@ -220,7 +190,7 @@ def _as_label_type(rows: dict[str, list], kind: str, tmp_path: Path) -> datasets
         from ttcompute.trainers.data import load_stepwise_dataset
 
         suffix = ".parquet" if kind == "parquet_bool" else ".jsonl"
-        return load_stepwise_dataset(str(_write(typed, tmp_path / f"steps{suffix}")), "train")
+        return load_stepwise_dataset(str(write_rows(typed, tmp_path / f"steps{suffix}")), "train")
     return datasets.Dataset.from_dict(typed)
 
 
@@ -238,7 +208,7 @@ def test_labels_of_every_type_land_on_their_steps_after_dataset_map(kind, tmp_pa
     eval_data = _as_label_type(held, kind, tmp_path / "eval")
     assert {"bool": "bool", "int": "int64"}.get(kind, "") in str(train_data.features["labels"])
 
-    config = _config(tmp_path / "out", random_policy_dir, tmp_path / "unused")
+    config = trainer_config(PRMConfig, tmp_path / "out", random_policy_dir, tmp_path / "unused")
     trainer = PRMTrainer(
         model=model, args=config, train_dataset=train_data, eval_dataset=eval_data, processing_class=tokenizer
     )
@@ -282,7 +252,7 @@ def test_a_label_type_lost_on_the_way_stops_training(tmp_path, random_policy_dir
     tokenizer = AutoTokenizer.from_pretrained(random_policy_dir)
     model = AutoModelForTokenClassification.from_pretrained(random_policy_dir, num_labels=1)
     bool_rows = _as_label_type(_rows(4), "bool", tmp_path)
-    config = _config(tmp_path / "out", random_policy_dir, tmp_path / "unused")
+    config = trainer_config(PRMConfig, tmp_path / "out", random_policy_dir, tmp_path / "unused")
     with pytest.raises(RuntimeError, match="labelled tokens for 3 labelled steps"):
         PRMTrainer(model=model, args=config, train_dataset=bool_rows, processing_class=tokenizer)
 
@@ -294,9 +264,11 @@ def test_bool_and_float_labels_train_the_same_prm(prm_kind, tmp_path, random_pol
     as_bool = {**rows, "labels": [[bool(v) for v in labels] for labels in rows["labels"]]}
     logs, weights = [], []
     for name, data in (("bool", as_bool), ("float", rows)):
-        path = _write(data, tmp_path / f"{name}.parquet")
+        path = write_rows(data, tmp_path / f"{name}.parquet")
         out = tmp_path / f"prm_{name}"
-        config = _config(out, random_policy_dir, path, max_steps=3, eval_fraction=0.25, prm_kind=prm_kind)
+        config = trainer_config(
+            PRMConfig, out, random_policy_dir, path, max_steps=3, eval_fraction=0.25, prm_kind=prm_kind
+        )
         logs.append(train_prm(config))
         if prm_kind == "token_classification":
             weights.append(AutoModelForTokenClassification.from_pretrained(out).state_dict())
@@ -349,7 +321,7 @@ def test_compute_loss_is_soft_bce_over_labelled_positions(tmp_path, random_polic
     rows["labels"] = [[0.9, 0.2, 0.7], [1.0, 0.0, 0.0], [0.5, 0.3, 1.0]]
     trainer = PRMTrainer(
         model=model,
-        args=_config(tmp_path / "out", random_policy_dir, tmp_path / "unused"),
+        args=trainer_config(PRMConfig, tmp_path / "out", random_policy_dir, tmp_path / "unused"),
         train_dataset=datasets.Dataset.from_dict(rows),
         processing_class=tokenizer,
     )
@@ -397,10 +369,12 @@ def test_train_prm_learns_the_step_labels_and_writes_a_usable_checkpoint(tmp_pat
     from ttcompute.models.prm import load_prm
 
     rows = _rows(24)
-    data = _write(rows, tmp_path / "data" / "steps.jsonl")
+    data = write_rows(rows, tmp_path / "data" / "steps.jsonl")
     out = tmp_path / "prm"
     # 24 rows / batch 4 = 6 steps per epoch; 48 steps = exactly 8 epochs.
-    config = _config(out, random_policy_dir, data, max_steps=48, learning_rate=3e-3, warmup_steps=0)
+    config = trainer_config(
+        PRMConfig, out, random_policy_dir, data, max_steps=48, learning_rate=3e-3, warmup_steps=0
+    )
     log = train_prm(config)
 
     losses = [(e["step"], e["loss"]) for e in log["log_history"] if "loss" in e]
@@ -491,9 +465,11 @@ def test_split_by_problem_holds_out_whole_problems():
 
 def test_train_prm_evaluates_held_out_problems(tmp_path, random_policy_dir):
     rows = _rows(24)  # 12 problems of 2 solutions
-    data = _write(rows, tmp_path / "steps.parquet")
+    data = write_rows(rows, tmp_path / "steps.parquet")
     out = tmp_path / "prm"
-    config = _config(out, random_policy_dir, data, max_steps=4, eval_fraction=0.25, learning_rate=1e-3)
+    config = trainer_config(
+        PRMConfig, out, random_policy_dir, data, max_steps=4, eval_fraction=0.25, learning_rate=1e-3
+    )
     log = train_prm(config)
 
     # 3 of 12 problems (6 rows) held out, whole.
@@ -520,9 +496,11 @@ def test_train_prm_evaluates_held_out_problems(tmp_path, random_policy_dir):
 
 
 def test_train_prm_uses_eval_dataset_name(tmp_path, random_policy_dir):
-    data = _write(_rows(8), tmp_path / "train.jsonl")
-    eval_data = _write(_rows(4, bad_every=4), tmp_path / "eval.jsonl")
-    config = _config(tmp_path / "prm", random_policy_dir, data, eval_dataset_name=str(eval_data))
+    data = write_rows(_rows(8), tmp_path / "train.jsonl")
+    eval_data = write_rows(_rows(4, bad_every=4), tmp_path / "eval.jsonl")
+    config = trainer_config(
+        PRMConfig, tmp_path / "prm", random_policy_dir, data, eval_dataset_name=str(eval_data)
+    )
     log = train_prm(config)
     assert log["num_train_examples"] == 8  # nothing split off the training data
     assert log["eval"]["eval_num_steps"] == 12
@@ -536,9 +514,10 @@ def test_lora_training_saves_a_merged_plain_checkpoint(tmp_path, random_policy_d
     from peft import PeftModel
     from safetensors.torch import load_file
 
-    data = _write(_rows(16), tmp_path / "steps.jsonl")
+    data = write_rows(_rows(16), tmp_path / "steps.jsonl")
     out = tmp_path / "prm"
-    config = _config(
+    config = trainer_config(
+        PRMConfig,
         out,
         random_policy_dir,
         data,
@@ -595,15 +574,15 @@ def _learning_rates(log: dict) -> dict[int, float]:
 
 
 def test_train_prm_resumes_from_the_last_checkpoint(tmp_path, random_policy_dir):
-    data = _write(_rows(16), tmp_path / "steps.jsonl")
+    data = write_rows(_rows(16), tmp_path / "steps.jsonl")
     out = tmp_path / "prm"
     common = {"save_strategy": "steps", "save_steps": 2, "warmup_steps": 0, "learning_rate": 1e-3}
 
-    first = train_prm(_config(out, random_policy_dir, data, max_steps=4, **common))
+    first = train_prm(trainer_config(PRMConfig, out, random_policy_dir, data, max_steps=4, **common))
     assert first["global_steps"] == 4
     assert {p.name for p in out.glob("checkpoint-*")} == {"checkpoint-2", "checkpoint-4"}
 
-    resumed = train_prm(_config(out, random_policy_dir, data, max_steps=6, **common))
+    resumed = train_prm(trainer_config(PRMConfig, out, random_policy_dir, data, max_steps=6, **common))
     assert resumed["global_steps"] == 6
     assert {p.name for p in out.glob("checkpoint-*")} == {"checkpoint-4", "checkpoint-6"}
     # Steps 1-4 come from the first run's checkpoint (a cosine schedule over 4 steps): a fresh run
@@ -617,7 +596,11 @@ def test_train_prm_resumes_from_the_last_checkpoint(tmp_path, random_policy_dir)
     }
 
     # overwrite_output_dir: from scratch, the 6-step schedule from step 1.
-    fresh = train_prm(_config(out, random_policy_dir, data, max_steps=6, overwrite_output_dir=True, **common))
+    fresh = train_prm(
+        trainer_config(
+            PRMConfig, out, random_policy_dir, data, max_steps=6, overwrite_output_dir=True, **common
+        )
+    )
     assert fresh["global_steps"] == 6
     fresh_lr = _learning_rates(fresh)
     assert sorted(fresh_lr) == [1, 2, 3, 4, 5, 6]
@@ -688,24 +671,24 @@ def _bad(mutate) -> dict[str, list]:
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_bad_rows_are_rejected_before_anything_is_written(case, tmp_path, random_policy_dir):
     mutate, fragments = BAD_INPUTS[case]
-    data = _write(_bad(mutate), tmp_path / "bad.parquet")
+    data = write_rows(_bad(mutate), tmp_path / "bad.parquet")
     out = tmp_path / "prm"
     with pytest.raises(InputError) as err:
-        train_prm(_config(out, random_policy_dir, data))
+        train_prm(trainer_config(PRMConfig, out, random_policy_dir, data))
     message = str(err.value)
     assert str(data) in message
     for fragment in fragments:
         assert fragment in message, message
-    assert _files_under(out) == []
+    assert files_under(out) == []
 
 
 def test_bad_eval_rows_are_rejected_before_anything_is_written(tmp_path, random_policy_dir):
-    data = _write(_rows(4), tmp_path / "train.jsonl")
-    eval_data = _write(_bad(_label_below_zero), tmp_path / "eval.parquet")
+    data = write_rows(_rows(4), tmp_path / "train.jsonl")
+    eval_data = write_rows(_bad(_label_below_zero), tmp_path / "eval.parquet")
     out = tmp_path / "prm"
     with pytest.raises(InputError, match=r"eval\.parquet: row 1, field labels\[0\]"):
-        train_prm(_config(out, random_policy_dir, data, eval_dataset_name=str(eval_data)))
-    assert _files_under(out) == []
+        train_prm(trainer_config(PRMConfig, out, random_policy_dir, data, eval_dataset_name=str(eval_data)))
+    assert files_under(out) == []
 
 
 @pytest.mark.parametrize(
@@ -726,47 +709,14 @@ def test_config_rejects_bad_values(tmp_path, bad, message):
 # --- 10. push to the Hub -------------------------------------------------------------------------
 
 
-class _FakeHfApi:
-    instances: list[_FakeHfApi] = []
-
-    def __init__(self, token=None, **kwargs):
-        self.token = token
-        self.created: list[tuple] = []
-        self.uploads: list[dict] = []
-        _FakeHfApi.instances.append(self)
-
-    def create_repo(self, repo_id, private=None, exist_ok=False, **kwargs):
-        self.created.append((repo_id, private, exist_ok))
-
-        class _RepoUrl:
-            pass
-
-        url = _RepoUrl()
-        url.repo_id = "me/tiny-prm"
-        return url
-
-    def upload_folder(self, **kwargs):
-        kwargs["files_at_upload"] = sorted(p.name for p in Path(kwargs["folder_path"]).iterdir())
-        self.uploads.append(kwargs)
-
-
 def test_push_to_hub_uploads_the_final_folder_once_without_the_token(
-    tmp_path, random_policy_dir, monkeypatch
+    tmp_path, random_policy_dir, offline_hub
 ):
-    import huggingface_hub
-
-    connects = []
-
-    def no_network(self, address):
-        connects.append(address)
-        raise OSError("no network in tests")
-
-    monkeypatch.setattr(socket.socket, "connect", no_network)
-    monkeypatch.setattr(huggingface_hub, "HfApi", _FakeHfApi)
-    _FakeHfApi.instances = []
-    data = _write(_rows(8), tmp_path / "steps.jsonl")
+    connects = offline_hub.connects
+    data = write_rows(_rows(8), tmp_path / "steps.jsonl")
     out = tmp_path / "prm"
-    config = _config(
+    config = trainer_config(
+        PRMConfig,
         out,
         random_policy_dir,
         data,
@@ -779,8 +729,8 @@ def test_push_to_hub_uploads_the_final_folder_once_without_the_token(
     assert connects == []  # building the config contacts nobody
     train_prm(config)
 
-    assert len(_FakeHfApi.instances) == 1
-    api = _FakeHfApi.instances[0]
+    assert len(FakeHfApi.instances) == 1
+    api = FakeHfApi.instances[0]
     assert api.token == "hf_SECRET"
     assert [repo for repo, _, _ in api.created] == ["me/tiny-prm"]
     assert len(api.uploads) == 1
@@ -796,7 +746,7 @@ def test_push_to_hub_uploads_the_final_folder_once_without_the_token(
 
     uploaded = [
         p
-        for p in _files_under(out)
+        for p in files_under(out)
         if not any(
             fnmatch.fnmatch(part, pattern)
             for part in p.relative_to(out).parts
@@ -806,7 +756,7 @@ def test_push_to_hub_uploads_the_final_folder_once_without_the_token(
     assert out / "ttc_config.yaml" in uploaded
     assert [p for p in uploaded if b"hf_SECRET" in p.read_bytes()] == []
     # push_prm promises the token "is never written to a file": not even in a local checkpoint.
-    leaks = [str(p.relative_to(out)) for p in _files_under(out) if b"hf_SECRET" in p.read_bytes()]
+    leaks = [str(p.relative_to(out)) for p in files_under(out) if b"hf_SECRET" in p.read_bytes()]
     assert leaks == [], f"hub token written to {leaks}"
 
 
@@ -816,7 +766,7 @@ def test_push_to_hub_uploads_the_final_folder_once_without_the_token(
 def test_cli_train_prm(tmp_path, random_policy_dir, capsys):
     from ttcompute.cli import main
 
-    data = _write(_rows(8), tmp_path / "steps.jsonl")
+    data = write_rows(_rows(8), tmp_path / "steps.jsonl")
     out = tmp_path / "prm"
     argv = ["train-prm", "--model_name_or_path", str(random_policy_dir), "--dataset_name", str(data)]
     argv += ["--output_dir", str(out), "--max_steps", "2", "--use_cpu", "true", "--report_to", "none"]
@@ -842,12 +792,6 @@ def test_cli_train_prm(tmp_path, random_policy_dir, capsys):
 # --- 12. ZeRO-2 on two CPU processes -------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def zero2_run(tmp_path_factory, random_policy_dir):
     """One ``deepspeed --num_gpus 2`` launch of train-prm with ZeRO-2 on CPU; 16 rows of equal length."""
@@ -862,9 +806,9 @@ def zero2_run(tmp_path_factory, random_policy_dir):
     rows["completions"] = [
         ["2*3=6", "1+6=7", "#### 7"] if i % 2 else ["2*3=6", "1+6=x", "#### 7"] for i in range(16)
     ]
-    data = _write(rows, root / "steps.jsonl")
+    data = write_rows(rows, root / "steps.jsonl")
     out = root / "prm"
-    command = [str(launcher), "--num_gpus", "2", "--master_port", str(_free_port())]
+    command = [str(launcher), "--num_gpus", "2", "--master_port", str(free_port())]
     command += ["--module", "ttcompute.cli", "train-prm", "--deepspeed", "configs/deepspeed/zero2.json"]
     command += ["--model_name_or_path", str(random_policy_dir), "--dataset_name", str(data)]
     command += ["--output_dir", str(out), "--max_steps", "2", "--per_device_train_batch_size", "2"]
@@ -945,9 +889,9 @@ def test_two_node_hostfile_launch_trains_one_model(tmp_path, random_policy_dir):
     launcher = Path(sys.executable).parent / "deepspeed"
     hostfile = tmp_path / "hostfile"
     hostfile.write_text("node0 slots=1\nnode1 slots=1\n")
-    data = _write(_rows(8), tmp_path / "steps.jsonl")
+    data = write_rows(_rows(8), tmp_path / "steps.jsonl")
     out = tmp_path / "prm"
-    port = str(_free_port())
+    port = str(free_port())
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ACCELERATE_", "LOCAL_RANK", "RANK"))}
     env.update(OMP_NUM_THREADS="1", TORCH_EXTENSIONS_DIR=str(REPO / ".cache" / "torch_extensions"))
     nodes = []

@@ -13,7 +13,6 @@ import json
 import math
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ import datasets
 import pytest
 import torch
 import yaml
+from conftest import FakeHfApi, files_under, free_port, trainer_config, write_rows
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ttcompute.errors import InputError
@@ -71,34 +71,6 @@ def _rows(num_problems: int, per_problem: int = 2, seed: int = 0) -> dict[str, l
     return rows
 
 
-def _write(rows: dict[str, list], path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    dataset = datasets.Dataset.from_dict(rows)
-    if path.suffix == ".parquet":
-        dataset.to_parquet(str(path))
-    else:
-        dataset.to_json(str(path), lines=True)
-    return path
-
-
-def _config(out: Path, policy: Path, data: Path, **overrides) -> RevisionConfig:
-    values = {
-        "output_dir": str(out),
-        "model_name_or_path": str(policy),
-        "dataset_name": str(data),
-        "max_steps": 2,
-        "per_device_train_batch_size": 4,
-        "logging_steps": 1,
-        "report_to": "none",
-        "use_cpu": True,
-        "save_strategy": "no",
-        "eval_fraction": 0.0,
-        "disable_tqdm": True,
-    }
-    values.update(overrides)
-    return RevisionConfig(**values)
-
-
 def _char_tokens(question: str, attempts: list[str], completion: str) -> int:
     """Tokens of <s> + reviser prompt + completion + </s> with the character tokenizer, from the
     format's definition written out (not from format_reviser_prompt)."""
@@ -128,10 +100,6 @@ def _expected_fit(rows: dict[str, list], max_length: int) -> tuple[list[int | No
             kept.append(max(fitting))
             dropped += len(recent) - max(fitting)
     return kept, dropped, skipped
-
-
-def _files_under(path: Path) -> list[Path]:
-    return sorted(p for p in path.rglob("*") if p.is_file()) if path.exists() else []
 
 
 def _trainable_state(path: Path) -> dict[str, torch.Tensor]:
@@ -188,7 +156,9 @@ def test_labels_mask_every_prompt_token_and_train_the_revision(tmp_path, random_
     rows = _rows(2, per_problem=1)
     rows["previous_attempts"][1] = [_wrong(rows["question"][1], 0), _wrong(rows["question"][1], 5)]
     fitted, _ = fit_trajectories(datasets.Dataset.from_dict(rows), tokenizer, 512, TEMPLATE)
-    config = _config(tmp_path / "out", random_policy_dir, tmp_path / "unused", max_length=512)
+    config = trainer_config(
+        RevisionConfig, tmp_path / "out", random_policy_dir, tmp_path / "unused", max_length=512
+    )
     trainer = RevisionTrainer(model=model, args=config, train_dataset=fitted, processing_class=tokenizer)
 
     features = [trainer.train_dataset[i] for i in range(2)]
@@ -240,14 +210,15 @@ def test_train_reviser_trains_and_writes_log_card_and_config(tmp_path, random_po
     rows["completion"].append(STEP_SEPARATOR.join(reference_steps(1, long_ops)))
     rows["num_previous"].append(0)
     rows["prompt"].append(format_reviser_prompt(rows["question"][-1], [], TEMPLATE))
-    data = _write(rows, tmp_path / "data" / "revisions.parquet")
+    data = write_rows(rows, tmp_path / "data" / "revisions.parquet")
     out = tmp_path / "reviser"
     expected_kept, expected_dropped, expected_skipped = _expected_fit(rows, max_length)
     assert expected_dropped > 0 and expected_skipped == 1
     n_train = len(rows["question"]) - expected_skipped
     # One epoch exactly: every kept example is seen once, so the tokens seen are their lengths.
     steps = 3
-    config = _config(
+    config = trainer_config(
+        RevisionConfig,
         out,
         random_policy_dir,
         data,
@@ -322,8 +293,10 @@ def test_train_reviser_trains_and_writes_log_card_and_config(tmp_path, random_po
 
 def test_train_reviser_holds_out_whole_problems_for_evaluation(tmp_path, random_policy_dir):
     rows = _rows(12, per_problem=2)  # 12 problems x 2 trajectories
-    data = _write(rows, tmp_path / "revisions.jsonl")
-    log = train_reviser(_config(tmp_path / "reviser", random_policy_dir, data, eval_fraction=0.25))
+    data = write_rows(rows, tmp_path / "revisions.jsonl")
+    log = train_reviser(
+        trainer_config(RevisionConfig, tmp_path / "reviser", random_policy_dir, data, eval_fraction=0.25)
+    )
     assert log["max_length"] == 512  # the model's context
     assert log["num_train_examples"] == 18 and log["eval_fit"]["num_examples"] == 6  # 3 problems held out
     assert {"eval_loss", "eval_mean_token_accuracy"} <= set(log["eval"])
@@ -337,9 +310,10 @@ def test_lora_training_saves_a_merged_plain_checkpoint(tmp_path, random_policy_d
     from peft import PeftModel
     from safetensors.torch import load_file
 
-    data = _write(_rows(8), tmp_path / "revisions.parquet")
+    data = write_rows(_rows(8), tmp_path / "revisions.parquet")
     out = tmp_path / "reviser"
-    config = _config(
+    config = trainer_config(
+        RevisionConfig,
         out,
         random_policy_dir,
         data,
@@ -385,15 +359,17 @@ def _learning_rates(log: dict) -> dict[int, float]:
 
 
 def test_train_reviser_resumes_from_the_last_checkpoint(tmp_path, random_policy_dir):
-    data = _write(_rows(8), tmp_path / "revisions.parquet")
+    data = write_rows(_rows(8), tmp_path / "revisions.parquet")
     out = tmp_path / "reviser"
     common = {"save_strategy": "steps", "save_steps": 2, "warmup_steps": 0, "learning_rate": 1e-3}
 
-    first = train_reviser(_config(out, random_policy_dir, data, max_steps=4, **common))
+    first = train_reviser(trainer_config(RevisionConfig, out, random_policy_dir, data, max_steps=4, **common))
     assert first["global_steps"] == 4
     assert {p.name for p in out.glob("checkpoint-*")} == {"checkpoint-2", "checkpoint-4"}
 
-    resumed = train_reviser(_config(out, random_policy_dir, data, max_steps=6, **common))
+    resumed = train_reviser(
+        trainer_config(RevisionConfig, out, random_policy_dir, data, max_steps=6, **common)
+    )
     assert resumed["global_steps"] == 6
     assert {p.name for p in out.glob("checkpoint-*")} == {"checkpoint-4", "checkpoint-6"}
     # Steps 1-4 come from the first run's checkpoint (a cosine schedule over 4 steps); a fresh run
@@ -404,7 +380,9 @@ def test_train_reviser_resumes_from_the_last_checkpoint(tmp_path, random_policy_
     assert resumed["num_train_tokens"] > first["num_train_tokens"]
 
     fresh = train_reviser(
-        _config(out, random_policy_dir, data, max_steps=6, overwrite_output_dir=True, **common)
+        trainer_config(
+            RevisionConfig, out, random_policy_dir, data, max_steps=6, overwrite_output_dir=True, **common
+        )
     )
     assert fresh["global_steps"] == 6
     assert _learning_rates(fresh)[2] == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * 1 / 6)))
@@ -455,28 +433,30 @@ def test_bad_rows_are_rejected_before_anything_is_written(case, tmp_path, random
     mutate, fragments = BAD_INPUTS[case]
     rows = _rows(2)
     mutate(rows)
-    data = _write(rows, tmp_path / "bad.jsonl")
+    data = write_rows(rows, tmp_path / "bad.jsonl")
     out = tmp_path / "reviser"
     with pytest.raises(InputError) as err:
-        train_reviser(_config(out, random_policy_dir, data))
+        train_reviser(trainer_config(RevisionConfig, out, random_policy_dir, data))
     message = str(err.value)
     assert str(data) in message
     for fragment in fragments:
         assert fragment in message, message
-    assert _files_under(out) == []
+    assert files_under(out) == []
 
 
 def test_bad_eval_rows_and_a_too_small_max_length_write_nothing(tmp_path, random_policy_dir):
-    data = _write(_rows(2), tmp_path / "train.parquet")
+    data = write_rows(_rows(2), tmp_path / "train.parquet")
     bad = _rows(2)
     _empty_completion(bad)
-    eval_data = _write(bad, tmp_path / "eval.parquet")
+    eval_data = write_rows(bad, tmp_path / "eval.parquet")
     out = tmp_path / "reviser"
     with pytest.raises(InputError, match=r"eval\.parquet: row 2, field completion"):
-        train_reviser(_config(out, random_policy_dir, data, eval_dataset_name=str(eval_data)))
+        train_reviser(
+            trainer_config(RevisionConfig, out, random_policy_dir, data, eval_dataset_name=str(eval_data))
+        )
     with pytest.raises(InputError, match="no trajectory fits max_length=20"):
-        train_reviser(_config(out, random_policy_dir, data, max_length=20))
-    assert _files_under(out) == []
+        train_reviser(trainer_config(RevisionConfig, out, random_policy_dir, data, max_length=20))
+    assert files_under(out) == []
 
 
 @pytest.mark.parametrize(
@@ -496,45 +476,13 @@ def test_config_rejects_bad_values(tmp_path, bad, message):
 # --- 7. push to the Hub: once, and the token never in a file ----------------------------------------
 
 
-class _FakeHfApi:
-    instances: list[_FakeHfApi] = []
-
-    def __init__(self, token=None, **kwargs):
-        self.token = token
-        self.created: list[str] = []
-        self.uploads: list[dict] = []
-        _FakeHfApi.instances.append(self)
-
-    def create_repo(self, repo_id, private=None, exist_ok=False, **kwargs):
-        self.created.append(repo_id)
-
-        class _RepoUrl:
-            pass
-
-        url = _RepoUrl()
-        url.repo_id = repo_id
-        return url
-
-    def upload_folder(self, **kwargs):
-        self.uploads.append(kwargs)
-
-
-def test_push_to_hub_uploads_once_and_the_token_is_in_no_file(tmp_path, random_policy_dir, monkeypatch):
-    import huggingface_hub
-
-    connects = []
-
-    def no_network(self, address):
-        connects.append(address)
-        raise OSError("no network in tests")
-
-    monkeypatch.setattr(socket.socket, "connect", no_network)
-    monkeypatch.setattr(huggingface_hub, "HfApi", _FakeHfApi)
-    _FakeHfApi.instances = []
+def test_push_to_hub_uploads_once_and_the_token_is_in_no_file(tmp_path, random_policy_dir, offline_hub):
+    connects = offline_hub.connects
     secret = "hf_PLANTEDsecret123"
-    data = _write(_rows(4), tmp_path / "revisions.parquet")
+    data = write_rows(_rows(4), tmp_path / "revisions.parquet")
     out = tmp_path / "reviser"
-    config = _config(
+    config = trainer_config(
+        RevisionConfig,
         out,
         random_policy_dir,
         data,
@@ -546,9 +494,9 @@ def test_push_to_hub_uploads_once_and_the_token_is_in_no_file(tmp_path, random_p
     )
     train_reviser(config)
 
-    assert len(_FakeHfApi.instances) == 1
-    api = _FakeHfApi.instances[0]
-    assert api.token == secret and api.created == ["me/tiny-reviser"]
+    assert len(FakeHfApi.instances) == 1
+    api = FakeHfApi.instances[0]
+    assert api.token == secret and [repo for repo, _, _ in api.created] == ["me/tiny-reviser"]
     assert len(api.uploads) == 1 and Path(api.uploads[0]["folder_path"]) == out
     assert "checkpoint-*" in api.uploads[0]["ignore_patterns"]
     assert (out / "checkpoint-2" / "training_args.bin").is_file()  # a pickled config was written
@@ -556,7 +504,7 @@ def test_push_to_hub_uploads_once_and_the_token_is_in_no_file(tmp_path, random_p
     assert connects == []
     uploaded = [
         p
-        for p in _files_under(out)
+        for p in files_under(out)
         if not any(
             fnmatch.fnmatch(part, pat)
             for part in p.relative_to(out).parts
@@ -566,7 +514,7 @@ def test_push_to_hub_uploads_once_and_the_token_is_in_no_file(tmp_path, random_p
     assert {"README.md", "config.json", "model.safetensors", "training_log.json", "ttc_config.yaml"} <= {
         p.name for p in uploaded
     }
-    leaks = [str(p.relative_to(out)) for p in _files_under(out) if secret.encode() in p.read_bytes()]
+    leaks = [str(p.relative_to(out)) for p in files_under(out) if secret.encode() in p.read_bytes()]
     assert leaks == [], f"hub token written to {leaks}"
 
 
@@ -576,7 +524,7 @@ def test_push_to_hub_uploads_once_and_the_token_is_in_no_file(tmp_path, random_p
 def test_cli_runs_the_recipe_on_the_small_policy(tmp_path, small_policy_dir):
     from ttcompute.cli import main
 
-    data = _write(_rows(6), tmp_path / "revisions.parquet")
+    data = write_rows(_rows(6), tmp_path / "revisions.parquet")
     out = tmp_path / "reviser"
     argv = ["train-reviser", "--config", str(REPO / "configs" / "reviser.yaml")]
     argv += ["--model_name_or_path", str(small_policy_dir), "--dataset_name", str(data)]
@@ -611,12 +559,6 @@ def test_help_lists_the_reviser_options(capsys):
 # --- 9. ZeRO-2 on two CPU processes -------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # Slow (~25 s): the launch path is the PRM trainer's (trainers/launch.py), whose two-process ZeRO-2
 # test stays in the default suite.
 @pytest.mark.slow
@@ -626,9 +568,9 @@ def test_zero2_two_process_launch(tmp_path, random_policy_dir):
     launcher = Path(sys.executable).parent / "deepspeed"
     if not launcher.is_file():
         pytest.skip(f"no deepspeed launcher at {launcher}")
-    data = _write(_rows(8), tmp_path / "revisions.parquet")  # 16 trajectories
+    data = write_rows(_rows(8), tmp_path / "revisions.parquet")  # 16 trajectories
     out = tmp_path / "reviser"
-    command = [str(launcher), "--num_gpus", "2", "--master_port", str(_free_port())]
+    command = [str(launcher), "--num_gpus", "2", "--master_port", str(free_port())]
     command += ["--module", "ttcompute.cli", "train-reviser", "--deepspeed", "configs/deepspeed/zero2.json"]
     command += ["--model_name_or_path", str(random_policy_dir), "--dataset_name", str(data)]
     command += ["--output_dir", str(out), "--max_steps", "2", "--per_device_train_batch_size", "2"]
@@ -666,11 +608,13 @@ def test_report_to_wandb_runs_offline(tmp_path, random_policy_dir, monkeypatch):
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb_dir"))
     monkeypatch.setenv("WANDB_SILENT", "true")
     (tmp_path / "wandb_dir").mkdir()
-    data = _write(_rows(4), tmp_path / "revisions.parquet")
+    data = write_rows(_rows(4), tmp_path / "revisions.parquet")
     import wandb
 
     try:
-        log = train_reviser(_config(tmp_path / "reviser", random_policy_dir, data, report_to="wandb"))
+        log = train_reviser(
+            trainer_config(RevisionConfig, tmp_path / "reviser", random_policy_dir, data, report_to="wandb")
+        )
     finally:
         # The trainer leaves its run open (a `ttc` process ends it by exiting), and W&B keeps
         # process-wide settings (WANDB_DIR): later tests need the run ended and a fresh set-up.

@@ -19,16 +19,15 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import datasets
 import pytest
 import torch
+from conftest import free_port, write_rows
 from safetensors.torch import load_file, save_file
 
 from ttcompute.cli import run_stage
@@ -86,11 +85,6 @@ if os.environ.get("TTC_TEST_JOURNAL") and _ttc_cli():
 # --- data and commands -----------------------------------------------------------------------------
 
 
-def _write(rows: dict[str, list], path: Path) -> Path:
-    datasets.Dataset.from_dict(rows).to_json(str(path), lines=True)
-    return path
-
-
 def _prm_rows(n: int) -> dict[str, list]:
     """``n`` solutions of ``a+b*c``; every second one goes wrong at its second step."""
     rows: dict[str, list] = {"prompt": [], "completions": [], "labels": [], "problem_id": []}
@@ -133,13 +127,13 @@ def _stage_args(stage: str, root: Path, policy: Path, output_dir: Path, cpu: boo
     if stage == "train-prm":
         data = root / "steps.jsonl"
         if not data.exists():
-            _write(_prm_rows(20), data)
+            write_rows(_prm_rows(20), data)
         args = ["--model_name_or_path", str(policy), "--dataset_name", str(data)]
         args += ["--per_device_train_batch_size", "4", "--eval_fraction", "0", "--learning_rate", "1e-3"]
     elif stage == "train-reviser":
         data = root / "revisions.jsonl"
         if not data.exists():
-            _write(_revision_rows(24), data)
+            write_rows(_revision_rows(24), data)
         args = ["--model_name_or_path", str(policy), "--dataset_name", str(data)]
         args += ["--per_device_train_batch_size", "4", "--eval_fraction", "0", "--learning_rate", "1e-3"]
     else:
@@ -498,17 +492,11 @@ def test_no_complete_checkpoint_means_a_fresh_start(tmp_path):
 # --- 4. DeepSpeed: two CPU processes (gloo), SIGKILL the launcher's group, rerun ------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _deepspeed_command(stage: str, zero: str, args: list[str]) -> list[str]:
     launcher = Path(sys.executable).parent / "deepspeed"
     if not launcher.is_file():
         pytest.skip(f"no deepspeed launcher at {launcher}")
-    command = [str(launcher), "--num_gpus", "2", "--master_port", str(_free_port())]
+    command = [str(launcher), "--num_gpus", "2", "--master_port", str(free_port())]
     command += ["--module", "ttcompute.cli", stage, "--deepspeed", f"configs/deepspeed/{zero}.json"]
     # Two ranks of 2 rows make the global batch of 4 that the single-process runs use.
     i = args.index("--per_device_train_batch_size")
@@ -536,7 +524,7 @@ def test_deepspeed_sigkill_then_rerun_resumes_on_two_ranks(
     assert checkpoint_problem(out / "checkpoint-4") is None
 
     rerun_journal = tmp_path / "journal-rerun"
-    command[command.index("--master_port") + 1] = str(_free_port())
+    command[command.index("--master_port") + 1] = str(free_port())
     _run(command, _hook_env(hook_dir, rerun_journal), tmp_path / "rerun.log")
     assert _journal(rerun_journal, 0) == _journal(rerun_journal, 1) == [5, 6, 7, 8]
     rerun_log = (tmp_path / "rerun.log").read_text()
