@@ -189,7 +189,7 @@ def common_schema(files: list[str | Path]) -> pa.Schema:
     widening promotions are allowed (null to anything, int to float); any other difference is an error.
 
     Raises:
-        InputError: two shards disagree on a column in a way no lossless type covers.
+        InputError: two shards disagree on a column in a way no widening covers.
     """
     schemas = [pq.read_schema(f) for f in files]
     first = schemas[0].remove_metadata()
