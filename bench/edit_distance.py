@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--problems", type=int, default=200)
     parser.add_argument("--length", type=int, default=1000)
     args = parser.parse_args()
-    from ttcompute.data_gen.revisions import problem_trajectories
+    from ttcompute.data_gen.trajectories import problem_trajectories
 
     rng = random.Random(0)
     problems = [solutions(rng, args.length, 64) for _ in range(args.problems)]

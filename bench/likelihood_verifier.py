@@ -39,7 +39,7 @@ def step_min_logprobs(model, tokenizer, question: str, steps: list[str], separat
 
 
 def features(model, tokenizer, path: Path) -> tuple[list[list[float]], list[int]]:
-    from ttcompute.data_gen.shards import load_sharded
+    from ttcompute.core.shards import load_sharded
     from ttcompute.tasks.arithmetic import STEP_SEPARATOR, first_wrong_step
 
     scores, truth = [], []

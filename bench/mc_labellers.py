@@ -25,7 +25,7 @@ import yaml
 
 
 def load(path: Path) -> dict[tuple[str, int], dict]:
-    from ttcompute.data_gen.shards import load_sharded
+    from ttcompute.core.shards import load_sharded
 
     return {(r["problem_id"], r["sample_index"]): r for r in load_sharded(path)}
 

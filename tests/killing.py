@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from ttcompute.data_gen.shards import finished_shards
+from ttcompute.core.shards import finished_shards
 
 TTC = str(Path(sys.executable).parent / "ttc")
 

@@ -10,7 +10,7 @@ import random
 
 import pytest
 
-from ttcompute.errors import InputError
+from ttcompute.core.errors import InputError
 from ttcompute.tasks.arithmetic import (
     ArithmeticConfig,
     first_wrong_step,
@@ -252,7 +252,7 @@ def test_infeasible_knobs_are_rejected_not_recursed_on():
     with pytest.raises(ValueError, match="cannot build"):
         generate_problems(20, seed=0, cfg=cfg)
     # Through the problem loader the same knobs are a one-line input error.
-    from ttcompute.errors import InputError
+    from ttcompute.core.errors import InputError
     from ttcompute.tasks.sources import load_problems
 
     with pytest.raises(InputError, match="arithmetic task: cannot build"):

@@ -1,4 +1,4 @@
-"""Tests for the ``ttc`` command line (ttcompute.cli) and its config system (ttcompute.config).
+"""Tests for the ``ttc`` command line (ttcompute.cli) and its config system (ttcompute.core.config).
 
 Stages are run in-process through ``main`` so that errors are checked as a user sees them (return code and
 one stderr line); only stage error paths run here, never a model.
@@ -19,14 +19,14 @@ from pathlib import Path
 import pytest
 
 from ttcompute.cli import STAGES, main
-from ttcompute.config import config_hash, config_to_dict, parse_stage_args, save_resolved_config
+from ttcompute.core.config import config_hash, config_to_dict, parse_stage_args, save_resolved_config
+from ttcompute.core.shards import prepare_output, write_json, write_shard
 from ttcompute.data_gen.difficulty import DifficultyConfig
-from ttcompute.data_gen.sampling import SampleConfig
-from ttcompute.data_gen.shards import prepare_output, write_json, write_shard
-from ttcompute.models.generation import GenerationArgs
-from ttcompute.tasks.source_args import ProblemArgs
+from ttcompute.data_gen.sample import SampleConfig
+from ttcompute.models.generation import GeneratorConfig
+from ttcompute.tasks.problem_config import ProblemConfig
 
-SAMPLE_TYPES = (ProblemArgs, GenerationArgs, SampleConfig)
+SAMPLE_TYPES = (ProblemConfig, GeneratorConfig, SampleConfig)
 
 
 @pytest.fixture(autouse=True)
@@ -302,7 +302,7 @@ def test_resolved_difficulty_config_round_trips(tmp_path):
 
 
 def test_resolved_config_with_a_dash_value_round_trips(tmp_path):
-    configs = (ProblemArgs(), GenerationArgs(prompt_template="-{question}"), SampleConfig())
+    configs = (ProblemConfig(), GeneratorConfig(prompt_template="-{question}"), SampleConfig())
     path = save_resolved_config(tmp_path, "sample", *configs)
     assert parse_stage_args(SAMPLE_TYPES, ["--config", str(path)], prog="ttc sample") == configs
 
@@ -311,7 +311,7 @@ def test_resolved_config_with_a_dash_value_round_trips(tmp_path):
 
 
 def test_config_hash_ignores_ignored_keys_only():
-    base = config_to_dict(ProblemArgs(), GenerationArgs(model_name_or_path="./m"), SampleConfig())
+    base = config_to_dict(ProblemConfig(), GeneratorConfig(model_name_or_path="./m"), SampleConfig())
     ignore = {"output_dir", "overwrite", "shard"}
     digest = config_hash(base, ignore=ignore)
     # Independent computation of the documented recipe.
@@ -361,8 +361,8 @@ def _foreign_sample_dir(path: Path) -> dict[str, bytes]:
     save_resolved_config(
         path,
         "sample",
-        ProblemArgs(num_problems=1),
-        GenerationArgs(model_name_or_path="./other"),
+        ProblemConfig(num_problems=1),
+        GeneratorConfig(model_name_or_path="./other"),
         SampleConfig(),
     )
     write_json(path / "stats.json", {"stage": "sample", "num_problems": 1})
@@ -451,15 +451,15 @@ def test_difficulty_on_a_missing_samples_dir(tmp_path, capsys):
 def test_a_trainer_saved_config_parses_back():
     """`ttc <stage> --config <output>/ttc_config.yaml` must rerun: no empty list (which has no flag
     form) and no masked token placeholder is written, so none is read back."""
-    from ttcompute.config import config_to_dict, parse_stage_args
-    from ttcompute.tasks.source_args import ProblemArgs
+    from ttcompute.core.config import config_to_dict, parse_stage_args
+    from ttcompute.tasks.problem_config import ProblemConfig
     from ttcompute.trainers.policy_config import PolicyConfig
 
     saved = (
         Path(__file__).resolve().parents[1] / "ttcompute" / "checkpoints" / "policy_small" / "ttc_config.yaml"
     )
     problem_args, config = parse_stage_args(
-        (ProblemArgs, PolicyConfig), ["--config", str(saved)], prog="ttc train-policy"
+        (ProblemConfig, PolicyConfig), ["--config", str(saved)], prog="ttc train-policy"
     )
     assert config.hub_token is None and config.debug in ([], "", None)
     saved_values = config_to_dict(config)

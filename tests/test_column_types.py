@@ -10,15 +10,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from ttcompute.cli import run_stage
-from ttcompute.data_gen.sampling import SAMPLE_SCHEMA, sample_stats
-from ttcompute.data_gen.shards import (
+from ttcompute.core.errors import InputError
+from ttcompute.core.shards import (
     ShardReader,
     load_sharded,
     prepare_output,
     shard_path,
     write_shard,
 )
-from ttcompute.errors import InputError
+from ttcompute.data_gen.sample import SAMPLE_SCHEMA, sample_stats
 from ttcompute.trainers.data import load_stepwise_dataset
 
 

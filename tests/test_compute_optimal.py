@@ -9,7 +9,7 @@ import datasets
 import pytest
 
 from ttcompute.cli import run_stage
-from ttcompute.errors import InputError
+from ttcompute.core.errors import InputError
 from ttcompute.eval.compute_optimal import assign_folds, compute_optimal, efficiency, headline_ratio
 
 

@@ -13,8 +13,8 @@ import pytest
 from transformers import AutoModelForCausalLM
 
 from ttcompute.cli import run_stage
+from ttcompute.core.errors import InputError
 from ttcompute.demo import CHECKPOINTS
-from ttcompute.errors import InputError
 from ttcompute.eval.report import flatten
 from ttcompute.tasks.arithmetic import parse_question
 

@@ -131,7 +131,7 @@ def test_same_seed_and_config_give_byte_identical_files(replicas, stage):
 
 def test_the_replicas_did_real_work(replicas):
     """Identical empty outputs would prove nothing: the runs sampled, labelled and searched."""
-    from ttcompute.data_gen.shards import load_sharded
+    from ttcompute.core.shards import load_sharded
 
     root = replicas[0]
     samples = load_sharded(root / "sample")

@@ -11,15 +11,15 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from ttcompute.core.errors import InputError
+from ttcompute.core.outputs import load_difficulty
+from ttcompute.core.shards import prepare_output, write_json, write_shard
 from ttcompute.data_gen.difficulty import (
     DifficultyConfig,
     assign_bins,
-    load_difficulty,
     quantile_edges,
     run_difficulty,
 )
-from ttcompute.data_gen.shards import prepare_output, write_json, write_shard
-from ttcompute.errors import InputError
 
 
 def _brute_force_edges(values: list[float], num_bins: int) -> list[float]:

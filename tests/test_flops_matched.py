@@ -7,8 +7,8 @@ import json
 import pytest
 
 from ttcompute.cli import run_stage
-from ttcompute.data_gen.shards import prepare_output, write_shard
-from ttcompute.errors import InputError
+from ttcompute.core.errors import InputError
+from ttcompute.core.shards import prepare_output, write_shard
 from ttcompute.eval.flops_matched import accuracy_at, matched_generations
 
 

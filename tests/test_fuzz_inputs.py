@@ -38,11 +38,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
-from ttcompute.data_gen.mc_labels import split_solution
-from ttcompute.eval.search.step_search import split_into_steps
-from ttcompute.tasks import grading
+from ttcompute.core import grading
+from ttcompute.core.grading import extract_answer, grade, is_equivalent, normalize_answer
+from ttcompute.core.steps import split_into_steps
 from ttcompute.tasks.arithmetic import STEP_SEPARATOR, split_steps
-from ttcompute.tasks.grading import extract_answer, grade, is_equivalent, normalize_answer
 
 CORPUS = Path(__file__).resolve().parent / "fuzz_corpus" / "hostile_inputs.jsonl"
 TIMEOUT_SECONDS = 0.5  # the grading timeout of the corpus run and of the timing properties
@@ -66,8 +65,7 @@ FUZZ = settings(
 )
 
 SPLITTERS: dict[str, Callable[[str, str], list[str]]] = {
-    "mc_labels.split_solution": split_solution,
-    "step_search.split_into_steps": split_into_steps,
+    "steps.split_into_steps": split_into_steps,
 }
 # The built-in task's splitter, whose separator is fixed.
 ALL_SPLITTERS = [*SPLITTERS, "arithmetic.split_steps"]

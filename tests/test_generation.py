@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from ttcompute.errors import InputError
+from ttcompute.core.errors import InputError
 from ttcompute.models.generation import GenerationBackend, SamplingParams, build_prompt, load_backend
 from ttcompute.models.hf_backend import TransformersBackend, sample_next_token
 
@@ -209,8 +209,8 @@ def test_vllm_parallel_options_reach_vllm_from_the_command_line(monkeypatch, ran
     import sys
     import types
 
-    from ttcompute.config import parse_stage_args
-    from ttcompute.models.generation import GenerationArgs
+    from ttcompute.core.config import parse_stage_args
+    from ttcompute.models.generation import GeneratorConfig
 
     received = {}
 
@@ -226,7 +226,7 @@ def test_vllm_parallel_options_reach_vllm_from_the_command_line(monkeypatch, ran
 
     monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=RecordingLLM))
     (gen_args,) = parse_stage_args(
-        (GenerationArgs,),
+        (GeneratorConfig,),
         [
             "--backend", "vllm", "--model_name_or_path", str(random_policy_dir),
             "--tensor_parallel_size", "4", "--data_parallel_size", "2", "--gpu_memory_utilization", "0.5",

@@ -1,4 +1,4 @@
-"""Tests for ttcompute.tasks.grading: answer extraction, equivalence, thread/process safety."""
+"""Tests for ttcompute.core.grading: answer extraction, equivalence, thread/process safety."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import math_verify.grader
 import pytest
 from conftest import MATH500
 
-from ttcompute.tasks import grading
+from ttcompute.core import grading
+from ttcompute.core.grading import extract_answer, grade, is_equivalent, normalize_answer
 from ttcompute.tasks.arithmetic import generate_problems
-from ttcompute.tasks.grading import extract_answer, grade, is_equivalent, normalize_answer
 
 
 def _math500_rows() -> list[dict]:

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from ttcompute.errors import InputError
+from ttcompute.core.errors import InputError
 from ttcompute.models.likelihood_prm import LIKELIHOOD_PRM_FILE, LikelihoodPRM, fit_calibration
 
 torch.set_num_threads(1)

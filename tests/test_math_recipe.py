@@ -19,8 +19,8 @@ import yaml
 from conftest import MATH500
 
 from ttcompute.cli import STAGES
-from ttcompute.config import parse_stage_args
-from ttcompute.errors import InputError
+from ttcompute.core.config import parse_stage_args
+from ttcompute.core.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
 MATH_CONFIGS = REPO / "configs" / "math"

@@ -15,17 +15,18 @@ import datasets
 import pytest
 
 from ttcompute.cli import run_stage
+from ttcompute.core.errors import InputError
+from ttcompute.core.grading import extract_answer
+from ttcompute.core.shards import load_sharded, prepare_output, write_shard
+from ttcompute.core.steps import split_into_steps
 from ttcompute.data_gen.mc_labels import (
     LabelConfig,
     collect_solutions,
     label_rows,
     replay_binary_search,
     run_label,
-    split_solution,
 )
-from ttcompute.data_gen.shards import load_sharded, prepare_output, write_shard
-from ttcompute.errors import InputError
-from ttcompute.models.generation import Completion, GenerationArgs, SamplingParams
+from ttcompute.models.generation import Completion, GeneratorConfig, SamplingParams
 from ttcompute.tasks.arithmetic import (
     ArithmeticConfig,
     apply_op,
@@ -34,7 +35,6 @@ from ttcompute.tasks.arithmetic import (
     parse_question,
     reference_steps,
 )
-from ttcompute.tasks.grading import extract_answer
 
 SEP = "\n\n"
 _LAST_NUMBER = re.compile(r"(-?\d+)\D*$")
@@ -136,7 +136,7 @@ def _label(rows, backend, seed: int = 0, counts: dict | None = None, **options) 
         {"dropped_unparseable": 0, "dropped_empty": 0, "dropped_duplicate": 0} if counts is None else counts
     )
     config = LabelConfig(**options)
-    return label_rows(rows, backend, GenerationArgs(model_name_or_path="toy"), config, seed, counts)
+    return label_rows(rows, backend, GeneratorConfig(model_name_or_path="toy"), config, seed, counts)
 
 
 def _problems(n: int, seed: int = 7, min_ops: int = 2, max_ops: int = 6):
@@ -197,15 +197,15 @@ def test_exhaustive_soft_labels_are_the_fraction_of_correct_rollouts():
     fractions = set()
     # A correct solution witnesses each of its prefixes (and those it shares with siblings).
     witnessed = {
-        (row["problem_id"], tuple(split_solution(text, SEP)[:i]))
+        (row["problem_id"], tuple(split_into_steps(text, SEP)[:i]))
         for row in rows
         for text, correct in zip(row["completions"], row["correct"])
         if correct
-        for i in range(1, len(split_solution(text, SEP)))
+        for i in range(1, len(split_into_steps(text, SEP)))
     }
     for row in rows:
         for index, text in enumerate(row["completions"]):
-            steps = split_solution(text, SEP)
+            steps = split_into_steps(text, SEP)
             got = by_key[(row["problem_id"], index)]
             expected_outcomes = []
             for i in range(1, len(steps)):
@@ -507,7 +507,7 @@ def _toy_stage(tmp_path, monkeypatch, rows: list[dict], **options) -> tuple[ToyP
     config = LabelConfig(
         samples_dir=str(samples), output_dir=str(tmp_path / "labels"), problems_per_shard=1, **options
     )
-    return toy, run_label(GenerationArgs(model_name_or_path="toy"), config)
+    return toy, run_label(GeneratorConfig(model_name_or_path="toy"), config)
 
 
 def test_stage_with_toy_backend_and_binary_search(tmp_path, monkeypatch):
@@ -541,7 +541,7 @@ def test_stage_rejects_samples_missing_a_column(tmp_path):
     samples = _write_samples(tmp_path / "samples", rows)
     config = LabelConfig(samples_dir=str(samples), output_dir=str(tmp_path / "labels"))
     with pytest.raises(InputError, match="gold_answer"):
-        run_label(GenerationArgs(model_name_or_path="unused"), config)
+        run_label(GeneratorConfig(model_name_or_path="unused"), config)
     assert not (tmp_path / "labels").exists()
 
 
@@ -552,9 +552,9 @@ def test_stage_rejects_samples_without_the_separator(tmp_path):
     samples = _write_samples(tmp_path / "samples", rows)
     config = LabelConfig(samples_dir=str(samples), output_dir=str(tmp_path / "labels"))
     with pytest.raises(InputError, match="separator"):
-        run_label(GenerationArgs(model_name_or_path="unused"), config)
+        run_label(GeneratorConfig(model_name_or_path="unused"), config)
     with pytest.raises(InputError, match="model_name_or_path"):  # no model given, none in the samples dir
-        run_label(GenerationArgs(), config)
+        run_label(GeneratorConfig(), config)
 
 
 @pytest.fixture(scope="module")
@@ -598,7 +598,7 @@ def test_stage_output_columns_and_labels(small_policy_dir, sampled, labelled):
         assert all(isinstance(v, float) and 0 <= v <= 1 for v in row["labels"])
         sample = samples[row["problem_id"]]
         assert row["prompt"] == sample["prompt"]
-        assert row["completions"] == split_solution(sample["completions"][row["sample_index"]], SEP)
+        assert row["completions"] == split_into_steps(sample["completions"][row["sample_index"]], SEP)
         assert row["answer"] == sample["answers"][row["sample_index"]]
         assert row["correct"] == sample["correct"][row["sample_index"]]
         assert row["labels"][-1] == float(row["correct"]) and row["rollout_outcomes"][-1] == []

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from ttcompute.errors import InputError
+from ttcompute.core.errors import InputError
 from ttcompute.models import prm as prm_module
 from ttcompute.models.prm import (
     PRM,

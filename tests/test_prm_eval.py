@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ttcompute.errors import InputError
+from ttcompute.core.errors import InputError
 from ttcompute.eval import prm_eval
 from ttcompute.eval.prm_eval import (
     EvalPRMConfig,
@@ -203,7 +203,7 @@ def _mc_labels(steps: list[str], first_error: int, noisy_at: int | None = None) 
 
 
 def _write_label_dir(path: Path, rows: list[dict]) -> Path:
-    from ttcompute.data_gen.shards import prepare_output, write_shard
+    from ttcompute.core.shards import prepare_output, write_shard
 
     prepare_output(path, "label", "test", 1, overwrite=False)
     write_shard(path, 0, rows)
@@ -346,7 +346,7 @@ def test_label_agreement_by_hand(tmp_path):
 
 
 def test_config_aggregations_are_the_prms():
-    from ttcompute.models.prm import AGGREGATIONS
+    from ttcompute.core.steps import AGGREGATIONS
 
     assert prm_eval._AGGREGATIONS == AGGREGATIONS
 
@@ -398,8 +398,8 @@ def _use_toy_prm(monkeypatch, prm: ToyPRM) -> None:
 
 def _write_samples_dir(path: Path, num_problems: int = 6, n: int = 4, seed: int = 5) -> Path:
     """A ``ttc sample``-shaped output: per problem, ``n`` reference or corrupted solutions."""
-    from ttcompute.data_gen.shards import prepare_output, write_shard
-    from ttcompute.tasks.grading import grade
+    from ttcompute.core.grading import grade
+    from ttcompute.core.shards import prepare_output, write_shard
 
     rng = random.Random(seed)
     rows = []
@@ -428,7 +428,7 @@ def _write_samples_dir(path: Path, num_problems: int = 6, n: int = 4, seed: int 
 
 
 def _load_rows(path: Path) -> list[dict]:
-    from ttcompute.data_gen.shards import load_sharded
+    from ttcompute.core.shards import load_sharded
 
     return load_sharded(path).to_list()
 

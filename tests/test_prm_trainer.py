@@ -24,7 +24,7 @@ import torch
 from conftest import FakeHfApi, files_under, free_port, trainer_config, write_rows
 from transformers import AutoModelForTokenClassification, AutoTokenizer, EvalPrediction
 
-from ttcompute.errors import InputError
+from ttcompute.core.errors import InputError
 from ttcompute.trainers.prm_config import PRMConfig
 from ttcompute.trainers.prm_trainer import (
     IGNORE,

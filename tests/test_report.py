@@ -10,8 +10,8 @@ import pytest
 from matplotlib.figure import Figure
 
 from ttcompute.cli import run_stage
-from ttcompute.data_gen.shards import prepare_output, write_shard
-from ttcompute.errors import InputError
+from ttcompute.core.errors import InputError
+from ttcompute.core.shards import prepare_output, write_shard
 from ttcompute.eval.report import flatten
 
 DOCUMENTED_KEYS = [

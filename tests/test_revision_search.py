@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ttcompute.errors import InputError
-from ttcompute.eval.search.best_of_n import hierarchical_best_of_n
-from ttcompute.eval.search.revisions import revision_chains
+from ttcompute.core.errors import InputError
+from ttcompute.core.selection import hierarchical_best_of_n
+from ttcompute.eval.search.revision_chains import revision_chains
 from ttcompute.models.generation import Completion
 from ttcompute.models.reviser import ATTEMPT_MARKER, REVISION_MARKER
 
@@ -126,7 +126,7 @@ def test_hierarchical_selection_hand_computed():
 
 
 def test_attempt_prompts_rebuild_the_prompts_chains_used():
-    from ttcompute.eval.search.revisions import attempt_prompts
+    from ttcompute.models.reviser import attempt_prompts
 
     reviser = ToyReviser(max_context=200, empty_at={3})
     outcome = revision_chains(["Q0"], reviser, None, num_chains=2, chain_length=6, max_tokens=64)[0]

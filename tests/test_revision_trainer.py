@@ -24,7 +24,7 @@ import yaml
 from conftest import FakeHfApi, files_under, free_port, trainer_config, write_rows
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from ttcompute.errors import InputError
+from ttcompute.core.errors import InputError
 from ttcompute.models.reviser import ATTEMPT_MARKER, REVISION_MARKER, format_reviser_prompt
 from ttcompute.tasks.arithmetic import (
     STEP_SEPARATOR,

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from ttcompute.cli import main
-from ttcompute.errors import InputError
+from ttcompute.core.errors import InputError
 from ttcompute.models.tiny import build_char_tokenizer, build_tiny_llama, save_tiny, tiny_llama_config
 
 SHEPHERD_TAG = "ки"  # the Math-Shepherd step tag: a tokenizer with it makes a math-shepherd PRM
@@ -114,9 +114,9 @@ def test_only_weight_pickles_count_as_pickled_weights(tmp_path):
 
 
 def test_generation_backend_refuses_pickled_weights(pickled_policy, marker):
-    from ttcompute.models.generation import GenerationArgs, load_backend
+    from ttcompute.models.generation import GeneratorConfig, load_backend
 
-    args = GenerationArgs(model_name_or_path=str(pickled_policy), device="cpu")
+    args = GeneratorConfig(model_name_or_path=str(pickled_policy), device="cpu")
     with pytest.raises(InputError, match=r"model\.safetensors.*pickles") as refusal:
         load_backend(args.backend, args.model_name_or_path, **args.backend_kwargs())
     assert "\n" not in str(refusal.value)

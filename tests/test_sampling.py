@@ -10,8 +10,8 @@ import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ttcompute.cli import run_stage
-from ttcompute.data_gen.shards import finished_shards, load_sharded
-from ttcompute.errors import InputError
+from ttcompute.core.errors import InputError
+from ttcompute.core.shards import finished_shards, load_sharded
 from ttcompute.tasks.arithmetic import parse_question
 
 TTC = str(Path(sys.executable).parent / "ttc")

@@ -15,15 +15,16 @@ from collections import Counter
 
 import pytest
 
-from ttcompute.errors import InputError
-from ttcompute.eval.budget import beams_for_budget, resolve_beam_width, search_generations
+from ttcompute.core.budget import beams_for_budget, resolve_beam_width, search_generations
+from ttcompute.core.errors import InputError
+from ttcompute.core.selection import weighted_best_of_n
+from ttcompute.core.steps import aggregate, split_into_steps
 from ttcompute.eval.search.beam_search import beam_search
-from ttcompute.eval.search.best_of_n import first_candidates, sample_best_of_n, weighted_best_of_n
+from ttcompute.eval.search.best_of_n import first_candidates, sample_best_of_n
 from ttcompute.eval.search.dvts import dvts
 from ttcompute.eval.search.lookahead import lookahead_search
-from ttcompute.eval.search.step_search import StepSearchConfig, split_into_steps
+from ttcompute.eval.search.step_search import StepSearchConfig
 from ttcompute.models.generation import Completion, SamplingParams
-from ttcompute.models.prm import aggregate
 
 SEP = "\n\n"
 

@@ -7,12 +7,12 @@ import json
 import pytest
 
 from ttcompute.cli import run_stage
-from ttcompute.data_gen.shards import load_sharded, shard_path
-from ttcompute.errors import InputError
-from ttcompute.eval.budget import inference_flops
-from ttcompute.eval.search.best_of_n import majority_vote, weighted_best_of_n
+from ttcompute.core.budget import inference_flops
+from ttcompute.core.errors import InputError
+from ttcompute.core.grading import extract_answer, is_equivalent
+from ttcompute.core.selection import majority_vote, weighted_best_of_n
+from ttcompute.core.shards import load_sharded, shard_path
 from ttcompute.eval.select import candidate_score
-from ttcompute.tasks.grading import extract_answer, is_equivalent
 
 POLICY_PARAMETERS = 137_792
 
@@ -294,7 +294,7 @@ def test_orm_data_trains_a_last_step_orm_end_to_end(prm_kind, tmp_path, revision
     assert log["eval"]["eval_loss"] == pytest.approx(loss.item(), abs=1e-4)
 
 
-# Slow (~22 s): the default suite keeps tests/test_revisions.py's SIGKILL test of the same shard
+# Slow (~22 s): the default suite keeps tests/test_trajectories.py's SIGKILL test of the same shard
 # writer, and this file's lost-shard resume test.
 @pytest.mark.slow
 def test_sigkill_mid_search_then_rerun_gives_the_uninterrupted_output(

@@ -215,7 +215,7 @@ def test_no_planted_secret_is_written_printed_or_logged(runs, stage):
 
 
 def test_parsing_a_token_flag_redacts_it_from_sys_argv(monkeypatch):
-    from ttcompute.config import parse_stage_args
+    from ttcompute.core.config import parse_stage_args
     from ttcompute.trainers.prm_config import PRMConfig
 
     argv = ["train-prm", "--output_dir", "x", "--hub-token", CLI_HUB_TOKEN, "--use_cpu", "true"]

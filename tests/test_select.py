@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from ttcompute.cli import run_stage
-from ttcompute.data_gen.shards import prepare_output, write_shard
-from ttcompute.errors import InputError
-from ttcompute.eval.select import misaligned_candidates
+from ttcompute.core.errors import InputError
+from ttcompute.core.outputs import misaligned_candidates
+from ttcompute.core.shards import prepare_output, write_shard
 
 
 def _row(problem_id: str, **overrides) -> dict:

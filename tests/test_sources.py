@@ -14,10 +14,10 @@ import pytest
 from conftest import GSM8K_TEST_HEAD, MATH500
 
 from ttcompute.cli import run_stage
-from ttcompute.data_gen.shards import load_sharded
-from ttcompute.errors import InputError
+from ttcompute.core.errors import InputError
+from ttcompute.core.shards import load_sharded
 from ttcompute.tasks.arithmetic import ArithmeticConfig, generate_problems
-from ttcompute.tasks.source_args import ProblemArgs
+from ttcompute.tasks.problem_config import ProblemConfig
 from ttcompute.tasks.sources import MAX_ROW_WARNINGS, MalformedRow, load_gsm8k, load_math, load_problems
 
 
@@ -395,10 +395,10 @@ def test_many_malformed_rows_warn_a_bounded_number_of_times(tmp_path: Path, capl
 
 def test_problem_args_strict_flag(tmp_path: Path) -> None:
     path = _malformed_math_file(tmp_path)
-    problems = ProblemArgs(task="math", dataset=str(path)).load()
+    problems = ProblemConfig(task="math", dataset=str(path)).load()
     assert len(problems) == 3 and len(problems.skipped) == 13
     with pytest.raises(InputError, match=r"data\.jsonl:2: missing field 'problem'"):
-        ProblemArgs(task="math", dataset=str(path), strict=True).load()
+        ProblemConfig(task="math", dataset=str(path), strict=True).load()
     assert load_problems("math", str(path), "test", None, strict=False).skipped == problems.skipped
     assert load_problems("arithmetic", None, "test", 2, strict=True).skipped == []
 

@@ -11,14 +11,15 @@ import logging
 import os
 import sys
 
-from ttcompute.errors import InputError
+from ttcompute.core.config import launcher_rank_args
+from ttcompute.core.errors import InputError
 
 # stage -> (summary, [(module, config class) ...], (module, function))
 STAGES: dict[str, tuple[str, list[tuple[str, str]], tuple[str, str]]] = {
     "train-policy": (
         "pretrain the built-in task's tiny base policy on reference solutions",
         [
-            ("ttcompute.tasks.source_args", "ProblemArgs"),
+            ("ttcompute.tasks.problem_config", "ProblemConfig"),
             ("ttcompute.trainers.policy_config", "PolicyConfig"),
         ],
         ("ttcompute.trainers.policy_trainer", "train_policy"),
@@ -26,11 +27,11 @@ STAGES: dict[str, tuple[str, list[tuple[str, str]], tuple[str, str]]] = {
     "sample": (
         "sample N graded solutions per problem (sharded, resumable)",
         [
-            ("ttcompute.tasks.source_args", "ProblemArgs"),
-            ("ttcompute.models.generation", "GenerationArgs"),
-            ("ttcompute.data_gen.sampling", "SampleConfig"),
+            ("ttcompute.tasks.problem_config", "ProblemConfig"),
+            ("ttcompute.models.generation", "GeneratorConfig"),
+            ("ttcompute.data_gen.sample", "SampleConfig"),
         ],
-        ("ttcompute.data_gen.sampling", "run_sample"),
+        ("ttcompute.data_gen.sample", "run_sample"),
     ),
     "difficulty": (
         "per-problem pass@1 and 5 quantile difficulty bins from samples",
@@ -40,7 +41,7 @@ STAGES: dict[str, tuple[str, list[tuple[str, str]], tuple[str, str]]] = {
     "label": (
         "Monte Carlo step labels (soft/hard) for samples; exhaustive or binary search",
         [
-            ("ttcompute.models.generation", "GenerationArgs"),
+            ("ttcompute.models.generation", "GeneratorConfig"),
             ("ttcompute.data_gen.mc_labels", "LabelConfig"),
         ],
         ("ttcompute.data_gen.mc_labels", "run_label"),
@@ -57,8 +58,8 @@ STAGES: dict[str, tuple[str, list[tuple[str, str]], tuple[str, str]]] = {
     ),
     "revisions": (
         "revision trajectories from samples: 0-4 incorrect attempts (edit-distance paired), then a correct one",
-        [("ttcompute.data_gen.revisions", "RevisionsConfig")],
-        ("ttcompute.data_gen.revisions", "run_revisions"),
+        [("ttcompute.data_gen.trajectories", "TrajectoryConfig")],
+        ("ttcompute.data_gen.trajectories", "run_revisions"),
     ),
     "merge": (
         "join the shards of --shard i/n workers that wrote separate directories; write the stats",
@@ -78,8 +79,8 @@ STAGES: dict[str, tuple[str, list[tuple[str, str]], tuple[str, str]]] = {
     "search": (
         "best-of-N, beam search, lookahead, DVTS under a budget; every candidate saved (resumable)",
         [
-            ("ttcompute.tasks.source_args", "ProblemArgs"),
-            ("ttcompute.models.generation", "GenerationArgs"),
+            ("ttcompute.tasks.problem_config", "ProblemConfig"),
+            ("ttcompute.models.generation", "GeneratorConfig"),
             ("ttcompute.eval.search.stage", "SearchConfig"),
         ],
         ("ttcompute.eval.search.stage", "run_search"),
@@ -132,7 +133,7 @@ def _setup_logging() -> None:
 
 def run_stage(stage: str, args: list[str]):
     """Parse ``args`` for ``stage`` and run it; returns what the stage returns."""
-    from ttcompute.config import parse_stage_args
+    from ttcompute.core.config import parse_stage_args
 
     if stage not in STAGES:
         raise InputError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
@@ -168,38 +169,8 @@ def _cpu_only_launch_defaults(argv: list[str]) -> None:
         os.environ["ACCELERATE_USE_CPU"] = "true"
 
 
-def _launcher_rank_args(argv: list[str]) -> tuple[list[str], str | None]:
-    out, rank, skip = [], None, False
-    for i, arg in enumerate(argv):
-        if skip:
-            skip = False
-            continue
-        name = arg.split("=", 1)[0]
-        if name in ("--local_rank", "--local-rank"):
-            if "=" in arg:
-                rank = arg.split("=", 1)[1]
-            else:
-                skip = True
-                rank = argv[i + 1] if i + 1 < len(argv) else None
-            continue
-        out.append(arg)
-    return out, rank
-
-
-def strip_launcher_args(argv: list[str]) -> list[str]:
-    """Drop the ``--local_rank=N`` that the ``deepspeed`` launcher puts before the stage name.
-
-    The rank also arrives in the ``LOCAL_RANK`` environment variable, which is what training reads
-    (`main` sets it from the argument when the launcher did not).
-
-    >>> strip_launcher_args(["--local_rank=1", "train-prm", "--seed", "3"])
-    ['train-prm', '--seed', '3']
-    """
-    return _launcher_rank_args(argv)[0]
-
-
 def main(argv: list[str] | None = None) -> int:
-    argv, rank = _launcher_rank_args(list(sys.argv[1:] if argv is None else argv))
+    argv, rank = launcher_rank_args(list(sys.argv[1:] if argv is None else argv))
     if rank is not None:
         os.environ.setdefault("LOCAL_RANK", rank)
     _cpu_only_launch_defaults(argv)

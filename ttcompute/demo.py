@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ttcompute.errors import InputError
+from ttcompute.core.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ class _Stages:
 
 def run_demo(config: DemoConfig) -> dict[str, Any]:
     """Run the pipeline, then print where the report is and its headline numbers."""
-    from ttcompute.config import save_resolved_config
+    from ttcompute.core.config import save_resolved_config
 
     missing = [c for c in DEMO_CONFIGS if not Path(c).is_file()]
     if missing:

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ttcompute.errors import InputError
+from ttcompute.core.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def prm_difficulty_scores(
     PRM tokens this ran. Problems are scored a chunk at a time, every completion of a chunk in one call."""
     from tqdm.auto import tqdm
 
-    from ttcompute.eval.search.step_search import split_into_steps
+    from ttcompute.core.steps import split_into_steps
 
     before = prm.num_tokens_encoded
     means = []
@@ -141,9 +141,9 @@ def run_difficulty(config: DifficultyConfig) -> dict[str, Any]:
     import datasets
     from tqdm.auto import tqdm
 
-    from ttcompute.config import save_resolved_config
-    from ttcompute.data_gen.shards import ShardReader, require_unique_ids, write_json
-    from ttcompute.eval.budget import inference_flops
+    from ttcompute.core.budget import inference_flops
+    from ttcompute.core.config import save_resolved_config
+    from ttcompute.core.shards import ShardReader, require_unique_ids, write_json
 
     samples = ShardReader(config.samples_dir)  # streamed: memory stays at one shard
     needed = ["problem_id", "correct"] + (["question", "completions"] if config.predictor != "oracle" else [])
@@ -313,13 +313,3 @@ def oracle_agreement(pass_at_1: list[float], predicted: list[float], num_bins: i
         # Spearman: the Pearson correlation of the ranks (ties share their mean rank).
         rho = np.corrcoef(pd.Series(pass_at_1).rank(), pd.Series(predicted).rank())[0, 1]
     return {"same_bin": round(same, 4), "within_one_bin": round(near, 4), "spearman": round(float(rho), 4)}
-
-
-def load_difficulty(output_dir: str | Path):
-    """The ``difficulty.parquet`` of a ``ttc difficulty`` run as a ``datasets.Dataset``."""
-    import datasets
-
-    path = Path(output_dir) / "difficulty.parquet"
-    if not path.is_file():
-        raise InputError(f"{path}: no such file (run ttc difficulty first)")
-    return datasets.Dataset.from_parquet(str(path))

@@ -52,8 +52,9 @@ from typing import Any
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from ttcompute.errors import InputError
-from ttcompute.models.generation import GenerationArgs, GenerationBackend
+from ttcompute.core.errors import InputError
+from ttcompute.core.steps import split_into_steps
+from ttcompute.models.generation import GenerationBackend, GeneratorConfig
 
 logger = logging.getLogger(__name__)
 
@@ -141,15 +142,6 @@ class LabelConfig:
             raise ValueError("problems_per_shard must be >= 1")
 
 
-def split_solution(text: str, separator: str) -> list[str]:
-    """Steps of a solution: the pieces between separators, blank pieces dropped.
-
-    >>> split_solution("1 + 2 = 3\\n\\nThe answer is \\\\boxed{3}", "\\n\\n")
-    ['1 + 2 = 3', 'The answer is \\\\boxed{3}']
-    """
-    return [step for step in text.split(separator) if step.strip()]
-
-
 @dataclass
 class _Solution:
     row: dict[str, Any]  # the sample row it comes from
@@ -188,7 +180,7 @@ class _Grader:
         self.verdicts: dict[str, bool] = {}
 
     def __call__(self, text: str) -> bool:
-        from ttcompute.tasks.grading import extract_answer, is_equivalent
+        from ttcompute.core.grading import extract_answer, is_equivalent
 
         answer = extract_answer(text)
         if answer is None:
@@ -215,7 +207,7 @@ def collect_solutions(
             if answer is None:
                 counts["dropped_unparseable"] += 1
                 continue
-            steps = split_solution(text, separator)
+            steps = split_into_steps(text, separator)
             if not steps:
                 counts["dropped_empty"] += 1
                 continue
@@ -231,7 +223,7 @@ def collect_solutions(
 class _RolloutPool:
     """Draws rollouts for many prefixes in batched backend calls and tallies them per prefix."""
 
-    def __init__(self, backend: GenerationBackend, gen_args: GenerationArgs, separator: str, seed: int):
+    def __init__(self, backend: GenerationBackend, gen_args: GeneratorConfig, separator: str, seed: int):
         self.backend = backend
         self.gen_args = gen_args
         self.separator = separator
@@ -430,7 +422,7 @@ def _labelled_row(
 def label_rows(
     rows: list[dict[str, Any]],
     backend: GenerationBackend,
-    gen_args: GenerationArgs,
+    gen_args: GeneratorConfig,
     config: LabelConfig,
     seed: int,
     counts: dict[str, int],
@@ -464,12 +456,12 @@ def _check_sample_columns(dataset, samples_dir: str) -> None:
         raise InputError(f"{samples_dir}: not `ttc sample` output, missing column(s) {sorted(missing)}")
 
 
-def run_label(gen_args: GenerationArgs, config: LabelConfig) -> dict[str, Any]:
+def run_label(gen_args: GeneratorConfig, config: LabelConfig) -> dict[str, Any]:
     """The ``ttc label`` stage: label every unfinished shard of this worker, then write stats."""
     import json
 
-    from ttcompute.config import config_hash, config_to_dict, save_resolved_config
-    from ttcompute.data_gen.shards import (
+    from ttcompute.core.config import config_hash, config_to_dict, save_resolved_config
+    from ttcompute.core.shards import (
         MANIFEST,
         ShardReader,
         finished_shards,
@@ -555,8 +547,8 @@ def run_label(gen_args: GenerationArgs, config: LabelConfig) -> dict[str, Any]:
 def label_output_stats(output_dir: str) -> dict[str, Any]:
     """`label_stats` of a finished ``ttc label`` output with its compute (the policy's size comes from
     the manifest), whichever workers and runs wrote the shards."""
-    from ttcompute.data_gen.shards import load_sharded, read_manifest
-    from ttcompute.eval.budget import ComputeSpent
+    from ttcompute.core.budget import ComputeSpent
+    from ttcompute.core.shards import load_sharded, read_manifest
 
     info = read_manifest(output_dir)["info"]
     if "policy_parameters" not in info:

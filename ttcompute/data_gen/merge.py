@@ -16,15 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ttcompute.errors import InputError
+from ttcompute.core.errors import InputError
 
 logger = logging.getLogger(__name__)
 
 # stage -> (module, function computing its stats.json from a finished output directory)
 STATS_OF: dict[str, tuple[str, str]] = {
-    "sample": ("ttcompute.data_gen.sampling", "sample_stats"),
+    "sample": ("ttcompute.data_gen.sample", "sample_stats"),
     "label": ("ttcompute.data_gen.mc_labels", "label_output_stats"),
-    "revisions": ("ttcompute.data_gen.revisions", "revisions_stats"),
+    "revisions": ("ttcompute.data_gen.trajectories", "revisions_stats"),
     "search": ("ttcompute.eval.search.stage", "search_output_stats"),
 }
 
@@ -60,7 +60,7 @@ def expand_inputs(patterns: list[str]) -> list[str]:
 
 def run_merge(config: MergeConfig) -> dict[str, Any]:
     """The ``ttc merge`` stage."""
-    from ttcompute.data_gen.shards import merge_outputs, write_json
+    from ttcompute.core.shards import merge_outputs, write_json
 
     inputs = expand_inputs(config.inputs)
     result = merge_outputs(inputs, config.output_dir, config.overwrite)

@@ -6,7 +6,7 @@ ORM trained on the reviser's outputs. This turns the revision rows of a ``ttc se
 ``--train_on_last_step_only true`` and use it with ``ttc search --verifier_context history``.
 
 Each attempt becomes one row: ``question`` is the reviser prompt the attempt was written from (rebuilt
-exactly, context fitting included, by :func:`ttcompute.eval.search.revisions.attempt_prompts`) without
+exactly, context fitting included, by :func:`ttcompute.models.reviser.attempt_prompts`) without
 its final newline, ``prompt`` = ``question + "\\n"`` (so the default ``{question}\\n`` template holds),
 ``completions`` its steps, ``labels`` its correctness on every step (the ORM uses the last). Empty
 attempts are dropped and counted.
@@ -22,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 import yaml
 
-from ttcompute.errors import InputError
+from ttcompute.core.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -63,11 +63,11 @@ def run_orm_data(config: OrmDataConfig) -> dict[str, Any]:
     """The ``ttc orm-data`` stage."""
     from transformers import AutoConfig, AutoTokenizer
 
-    from ttcompute.config import config_hash, config_to_dict, save_resolved_config
-    from ttcompute.data_gen.shards import load_sharded, prepare_output, write_json, write_shard
-    from ttcompute.eval.search.revisions import attempt_prompts
-    from ttcompute.eval.search.step_search import split_into_steps
-    from ttcompute.eval.select import misaligned_candidates
+    from ttcompute.core.config import config_hash, config_to_dict, save_resolved_config
+    from ttcompute.core.outputs import misaligned_candidates
+    from ttcompute.core.shards import load_sharded, prepare_output, write_json, write_shard
+    from ttcompute.core.steps import split_into_steps
+    from ttcompute.models.reviser import attempt_prompts
 
     search = load_sharded(config.search_dir)
     saved = Path(config.search_dir) / "ttc_config.yaml"

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ttcompute.errors import InputError
+from ttcompute.core.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -313,8 +313,8 @@ def markdown_report(result: dict[str, Any]) -> str:
 
 def run_compute_optimal(config: ComputeOptimalConfig) -> dict[str, Any]:
     """The ``ttc compute-optimal`` stage."""
-    from ttcompute.config import save_resolved_config
-    from ttcompute.data_gen.shards import write_json
+    from ttcompute.core.config import save_resolved_config
+    from ttcompute.core.shards import write_json
     from ttcompute.eval.plots import plot_compute_optimal
     from ttcompute.eval.select import accuracy_by_bin
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ttcompute.errors import InputError
+from ttcompute.core.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def _model_numbers(path: str | None, params: int | None, tokens: int | None, whi
 
 def large_accuracy_by_bin(samples_dir: str, bins: dict[str, Any]) -> tuple[dict[str, float], dict[str, int]]:
     """The large policy's accuracy (first sample of each problem) per bin and over ``"all"``."""
-    from ttcompute.data_gen.shards import load_sharded, require_unique_ids
+    from ttcompute.core.shards import load_sharded, require_unique_ids
 
     samples = load_sharded(samples_dir)
     for column in ("problem_id", "correct"):
@@ -185,8 +185,8 @@ def _problem_bins(config: FlopsMatchedConfig, summary: dict[str, Any]) -> dict[s
 
 def run_flops_matched(config: FlopsMatchedConfig) -> dict[str, Any]:
     """The ``ttc flops-matched`` stage."""
-    from ttcompute.config import save_resolved_config
-    from ttcompute.data_gen.shards import write_json
+    from ttcompute.core.config import save_resolved_config
+    from ttcompute.core.shards import write_json
     from ttcompute.eval.plots import plot_flops_matched
 
     summary = _load_compute_optimal(config.compute_optimal_dir)

@@ -41,12 +41,12 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from ttcompute.errors import InputError
+from ttcompute.core.errors import InputError
+from ttcompute.core.steps import AGGREGATIONS
 
 logger = logging.getLogger(__name__)
 
 GOLD_SOURCES = ("auto", "labels", "checker", "processbench")
-_AGGREGATIONS = ("last", "min", "prod", "mean")  # mirrors ttcompute.models.prm.AGGREGATIONS
 _PROCESSBENCH_COLUMNS = ("problem", "steps", "label")
 _STEPWISE_COLUMNS = ("question", "completions", "labels")
 # Rows (or sampled candidates) per PRM call: only sets how often the progress bar moves; the PRM
@@ -119,9 +119,9 @@ class EvalPRMConfig:
             raise ValueError("--dataset is required (a ttc label output dir or a ProcessBench dataset)")
         if self.gold not in GOLD_SOURCES:
             raise ValueError(f"gold must be one of {', '.join(GOLD_SOURCES)}; got {self.gold!r}")
-        if self.aggregation not in _AGGREGATIONS:
+        if self.aggregation not in AGGREGATIONS:
             raise ValueError(
-                f"aggregation must be one of {', '.join(_AGGREGATIONS)}; got {self.aggregation!r}"
+                f"aggregation must be one of {', '.join(AGGREGATIONS)}; got {self.aggregation!r}"
             )
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
@@ -315,8 +315,8 @@ def best_of_n_accuracy(
     >>> r["n"], r["weighted_best_of_n"], r["best_of_n"], r["majority_vote"], r["oracle"]
     ([1, 2, 3], [1.0, 1.0, 1.0], [1.0, 1.0, 1.0], [1.0, 1.0, 0.0], [1.0, 1.0, 1.0])
     """
-    from ttcompute.eval.search.best_of_n import best_of_n, majority_vote, weighted_best_of_n
-    from ttcompute.tasks.grading import is_equivalent
+    from ttcompute.core.grading import is_equivalent
+    from ttcompute.core.selection import best_of_n, majority_vote, weighted_best_of_n
 
     if not (len(answers) == len(correct) == len(scores)):
         raise ValueError(f"{len(answers)} answer rows, {len(correct)} correct rows, {len(scores)} score rows")
@@ -360,7 +360,7 @@ class EvalExample:
 
 
 def _read_dataset(dataset: str, split: str, limit: int | None) -> list[tuple[str, dict[str, Any]]]:
-    from ttcompute.data_gen.shards import MANIFEST, load_sharded
+    from ttcompute.core.shards import MANIFEST, load_sharded
     from ttcompute.tasks.sources import MalformedRow, _read_rows
 
     if (Path(dataset) / MANIFEST).is_file():
@@ -528,7 +528,7 @@ def _chunks(n: int, size: int) -> list[range]:
 
 
 def _compute(prm, encoded: int, requested: int) -> dict[str, int]:
-    from ttcompute.eval.budget import ComputeSpent
+    from ttcompute.core.budget import ComputeSpent
 
     spent = ComputeSpent(verifier_parameters=prm.num_parameters, verifier_tokens=encoded)
     return {**spent.to_dict(), "verifier_tokens_requested": requested}
@@ -559,7 +559,7 @@ def _optional_auc(scores: Sequence[float], labels: Sequence[int], what: str) -> 
 
 def load_samples(samples_dir: str, limit: int | None = None) -> list[dict[str, Any]]:
     """The ``question, completions, answers, correct`` of a ``ttc sample`` output, checked row by row."""
-    from ttcompute.data_gen.shards import load_sharded
+    from ttcompute.core.shards import load_sharded
 
     columns = ["question", "completions", "answers", "correct"]
     samples = load_sharded(samples_dir)
@@ -626,9 +626,10 @@ def _prm_step_separator(prm, prm_path: str) -> str:
 
 def run_eval_prm(config: EvalPRMConfig) -> dict[str, Any]:
     """The ``ttc eval-prm`` stage; returns the metrics written to ``prm_eval.json``."""
-    from ttcompute.config import config_to_dict, save_resolved_config
-    from ttcompute.data_gen.shards import write_json
-    from ttcompute.models.prm import AGGREGATIONS, aggregate, load_prm
+    from ttcompute.core.config import config_to_dict, save_resolved_config
+    from ttcompute.core.shards import write_json
+    from ttcompute.core.steps import aggregate
+    from ttcompute.models.prm import load_prm
 
     # Everything that can be wrong with the input is found before the model is loaded.
     examples, kind = load_eval_examples(config.dataset, config.split, config.limit)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ttcompute.errors import InputError
+from ttcompute.core.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def parameter_count(checkpoint: str) -> int:
 
 def samples_pass_at_1(samples_dir: str) -> float:
     """Mean correctness over every sample of a ``ttc sample`` run."""
-    from ttcompute.data_gen.shards import load_sharded
+    from ttcompute.core.shards import load_sharded
 
     verdicts = [v for row in load_sharded(samples_dir)["correct"] for v in row]
     if not verdicts:
@@ -365,8 +365,8 @@ def _revision_ratio_curves(accuracy: dict[str, dict[str, float]]) -> dict[int, d
 
 def run_report(config: ReportConfig) -> dict[str, Any]:
     """The ``ttc report`` stage."""
-    from ttcompute.config import save_resolved_config
-    from ttcompute.data_gen.shards import write_json
+    from ttcompute.core.config import save_resolved_config
+    from ttcompute.core.shards import write_json
     from ttcompute.eval.plots import plot_accuracy_vs_budget, plot_revision_ratio
 
     out = Path(config.output_dir)

@@ -23,7 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ttcompute.errors import InputError
+from ttcompute.core.errors import InputError
+from ttcompute.core.outputs import misaligned_candidates
+from ttcompute.core.selection import best_of_n, hierarchical_best_of_n, majority_vote, weighted_best_of_n
+from ttcompute.core.steps import AGGREGATIONS, aggregate
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +50,6 @@ class SelectConfig:
     difficulty_dir: str | None = field(default=None, metadata={"help": "ttc difficulty output (bins)"})
 
     def __post_init__(self) -> None:
-        from ttcompute.models.prm import AGGREGATIONS
-
         if self.aggregation not in AGGREGATIONS:
             raise ValueError(f"unknown aggregation {self.aggregation!r}; choose one of {AGGREGATIONS}")
 
@@ -71,40 +72,11 @@ def strategy_name(method: str, width_setting: str, lookahead: int, search_aggreg
 
 def candidate_score(step_scores: list[float], aggregation: str) -> float:
     """A candidate's score; one without steps (an empty solution) scores 0."""
-    from ttcompute.models.prm import aggregate
-
     return aggregate(step_scores, aggregation) if step_scores else 0.0
-
-
-def misaligned_candidates(row: dict[str, Any]) -> str | None:
-    """Why the per-candidate lists of a search row cannot be paired up; None when they can.
-
-    ``correct[i]`` is the verdict on ``answers[i]``: lists of different lengths would credit a
-    selected candidate with another one's verdict.
-
-    >>> misaligned_candidates({"method": "best_of_n", "answers": ["1", "2"], "correct": [True],
-    ...                        "step_scores": [[0.5], [0.1]]})
-    'per-candidate lists differ in length (answers 2, correct 1, step_scores 2)'
-    """
-    columns = ["answers", "correct", "step_scores"]
-    if row["method"] == "revisions":
-        columns += ["subtrees", "positions"]
-    lengths = {c: None if row.get(c) is None else len(row[c]) for c in columns}
-    if None not in lengths.values() and len(set(lengths.values())) == 1:
-        return None
-    described = ", ".join(f"{c} {'missing' if n is None else n}" for c, n in lengths.items())
-    return f"per-candidate lists differ in length ({described})"
 
 
 def select_row(row: dict[str, Any], aggregation: str) -> list[dict[str, Any]]:
     """The selections of one search row: one record per strategy it supports."""
-    from ttcompute.eval.search.best_of_n import (
-        best_of_n,
-        hierarchical_best_of_n,
-        majority_vote,
-        weighted_best_of_n,
-    )
-
     answers = row["answers"]
     if not answers:
         raise InputError(f"problem {row['problem_id']}: a {row['method']} row with no candidates")
@@ -200,7 +172,7 @@ def markdown_tables(accuracy: dict[str, dict[str, dict[int, float]]], bin_sizes:
 
 
 def load_bins(difficulty_dir: str, problem_ids: set[str]) -> dict[str, int]:
-    from ttcompute.data_gen.difficulty import load_difficulty
+    from ttcompute.core.outputs import load_difficulty
 
     table = load_difficulty(difficulty_dir)
     bins = dict(zip(table["problem_id"], table["bin"]))
@@ -217,8 +189,8 @@ def run_select(config: SelectConfig) -> dict[str, Any]:
     """The ``ttc select`` stage."""
     import datasets
 
-    from ttcompute.config import save_resolved_config
-    from ttcompute.data_gen.shards import load_sharded, write_json
+    from ttcompute.core.config import save_resolved_config
+    from ttcompute.core.shards import load_sharded, write_json
     from ttcompute.eval.plots import plot_accuracy_vs_budget
 
     search = load_sharded(config.search_dir)
@@ -272,7 +244,7 @@ def run_select(config: SelectConfig) -> dict[str, Any]:
         "mean_total_flops": {s: {str(b): f for b, f in v.items()} for s, v in mean_flops.items()},
     }
     if revision_rows:
-        from ttcompute.eval.search.revisions import revision_step_metrics
+        from ttcompute.eval.search.revision_chains import revision_step_metrics
 
         summary["revisions"] = revision_step_metrics(revision_rows)
         logger.info(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from ttcompute.errors import InputError
+from ttcompute.core.errors import InputError
 
 
 @dataclass
@@ -85,7 +85,7 @@ def load_backend(name: str, model_name_or_path: str, **kwargs) -> GenerationBack
 
 
 @dataclass
-class GenerationArgs:
+class GeneratorConfig:
     """Which policy generates, on which backend, and how.
 
     Attributes:

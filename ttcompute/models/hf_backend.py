@@ -15,7 +15,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 from transformers.cache_utils import Cache, DynamicLayer
 
-from ttcompute.errors import InputError
+from ttcompute.core.errors import InputError
 from ttcompute.models.generation import Completion, SamplingParams
 from ttcompute.models.weights import load_error
 

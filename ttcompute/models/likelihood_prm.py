@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from ttcompute.errors import InputError
+from ttcompute.core.errors import InputError
 from ttcompute.models.prm import TransformersPRM
 from ttcompute.models.weights import load_error
 

@@ -39,12 +39,12 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from ttcompute.errors import InputError
+from ttcompute.core.errors import InputError
+from ttcompute.core.steps import AGGREGATIONS, aggregate
 from ttcompute.models.weights import load_error
 
 logger = logging.getLogger(__name__)
 
-AGGREGATIONS = ("last", "min", "prod", "mean")
 PRM_FORMATS = ("ttcompute", "math-shepherd", "qwen-prm", "ttcompute-likelihood")
 
 # Math-Shepherd's conventions, from its model card: each step is followed by " ки" and the PRM's
@@ -58,29 +58,7 @@ QWEN_PRM_STEP_TOKEN = "<extra_0>"
 
 
 # --------------------------------------------------------------------------------------------------
-# Pure pieces: aggregation and our own token format
-
-
-def aggregate(step_scores: Sequence[float], how: str = "last") -> float:
-    """One solution-level score from its step scores.
-
-    ``"last"`` is the default because Snell et al. (2024, sec. 5.2) found the last step's score, which
-    the PRM computes having seen the whole solution, works better than ``"min"`` or ``"prod"``.
-
-    >>> aggregate([0.9, 0.5, 0.8], "min")
-    0.5
-    """
-    if how not in AGGREGATIONS:
-        raise ValueError(f"unknown aggregation {how!r}; choose one of {AGGREGATIONS}")
-    if len(step_scores) == 0:
-        raise ValueError("cannot aggregate an empty list of step scores")
-    if how == "last":
-        return float(step_scores[-1])
-    if how == "min":
-        return float(min(step_scores))
-    if how == "prod":
-        return float(math.prod(step_scores))
-    return float(sum(step_scores) / len(step_scores))
+# Pure pieces: our own token format
 
 
 def encode_steps(

@@ -80,3 +80,26 @@ def fit_attempts(
         if max_tokens is None or count_tokens(prompt) + reserve <= max_tokens:
             return prompt, dropped
     return prompt, len(recent)
+
+
+def attempt_prompts(
+    question: str,
+    chain: Sequence[str],
+    context: int | None,
+    count_tokens,
+    prompt_template: str = "{question}\n",
+    max_tokens: int = 512,
+) -> list[tuple[str, int]]:
+    """The reviser prompt each attempt of a chain was written from, and the attempts it left out.
+
+    The same rule :func:`~ttcompute.eval.search.revision_chains.revision_chains` follows: attempt t sees the chain's earlier non-empty
+    attempts, the most recent that fit. Used to rebuild the history of saved attempts (an ORM's
+    training data) exactly.
+    """
+    shown: list[str] = []
+    out = []
+    for text in chain:
+        out.append(fit_attempts(question, shown, context, count_tokens, prompt_template, reserve=max_tokens))
+        if text.strip():
+            shown.append(text)
+    return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import zlib
 
-from ttcompute.errors import InputError
+from ttcompute.core.errors import InputError
 from ttcompute.models.generation import Completion, SamplingParams
 
 logger = logging.getLogger(__name__)

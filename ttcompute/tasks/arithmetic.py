@@ -18,7 +18,7 @@ import random
 import re
 from dataclasses import dataclass, field
 
-from ttcompute.errors import InputError
+from ttcompute.core.errors import InputError
 from ttcompute.tasks.problem import Problem
 
 STEP_SEPARATOR = "\n\n"

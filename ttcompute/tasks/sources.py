@@ -1,7 +1,7 @@
 """Problem sources: MATH and GSM8K from a local file, a local dataset directory or the Hub; ``arithmetic``.
 
 Every loader returns a :class:`ProblemList` (a list of :class:`~ttcompute.tasks.problem.Problem`).
-A missing or unreadable source raises :class:`~ttcompute.errors.InputError`. A malformed row -- a
+A missing or unreadable source raises :class:`~ttcompute.core.errors.InputError`. A malformed row -- a
 line that is not a JSON object, a missing, empty, non-text or non-finite field, a GSM8K answer
 without ``#### N``, a duplicate id -- is never loaded with a made-up gold answer: by default it is
 skipped, logged as a warning saying where (``data.jsonl:17: missing field 'answer'``; lines of
@@ -21,7 +21,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ttcompute.errors import InputError
+from ttcompute.core.errors import InputError
 from ttcompute.tasks.arithmetic import ArithmeticConfig, generate_problems
 from ttcompute.tasks.problem import Problem
 

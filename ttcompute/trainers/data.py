@@ -9,13 +9,13 @@ import datasets
 import numpy as np
 import pyarrow as pa
 
-from ttcompute.errors import InputError
+from ttcompute.core.errors import InputError
 
 
 def load_stepwise_dataset(name: str, split: str) -> datasets.Dataset:
     """Training rows (stepwise supervision, revision trajectories ...) from a ``ttc label`` output, a file, a dataset directory or a Hub id;
     several comma-separated sources are concatenated (e.g. label runs of different problems)."""
-    from ttcompute.data_gen.shards import MANIFEST, load_sharded
+    from ttcompute.core.shards import MANIFEST, load_sharded
 
     if "," in name:
         names = [part.strip() for part in name.split(",") if part.strip()]

@@ -61,7 +61,7 @@ def distributed_setup(trainer) -> dict:
 def check_deepspeed_active(trainer) -> None:
     """Fail loudly when DeepSpeed was asked for but the run would not use it (it would otherwise
     train as plain DDP without a word, e.g. under ``ACCELERATE_USE_CPU=true`` or ``--use_cpu``)."""
-    from ttcompute.errors import InputError
+    from ttcompute.core.errors import InputError
 
     setup = distributed_setup(trainer)
     if deepspeed_requested(trainer.args) and setup["distributed_type"] != "DEEPSPEED":
@@ -75,7 +75,7 @@ def launch_command(stage: str) -> str | None:
     """The ``ttc <stage> ...`` command line of this process (launcher arguments dropped)."""
     import sys
 
-    from ttcompute.cli import strip_launcher_args
+    from ttcompute.core.config import strip_launcher_args
 
     argv = strip_launcher_args(sys.argv[1:])
     return f"ttc {stage} " + " ".join(argv[1:]) if argv[:1] == [stage] else None
@@ -135,7 +135,7 @@ def training_summary(stage: str, trainer, result, num_parameters: int, started: 
     tokens and FLOPs (6 * params * tokens), steps, how it was parallelised, loss, time, history."""
     import time
 
-    from ttcompute.eval.budget import pretraining_flops
+    from ttcompute.core.budget import pretraining_flops
 
     tokens_seen = int(trainer.state.num_input_tokens_seen)
     return {

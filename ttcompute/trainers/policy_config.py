@@ -14,7 +14,7 @@ class PolicyConfig(CPUDeepSpeedMixin, TrainingArguments):
     r"""Configuration for :class:`~ttcompute.trainers.policy_trainer.PolicyTrainer`.
 
     Only the knobs specific to pretraining the tiny policy are listed; everything else is
-    [`~transformers.TrainingArguments`]. The problems come from the ``ProblemArgs`` options
+    [`~transformers.TrainingArguments`]. The problems come from the ``ProblemConfig`` options
     (``--problem_seed``, ``--num_problems``, ``--max_ops`` ...), which should differ in seed from
     every held-out set.
 

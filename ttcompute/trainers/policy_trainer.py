@@ -17,12 +17,12 @@ import datasets
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, Trainer
 
-from ttcompute.config import save_resolved_config
-from ttcompute.eval.budget import pretraining_flops
+from ttcompute.core.budget import pretraining_flops
+from ttcompute.core.config import save_resolved_config
 from ttcompute.models.generation import build_prompt
 from ttcompute.models.tiny import build_char_tokenizer, build_tiny_llama, count_parameters, tiny_llama_config
 from ttcompute.tasks.problem import Problem
-from ttcompute.tasks.source_args import ProblemArgs
+from ttcompute.tasks.problem_config import ProblemConfig
 from ttcompute.trainers.launch import check_deepspeed_active, distributed_setup, launch_command
 from ttcompute.trainers.policy_config import PolicyConfig
 from ttcompute.trainers.resume import last_complete_checkpoint
@@ -159,7 +159,7 @@ def policy_dataset(problems: list[Problem], prompt_template: str) -> datasets.Da
     )
 
 
-def train_policy(problem_args: ProblemArgs, config: PolicyConfig) -> dict[str, Any]:
+def train_policy(problem_args: ProblemConfig, config: PolicyConfig) -> dict[str, Any]:
     """Pretrain (or resume) a tiny policy, save it as safetensors, then measure held-out pass@1.
 
     Returns the training log (also written to ``<output_dir>/training_log.json``), which records
@@ -237,19 +237,19 @@ def train_policy(problem_args: ProblemArgs, config: PolicyConfig) -> dict[str, A
     return log
 
 
-def evaluate_heldout(checkpoint: str, problem_args: ProblemArgs, config: PolicyConfig) -> dict[str, Any]:
+def evaluate_heldout(checkpoint: str, problem_args: ProblemConfig, config: PolicyConfig) -> dict[str, Any]:
     """pass@1 at temperature 1 on held-out problems, overall and by number of operations."""
     from dataclasses import replace
 
-    from ttcompute.data_gen.sampling import pass_at_1_by, sample_rows
-    from ttcompute.models.generation import GenerationArgs
+    from ttcompute.models.generation import GeneratorConfig
     from ttcompute.models.hf_backend import TransformersBackend
+    from ttcompute.models.sampling import pass_at_1_by, sample_rows
 
     heldout = replace(
         problem_args, num_problems=config.eval_num_problems, problem_seed=config.eval_problem_seed
     ).load()
     backend = TransformersBackend(checkpoint, device="cpu" if config.use_cpu else None)
-    gen_args = GenerationArgs(
+    gen_args = GeneratorConfig(
         model_name_or_path=checkpoint, temperature=1.0, prompt_template=config.prompt_template
     )
     rows = sample_rows(backend, heldout, gen_args, n=config.eval_samples_per_problem, seed=config.seed)

@@ -35,7 +35,7 @@ from transformers import (
     set_seed,
 )
 
-from ttcompute.errors import InputError
+from ttcompute.core.errors import InputError
 from ttcompute.trainers.data import load_stepwise_dataset, split_by_problem
 from ttcompute.trainers.launch import (
     check_deepspeed_active,
@@ -461,7 +461,7 @@ def check_prompt_template(dataset: datasets.Dataset, template: str, where: str) 
 
 def train_prm(config: PRMConfig) -> dict[str, Any]:
     """Train (or resume) a PRM and save a plain token-classification checkpoint with its model card."""
-    from ttcompute.config import save_resolved_config
+    from ttcompute.core.config import save_resolved_config
     from ttcompute.models.prm import ttc_prm_metadata
     from ttcompute.models.tiny import count_parameters
 

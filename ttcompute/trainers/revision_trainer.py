@@ -25,7 +25,7 @@ import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase, set_seed
 from trl import SFTTrainer
 
-from ttcompute.errors import InputError
+from ttcompute.core.errors import InputError
 from ttcompute.models.reviser import (
     ATTEMPT_MARKER,
     MAX_ATTEMPTS_IN_CONTEXT,
@@ -384,7 +384,7 @@ def model_context(config: RevisionConfig) -> int:
 
 def train_reviser(config: RevisionConfig) -> dict[str, Any]:
     """Train (or resume) a reviser and save a plain causal-LM checkpoint with its model card."""
-    from ttcompute.config import save_resolved_config
+    from ttcompute.core.config import save_resolved_config
     from ttcompute.models.tiny import count_parameters
 
     if not config.model_name_or_path:

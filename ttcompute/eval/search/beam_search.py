@@ -32,7 +32,7 @@ def beam_search(
 
     ``options`` are the other fields of :class:`StepSearchConfig` (``aggregation``, ``max_rounds``,
     ``max_step_tokens``, ``seed`` ...). ``beam_width`` must divide ``num_beams``
-    (:func:`ttcompute.eval.budget.resolve_beam_width` rounds a setting down to one that does).
+    (:func:`ttcompute.core.budget.resolve_beam_width` rounds a setting down to one that does).
     """
     config = StepSearchConfig(num_beams=num_beams, beam_width=beam_width, lookahead=0, **options)
     return step_search(questions, prompts, policy, prm, config, problem_ids)

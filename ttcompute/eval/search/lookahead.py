@@ -3,7 +3,7 @@
 Each candidate step is rolled out greedily (temperature 0) for up to k more steps, stopping early at
 the end of a solution, and ranked by the PRM's aggregated score at the end of that rollout; the
 rollout is then dropped and only the sampled step is kept, so the next round samples afresh. It costs
-N x (k + 1) generations (:func:`ttcompute.eval.budget.search_generations`); k = 0 is beam search,
+N x (k + 1) generations (:func:`ttcompute.core.budget.search_generations`); k = 0 is beam search,
 exactly. Unlike search-and-learn, where the rollout text was generated but never reached the PRM,
 the rollout is what gets scored here.
 """

@@ -9,7 +9,7 @@ b (nested, as in the paper), written as one row per budget with that subset's ex
 Budget (README, "Search budgets"): N generations. Best-of-N samples N solutions; beam search and DVTS
 keep N beams; lookahead search with k steps gets ``N = budget // (k + 1)`` beams (and is skipped at
 budgets below k + 1). A beam width is rounded down to a divisor of N
-(:func:`~ttcompute.eval.budget.resolve_beam_width`); the width actually used is in ``beam_width``.
+(:func:`~ttcompute.core.budget.resolve_beam_width`); the width actually used is in ``beam_width``.
 
 Output rows (one per problem x run x budget):
     problem_id, question, gold_answer, metadata (JSON text),
@@ -36,8 +36,9 @@ from typing import Any
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from ttcompute.errors import InputError
-from ttcompute.eval.budget import beams_for_budget, inference_flops, resolve_beam_width
+from ttcompute.core.budget import beams_for_budget, inference_flops, resolve_beam_width
+from ttcompute.core.errors import InputError
+from ttcompute.core.steps import AGGREGATIONS
 from ttcompute.eval.search.step_search import SearchOutcome
 
 logger = logging.getLogger(__name__)
@@ -153,8 +154,6 @@ class SearchConfig:
     overwrite: bool = field(default=False, metadata={"help": "replace output of a different config"})
 
     def __post_init__(self) -> None:
-        from ttcompute.models.prm import AGGREGATIONS
-
         unknown = [m for m in self.methods if m not in SEARCH_METHODS]
         if unknown or not self.methods:
             raise ValueError(f"unknown search method(s) {unknown}; choose from {SEARCH_METHODS}")
@@ -281,7 +280,7 @@ def search_chunk(
     from ttcompute.eval.search.best_of_n import first_candidates, sample_best_of_n
     from ttcompute.eval.search.dvts import dvts
     from ttcompute.eval.search.lookahead import lookahead_search
-    from ttcompute.eval.search.revisions import revision_chains
+    from ttcompute.eval.search.revision_chains import revision_chains
 
     questions = [p.question for p in problems]
     ids = [p.problem_id for p in problems]
@@ -344,7 +343,7 @@ def outcome_rows(
     problems, run: SearchRun, budget: int, outcomes: list[SearchOutcome], policy_params: int, prm_params: int
 ) -> list[dict[str, Any]]:
     """Dataset rows (one per problem and width setting) for one run's outcomes, graded."""
-    from ttcompute.tasks.grading import extract_answer, is_equivalent
+    from ttcompute.core.grading import extract_answer, is_equivalent
 
     rows = []
     for problem, outcome in zip(problems, outcomes):
@@ -394,8 +393,8 @@ def outcome_rows(
 
 def run_search(problem_args, gen_args, config: SearchConfig) -> dict[str, Any]:
     """The ``ttc search`` stage: every unfinished (run, chunk) shard of this worker, then stats."""
-    from ttcompute.config import config_hash, config_to_dict, save_resolved_config
-    from ttcompute.data_gen.shards import (
+    from ttcompute.core.config import config_hash, config_to_dict, save_resolved_config
+    from ttcompute.core.shards import (
         finished_shards,
         left_for_other_workers,
         parse_shard_spec,
@@ -524,7 +523,7 @@ def run_search(problem_args, gen_args, config: SearchConfig) -> dict[str, Any]:
 
 def search_output_stats(output_dir: str) -> dict[str, Any]:
     """`search_stats` of a finished ``ttc search`` output, model sizes from its manifest."""
-    from ttcompute.data_gen.shards import load_sharded, read_manifest
+    from ttcompute.core.shards import load_sharded, read_manifest
 
     info = read_manifest(output_dir)["info"]
     if "policy_parameters" not in info:

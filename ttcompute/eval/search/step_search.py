@@ -32,9 +32,10 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ttcompute.errors import InputError
+from ttcompute.core.errors import InputError
+from ttcompute.core.steps import AGGREGATIONS, aggregate, split_into_steps
 from ttcompute.models.generation import GenerationBackend, SamplingParams
-from ttcompute.models.prm import AGGREGATIONS, PRM, aggregate
+from ttcompute.models.prm import PRM
 
 logger = logging.getLogger(__name__)
 
@@ -172,15 +173,6 @@ class _Beam:
         return _Beam(
             self.problem, self.subtree, self.text, self.num_tokens, list(self.steps), list(self.step_scores)
         )
-
-
-def split_into_steps(text: str, separator: str) -> list[str]:
-    """The non-empty steps of a (partial) solution.
-
-    >>> split_into_steps("1 + 2 = 3\\n\\n3 * 2 = 6\\n\\n", "\\n\\n")
-    ['1 + 2 = 3', '3 * 2 = 6']
-    """
-    return [step for step in text.split(separator) if step.strip()]
 
 
 def start_fresh(*engines) -> None:

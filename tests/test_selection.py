@@ -8,13 +8,13 @@ from fractions import Fraction
 
 import pytest
 
-from ttcompute.eval.search import best_of_n as best_of_n_module
-from ttcompute.eval.search.best_of_n import (
+from ttcompute.core.selection import (
     best_of_n,
     group_equivalent_answers,
     majority_vote,
     weighted_best_of_n,
 )
+from ttcompute.eval.search import best_of_n as best_of_n_module
 
 
 def test_docstring_examples():

@@ -36,7 +36,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from ttcompute.errors import InputError
+from ttcompute.core.errors import InputError
 from ttcompute.models.reviser import FORMAT_VERSION, MAX_ATTEMPTS_IN_CONTEXT, format_reviser_prompt
 
 logger = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ REQUIRED_COLUMNS = ("problem_id", "question", "completions", "correct")
 
 
 @dataclass
-class RevisionsConfig:
+class TrajectoryConfig:
     """Options of ``ttc revisions``.
 
     Attributes:
@@ -135,7 +135,7 @@ def split_solutions(sample: dict[str, Any]) -> tuple[list[str], list[str], int, 
 
 
 def trajectory_rows(
-    sample_rows: Iterable[dict[str, Any]], config: RevisionsConfig, template: str
+    sample_rows: Iterable[dict[str, Any]], config: TrajectoryConfig, template: str
 ) -> list[dict]:
     """The trajectory rows of some ``ttc sample`` rows (problems without a correct sample give none)."""
     rows = []
@@ -168,12 +168,12 @@ def _samples_template(samples_dir: str) -> str | None:
     return (yaml.safe_load(path.read_text()) or {}).get("prompt_template")
 
 
-def run_revisions(config: RevisionsConfig) -> dict[str, Any]:
+def run_revisions(config: TrajectoryConfig) -> dict[str, Any]:
     """The ``ttc revisions`` stage: build every unfinished shard of this worker, then write stats."""
     import pyarrow as pa
 
-    from ttcompute.config import config_hash, config_to_dict, save_resolved_config
-    from ttcompute.data_gen.shards import (
+    from ttcompute.core.config import config_hash, config_to_dict, save_resolved_config
+    from ttcompute.core.shards import (
         ShardReader,
         finished_shards,
         left_for_other_workers,
@@ -256,7 +256,7 @@ def run_revisions(config: RevisionsConfig) -> dict[str, Any]:
 def revisions_stats(output_dir: str, malformed: set[int] | None = None) -> dict[str, Any]:
     """Statistics of a finished ``ttc revisions`` output (read from its shards, its manifest and the
     samples it was built from), whichever workers and runs wrote the shards."""
-    from ttcompute.data_gen.shards import ShardReader, length_mismatches, read_manifest
+    from ttcompute.core.shards import ShardReader, length_mismatches, read_manifest
 
     info = read_manifest(output_dir)["info"]
     if "samples_dir" not in info:

@@ -20,7 +20,7 @@ import logging
 import math
 from collections.abc import Sequence
 
-from ttcompute.errors import InputError
+from ttcompute.core.errors import InputError
 from ttcompute.eval.search.step_search import (
     Candidate,
     SearchOutcome,
@@ -138,29 +138,6 @@ def revision_chains(
     if prm is not None:
         _score_attempts(questions, outcomes, prompts_of, prm, verifier_context, ids)
     return outcomes
-
-
-def attempt_prompts(
-    question: str,
-    chain: Sequence[str],
-    context: int | None,
-    count_tokens,
-    prompt_template: str = "{question}\n",
-    max_tokens: int = 512,
-) -> list[tuple[str, int]]:
-    """The reviser prompt each attempt of a chain was written from, and the attempts it left out.
-
-    The same rule :func:`revision_chains` follows: attempt t sees the chain's earlier non-empty
-    attempts, the most recent that fit. Used to rebuild the history of saved attempts (an ORM's
-    training data) exactly.
-    """
-    shown: list[str] = []
-    out = []
-    for text in chain:
-        out.append(fit_attempts(question, shown, context, count_tokens, prompt_template, reserve=max_tokens))
-        if text.strip():
-            shown.append(text)
-    return out
 
 
 def _score_attempts(questions, outcomes, prompts_of, prm: PRM, verifier_context: str, ids) -> None:

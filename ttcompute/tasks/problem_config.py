@@ -8,7 +8,7 @@ from ttcompute.tasks.sources import DEFAULT_NUM_ARITHMETIC_PROBLEMS, ProblemList
 
 
 @dataclass
-class ProblemArgs:
+class ProblemConfig:
     """Which problems to run on.
 
     Attributes:

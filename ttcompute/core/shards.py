@@ -27,7 +27,7 @@ import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ttcompute.errors import InputError
+from ttcompute.core.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -387,7 +387,7 @@ def require_unique_ids(ids: list[str], source: str) -> None:
 
     >>> require_unique_ids(["a", "b", "a"], "runs/samples")
     Traceback (most recent call last):
-    ttcompute.errors.InputError: runs/samples: rows 0 and 2 are both problem 'a' (problem ids must be unique)
+    ttcompute.core.errors.InputError: runs/samples: rows 0 and 2 are both problem 'a' (problem ids must be unique)
     """
     first: dict[str, int] = {}
     for row, problem_id in enumerate(ids):

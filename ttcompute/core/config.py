@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 from transformers import HfArgumentParser
 
-from ttcompute.errors import InputError
+from ttcompute.core.errors import InputError
 
 # Options whose values are credentials (TrainingArguments' ``hub_token``). They may be given as flags,
 # but the preferred sources are HF_TOKEN / WANDB_API_KEY and the standard logins.
@@ -209,3 +209,34 @@ def config_hash(values: dict[str, Any], ignore: set[str] = frozenset()) -> str:
     """Stable hash of the options that determine a stage's outputs."""
     kept = {k: v for k, v in sorted(values.items()) if k not in ignore}
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def launcher_rank_args(argv: list[str]) -> tuple[list[str], str | None]:
+    """``argv`` without the ``--local_rank N`` a launcher adds, and that rank (None: none given)."""
+    out, rank, skip = [], None, False
+    for i, arg in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in ("--local_rank", "--local-rank"):
+            if "=" in arg:
+                rank = arg.split("=", 1)[1]
+            else:
+                skip = True
+                rank = argv[i + 1] if i + 1 < len(argv) else None
+            continue
+        out.append(arg)
+    return out, rank
+
+
+def strip_launcher_args(argv: list[str]) -> list[str]:
+    """Drop the ``--local_rank=N`` that the ``deepspeed`` launcher puts before the stage name.
+
+    The rank also arrives in the ``LOCAL_RANK`` environment variable, which is what training reads
+    (`main` sets it from the argument when the launcher did not).
+
+    >>> strip_launcher_args(["--local_rank=1", "train-prm", "--seed", "3"])
+    ['train-prm', '--seed', '3']
+    """
+    return launcher_rank_args(argv)[0]

@@ -8,9 +8,9 @@ from collections import Counter
 import pytest
 
 from ttcompute.cli import run_stage
-from ttcompute.data_gen.revisions import problem_trajectories, split_solutions
-from ttcompute.data_gen.shards import load_sharded, prepare_output, shard_path, write_shard
-from ttcompute.errors import InputError
+from ttcompute.core.errors import InputError
+from ttcompute.core.shards import load_sharded, prepare_output, shard_path, write_shard
+from ttcompute.data_gen.trajectories import problem_trajectories, split_solutions
 from ttcompute.models.reviser import format_reviser_prompt
 
 

@@ -8,19 +8,17 @@ Output columns (one row per problem):
 
 from __future__ import annotations
 
-import json
 import logging
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from ttcompute.errors import InputError
-from ttcompute.models.generation import GenerationArgs, GenerationBackend, build_prompt
-from ttcompute.tasks.problem import Problem
-from ttcompute.tasks.source_args import ProblemArgs
+from ttcompute.core.errors import InputError
+from ttcompute.models.generation import GeneratorConfig
+from ttcompute.models.sampling import sample_rows
+from ttcompute.tasks.problem_config import ProblemConfig
 
 logger = logging.getLogger(__name__)
 
@@ -71,61 +69,12 @@ class SampleConfig:
             raise ValueError("problems_per_shard must be >= 1")
 
 
-def sample_rows(
-    backend: GenerationBackend, problems: list[Problem], gen_args: GenerationArgs, n: int, seed: int
-) -> list[dict[str, Any]]:
-    """Sample ``n`` solutions for each problem in one batched call and grade them."""
-    from ttcompute.tasks.grading import extract_answer, is_equivalent
-
-    tokenizer = getattr(backend, "tokenizer", None)
-    prompts = [
-        build_prompt(p.question, gen_args.prompt_template, tokenizer, gen_args.use_chat_template)
-        for p in problems
-    ]
-    outputs = backend.generate(prompts, gen_args.sampling_params(n=n, seed=seed))
-    rows = []
-    for problem, prompt, completions in zip(problems, prompts, outputs):
-        answers = [extract_answer(c.text) for c in completions]
-        verdicts: dict[str, bool] = {}  # samples repeat answers; grade each distinct one once
-        for answer in set(a for a in answers if a is not None):
-            verdicts[answer] = is_equivalent(answer, problem.answer)
-        rows.append(
-            {
-                "problem_id": problem.problem_id,
-                "question": problem.question,
-                "prompt": prompt,
-                "gold_answer": problem.answer,
-                "metadata": json.dumps(problem.metadata, sort_keys=True),
-                "completions": [c.text for c in completions],
-                "answers": answers,
-                "correct": [a is not None and verdicts[a] for a in answers],
-                "num_tokens": [c.num_tokens for c in completions],
-                "finish_reasons": [c.finish_reason for c in completions],
-            }
-        )
-    return rows
-
-
-def pass_at_1_by(rows: list[dict[str, Any]], key: str) -> tuple[float, dict[str, float]]:
-    """Mean correctness over all samples, and per value of metadata field ``key``."""
-    groups: dict[str, list[bool]] = defaultdict(list)
-    everything: list[bool] = []
-    for row in rows:
-        value = json.loads(row["metadata"]).get(key)
-        groups[str(value)].extend(row["correct"])
-        everything.extend(row["correct"])
-    by = {k: round(sum(v) / len(v), 4) for k, v in sorted(groups.items(), key=lambda kv: _natural(kv[0]))}
-    return round(sum(everything) / max(len(everything), 1), 4), by
-
-
-def _natural(value: str) -> tuple[int, Any]:
-    return (0, int(value)) if value.lstrip("-").isdigit() else (1, value)
-
-
-def run_sample(problem_args: ProblemArgs, gen_args: GenerationArgs, config: SampleConfig) -> dict[str, Any]:
+def run_sample(
+    problem_args: ProblemConfig, gen_args: GeneratorConfig, config: SampleConfig
+) -> dict[str, Any]:
     """The ``ttc sample`` stage: sample every unfinished shard of this worker, then write stats."""
-    from ttcompute.config import config_hash, config_to_dict, save_resolved_config
-    from ttcompute.data_gen.shards import (
+    from ttcompute.core.config import config_hash, config_to_dict, save_resolved_config
+    from ttcompute.core.shards import (
         finished_shards,
         left_for_other_workers,
         parse_shard_spec,
@@ -195,8 +144,8 @@ def sample_stats(output_dir: str) -> dict[str, Any]:
     """
     import pyarrow.compute as pc
 
-    from ttcompute.data_gen.shards import load_sharded, read_manifest
-    from ttcompute.eval.budget import ComputeSpent
+    from ttcompute.core.budget import ComputeSpent
+    from ttcompute.core.shards import load_sharded, read_manifest
 
     info = read_manifest(output_dir)["info"]
     if "policy_parameters" not in info:
