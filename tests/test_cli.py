@@ -23,7 +23,7 @@ from ttcompute.core.config import config_hash, config_to_dict, parse_stage_args,
 from ttcompute.core.shards import prepare_output, write_json, write_shard
 from ttcompute.data_gen.difficulty import DifficultyConfig
 from ttcompute.data_gen.sample import SampleConfig
-from ttcompute.models.generation import GeneratorConfig
+from ttcompute.models.generation_config import GeneratorConfig
 from ttcompute.tasks.problem_config import ProblemConfig
 
 SAMPLE_TYPES = (ProblemConfig, GeneratorConfig, SampleConfig)

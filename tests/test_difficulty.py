@@ -303,7 +303,7 @@ def _arithmetic_row(problem_id: str, start: int, completions: list[str], correct
 
 @pytest.mark.parametrize("predictor", ["prm", "prm_probe"])
 def test_prm_predictors_bin_by_the_mean_final_score(tmp_path, likelihood_prm_dir, predictor):
-    from ttcompute.models.prm import load_prm
+    from ttcompute.models.prm_formats import load_prm
 
     rows = []
     for i, start in enumerate((3, 10, 25, 40, 61, 77)):

@@ -7,7 +7,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ttcompute.core.errors import InputError
-from ttcompute.models.generation import GenerationBackend, SamplingParams, build_prompt, load_backend
+from ttcompute.models.backends import load_backend
+from ttcompute.models.generation import GenerationBackend, SamplingParams, build_prompt
 from ttcompute.models.hf_backend import TransformersBackend, sample_next_token
 
 PROMPTS = ["Start at 3. Add 4.\n", "Start at 17. Multiply by 2. Subtract 5. Add 9.\n", "Start at 0.\n"]
@@ -210,7 +211,7 @@ def test_vllm_parallel_options_reach_vllm_from_the_command_line(monkeypatch, ran
     import types
 
     from ttcompute.core.config import parse_stage_args
-    from ttcompute.models.generation import GeneratorConfig
+    from ttcompute.models.generation_config import GeneratorConfig
 
     received = {}
 

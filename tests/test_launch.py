@@ -47,7 +47,7 @@ def test_launch_command_drops_the_launchers_local_rank(monkeypatch):
 def test_stripping_launcher_args_leaves_the_environment_alone(monkeypatch):
     import os
 
-    from ttcompute.core.config import strip_launcher_args
+    from ttcompute.core.argv import strip_launcher_args
 
     monkeypatch.delenv("LOCAL_RANK", raising=False)
     assert strip_launcher_args(["--local_rank", "1", "sample"]) == ["sample"]

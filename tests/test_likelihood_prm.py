@@ -90,7 +90,7 @@ def test_calibration_recovers_the_generating_parameters_and_beats_a_grid():
 
 
 def test_train_prm_likelihood_round_trip(tmp_path, random_policy_dir):
-    from ttcompute.models.prm import load_prm
+    from ttcompute.models.prm_formats import load_prm
     from ttcompute.trainers.prm_config import PRMConfig
     from ttcompute.trainers.prm_trainer import train_prm
 
@@ -127,7 +127,7 @@ def test_train_prm_likelihood_round_trip(tmp_path, random_policy_dir):
 
 
 def test_a_broken_spec_is_an_input_error(tmp_path):
-    from ttcompute.models.prm import load_prm
+    from ttcompute.models.prm_formats import load_prm
 
     (tmp_path / LIKELIHOOD_PRM_FILE).write_text(json.dumps({"format": "ttcompute-likelihood"}))
     with pytest.raises(InputError, match="not a likelihood PRM spec"):

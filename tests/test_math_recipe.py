@@ -151,7 +151,8 @@ def test_sample_recipe_resolves(small_policy_dir) -> None:
         "test/intermediate_algebra/1994.json",
         "test/algebra/2584.json",
     ]
-    from ttcompute.models.generation import build_prompt, load_backend
+    from ttcompute.models.backends import load_backend
+    from ttcompute.models.generation import build_prompt
 
     prompt = build_prompt(problems[0].question, gen.prompt_template)
     assert prompt == TEMPLATE.format(question=problems[0].question)

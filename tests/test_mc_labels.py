@@ -19,14 +19,11 @@ from ttcompute.core.errors import InputError
 from ttcompute.core.grading import extract_answer
 from ttcompute.core.shards import load_sharded, prepare_output, write_shard
 from ttcompute.core.steps import split_into_steps
-from ttcompute.data_gen.mc_labels import (
-    LabelConfig,
-    collect_solutions,
-    label_rows,
-    replay_binary_search,
-    run_label,
-)
-from ttcompute.models.generation import Completion, GeneratorConfig, SamplingParams
+from ttcompute.data_gen.label import run_label
+from ttcompute.data_gen.label_config import LabelConfig
+from ttcompute.data_gen.mc_labels import collect_solutions, label_rows, replay_binary_search
+from ttcompute.models.generation import Completion, SamplingParams
+from ttcompute.models.generation_config import GeneratorConfig
 from ttcompute.tasks.arithmetic import (
     ArithmeticConfig,
     apply_op,
@@ -503,7 +500,7 @@ def _write_samples(path: Path, rows: list[dict], rows_per_shard: int = 2) -> Pat
 def _toy_stage(tmp_path, monkeypatch, rows: list[dict], **options) -> tuple[ToyPolicy, dict]:
     samples = _write_samples(tmp_path / "samples", rows, rows_per_shard=1)
     toy = ToyPolicy(p=1.0)
-    monkeypatch.setattr("ttcompute.models.generation.load_backend", lambda *args, **kwargs: toy)
+    monkeypatch.setattr("ttcompute.data_gen.label.load_backend", lambda *args, **kwargs: toy)
     config = LabelConfig(
         samples_dir=str(samples), output_dir=str(tmp_path / "labels"), problems_per_shard=1, **options
     )
@@ -644,13 +641,13 @@ def test_stage_refuses_a_different_config_unless_overwrite(sampled, labelled, tm
 
 
 def test_output_of_older_label_rules_is_not_resumed(sampled, labelled, tmp_path, monkeypatch):
-    import ttcompute.data_gen.mc_labels as mc_labels
+    import ttcompute.data_gen.label as label_stage
 
     out = tmp_path / "labels"
     shutil.copytree(labelled, out)
     before = (out / "shard-00000.parquet").read_bytes()
     # The same options, but labels written under other rules: resuming would mix two definitions.
-    monkeypatch.setattr(mc_labels, "LABEL_RULES_VERSION", mc_labels.LABEL_RULES_VERSION + 1)
+    monkeypatch.setattr(label_stage, "LABEL_RULES_VERSION", label_stage.LABEL_RULES_VERSION + 1)
     with pytest.raises(InputError, match="different run"):
         run_stage("label", _label_args(sampled, out))
     assert (out / "shard-00000.parquet").read_bytes() == before

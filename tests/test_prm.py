@@ -15,15 +15,13 @@ from ttcompute.core.errors import InputError
 from ttcompute.models import prm as prm_module
 from ttcompute.models.prm import (
     PRM,
-    PRM_FORMATS,
-    QWEN_PRM_SYSTEM_PROMPT,
     TransformersPRM,
     aggregate,
     encode_steps,
-    load_prm,
     score_solutions,
     ttc_prm_metadata,
 )
+from ttcompute.models.prm_formats import PRM_FORMATS, QWEN_PRM_SYSTEM_PROMPT, load_prm
 from ttcompute.models.tiny import build_char_tokenizer, tiny_llama_config
 
 QUESTIONS = ["Start at 3. Add 4.", "Start at 12. Subtract 5. Multiply by 3."]

@@ -12,18 +12,20 @@ from pathlib import Path
 import pytest
 
 from ttcompute.core.errors import InputError
-from ttcompute.eval import prm_eval
+from ttcompute.eval import prm_eval, prm_metrics
 from ttcompute.eval.prm_eval import (
     EvalPRMConfig,
+    gold_first_errors,
+    label_agreement,
+    load_eval_examples,
+    resolve_gold,
+)
+from ttcompute.eval.prm_metrics import (
     best_of_n_accuracy,
     budget_sizes,
     first_error_from_labels,
     first_error_from_scores,
-    gold_first_errors,
-    label_agreement,
-    load_eval_examples,
     processbench_metrics,
-    resolve_gold,
     step_labels_from_first_error,
     step_roc_auc,
 )
@@ -32,6 +34,7 @@ from ttcompute.tasks.arithmetic import STEP_SEPARATOR, first_wrong_step, generat
 
 def test_docstring_examples():
     assert doctest.testmod(prm_eval).failed == 0
+    assert doctest.testmod(prm_metrics).failed == 0
 
 
 # --- first errors ------------------------------------------------------------------------------
@@ -345,10 +348,13 @@ def test_label_agreement_by_hand(tmp_path):
     assert agreement["step_agreement"] == pytest.approx((num_steps - 1) / num_steps)
 
 
-def test_config_aggregations_are_the_prms():
+def test_config_accepts_exactly_the_shared_aggregations():
     from ttcompute.core.steps import AGGREGATIONS
 
-    assert prm_eval._AGGREGATIONS == AGGREGATIONS
+    for how in AGGREGATIONS:
+        assert EvalPRMConfig(prm="p", dataset="d", aggregation=how).aggregation == how
+    with pytest.raises(ValueError, match="aggregation must be one of"):
+        EvalPRMConfig(prm="p", dataset="d", aggregation="median")
 
 
 def test_config_validation():
@@ -391,9 +397,7 @@ def _oracle(question: str, steps: list[str]) -> list[float]:
 
 
 def _use_toy_prm(monkeypatch, prm: ToyPRM) -> None:
-    import ttcompute.models.prm
-
-    monkeypatch.setattr(ttcompute.models.prm, "load_prm", lambda *args, **kwargs: prm)
+    monkeypatch.setattr(prm_eval, "load_prm", lambda *args, **kwargs: prm)
 
 
 def _write_samples_dir(path: Path, num_problems: int = 6, n: int = 4, seed: int = 5) -> Path:
@@ -555,7 +559,8 @@ def _threshold_in_widest_gap(scores: list[float]) -> float:
 
 def test_stage_on_a_tiny_prm_matches_independent_scores(tmp_path, tiny_prm_dir, char_tokenizer):
     from ttcompute.cli import run_stage
-    from ttcompute.models.prm import encode_steps, load_prm, score_solutions
+    from ttcompute.models.prm import encode_steps, score_solutions
+    from ttcompute.models.prm_formats import load_prm
 
     solutions = _solutions(12)
     dataset = _write_label_dir(tmp_path / "labels", _label_rows(solutions))

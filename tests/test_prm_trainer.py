@@ -25,15 +25,10 @@ from conftest import FakeHfApi, files_under, free_port, trainer_config, write_ro
 from transformers import AutoModelForTokenClassification, AutoTokenizer, EvalPrediction
 
 from ttcompute.core.errors import InputError
+from ttcompute.trainers.data import split_by_problem
 from ttcompute.trainers.prm_config import PRMConfig
-from ttcompute.trainers.prm_trainer import (
-    IGNORE,
-    PRMTrainer,
-    StepLabelCollator,
-    split_by_problem,
-    step_metrics,
-    train_prm,
-)
+from ttcompute.trainers.prm_trainer import PRMTrainer, StepLabelCollator, train_prm
+from ttcompute.trainers.stepwise_data import IGNORE, step_metrics
 
 torch.set_num_threads(1)
 
@@ -247,6 +242,7 @@ def test_a_label_type_lost_on_the_way_stops_training(tmp_path, random_policy_dir
     and the positional check refuses it instead of training on it."""
     import ttcompute.trainers.prm_trainer as prm_trainer
 
+    # Patched where PRMTrainer looks them up (with_float_labels lives in trainers/stepwise_data.py).
     monkeypatch.setattr(prm_trainer, "with_float_labels", lambda dataset: dataset)
     monkeypatch.setattr(prm_trainer, "TOKENIZED_FEATURES", None)
     tokenizer = AutoTokenizer.from_pretrained(random_policy_dir)
@@ -366,7 +362,7 @@ def test_step_metrics_on_hand_made_predictions():
 
 
 def test_train_prm_learns_the_step_labels_and_writes_a_usable_checkpoint(tmp_path, random_policy_dir):
-    from ttcompute.models.prm import load_prm
+    from ttcompute.models.prm_formats import load_prm
 
     rows = _rows(24)
     data = write_rows(rows, tmp_path / "data" / "steps.jsonl")
@@ -865,7 +861,7 @@ def test_zero2_two_process_launch_really_uses_deepspeed(zero2_run):
 
 
 def test_several_comma_separated_sources_are_concatenated(tmp_path):
-    from ttcompute.trainers.prm_trainer import load_stepwise_dataset
+    from ttcompute.trainers.data import load_stepwise_dataset
 
     a = tmp_path / "a.jsonl"
     b = tmp_path / "b.jsonl"

@@ -35,7 +35,8 @@ from ttcompute.tasks.arithmetic import (
     reference_steps,
 )
 from ttcompute.trainers.revision_config import RevisionConfig
-from ttcompute.trainers.revision_trainer import RevisionTrainer, fit_trajectories, train_reviser
+from ttcompute.trainers.revision_data import fit_trajectories
+from ttcompute.trainers.revision_trainer import RevisionTrainer, train_reviser
 
 torch.set_num_threads(1)
 

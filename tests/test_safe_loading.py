@@ -114,7 +114,8 @@ def test_only_weight_pickles_count_as_pickled_weights(tmp_path):
 
 
 def test_generation_backend_refuses_pickled_weights(pickled_policy, marker):
-    from ttcompute.models.generation import GeneratorConfig, load_backend
+    from ttcompute.models.backends import load_backend
+    from ttcompute.models.generation_config import GeneratorConfig
 
     args = GeneratorConfig(model_name_or_path=str(pickled_policy), device="cpu")
     with pytest.raises(InputError, match=r"model\.safetensors.*pickles") as refusal:
@@ -156,7 +157,7 @@ def _pickled_likelihood_prm(root: Path, marker: Path) -> Path:
     ],
 )
 def test_load_prm_refuses_pickled_weights(prm_format, build, tmp_path, marker):
-    from ttcompute.models.prm import load_prm
+    from ttcompute.models.prm_formats import load_prm
 
     path = build(tmp_path, marker)
     # "auto" first: format detection reads config.json and the tokenizer, never the weights.
@@ -169,7 +170,7 @@ def test_load_prm_refuses_pickled_weights(prm_format, build, tmp_path, marker):
 def test_the_same_checkpoint_as_safetensors_loads(tmp_path):
     """The refusals above are about the pickle, not about a broken checkpoint."""
     from ttcompute.models.hf_backend import TransformersBackend
-    from ttcompute.models.prm import load_prm
+    from ttcompute.models.prm_formats import load_prm
 
     assert TransformersBackend(str(_save_checkpoint(tmp_path / "policy")), device="cpu").num_parameters > 0
     prm = load_prm(str(_save_checkpoint(tmp_path / "prm", TOKEN_CLASSIFICATION_PRM)), device="cpu")
@@ -253,13 +254,13 @@ def _planted_checkpoint(
 
 
 def _load_policy(path: Path) -> object:
-    from ttcompute.models.generation import load_backend
+    from ttcompute.models.backends import load_backend
 
     return load_backend("transformers", str(path), device="cpu")
 
 
 def _load_token_classification_prm(path: Path) -> object:
-    from ttcompute.models.prm import load_prm
+    from ttcompute.models.prm_formats import load_prm
 
     _update_json(
         path / "config.json", {**TOKEN_CLASSIFICATION_PRM, "architectures": ["PlantedForTokenClassification"]}
@@ -268,7 +269,7 @@ def _load_token_classification_prm(path: Path) -> object:
 
 
 def _load_likelihood_prm(path: Path) -> object:
-    from ttcompute.models.prm import load_prm
+    from ttcompute.models.prm_formats import load_prm
 
     return load_prm(str(_likelihood_spec(path.parent / "likelihood_prm", path)), device="cpu")
 

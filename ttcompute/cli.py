@@ -11,65 +11,48 @@ import logging
 import os
 import sys
 
-from ttcompute.core.config import launcher_rank_args
+from ttcompute.core.argv import launcher_rank_args
 from ttcompute.core.errors import InputError
 
-# stage -> (summary, [(module, config class) ...], (module, function))
+# stage -> (summary, [(module, config class) ...], (module, function)), in pipeline order. Config classes
+# live in light ``*_config`` modules; a stage's own module (models, torch ...) is imported only when it runs.
+PROBLEMS = ("ttcompute.tasks.problem_config", "ProblemConfig")
+GENERATOR = ("ttcompute.models.generation_config", "GeneratorConfig")
 STAGES: dict[str, tuple[str, list[tuple[str, str]], tuple[str, str]]] = {
     "train-policy": (
         "pretrain the built-in task's tiny base policy on reference solutions",
-        [
-            ("ttcompute.tasks.problem_config", "ProblemConfig"),
-            ("ttcompute.trainers.policy_config", "PolicyConfig"),
-        ],
+        [PROBLEMS, ("ttcompute.trainers.policy_config", "PolicyConfig")],
         ("ttcompute.trainers.policy_trainer", "train_policy"),
     ),
     "sample": (
         "sample N graded solutions per problem (sharded, resumable)",
-        [
-            ("ttcompute.tasks.problem_config", "ProblemConfig"),
-            ("ttcompute.models.generation", "GeneratorConfig"),
-            ("ttcompute.data_gen.sample", "SampleConfig"),
-        ],
+        [PROBLEMS, GENERATOR, ("ttcompute.data_gen.sample_config", "SampleConfig")],
         ("ttcompute.data_gen.sample", "run_sample"),
     ),
     "difficulty": (
         "per-problem pass@1 and 5 quantile difficulty bins from samples",
-        [("ttcompute.data_gen.difficulty", "DifficultyConfig")],
+        [("ttcompute.data_gen.difficulty_config", "DifficultyConfig")],
         ("ttcompute.data_gen.difficulty", "run_difficulty"),
     ),
     "label": (
         "Monte Carlo step labels (soft/hard) for samples; exhaustive or binary search",
-        [
-            ("ttcompute.models.generation", "GeneratorConfig"),
-            ("ttcompute.data_gen.mc_labels", "LabelConfig"),
-        ],
-        ("ttcompute.data_gen.mc_labels", "run_label"),
-    ),
-    "eval-prm": (
-        "ProcessBench F1, step ROC-AUC and best-of-N of a PRM",
-        [("ttcompute.eval.prm_eval", "EvalPRMConfig")],
-        ("ttcompute.eval.prm_eval", "run_eval_prm"),
+        [GENERATOR, ("ttcompute.data_gen.label_config", "LabelConfig")],
+        ("ttcompute.data_gen.label", "run_label"),
     ),
     "train-prm": (
         "train a process reward model on (soft) step labels; LoRA, DeepSpeed, W&B, Hub",
         [("ttcompute.trainers.prm_config", "PRMConfig")],
         ("ttcompute.trainers.prm_trainer", "train_prm"),
     ),
+    "eval-prm": (
+        "ProcessBench F1, step ROC-AUC and best-of-N of a PRM",
+        [("ttcompute.eval.prm_eval_config", "EvalPRMConfig")],
+        ("ttcompute.eval.prm_eval", "run_eval_prm"),
+    ),
     "revisions": (
         "revision trajectories from samples: 0-4 incorrect attempts (edit-distance paired), then a correct one",
-        [("ttcompute.data_gen.trajectories", "TrajectoryConfig")],
+        [("ttcompute.data_gen.trajectories_config", "TrajectoryConfig")],
         ("ttcompute.data_gen.trajectories", "run_revisions"),
-    ),
-    "merge": (
-        "join the shards of --shard i/n workers that wrote separate directories; write the stats",
-        [("ttcompute.data_gen.merge", "MergeConfig")],
-        ("ttcompute.data_gen.merge", "run_merge"),
-    ),
-    "orm-data": (
-        "ORM training rows from a reviser's attempts in ttc search output, revision history in context",
-        [("ttcompute.data_gen.orm_data", "OrmDataConfig")],
-        ("ttcompute.data_gen.orm_data", "run_orm_data"),
     ),
     "train-reviser": (
         "SFT a reviser on revision trajectories (loss on the final attempt); LoRA, DeepSpeed, W&B, Hub",
@@ -78,36 +61,42 @@ STAGES: dict[str, tuple[str, list[tuple[str, str]], tuple[str, str]]] = {
     ),
     "search": (
         "best-of-N, beam search, lookahead, DVTS under a budget; every candidate saved (resumable)",
-        [
-            ("ttcompute.tasks.problem_config", "ProblemConfig"),
-            ("ttcompute.models.generation", "GeneratorConfig"),
-            ("ttcompute.eval.search.stage", "SearchConfig"),
-        ],
+        [PROBLEMS, GENERATOR, ("ttcompute.eval.search.search_config", "SearchConfig")],
         ("ttcompute.eval.search.stage", "run_search"),
+    ),
+    "orm-data": (
+        "ORM training rows from a reviser's attempts in ttc search output, revision history in context",
+        [("ttcompute.data_gen.orm_data_config", "OrmDataConfig")],
+        ("ttcompute.data_gen.orm_data", "run_orm_data"),
     ),
     "select": (
         "selection rules over saved search candidates: accuracy vs budget per bin, table and plot",
-        [("ttcompute.eval.select", "SelectConfig")],
+        [("ttcompute.eval.select_config", "SelectConfig")],
         ("ttcompute.eval.select", "run_select"),
     ),
     "compute-optimal": (
         "the best strategy per difficulty bin and budget (cross-validated); efficiency vs best-of-N",
-        [("ttcompute.eval.compute_optimal", "ComputeOptimalConfig")],
+        [("ttcompute.eval.compute_optimal_config", "ComputeOptimalConfig")],
         ("ttcompute.eval.compute_optimal", "run_compute_optimal"),
     ),
     "flops-matched": (
         "small policy + compute-optimal test-time compute vs a larger policy at matched FLOPs",
-        [("ttcompute.eval.flops_matched", "FlopsMatchedConfig")],
+        [("ttcompute.eval.flops_matched_config", "FlopsMatchedConfig")],
         ("ttcompute.eval.flops_matched", "run_flops_matched"),
     ),
     "report": (
         "report.md + report.json (+ W&B): policies, PRM, search, revisions, compute-optimal, FLOPs-matched",
-        [("ttcompute.eval.report", "ReportConfig")],
+        [("ttcompute.eval.report_config", "ReportConfig")],
         ("ttcompute.eval.report", "run_report"),
+    ),
+    "merge": (
+        "join the shards of --shard i/n workers that wrote separate directories; write the stats",
+        [("ttcompute.merge_config", "MergeConfig")],
+        ("ttcompute.merge", "run_merge"),
     ),
     "demo": (
         "run the pipeline end to end on the built-in arithmetic task",
-        [("ttcompute.demo", "DemoConfig")],
+        [("ttcompute.demo_config", "DemoConfig")],
         ("ttcompute.demo", "run_demo"),
     ),
 }
@@ -133,6 +122,8 @@ def _setup_logging() -> None:
 
 def run_stage(stage: str, args: list[str]):
     """Parse ``args`` for ``stage`` and run it; returns what the stage returns."""
+    # Here, not at the top: transformers (HfArgumentParser), datasets and torch take seconds to
+    # import, and `ttc --help` or a launcher's argv handling must not wait for them.
     from ttcompute.core.config import parse_stage_args
 
     if stage not in STAGES:
@@ -141,7 +132,7 @@ def run_stage(stage: str, args: list[str]):
     config_types = tuple(getattr(importlib.import_module(m), c) for m, c in config_specs)
     configs = parse_stage_args(config_types, args, prog=f"ttc {stage}")
     # Per-file "Loading weights" bars are noise for our stages; stages draw their own progress bars.
-    import datasets
+    import datasets  # see parse_stage_args above: imported once a stage really runs
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -163,7 +154,7 @@ def _cpu_only_launch_defaults(argv: list[str]) -> None:
         return
     if any(arg == "--deepspeed" or arg.startswith("--deepspeed=") for arg in argv):
         return
-    import torch
+    import torch  # only under a launcher (LOCAL_RANK set): `ttc --help` stays instant
 
     if not torch.cuda.is_available():
         os.environ["ACCELERATE_USE_CPU"] = "true"

@@ -14,19 +14,18 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import yaml
 from transformers import HfArgumentParser
 
+from ttcompute.core.argv import redact_argv
 from ttcompute.core.errors import InputError
 
 # Options whose values are credentials (TrainingArguments' ``hub_token``). They may be given as flags,
 # but the preferred sources are HF_TOKEN / WANDB_API_KEY and the standard logins.
 SECRET_OPTIONS = ("hub_token",)
-REDACTED = "<redacted>"
 
 
 class StageArgumentParser(HfArgumentParser):
@@ -142,29 +141,6 @@ def secret_values(*configs: Any) -> list[str]:
     return [value for value in values if isinstance(value, str) and value]
 
 
-def redact_argv(argv: list[str], secrets: Iterable[str]) -> list[str]:
-    """``argv`` with every argument that is a secret, or ends in ``=secret``, redacted.
-
-    Matched by value, not by flag name, so ``--hub_token=X``, ``--hub-token X`` and argparse's
-    abbreviations (``--hub_tok X``) are all covered; whole values only, so a short token cannot
-    garble other arguments that happen to contain it.
-
-    >>> redact_argv(["ttc", "train-prm", "--hub_token", "hf_x", "--seed", "3"], ["hf_x"])
-    ['ttc', 'train-prm', '--hub_token', '<redacted>', '--seed', '3']
-    >>> redact_argv(["--hub_token=hf_x", "--output_dir=runs/hf_x"], ["hf_x"])
-    ['--hub_token=<redacted>', '--output_dir=runs/hf_x']
-    """
-    secrets = set(secrets)
-
-    def redact(arg: str) -> str:
-        if arg in secrets:
-            return REDACTED
-        flag, equals, value = arg.partition("=")
-        return f"{flag}={REDACTED}" if equals and flag.startswith("-") and value in secrets else arg
-
-    return [redact(arg) for arg in argv]
-
-
 def _strip_prog(err: Exception, prog: str) -> str:
     return re.sub(rf"^{re.escape(prog)}: ", "", str(err))
 
@@ -209,34 +185,3 @@ def config_hash(values: dict[str, Any], ignore: set[str] = frozenset()) -> str:
     """Stable hash of the options that determine a stage's outputs."""
     kept = {k: v for k, v in sorted(values.items()) if k not in ignore}
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def launcher_rank_args(argv: list[str]) -> tuple[list[str], str | None]:
-    """``argv`` without the ``--local_rank N`` a launcher adds, and that rank (None: none given)."""
-    out, rank, skip = [], None, False
-    for i, arg in enumerate(argv):
-        if skip:
-            skip = False
-            continue
-        name = arg.split("=", 1)[0]
-        if name in ("--local_rank", "--local-rank"):
-            if "=" in arg:
-                rank = arg.split("=", 1)[1]
-            else:
-                skip = True
-                rank = argv[i + 1] if i + 1 < len(argv) else None
-            continue
-        out.append(arg)
-    return out, rank
-
-
-def strip_launcher_args(argv: list[str]) -> list[str]:
-    """Drop the ``--local_rank=N`` that the ``deepspeed`` launcher puts before the stage name.
-
-    The rank also arrives in the ``LOCAL_RANK`` environment variable, which is what training reads
-    (`main` sets it from the argument when the launcher did not).
-
-    >>> strip_launcher_args(["--local_rank=1", "train-prm", "--seed", "3"])
-    ['train-prm', '--seed', '3']
-    """
-    return launcher_rank_args(argv)[0]

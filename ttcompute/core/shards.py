@@ -19,12 +19,15 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ttcompute.core.errors import InputError
@@ -335,8 +338,6 @@ def merge_outputs(
 
 
 def _atomic_copy(source: Path, target: Path) -> None:
-    import shutil
-
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     shutil.copyfile(source, tmp)
     with open(tmp, "rb") as handle:
@@ -350,9 +351,6 @@ def length_mismatches(reader: ShardReader, columns: list[str]) -> list[int]:
     A ``completions`` list one longer than its ``correct`` list would pair every verdict with the wrong
     text from there on; such rows must be reported and skipped, never used.
     """
-    import numpy as np
-    import pyarrow.compute as pc
-
     bad: list[int] = []
     offset = 0
     for batch in reader.iter_batches(columns):

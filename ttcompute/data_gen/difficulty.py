@@ -22,56 +22,23 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import datasets
 import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
 
+from ttcompute.core.budget import inference_flops
+from ttcompute.core.config import save_resolved_config
 from ttcompute.core.errors import InputError
+from ttcompute.core.shards import ShardReader, require_unique_ids, write_json
+from ttcompute.core.steps import split_into_steps
+from ttcompute.data_gen.difficulty_config import DifficultyConfig
+from ttcompute.models.prm_formats import load_prm
 
 logger = logging.getLogger(__name__)
-
-PREDICTORS = ("oracle", "prm", "prm_probe")
-
-
-@dataclass
-class DifficultyConfig:
-    """Options of ``ttc difficulty``.
-
-    Attributes:
-        samples_dir: Output directory of ``ttc sample``.
-        output_dir: Where the bins go.
-        num_bins: Number of quantile bins (the paper uses 5).
-        bin_edges_file: Reuse the edges of an earlier run (its ``bin_edges.json``) instead of computing
-            new ones from these samples.
-        predictor: ``oracle`` (pass@1), ``prm`` (mean PRM score of all samples) or ``prm_probe``
-            (mean PRM score of the first ``probe_samples``).
-        prm / prm_format / device: The PRM of the ``prm*`` predictors.
-        probe_samples: Samples per problem ``prm_probe`` reads.
-        step_separator: How the samples split into steps for the PRM.
-    """
-
-    samples_dir: str = field(default="runs/samples", metadata={"help": "output directory of ttc sample"})
-    output_dir: str = field(default="runs/difficulty", metadata={"help": "output directory"})
-    num_bins: int = field(default=5, metadata={"help": "number of quantile bins"})
-    bin_edges_file: str | None = field(default=None, metadata={"help": "bin_edges.json to reuse"})
-    predictor: str = field(default="oracle", metadata={"help": "oracle | prm | prm_probe"})
-    prm: str | None = field(default=None, metadata={"help": "PRM checkpoint for the prm predictors"})
-    prm_format: str = field(default="auto", metadata={"help": "PRM format (see ttc search)"})
-    device: str | None = field(default=None, metadata={"help": "PRM device (default: cuda if available)"})
-    probe_samples: int = field(default=4, metadata={"help": "samples per problem prm_probe scores"})
-    step_separator: str = field(default="\n\n", metadata={"help": "text between steps"})
-
-    def __post_init__(self) -> None:
-        if self.num_bins < 1:
-            raise ValueError(f"num_bins must be >= 1, got {self.num_bins}")
-        if self.predictor not in PREDICTORS:
-            raise ValueError(f"unknown predictor {self.predictor!r}; choose one of {PREDICTORS}")
-        if self.predictor != "oracle" and not self.prm:
-            raise ValueError(f"predictor {self.predictor} needs --prm")
-        if self.probe_samples < 1:
-            raise ValueError(f"probe_samples must be >= 1, got {self.probe_samples}")
 
 
 def quantile_edges(pass_at_1: list[float], num_bins: int) -> list[float]:
@@ -104,10 +71,6 @@ def prm_difficulty_scores(
 ) -> tuple[list[float], int]:
     """Mean PRM final-answer score of each problem's completions (an empty one scores 0), and the
     PRM tokens this ran. Problems are scored a chunk at a time, every completion of a chunk in one call."""
-    from tqdm.auto import tqdm
-
-    from ttcompute.core.steps import split_into_steps
-
     before = prm.num_tokens_encoded
     means = []
     chunk = 32
@@ -138,13 +101,6 @@ def _sample_compute(samples_dir: str) -> dict[str, Any] | None:
 
 def run_difficulty(config: DifficultyConfig) -> dict[str, Any]:
     """The ``ttc difficulty`` stage."""
-    import datasets
-    from tqdm.auto import tqdm
-
-    from ttcompute.core.budget import inference_flops
-    from ttcompute.core.config import save_resolved_config
-    from ttcompute.core.shards import ShardReader, require_unique_ids, write_json
-
     samples = ShardReader(config.samples_dir)  # streamed: memory stays at one shard
     needed = ["problem_id", "correct"] + (["question", "completions"] if config.predictor != "oracle" else [])
     for column in needed:
@@ -177,8 +133,6 @@ def run_difficulty(config: DifficultyConfig) -> dict[str, Any]:
         # Oracle difficulty costs the samples it was computed from (the paper did not count this).
         compute = sample_compute
     else:
-        from ttcompute.models.prm import load_prm
-
         prm = load_prm(config.prm, config.prm_format, device=config.device)
         limit = config.probe_samples if config.predictor == "prm_probe" else None
         used = [min(n, limit) if limit else n for n in num_samples]
@@ -302,8 +256,6 @@ def oracle_agreement(pass_at_1: list[float], predicted: list[float], num_bins: i
     >>> oracle_agreement([0.9, 0.5, 0.1, 0.0], [0.8, 0.3, 0.6, 0.1], 2)  # 2nd and 3rd swapped
     {'same_bin': 0.5, 'within_one_bin': 1.0, 'spearman': 0.8}
     """
-    import pandas as pd
-
     oracle = assign_bins(pass_at_1, quantile_edges(pass_at_1, num_bins))
     mine = assign_bins(predicted, quantile_edges(predicted, num_bins))
     same = float(np.mean([a == b for a, b in zip(oracle, mine)]))

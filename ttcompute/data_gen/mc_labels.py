@@ -1,4 +1,5 @@
-"""``ttc label``: Monte Carlo step labels for sampled solutions (Snell et al., Sec. 5.1; Math-Shepherd).
+"""Monte Carlo step labels for sampled solutions (Snell et al., Sec. 5.1; Math-Shepherd): the labellers
+behind ``ttc label`` (the stage itself: :mod:`ttcompute.data_gen.label`).
 
 Each solution is split into steps. The value of step ``i`` is estimated by rolling out ``k``
 completions from the prefix ``prompt + steps[:i+1]`` with the same policy: the fraction that reach the
@@ -29,13 +30,7 @@ Identical prefixes (the same opening steps shared by several samples of a proble
 once and their estimate is shared; the rollouts are charged to the first solution that asked for them,
 so per-row costs add up to the stage's total.
 
-Output columns (one row per labelled solution; TRL's stepwise-supervision shape plus provenance)::
-
-    prompt: str, completions: list[str] (the steps, without separators), labels: list[float],
-    problem_id, question, sample_index: int, answer, correct: bool,
-    soft_labels: list[float], hard_labels: list[float], first_bad_step: int (-1: none),
-    rollout_outcomes: list[list[bool]] (per step, whether each rollout drawn from it was correct, in
-    order; empty where none was drawn), num_rollouts: int, rollout_tokens: int, labeller: str
+Both write one row per labelled solution, in the columns :mod:`ttcompute.data_gen.label` lists.
 
 ``rollout_outcomes`` lets :func:`replay_binary_search` run the binary search on an exhaustive run's
 own rollouts: the two labellers then compared on the same random draws, so their disagreement is
@@ -46,100 +41,20 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 from tqdm.auto import tqdm
 
-from ttcompute.core.errors import InputError
+from ttcompute.core.grading import extract_answer, is_equivalent
 from ttcompute.core.steps import split_into_steps
-from ttcompute.models.generation import GenerationBackend, GeneratorConfig
+from ttcompute.data_gen.label_config import LabelConfig
+from ttcompute.models.generation import GenerationBackend
+from ttcompute.models.generation_config import GeneratorConfig
 
 logger = logging.getLogger(__name__)
 
 # 2: hard labels count witnesses and later successes (see the module docstring).
 LABEL_RULES_VERSION = 2
-
-LABELLERS = ("exhaustive", "binary_search")
-
-# Fixed, so that a shard without labellable solutions (still written: its problems are done) reads
-# back together with the others.
-LABEL_SCHEMA = pa.schema(
-    [
-        ("prompt", pa.string()),
-        ("completions", pa.list_(pa.string())),
-        ("labels", pa.list_(pa.float64())),
-        ("problem_id", pa.string()),
-        ("question", pa.string()),
-        ("sample_index", pa.int64()),
-        ("answer", pa.string()),
-        ("correct", pa.bool_()),
-        ("soft_labels", pa.list_(pa.float64())),
-        ("hard_labels", pa.list_(pa.float64())),
-        ("first_bad_step", pa.int64()),
-        ("rollout_outcomes", pa.list_(pa.list_(pa.bool_()))),
-        ("num_rollouts", pa.int64()),
-        ("rollout_tokens", pa.int64()),
-        ("labeller", pa.string()),
-    ]
-)
-
-
-@dataclass
-class LabelConfig:
-    """Options of ``ttc label`` (the policy that rolls out comes from the generation options).
-
-    Attributes:
-        samples_dir: Output directory of ``ttc sample``. Its policy is used for rollouts unless
-            ``--model_name_or_path`` names another.
-        output_dir: Where the labelled shards go.
-        labeller: ``exhaustive`` (k rollouts at every step) or ``binary_search`` (OmegaPRM-style).
-        num_rollouts: k, rollouts per step prefix (the paper uses 16).
-        rollout_chunk: binary search draws rollouts for a probe in chunks of this size and stops at the
-            first correct one.
-        label_type: What goes in ``labels``: ``soft`` (fraction correct) or ``hard`` (any correct).
-            Binary search only has hard labels.
-        max_solutions_per_problem: Label at most this many (parseable, distinct) samples per problem.
-        step_separator: Text between steps.
-        seed: Base seed; shard ``j`` rolls out with seeds derived from ``seed`` and ``j`` only.
-        problems_per_shard: Problems per shard file: the unit of resumption.
-        shard / overwrite: As for ``ttc sample``.
-        strict: Stop at a malformed samples row (``completions``, ``answers`` and ``correct`` of
-            different lengths) instead of skipping it (skipped rows are logged and counted).
-    """
-
-    samples_dir: str = field(default="runs/samples", metadata={"help": "output directory of ttc sample"})
-    output_dir: str = field(default="runs/labels", metadata={"help": "output directory"})
-    labeller: str = field(default="exhaustive", metadata={"help": "exhaustive | binary_search"})
-    num_rollouts: int = field(default=16, metadata={"help": "k rollouts per step prefix"})
-    rollout_chunk: int = field(default=4, metadata={"help": "binary search: rollouts per probe round"})
-    label_type: str = field(default="soft", metadata={"help": "soft | hard: what goes in `labels`"})
-    max_solutions_per_problem: int | None = field(
-        default=None, metadata={"help": "label at most this many samples per problem"}
-    )
-    step_separator: str = field(default="\n\n", metadata={"help": "text between steps"})
-    seed: int = field(default=0, metadata={"help": "base rollout seed"})
-    problems_per_shard: int = field(default=16, metadata={"help": "problems per shard file"})
-    shard: str = field(default="0/1", metadata={"help": "i/n: this worker's part of the shards"})
-    strict: bool = field(default=False, metadata={"help": "stop at a malformed row instead of skipping it"})
-    overwrite: bool = field(default=False, metadata={"help": "replace output of a different config"})
-
-    def __post_init__(self) -> None:
-        if self.labeller not in LABELLERS:
-            raise ValueError(f"labeller must be one of {LABELLERS}, got {self.labeller!r}")
-        if self.label_type not in ("soft", "hard"):
-            raise ValueError(f"label_type must be 'soft' or 'hard', got {self.label_type!r}")
-        if self.num_rollouts < 1:
-            raise ValueError("num_rollouts must be >= 1")
-        if self.labeller == "binary_search" and not 1 <= self.rollout_chunk <= self.num_rollouts:
-            raise ValueError("rollout_chunk must be in [1, num_rollouts]")
-        if self.max_solutions_per_problem is not None and self.max_solutions_per_problem < 1:
-            raise ValueError("max_solutions_per_problem must be >= 1")
-        if not self.step_separator:
-            raise ValueError("step_separator must not be empty")
-        if self.problems_per_shard < 1:
-            raise ValueError("problems_per_shard must be >= 1")
 
 
 @dataclass
@@ -180,8 +95,6 @@ class _Grader:
         self.verdicts: dict[str, bool] = {}
 
     def __call__(self, text: str) -> bool:
-        from ttcompute.core.grading import extract_answer, is_equivalent
-
         answer = extract_answer(text)
         if answer is None:
             return False
@@ -440,149 +353,3 @@ def label_rows(
         for row in labelled:
             row["labels"] = row["hard_labels"]
     return labelled
-
-
-def _samples_config(samples_dir: str) -> dict[str, Any]:
-    import yaml
-
-    path = Path(samples_dir) / "ttc_config.yaml"
-    return yaml.safe_load(path.read_text()) if path.is_file() else {}
-
-
-def _check_sample_columns(dataset, samples_dir: str) -> None:
-    needed = {"problem_id", "question", "prompt", "gold_answer", "completions", "answers", "correct"}
-    missing = needed - set(dataset.column_names)
-    if missing:
-        raise InputError(f"{samples_dir}: not `ttc sample` output, missing column(s) {sorted(missing)}")
-
-
-def run_label(gen_args: GeneratorConfig, config: LabelConfig) -> dict[str, Any]:
-    """The ``ttc label`` stage: label every unfinished shard of this worker, then write stats."""
-    import json
-
-    from ttcompute.core.config import config_hash, config_to_dict, save_resolved_config
-    from ttcompute.core.shards import (
-        MANIFEST,
-        ShardReader,
-        finished_shards,
-        left_for_other_workers,
-        malformed_rows,
-        parse_shard_spec,
-        prepare_output,
-        write_json,
-        write_shard,
-    )
-    from ttcompute.models.generation import load_backend
-
-    worker, num_workers = parse_shard_spec(config.shard)
-    samples = ShardReader(config.samples_dir)  # streamed: memory stays at one shard
-    _check_sample_columns(samples, config.samples_dir)
-    if not gen_args.model_name_or_path:
-        gen_args.model_name_or_path = _samples_config(config.samples_dir).get("model_name_or_path")
-        if not gen_args.model_name_or_path:
-            raise InputError(
-                f"ttc label: --model_name_or_path is required ({config.samples_dir} does not name its policy)"
-            )
-        logger.info("Rolling out with the samples' policy %s", gen_args.model_name_or_path)
-    malformed = malformed_rows(samples, ["completions", "answers", "correct"], config.strict)
-    if not _any_completion_contains(samples, config.step_separator):
-        raise InputError(
-            f"{config.samples_dir}: no completion contains the step separator {config.step_separator!r}; "
-            "every solution would be a single step (set --step_separator)"
-        )
-    num_shards = -(-len(samples) // config.problems_per_shard)
-    backend = load_backend(gen_args.backend, gen_args.model_name_or_path, **gen_args.backend_kwargs())
-    samples_manifest = json.loads((Path(config.samples_dir) / MANIFEST).read_text())
-    values = {
-        **config_to_dict(gen_args, config),
-        "samples_config_hash": samples_manifest["config_hash"],
-        # Bumped when the meaning of a column changes, so a resumed run never mixes two definitions.
-        "label_rules": LABEL_RULES_VERSION,
-    }
-    digest = config_hash(values, ignore={"output_dir", "overwrite", "shard", "samples_dir", "strict"})
-    info = {"policy_parameters": backend.num_parameters}
-    prepare_output(config.output_dir, "label", digest, num_shards, config.overwrite, info)
-    save_resolved_config(config.output_dir, "label", gen_args, config)
-
-    done = finished_shards(config.output_dir)
-    todo = [j for j in range(num_shards) if j % num_workers == worker and j not in done]
-    if done:
-        logger.info(
-            "Resuming: %d of %d shards already finished in %s", len(done), num_shards, config.output_dir
-        )
-    counts = {"dropped_unparseable": 0, "dropped_empty": 0, "dropped_duplicate": 0}
-    progress = tqdm(desc=f"Rollouts ({config.labeller})", unit="rollout")
-    shard_bar = tqdm(total=len(todo), desc="Label shards", unit="shard")
-    for j in todo:
-        start = j * config.problems_per_shard
-        rows = samples.rows(start, start + config.problems_per_shard)
-        rows = [row for i, row in enumerate(rows, start) if i not in malformed]
-        labelled = label_rows(rows, backend, gen_args, config, config.seed * 1_000_003 + j, counts, progress)
-        if not labelled:
-            logger.warning("Shard %d: no labellable solutions", j)
-        write_shard(config.output_dir, j, labelled, schema=LABEL_SCHEMA)
-        shard_bar.update(1)
-    progress.close()
-    shard_bar.close()
-
-    pending = left_for_other_workers(config.output_dir, worker, num_workers)
-    if pending is not None:
-        return pending
-    stats = label_output_stats(config.output_dir)
-    stats["dropped_this_run"] = {**counts, "malformed_rows": len(malformed)}
-    write_json(f"{config.output_dir}/stats.json", stats)
-    logger.info(
-        "Labelled %d solutions (%d steps) with %s: %d rollouts (%.1f per solution), %d tokens -> %s",
-        stats["num_solutions"],
-        stats["num_steps"],
-        config.labeller,
-        stats["num_rollouts"],
-        stats["rollouts_per_solution"],
-        stats["rollout_tokens"],
-        config.output_dir,
-    )
-    return {"output_dir": config.output_dir, **stats}
-
-
-def label_output_stats(output_dir: str) -> dict[str, Any]:
-    """`label_stats` of a finished ``ttc label`` output with its compute (the policy's size comes from
-    the manifest), whichever workers and runs wrote the shards."""
-    from ttcompute.core.budget import ComputeSpent
-    from ttcompute.core.shards import load_sharded, read_manifest
-
-    info = read_manifest(output_dir)["info"]
-    if "policy_parameters" not in info:
-        raise InputError(f"{output_dir}: its manifest does not record the policy's size; rerun ttc label")
-    stats = label_stats(load_sharded(output_dir))
-    spent = ComputeSpent(policy_parameters=info["policy_parameters"], policy_tokens=stats["rollout_tokens"])
-    return {**stats, "compute": spent.to_dict()}
-
-
-def _any_completion_contains(samples, separator: str) -> bool:
-    """Whether any completion holds ``separator``, reading a batch of rows at a time."""
-    import pyarrow.compute as pc
-
-    for batch in samples.iter_batches(["completions"]):
-        texts = pc.list_flatten(batch.column("completions"))
-        if pc.any(pc.match_substring(texts, separator)).as_py():
-            return True
-    return False
-
-
-def label_stats(dataset) -> dict[str, Any]:
-    """Counts, rollout cost and label distribution of a labelled dataset."""
-    num = len(dataset)
-    steps = [len(c) for c in dataset["completions"]]
-    hard = [v for row in dataset["hard_labels"] for v in row]
-    rollouts = int(sum(dataset["num_rollouts"]))
-    return {
-        "stage": "label",
-        "num_solutions": num,
-        "num_problems": len(set(dataset["problem_id"])),
-        "num_steps": int(sum(steps)),
-        "fraction_correct": round(sum(dataset["correct"]) / max(num, 1), 4),
-        "fraction_steps_hard_positive": round(sum(hard) / max(len(hard), 1), 4),
-        "num_rollouts": rollouts,
-        "rollouts_per_solution": round(rollouts / max(num, 1), 2),
-        "rollout_tokens": int(sum(dataset["rollout_tokens"])),
-    }

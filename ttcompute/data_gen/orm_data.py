@@ -15,14 +15,22 @@ attempts are dropped and counted.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import yaml
+from transformers import AutoConfig, AutoTokenizer
 
 from ttcompute.core.errors import InputError
+from ttcompute.core.outputs import misaligned_candidates
+from ttcompute.core.sharded_stage import run_sharded_stage
+from ttcompute.core.shards import load_sharded, read_manifest, shard_path
+from ttcompute.core.steps import split_into_steps
+from ttcompute.data_gen.orm_data_config import OrmDataConfig
+from ttcompute.models.reviser import attempt_prompts
 
 logger = logging.getLogger(__name__)
 
@@ -42,33 +50,8 @@ ORM_SCHEMA = pa.schema(
 )
 
 
-@dataclass
-class OrmDataConfig:
-    """Options of ``ttc orm-data``.
-
-    Attributes:
-        search_dir: A ``ttc search`` output with ``revisions`` rows.
-        output_dir: Where the rows go (one parquet shard, manifest, stats).
-        chain_length: Use only rows of this chain length (default: every length).
-        overwrite: Replace an output directory written with a different config.
-    """
-
-    search_dir: str = field(default="runs/search", metadata={"help": "ttc search output with revisions rows"})
-    output_dir: str = field(default="runs/orm_data", metadata={"help": "output directory"})
-    chain_length: int | None = field(default=None, metadata={"help": "only rows of this chain length"})
-    overwrite: bool = field(default=False, metadata={"help": "replace output of a different config"})
-
-
 def run_orm_data(config: OrmDataConfig) -> dict[str, Any]:
     """The ``ttc orm-data`` stage."""
-    from transformers import AutoConfig, AutoTokenizer
-
-    from ttcompute.core.config import config_hash, config_to_dict, save_resolved_config
-    from ttcompute.core.outputs import misaligned_candidates
-    from ttcompute.core.shards import load_sharded, prepare_output, write_json, write_shard
-    from ttcompute.core.steps import split_into_steps
-    from ttcompute.models.reviser import attempt_prompts
-
     search = load_sharded(config.search_dir)
     saved = Path(config.search_dir) / "ttc_config.yaml"
     settings = yaml.safe_load(saved.read_text()) if saved.is_file() else {}
@@ -127,23 +110,38 @@ def run_orm_data(config: OrmDataConfig) -> dict[str, Any]:
                         "position": row["positions"][i],
                     }
                 )
-    digest = config_hash(config_to_dict(config), ignore={"output_dir", "overwrite"})
-    prepare_output(config.output_dir, "orm-data", digest, 1, config.overwrite)
-    save_resolved_config(config.output_dir, "orm-data", config)
-    write_shard(config.output_dir, 0, out_rows, ORM_SCHEMA)
-    stats = {
-        "stage": "orm-data",
-        "num_rows": len(out_rows),
-        "fraction_correct": round(sum(r["correct"] for r in out_rows) / max(len(out_rows), 1), 4),
-        "empty_attempts_dropped": empty,
-    }
-    write_json(Path(config.output_dir) / "stats.json", stats)
+
+    def stats(output_dir: str) -> dict[str, Any]:
+        written = pq.read_table(shard_path(output_dir, 0), columns=["correct"]).column("correct")
+        return {
+            "stage": "orm-data",
+            "num_rows": len(written),
+            "fraction_correct": round((pc.sum(written.cast("int64")).as_py() or 0) / max(len(written), 1), 4),
+            "empty_attempts_dropped": read_manifest(output_dir)["info"]["empty_attempts_dropped"],
+        }
+
+    # One shard: the rows are built (and checked) before anything is written.
+    result = run_sharded_stage(
+        "orm-data",
+        (config,),
+        output_dir=config.output_dir,
+        shard="0/1",
+        overwrite=config.overwrite,
+        num_shards=1,
+        schema=ORM_SCHEMA,
+        build_shard=lambda j: out_rows,
+        stats=stats,
+        info={"empty_attempts_dropped": empty},
+        # Rows of another search into the same directory are another run, not a resumed one.
+        hash_extra={"search_config_hash": read_manifest(config.search_dir)["config_hash"]},
+        progress="Writing ORM rows",
+    )
     logger.info(
         "%d ORM rows (%.1f%% correct) from %d search rows; %d empty attempts dropped -> %s",
-        len(out_rows),
-        100 * stats["fraction_correct"],
+        result["num_rows"],
+        100 * result["fraction_correct"],
         len(rows),
         empty,
         config.output_dir,
     )
-    return {"output_dir": config.output_dir, **stats}
+    return result

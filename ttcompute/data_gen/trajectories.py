@@ -30,58 +30,41 @@ import random
 import zlib
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
+import pyarrow as pa
+import yaml
+from rapidfuzz.distance import Levenshtein
+from rapidfuzz.process import cdist
 
 from ttcompute.core.errors import InputError
-from ttcompute.models.reviser import FORMAT_VERSION, MAX_ATTEMPTS_IN_CONTEXT, format_reviser_prompt
+from ttcompute.core.sharded_stage import is_complete, run_sharded_stage
+from ttcompute.core.shards import (
+    ShardReader,
+    length_mismatches,
+    malformed_rows,
+    parse_shard_spec,
+    read_manifest,
+)
+from ttcompute.data_gen.trajectories_config import TrajectoryConfig
+from ttcompute.models.reviser import FORMAT_VERSION, format_reviser_prompt
 
 logger = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("problem_id", "question", "completions", "correct")
-
-
-@dataclass
-class TrajectoryConfig:
-    """Options of ``ttc revisions``.
-
-    Attributes:
-        samples_dir: Output directory of ``ttc sample`` (64 samples per problem in the paper).
-        output_dir: Where the trajectory shards, manifest, stats and resolved config go.
-        max_previous: Most incorrect attempts in a trajectory (k is drawn from 0..max_previous).
-        prompt_template: The policy's prompt template; default: the one in the samples' config.
-        seed: Seeds every draw.
-        problems_per_shard: Problems per output shard (the unit of resumption).
-        shard: ``i/n``: this worker builds every shard ``j`` with ``j % n == i``.
-        strict: Stop at a malformed samples row (``completions`` and ``correct`` of different lengths)
-            instead of skipping it (skipped rows are logged with their row number and counted).
-        overwrite: Replace an output directory written with a different config.
-    """
-
-    samples_dir: str = field(default="runs/samples", metadata={"help": "output directory of ttc sample"})
-    output_dir: str = field(default="runs/revisions", metadata={"help": "output directory"})
-    max_previous: int = field(
-        default=MAX_ATTEMPTS_IN_CONTEXT, metadata={"help": "most incorrect attempts per trajectory"}
-    )
-    prompt_template: str | None = field(default=None, metadata={"help": "default: the samples' template"})
-    seed: int = field(default=0, metadata={"help": "seed of every draw"})
-    problems_per_shard: int = field(default=256, metadata={"help": "problems per output shard"})
-    shard: str = field(default="0/1", metadata={"help": "i/n: this worker's part of the shards"})
-    strict: bool = field(default=False, metadata={"help": "stop at a malformed row instead of skipping it"})
-    overwrite: bool = field(default=False, metadata={"help": "replace output of a different config"})
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.max_previous <= MAX_ATTEMPTS_IN_CONTEXT:
-            raise ValueError(
-                f"max_previous must be in [0, {MAX_ATTEMPTS_IN_CONTEXT}], got {self.max_previous}"
-            )
-        if self.problems_per_shard < 1:
-            raise ValueError("problems_per_shard must be >= 1")
-        if self.prompt_template is not None and "{question}" not in self.prompt_template:
-            raise ValueError("prompt_template must contain {question}")
+TRAJECTORY_SCHEMA = pa.schema(
+    [
+        ("problem_id", pa.string()),
+        ("question", pa.string()),
+        ("gold_answer", pa.string()),
+        ("prompt", pa.string()),
+        ("completion", pa.string()),
+        ("num_previous", pa.int64()),
+        ("previous_attempts", pa.list_(pa.string())),
+        ("edit_distance", pa.int64()),
+    ]
+)
 
 
 def problem_trajectories(
@@ -96,9 +79,6 @@ def problem_trajectories(
     ``correct_solutions`` may repeat a text (one trajectory each); ``incorrect_solutions`` should be
     distinct. Draws come from a generator seeded by ``seed`` and ``problem_id`` only.
     """
-    from rapidfuzz.distance import Levenshtein
-    from rapidfuzz.process import cdist
-
     rng = random.Random(zlib.crc32(f"{seed}:{problem_id}".encode()))
     ks = [min(rng.randint(0, max_previous), len(incorrect_solutions)) for _ in correct_solutions]
     distinct = list(dict.fromkeys(correct_solutions))
@@ -160,8 +140,6 @@ def trajectory_rows(
 
 
 def _samples_template(samples_dir: str) -> str | None:
-    import yaml
-
     path = Path(samples_dir) / "ttc_config.yaml"
     if not path.is_file():
         return None
@@ -170,21 +148,7 @@ def _samples_template(samples_dir: str) -> str | None:
 
 def run_revisions(config: TrajectoryConfig) -> dict[str, Any]:
     """The ``ttc revisions`` stage: build every unfinished shard of this worker, then write stats."""
-    import pyarrow as pa
-
-    from ttcompute.core.config import config_hash, config_to_dict, save_resolved_config
-    from ttcompute.core.shards import (
-        ShardReader,
-        finished_shards,
-        left_for_other_workers,
-        malformed_rows,
-        parse_shard_spec,
-        prepare_output,
-        write_json,
-        write_shard,
-    )
-
-    worker, num_workers = parse_shard_spec(config.shard)
+    parse_shard_spec(config.shard)  # a malformed --shard fails before anything is read
     samples = ShardReader(config.samples_dir)  # streamed: a million completions must not fill memory
     missing = [c for c in REQUIRED_COLUMNS if c not in samples.column_names]
     if missing:
@@ -194,70 +158,55 @@ def run_revisions(config: TrajectoryConfig) -> dict[str, Any]:
     malformed = malformed_rows(samples, ["completions", "correct"], config.strict)
     columns = [c for c in (*REQUIRED_COLUMNS, "gold_answer") if c in samples.column_names]
     template = config.prompt_template or _samples_template(config.samples_dir) or "{question}\n"
-    num_shards = (len(samples) + config.problems_per_shard - 1) // config.problems_per_shard
-    values = {**config_to_dict(config), "prompt_template": template, "reviser_format": FORMAT_VERSION}
-    digest = config_hash(values, ignore={"output_dir", "overwrite", "shard", "strict"})
-    info = {
-        "samples_dir": config.samples_dir,
-        "prompt_template": template,
-        "max_previous": config.max_previous,
-    }
-    prepare_output(config.output_dir, "revisions", digest, num_shards, config.overwrite, info)
-    save_resolved_config(config.output_dir, "revisions", config)
 
-    schema = pa.schema(
-        [
-            ("problem_id", pa.string()),
-            ("question", pa.string()),
-            ("gold_answer", pa.string()),
-            ("prompt", pa.string()),
-            ("completion", pa.string()),
-            ("num_previous", pa.int64()),
-            ("previous_attempts", pa.list_(pa.string())),
-            ("edit_distance", pa.int64()),
-        ]
-    )
-    done = finished_shards(config.output_dir)
-    todo = [j for j in range(num_shards) if j % num_workers == worker and j not in done]
-    if done:
-        logger.info(
-            "Resuming: %d of %d shards already finished in %s", len(done), num_shards, config.output_dir
-        )
-    for j in tqdm(todo, desc="Building trajectories", unit="shard"):
+    def build_shard(j: int) -> list[dict[str, Any]]:
         start = j * config.problems_per_shard
         rows = samples.iter_rows(start, start + config.problems_per_shard, columns)
         kept = (row for i, row in enumerate(rows, start) if i not in malformed)
-        write_shard(config.output_dir, j, trajectory_rows(kept, config, template), schema)
+        return trajectory_rows(kept, config, template)
 
-    pending = left_for_other_workers(config.output_dir, worker, num_workers)
-    if pending is not None:
-        return pending
-    stats = revisions_stats(config.output_dir, malformed)
-    write_json(Path(config.output_dir) / "stats.json", stats)
+    result = run_sharded_stage(
+        "revisions",
+        (config,),
+        output_dir=config.output_dir,
+        shard=config.shard,
+        overwrite=config.overwrite,
+        num_shards=(len(samples) + config.problems_per_shard - 1) // config.problems_per_shard,
+        schema=TRAJECTORY_SCHEMA,
+        build_shard=build_shard,
+        stats=lambda output_dir: revisions_stats(output_dir, malformed),
+        info={
+            "samples_dir": config.samples_dir,
+            "prompt_template": template,
+            "max_previous": config.max_previous,
+        },
+        hash_extra={"prompt_template": template, "reviser_format": FORMAT_VERSION},
+        progress="Building trajectories",
+    )
+    if not is_complete(result):
+        return result
     logger.info(
         "%d trajectories for %d of %d problems (%s per problem, min %d, max %d); k histogram %s; "
         "%d problems without a correct sample skipped; %d empty completions dropped; %d malformed rows "
         "skipped -> %s",
-        stats["num_trajectories"],
-        stats["problems_with_trajectories"],
-        stats["num_problems"],
-        stats["trajectories_per_problem"]["mean"],
-        stats["trajectories_per_problem"]["min"],
-        stats["trajectories_per_problem"]["max"],
-        json.dumps(stats["num_previous_histogram"]),
-        stats["problems_without_correct_sample"],
-        stats["empty_completions_dropped"],
-        stats["malformed_rows_skipped"],
+        result["num_trajectories"],
+        result["problems_with_trajectories"],
+        result["num_problems"],
+        result["trajectories_per_problem"]["mean"],
+        result["trajectories_per_problem"]["min"],
+        result["trajectories_per_problem"]["max"],
+        json.dumps(result["num_previous_histogram"]),
+        result["problems_without_correct_sample"],
+        result["empty_completions_dropped"],
+        result["malformed_rows_skipped"],
         config.output_dir,
     )
-    return {"output_dir": config.output_dir, **stats}
+    return result
 
 
 def revisions_stats(output_dir: str, malformed: set[int] | None = None) -> dict[str, Any]:
     """Statistics of a finished ``ttc revisions`` output (read from its shards, its manifest and the
     samples it was built from), whichever workers and runs wrote the shards."""
-    from ttcompute.core.shards import ShardReader, length_mismatches, read_manifest
-
     info = read_manifest(output_dir)["info"]
     if "samples_dir" not in info:
         raise InputError(f"{output_dir}: its manifest does not name its samples; rerun ttc revisions")

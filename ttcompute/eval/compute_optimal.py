@@ -27,55 +27,21 @@ import logging
 import math
 import zlib
 from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import datasets
+
+from ttcompute.core.config import save_resolved_config
 from ttcompute.core.errors import InputError
+from ttcompute.core.shards import write_json
+from ttcompute.eval.compute_optimal_config import ComputeOptimalConfig
+from ttcompute.eval.plots import plot_compute_optimal
+from ttcompute.eval.select import accuracy_by_bin, load_bins
 
 logger = logging.getLogger(__name__)
 
 COLUMNS = ("problem_id", "strategy", "budget", "correct", "total_flops")
-
-
-@dataclass
-class ComputeOptimalConfig:
-    """Options of ``ttc compute-optimal``.
-
-    Attributes:
-        select_dirs: ``ttc select`` outputs whose strategies compete (a strategy found in several is
-            taken from the first).
-        output_dir: Where the curves, tables and plot go.
-        difficulty_dir: ``ttc difficulty`` output with the bins to use (default: the bins ``ttc select``
-            stored); its ``stats.json`` gives the estimate's compute.
-        baseline: The strategy compute-optimal is compared with.
-        num_folds: Cross-validation folds within every bin (the paper: 2).
-        seed: Seeds the split of each bin into folds.
-        difficulty_cost_flops: FLOPs per problem spent estimating difficulty (default: read from the
-            difficulty output's ``stats.json``; 0 if unknown).
-    """
-
-    select_dirs: list[str] = field(
-        default_factory=lambda: ["runs/select"], metadata={"help": "ttc select output directories"}
-    )
-    output_dir: str = field(default="runs/compute_optimal", metadata={"help": "output directory"})
-    difficulty_dir: str | None = field(default=None, metadata={"help": "ttc difficulty output (bins)"})
-    baseline: str = field(default="best_of_n_weighted", metadata={"help": "strategy compared against"})
-    num_folds: int = field(default=2, metadata={"help": "cross-validation folds per bin"})
-    seed: int = field(default=0, metadata={"help": "seed of the fold split"})
-    difficulty_cost_flops: float | None = field(
-        default=None, metadata={"help": "difficulty estimate FLOPs per problem (default: its stats.json)"}
-    )
-
-    def __post_init__(self) -> None:
-        if isinstance(self.select_dirs, str):
-            self.select_dirs = [self.select_dirs]
-        if not self.select_dirs:
-            raise ValueError("select_dirs: name at least one ttc select output")
-        if self.num_folds < 2:
-            raise ValueError(
-                f"num_folds must be >= 2 (choose on some folds, score on another), got {self.num_folds}"
-            )
 
 
 def assign_folds(problem_ids: list[str], num_folds: int, seed: int) -> dict[str, int]:
@@ -202,8 +168,6 @@ def _mean(values: list[float]) -> float:
 def load_selections(select_dirs: list[str]) -> list[dict[str, Any]]:
     """Selection records of several ``ttc select`` runs; a (problem, strategy, budget) already seen in
     an earlier directory is skipped (counted in the log)."""
-    import datasets
-
     records: list[dict[str, Any]] = []
     seen: set[tuple[str, str, int]] = set()
     skipped = 0
@@ -235,8 +199,6 @@ def _bins_and_cost(
     """Bins per problem, the difficulty estimate's FLOPs per problem, and where the bins came from."""
     problems = {r["problem_id"] for r in records}
     if config.difficulty_dir:
-        from ttcompute.eval.select import load_bins
-
         bins = load_bins(config.difficulty_dir, problems)
         cost = config.difficulty_cost_flops
         if cost is None:
@@ -313,11 +275,6 @@ def markdown_report(result: dict[str, Any]) -> str:
 
 def run_compute_optimal(config: ComputeOptimalConfig) -> dict[str, Any]:
     """The ``ttc compute-optimal`` stage."""
-    from ttcompute.core.config import save_resolved_config
-    from ttcompute.core.shards import write_json
-    from ttcompute.eval.plots import plot_compute_optimal
-    from ttcompute.eval.select import accuracy_by_bin
-
     records = load_selections(config.select_dirs)
     bins, cost_flops, bins_from = _bins_and_cost(config, records)
     strategies = {r["strategy"] for r in records}

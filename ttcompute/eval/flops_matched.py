@@ -27,53 +27,17 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ttcompute.core.config import save_resolved_config
 from ttcompute.core.errors import InputError
+from ttcompute.core.shards import load_sharded, require_unique_ids, write_json
+from ttcompute.eval.flops_matched_config import FlopsMatchedConfig
+from ttcompute.eval.plots import plot_flops_matched
+from ttcompute.eval.select import load_bins
 
 logger = logging.getLogger(__name__)
-
-PAPER_RATIOS = (0.16, 0.79, 22.0)
-
-
-@dataclass
-class FlopsMatchedConfig:
-    """Options of ``ttc flops-matched``.
-
-    Attributes:
-        compute_optimal_dir: Output of ``ttc compute-optimal`` (the small policy's curves per bin).
-        large_samples_dir: ``ttc sample`` output of the large policy, greedy (``--temperature 0
-            --num_samples 1``), on the same problems.
-        small_model / large_model: Checkpoint directories whose ``training_log.json`` give the
-            parameter count and pretraining tokens (or pass the four numbers below).
-        difficulty_dir: Bins for the large policy's problems (default: the bins compute-optimal used).
-        ratios: R = D_inference / D_pretrain values (the paper's 0.16, 0.79, 22).
-        output_dir: Where the table and plot go.
-    """
-
-    compute_optimal_dir: str = field(
-        default="runs/compute_optimal", metadata={"help": "ttc compute-optimal output"}
-    )
-    large_samples_dir: str = field(
-        default="runs/large_greedy", metadata={"help": "ttc sample of the large policy (greedy)"}
-    )
-    small_model: str | None = field(default=None, metadata={"help": "small checkpoint (training_log.json)"})
-    large_model: str | None = field(default=None, metadata={"help": "large checkpoint (training_log.json)"})
-    small_params: int | None = field(default=None, metadata={"help": "small policy's parameter count"})
-    large_params: int | None = field(default=None, metadata={"help": "large policy's parameter count"})
-    small_pretrain_tokens: int | None = field(default=None, metadata={"help": "small policy's D_pretrain"})
-    large_pretrain_tokens: int | None = field(default=None, metadata={"help": "large policy's D_pretrain"})
-    difficulty_dir: str | None = field(default=None, metadata={"help": "bins (default: compute-optimal's)"})
-    ratios: list[float] = field(
-        default_factory=lambda: list(PAPER_RATIOS), metadata={"help": "R = D_inference / D_pretrain values"}
-    )
-    output_dir: str = field(default="runs/flops_matched", metadata={"help": "output directory"})
-
-    def __post_init__(self) -> None:
-        if not self.ratios or any(r <= 0 for r in self.ratios):
-            raise ValueError(f"ratios must be positive, got {self.ratios}")
 
 
 def matched_generations(
@@ -129,8 +93,6 @@ def _model_numbers(path: str | None, params: int | None, tokens: int | None, whi
 
 def large_accuracy_by_bin(samples_dir: str, bins: dict[str, Any]) -> tuple[dict[str, float], dict[str, int]]:
     """The large policy's accuracy (first sample of each problem) per bin and over ``"all"``."""
-    from ttcompute.core.shards import load_sharded, require_unique_ids
-
     samples = load_sharded(samples_dir)
     for column in ("problem_id", "correct"):
         if column not in samples.column_names:
@@ -173,8 +135,6 @@ def _curves(summary: dict[str, Any]) -> dict[str, dict[int, float]]:
 def _problem_bins(config: FlopsMatchedConfig, summary: dict[str, Any]) -> dict[str, Any]:
     """Each compared problem's bin: the difficulty output given, else the bins compute-optimal used."""
     if config.difficulty_dir:
-        from ttcompute.eval.select import load_bins
-
         wanted = set(summary.get("problem_bins", {}))
         bins = load_bins(config.difficulty_dir, wanted)
         return {p: b for p, b in bins.items() if p in wanted} if wanted else bins
@@ -185,10 +145,6 @@ def _problem_bins(config: FlopsMatchedConfig, summary: dict[str, Any]) -> dict[s
 
 def run_flops_matched(config: FlopsMatchedConfig) -> dict[str, Any]:
     """The ``ttc flops-matched`` stage."""
-    from ttcompute.core.config import save_resolved_config
-    from ttcompute.core.shards import write_json
-    from ttcompute.eval.plots import plot_flops_matched
-
     summary = _load_compute_optimal(config.compute_optimal_dir)
     curves = _curves(summary)
     small_params, small_tokens = _model_numbers(

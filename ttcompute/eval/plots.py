@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib
+import numpy as np
+
+# Files only, never a window: the Agg backend, chosen before pyplot is imported.
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
 # Best-of-N family in blues/greys, tree searches in warm colours, so families read at a glance.
 _FAMILY_COLOURS = {
     "majority": "#7f7f7f",
@@ -35,11 +42,6 @@ def plot_accuracy_vs_budget(
     accuracy: dict[str, dict[str, dict[int, float]]], problems: dict[str, int], path: str | Path
 ) -> Path:
     """Accuracy vs budget (log2 axis), one line per strategy, one panel per bin ("all" first)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     groups = list(accuracy)
     columns = min(3, len(groups))
     rows = (len(groups) + columns - 1) // columns
@@ -82,11 +84,6 @@ def plot_compute_optimal(
     path: str | Path,
 ) -> Path:
     """Left: compute-optimal vs the baseline over all problems; right: compute-optimal per bin."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     for values, label, colour in (
         (curve, "compute-optimal", "#d62728"),
@@ -119,12 +116,6 @@ def plot_compute_optimal(
 
 def plot_flops_matched(table: dict[str, dict], path: str | Path) -> Path:
     """One panel per R: small policy + compute-optimal TTC vs the large policy, bars per bin."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
     figure, axes = plt.subplots(1, len(table), figsize=(4.6 * len(table), 3.8), squeeze=False)
     for axis, (ratio, entry) in zip(axes.flat, table.items()):
         groups = list(entry["bins"])
@@ -153,11 +144,6 @@ def plot_flops_matched(table: dict[str, dict], path: str | Path) -> Path:
 
 def plot_revision_ratio(curves: dict[int, dict[int, float]], path: str | Path) -> Path:
     """Accuracy vs chain length L (N/L parallel chains of L), one line per budget N."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     figure, axis = plt.subplots(figsize=(6, 4))
     cmap = plt.get_cmap("plasma")
     for i, (budget, values) in enumerate(curves.items()):

@@ -34,315 +34,42 @@ import itertools
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm.auto import tqdm
+from transformers import PretrainedConfig
 
+from ttcompute.core.budget import ComputeSpent
+from ttcompute.core.config import config_to_dict, save_resolved_config
 from ttcompute.core.errors import InputError
-from ttcompute.core.steps import AGGREGATIONS
+from ttcompute.core.shards import MANIFEST, load_sharded, write_json
+from ttcompute.core.steps import AGGREGATIONS, aggregate
+from ttcompute.eval.prm_eval_config import EvalPRMConfig
+from ttcompute.eval.prm_metrics import (
+    best_of_n_accuracy,
+    best_threshold,
+    first_error_from_labels,
+    first_error_from_scores,
+    processbench_by_threshold,
+    processbench_metrics,
+    step_labels_from_first_error,
+    step_roc_auc,
+)
+from ttcompute.models.prm import score_solutions
+from ttcompute.models.prm_formats import load_prm
+from ttcompute.tasks.arithmetic import STEP_SEPARATOR, first_wrong_step, parse_question
+from ttcompute.tasks.sources import MalformedRow, _read_rows
 
 logger = logging.getLogger(__name__)
 
-GOLD_SOURCES = ("auto", "labels", "checker", "processbench")
 _PROCESSBENCH_COLUMNS = ("problem", "steps", "label")
 _STEPWISE_COLUMNS = ("question", "completions", "labels")
 # Rows (or sampled candidates) per PRM call: only sets how often the progress bar moves; the PRM
 # batches by tokens itself. Candidates of one problem go in one call so their shared prompt is reused.
 _ROWS_PER_CALL = 64
 _CANDIDATES_PER_CALL = 256
-
-
-@dataclass
-class EvalPRMConfig:
-    """Options of ``ttc eval-prm``.
-
-    Parameters that control the model:
-        prm: Path or Hub id of the PRM (required).
-        prm_format: ``auto`` or a format known to :func:`ttcompute.models.prm.load_prm`.
-        max_batch_tokens: Tokens per PRM forward batch.
-        device: ``cpu``, ``cuda``, ``cuda:1`` ...; default: the best available.
-        trust_remote_code: Allow custom model code (some public PRMs need it).
-
-    Parameters that control the data:
-        dataset: A ``ttc label`` output directory, or a ProcessBench-style file, directory or Hub id.
-        split: Split to load from a dataset directory or Hub id (ProcessBench's: ``gsm8k``, ``math``,
-            ``olympiadbench``, ``omnimath``); ignored for files and ``ttc label`` output.
-        gold: The truth to score against: ``processbench`` (the ``label`` column), ``labels`` (first
-            MC value of 0), ``checker`` (the arithmetic task's exact ``first_wrong_step``), or ``auto``:
-            ProcessBench labels if present, else the checker if every question is an arithmetic
-            problem, else the MC labels.
-        limit: Evaluate only the first ``limit`` rows (and the first ``limit`` sampled problems).
-        samples_dir: A ``ttc sample`` output for the best-of-N curve (optional).
-        step_separator: Splits sampled solutions into steps; default: the PRM's, else a blank line.
-
-    Parameters that control the metrics:
-        aggregation: How step scores become a solution score for best-of-N (last, min, prod, mean).
-        threshold: A step scored below it is predicted wrong (ProcessBench).
-        output_dir: Where ``prm_eval.json`` and the resolved config go.
-    """
-
-    prm: str | None = field(default=None, metadata={"help": "PRM path or Hub id (required)"})
-    prm_format: str = field(default="auto", metadata={"help": "PRM format (auto-detected by default)"})
-    dataset: str | None = field(
-        default=None, metadata={"help": "ttc label output dir, or ProcessBench file/dir/Hub id (required)"}
-    )
-    split: str = field(default="gsm8k", metadata={"help": "split of a dataset dir or Hub id"})
-    gold: str = field(default="auto", metadata={"help": "truth: auto, labels, checker or processbench"})
-    samples_dir: str | None = field(default=None, metadata={"help": "ttc sample output for best-of-N"})
-    aggregation: str = field(
-        default="last", metadata={"help": "step-score aggregation: last, min, prod, mean"}
-    )
-    threshold: float = field(default=0.5, metadata={"help": "a step scored below this is predicted wrong"})
-    calibration_dataset: str | None = field(
-        default=None,
-        metadata={
-            "help": "other problems (same format and gold) to pick the ProcessBench threshold on: the one "
-            "with the best F1 there replaces --threshold"
-        },
-    )
-    limit: int | None = field(default=None, metadata={"help": "evaluate only the first rows"})
-    max_batch_tokens: int = field(default=32768, metadata={"help": "tokens per PRM forward batch"})
-    device: str | None = field(default=None, metadata={"help": "torch device (default: best available)"})
-    trust_remote_code: bool = field(default=False, metadata={"help": "allow custom model code"})
-    step_separator: str | None = field(
-        default=None, metadata={"help": "splits sampled solutions into steps (default: the PRM's)"}
-    )
-    output_dir: str = field(default="runs/eval_prm", metadata={"help": "output directory"})
-
-    def __post_init__(self) -> None:
-        if not self.prm:
-            raise ValueError("--prm is required (a PRM path or Hub id)")
-        if not self.dataset:
-            raise ValueError("--dataset is required (a ttc label output dir or a ProcessBench dataset)")
-        if self.gold not in GOLD_SOURCES:
-            raise ValueError(f"gold must be one of {', '.join(GOLD_SOURCES)}; got {self.gold!r}")
-        if self.aggregation not in AGGREGATIONS:
-            raise ValueError(
-                f"aggregation must be one of {', '.join(AGGREGATIONS)}; got {self.aggregation!r}"
-            )
-        if not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
-        if self.limit is not None and self.limit < 1:
-            raise ValueError(f"limit must be >= 1, got {self.limit}")
-        if self.max_batch_tokens < 1:
-            raise ValueError(f"max_batch_tokens must be >= 1, got {self.max_batch_tokens}")
-        if self.step_separator == "":
-            raise ValueError("step_separator must not be empty")
-
-
-# --- first errors ------------------------------------------------------------------------------
-
-
-def first_error_from_scores(step_scores: Sequence[float], threshold: float = 0.5) -> int:
-    """Index of the first step scored below ``threshold``; -1 when there is none.
-
-    >>> first_error_from_scores([0.9, 0.7, 0.4, 0.8])
-    2
-    >>> first_error_from_scores([0.9, 0.5])
-    -1
-    """
-    return next((i for i, score in enumerate(step_scores) if score < threshold), -1)
-
-
-def first_error_from_labels(labels: Sequence[float | bool]) -> int:
-    """Index of the first bad step (label 0 / False: no rollout from it reached the answer); -1 if none.
-
-    >>> first_error_from_labels([1.0, 0.25, 0.0, 0.5])
-    2
-    >>> first_error_from_labels([True, True])
-    -1
-    """
-    return next((i for i, label in enumerate(labels) if label == 0), -1)
-
-
-def step_labels_from_first_error(num_steps: int, first_error: int) -> list[int]:
-    """Prefix correctness: 1 for steps before the first error, 0 from it on (-1: all correct).
-
-    >>> step_labels_from_first_error(4, 2)
-    [1, 1, 0, 0]
-    >>> step_labels_from_first_error(2, -1)
-    [1, 1]
-    """
-    if first_error < -1 or first_error >= num_steps:
-        raise ValueError(f"first error {first_error} outside a solution of {num_steps} steps")
-    cut = num_steps if first_error == -1 else first_error
-    return [1] * cut + [0] * (num_steps - cut)
-
-
-# --- metrics -----------------------------------------------------------------------------------
-
-
-def _harmonic_mean(a: float, b: float) -> float:
-    return 0.0 if a == 0 or b == 0 else 2 * a * b / (a + b)
-
-
-THRESHOLD_GRID = tuple(round(0.02 * i, 2) for i in range(1, 50))
-
-
-def processbench_by_threshold(
-    step_scores: Sequence[Sequence[float]],
-    gold_first_errors: Sequence[int],
-    grid: Sequence[float] = THRESHOLD_GRID,
-) -> list[dict[str, Any]]:
-    """ProcessBench metrics at each threshold of ``grid`` (a value PRM's natural cut-off depends on
-    how hard the problems are for its policy, so it is chosen on data, not assumed to be 0.5).
-
-    >>> rows = processbench_by_threshold([[0.9, 0.2], [0.6, 0.5]], [1, -1], grid=(0.3, 0.55))
-    >>> [(r["threshold"], r["f1"]) for r in rows]
-    [(0.3, 1.0), (0.55, 0.0)]
-    """
-    return [
-        {
-            "threshold": t,
-            **processbench_metrics([first_error_from_scores(s, t) for s in step_scores], gold_first_errors),
-        }
-        for t in grid
-    ]
-
-
-def best_threshold(curve: Sequence[dict[str, Any]]) -> float:
-    """The threshold of the best F1 (ties: the one nearest 0.5, then the lower)."""
-    scored = [row for row in curve if row["f1"] is not None]
-    if not scored:
-        raise InputError(
-            "calibration data: no F1 at any threshold (it needs erroneous and correct solutions)"
-        )
-    return max(scored, key=lambda row: (row["f1"], -abs(row["threshold"] - 0.5), -row["threshold"]))[
-        "threshold"
-    ]
-
-
-def processbench_metrics(
-    predicted_first_errors: Sequence[int], gold_first_errors: Sequence[int]
-) -> dict[str, Any]:
-    """ProcessBench's scores: accuracy on erroneous and on correct solutions, and their F1.
-
-    An erroneous solution (gold first error >= 0) counts as right only when the exact step is
-    predicted; a correct one (gold -1) only when no error is predicted. An accuracy over no samples
-    is None, and so is the F1 then.
-
-    >>> m = processbench_metrics([2, -1, 0, -1], [2, 1, -1, -1])
-    >>> m["error_accuracy"], m["correct_accuracy"], m["f1"]
-    (0.5, 0.5, 0.5)
-    """
-    if len(predicted_first_errors) != len(gold_first_errors):
-        raise ValueError(
-            f"{len(predicted_first_errors)} predictions but {len(gold_first_errors)} gold labels"
-        )
-    if not gold_first_errors:
-        raise ValueError("no samples to score")
-    pairs = list(zip(predicted_first_errors, gold_first_errors))
-    erroneous = [pred == gold for pred, gold in pairs if gold >= 0]
-    correct = [pred == -1 for pred, gold in pairs if gold == -1]
-    error_accuracy = sum(erroneous) / len(erroneous) if erroneous else None
-    correct_accuracy = sum(correct) / len(correct) if correct else None
-    f1 = (
-        _harmonic_mean(error_accuracy, correct_accuracy)
-        if error_accuracy is not None and correct_accuracy is not None
-        else None
-    )
-    return {
-        "error_accuracy": error_accuracy,
-        "correct_accuracy": correct_accuracy,
-        "f1": f1,
-        "num_erroneous": len(erroneous),
-        "num_correct": len(correct),
-        "num_error_found": sum(erroneous),
-        "num_correct_passed": sum(correct),
-    }
-
-
-def step_roc_auc(scores: Sequence[float], labels: Sequence[int | bool]) -> float:
-    """ROC-AUC of ``scores`` for the positive class (label 1): P(positive > negative), ties count half.
-
-    Computed from average ranks (the Mann-Whitney U statistic), O(n log n).
-
-    Raises:
-        ValueError: lengths differ, a score is NaN, a label is not 0/1, or only one class is present.
-
-    >>> step_roc_auc([0.9, 0.4, 0.4, 0.1], [1, 1, 0, 0])
-    0.875
-    """
-    if len(scores) != len(labels):
-        raise ValueError(f"{len(scores)} scores but {len(labels)} labels")
-    values = np.asarray(scores, dtype=float)
-    if np.isnan(values).any():
-        raise ValueError("a score is NaN")
-    if any(label not in (0, 1) for label in labels):
-        raise ValueError("labels must be 0/1")
-    positive = np.asarray(labels, dtype=bool)
-    num_pos, num_neg = int(positive.sum()), int((~positive).sum())
-    if num_pos == 0 or num_neg == 0:
-        raise ValueError("ROC-AUC needs both classes; only one is present")
-    distinct, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
-    # Tied values share the average of the 1-based ranks they span.
-    last_rank = np.cumsum(counts)
-    average_rank = last_rank - (counts - 1) / 2.0
-    rank_sum = float(average_rank[inverse][positive].sum())
-    return (rank_sum - num_pos * (num_pos + 1) / 2.0) / (num_pos * num_neg)
-
-
-def budget_sizes(max_n: int) -> list[int]:
-    """1, 2, 4, ... below ``max_n``, then ``max_n``.
-
-    >>> budget_sizes(6)
-    [1, 2, 4, 6]
-    """
-    if max_n < 1:
-        raise ValueError(f"need at least one candidate, got {max_n}")
-    sizes = [1 << k for k in range(max_n.bit_length()) if 1 << k < max_n]
-    return sizes + [max_n]
-
-
-def best_of_n_accuracy(
-    answers: Sequence[Sequence[str | None]],
-    correct: Sequence[Sequence[bool]],
-    scores: Sequence[Sequence[float]],
-    sizes: Sequence[int] | None = None,
-) -> dict[str, list]:
-    """Accuracy of each selection rule at each budget, averaged over problems.
-
-    Row ``i`` holds problem ``i``'s candidates: final answers, correctness and (aggregated) PRM
-    scores. At budget ``n`` each problem keeps its first ``n`` candidates (all, if it has fewer).
-    Returns ``{"n": sizes, "weighted_best_of_n": [...], "best_of_n": [...], "majority_vote": [...],
-    "oracle": [...]}`` (oracle: any of the ``n`` is correct); ``sizes`` defaults to
-    :func:`budget_sizes` of the largest N.
-
-    >>> r = best_of_n_accuracy([["3", "4", "4"]], [[True, False, False]], [[0.9, 0.2, 0.3]])
-    >>> r["n"], r["weighted_best_of_n"], r["best_of_n"], r["majority_vote"], r["oracle"]
-    ([1, 2, 3], [1.0, 1.0, 1.0], [1.0, 1.0, 1.0], [1.0, 1.0, 0.0], [1.0, 1.0, 1.0])
-    """
-    from ttcompute.core.grading import is_equivalent
-    from ttcompute.core.selection import best_of_n, majority_vote, weighted_best_of_n
-
-    if not (len(answers) == len(correct) == len(scores)):
-        raise ValueError(f"{len(answers)} answer rows, {len(correct)} correct rows, {len(scores)} score rows")
-    if not answers:
-        raise ValueError("no problems")
-    for row, (a, c, s) in enumerate(zip(answers, correct, scores)):
-        if not (len(a) == len(c) == len(s)) or not a:
-            raise ValueError(f"row {row}: {len(a)} answers, {len(c)} verdicts, {len(s)} scores")
-    sizes = list(sizes) if sizes is not None else budget_sizes(max(len(a) for a in answers))
-    rules = ("weighted_best_of_n", "best_of_n", "majority_vote", "oracle")
-    hits: dict[str, list[int]] = {rule: [0] * len(sizes) for rule in rules}
-    for row_answers, row_correct, row_scores in zip(answers, correct, scores):
-        verdicts: dict[tuple[str, str], bool] = {}  # each budget regroups the same answers: grade once
-
-        def equivalent(a: str, b: str, verdicts=verdicts) -> bool:
-            if (a, b) not in verdicts:
-                verdicts[(a, b)] = is_equivalent(a, b)
-            return verdicts[(a, b)]
-
-        for k, n in enumerate(sizes):
-            a, c, s = row_answers[:n], row_correct[:n], row_scores[:n]
-            hits["weighted_best_of_n"][k] += bool(c[weighted_best_of_n(a, s, equivalent)])
-            hits["best_of_n"][k] += bool(c[best_of_n(s)])
-            hits["majority_vote"][k] += bool(c[majority_vote(a, equivalent)])
-            hits["oracle"][k] += any(c)
-    return {"n": sizes, **{rule: [h / len(answers) for h in hits[rule]] for rule in rules}}
 
 
 # --- data --------------------------------------------------------------------------------------
@@ -360,9 +87,6 @@ class EvalExample:
 
 
 def _read_dataset(dataset: str, split: str, limit: int | None) -> list[tuple[str, dict[str, Any]]]:
-    from ttcompute.core.shards import MANIFEST, load_sharded
-    from ttcompute.tasks.sources import MalformedRow, _read_rows
-
     if (Path(dataset) / MANIFEST).is_file():
         table = load_sharded(dataset)
         if limit is not None:
@@ -455,8 +179,6 @@ def load_eval_examples(
 
 
 def _is_arithmetic(question: str) -> bool:
-    from ttcompute.tasks.arithmetic import parse_question
-
     try:
         parse_question(question)
     except InputError:
@@ -487,8 +209,6 @@ def resolve_gold(gold: str, examples: Sequence[EvalExample]) -> str:
 
 def gold_first_errors(gold: str, examples: Sequence[EvalExample]) -> list[int]:
     """The true first wrong step of every example (-1: none) under a resolved ``gold``."""
-    from ttcompute.tasks.arithmetic import first_wrong_step
-
     if gold == "processbench":
         return [e.processbench_label for e in examples]
     if gold == "labels":
@@ -528,8 +248,6 @@ def _chunks(n: int, size: int) -> list[range]:
 
 
 def _compute(prm, encoded: int, requested: int) -> dict[str, int]:
-    from ttcompute.core.budget import ComputeSpent
-
     spent = ComputeSpent(verifier_parameters=prm.num_parameters, verifier_tokens=encoded)
     return {**spent.to_dict(), "verifier_tokens_requested": requested}
 
@@ -559,8 +277,6 @@ def _optional_auc(scores: Sequence[float], labels: Sequence[int], what: str) -> 
 
 def load_samples(samples_dir: str, limit: int | None = None) -> list[dict[str, Any]]:
     """The ``question, completions, answers, correct`` of a ``ttc sample`` output, checked row by row."""
-    from ttcompute.core.shards import load_sharded
-
     columns = ["question", "completions", "answers", "correct"]
     samples = load_sharded(samples_dir)
     for column in columns:
@@ -578,8 +294,6 @@ def load_samples(samples_dir: str, limit: int | None = None) -> list[dict[str, A
 
 
 def _evaluate_best_of_n(prm, rows: list[dict[str, Any]], aggregation: str, separator: str) -> dict[str, Any]:
-    from ttcompute.models.prm import score_solutions
-
     # Flatten every candidate; one with no step at all (an empty generation) is scored 0 unseen.
     flat: list[tuple[int, int, list[str]]] = []
     for r, row in enumerate(rows):
@@ -610,10 +324,6 @@ def _evaluate_best_of_n(prm, rows: list[dict[str, Any]], aggregation: str, separ
 
 def _prm_step_separator(prm, prm_path: str) -> str:
     """The separator the PRM was trained with (``ttc_prm`` metadata), else the blank line."""
-    from transformers import PretrainedConfig
-
-    from ttcompute.tasks.arithmetic import STEP_SEPARATOR
-
     separator = getattr(prm, "step_separator", None)
     if separator:
         return separator
@@ -626,11 +336,6 @@ def _prm_step_separator(prm, prm_path: str) -> str:
 
 def run_eval_prm(config: EvalPRMConfig) -> dict[str, Any]:
     """The ``ttc eval-prm`` stage; returns the metrics written to ``prm_eval.json``."""
-    from ttcompute.core.config import config_to_dict, save_resolved_config
-    from ttcompute.core.shards import write_json
-    from ttcompute.core.steps import aggregate
-    from ttcompute.models.prm import load_prm
-
     # Everything that can be wrong with the input is found before the model is loaded.
     examples, kind = load_eval_examples(config.dataset, config.split, config.limit)
     gold = resolve_gold(config.gold, examples)

@@ -28,55 +28,21 @@ import json
 import logging
 import re
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM
+
+from ttcompute.core.config import save_resolved_config
 from ttcompute.core.errors import InputError
+from ttcompute.core.shards import load_sharded, write_json
+from ttcompute.eval.plots import plot_accuracy_vs_budget, plot_revision_ratio
+from ttcompute.eval.report_config import ReportConfig
 
 logger = logging.getLogger(__name__)
 
 FAMILIES = ("majority", "best_of_n", "best_of_n_weighted", "beam_search", "lookahead", "dvts", "revisions")
-
-
-@dataclass
-class ReportConfig:
-    """Options of ``ttc report``. Every input is optional: missing parts are left out of the report.
-
-    Attributes:
-        output_dir: Where ``report.md``, ``report.json`` and the PNGs go.
-        policy_small / policy_large: Checkpoint directories (parameter counts).
-        small_samples_dir: ``ttc sample`` of the small policy on the evaluation problems (pass@1).
-        large_samples_dir: ``ttc sample`` of the large policy, greedy, on the same problems.
-        prm_eval_dir: ``ttc eval-prm`` output.
-        select_dirs: ``ttc select`` outputs (accuracy vs budget, revision steps).
-        compute_optimal_dir / flops_matched_dir: Outputs of those stages.
-        compute_optimal_predicted_dir: ``ttc compute-optimal`` over predicted bins (reported as
-            ``compute_optimal_predicted``).
-        cost_dirs: Stage outputs whose compute is summed into ``cost.total_flops``.
-        wall_seconds: Wall time of the run being reported (the demo passes its own).
-        report_to: ``none`` or ``wandb``.
-    """
-
-    output_dir: str = field(default="runs/report", metadata={"help": "output directory"})
-    policy_small: str | None = field(default=None, metadata={"help": "small policy checkpoint"})
-    policy_large: str | None = field(default=None, metadata={"help": "large policy checkpoint"})
-    small_samples_dir: str | None = field(default=None, metadata={"help": "small policy samples"})
-    large_samples_dir: str | None = field(default=None, metadata={"help": "large policy greedy samples"})
-    prm_eval_dir: str | None = field(default=None, metadata={"help": "ttc eval-prm output"})
-    select_dirs: list[str] = field(default_factory=list, metadata={"help": "ttc select outputs"})
-    compute_optimal_dir: str | None = field(default=None, metadata={"help": "ttc compute-optimal output"})
-    compute_optimal_predicted_dir: str | None = field(
-        default=None, metadata={"help": "ttc compute-optimal output over predicted (no ground truth) bins"}
-    )
-    flops_matched_dir: str | None = field(default=None, metadata={"help": "ttc flops-matched output"})
-    cost_dirs: list[str] = field(default_factory=list, metadata={"help": "outputs whose compute is summed"})
-    wall_seconds: float | None = field(default=None, metadata={"help": "wall time of the reported run"})
-    report_to: str = field(default="none", metadata={"help": "none | wandb"})
-
-    def __post_init__(self) -> None:
-        if self.report_to not in ("none", "wandb"):
-            raise ValueError(f"report_to must be none or wandb, got {self.report_to!r}")
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -93,9 +59,6 @@ def parameter_count(checkpoint: str) -> int:
     log = Path(checkpoint) / "training_log.json"
     if log.is_file() and isinstance(_read_json(log).get("num_parameters"), int):
         return _read_json(log)["num_parameters"]
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-
     try:
         # Explicit: left unset, transformers asks on an interactive terminal whether to run the
         # checkpoint's own code; counting parameters never needs it.
@@ -110,8 +73,6 @@ def parameter_count(checkpoint: str) -> int:
 
 def samples_pass_at_1(samples_dir: str) -> float:
     """Mean correctness over every sample of a ``ttc sample`` run."""
-    from ttcompute.core.shards import load_sharded
-
     verdicts = [v for row in load_sharded(samples_dir)["correct"] for v in row]
     if not verdicts:
         raise InputError(f"{samples_dir}: no samples")
@@ -365,10 +326,6 @@ def _revision_ratio_curves(accuracy: dict[str, dict[str, float]]) -> dict[int, d
 
 def run_report(config: ReportConfig) -> dict[str, Any]:
     """The ``ttc report`` stage."""
-    from ttcompute.core.config import save_resolved_config
-    from ttcompute.core.shards import write_json
-    from ttcompute.eval.plots import plot_accuracy_vs_budget, plot_revision_ratio
-
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     report = build_report(config)

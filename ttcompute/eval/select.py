@@ -19,39 +19,24 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import datasets
+
+from ttcompute.core.config import save_resolved_config
 from ttcompute.core.errors import InputError
-from ttcompute.core.outputs import misaligned_candidates
+from ttcompute.core.outputs import load_difficulty, misaligned_candidates
 from ttcompute.core.selection import best_of_n, hierarchical_best_of_n, majority_vote, weighted_best_of_n
-from ttcompute.core.steps import AGGREGATIONS, aggregate
+from ttcompute.core.shards import load_sharded, write_json
+from ttcompute.core.steps import aggregate
+from ttcompute.eval.plots import plot_accuracy_vs_budget
+from ttcompute.eval.search.revision_chains import revision_step_metrics
+from ttcompute.eval.select_config import SelectConfig
 
 logger = logging.getLogger(__name__)
 
 BON_RULES = ("majority", "best_of_n", "best_of_n_weighted")
-
-
-@dataclass
-class SelectConfig:
-    """Options of ``ttc select``.
-
-    Attributes:
-        search_dir: Output directory of ``ttc search``.
-        output_dir: Where the tables and the plot go (default: ``<search_dir>/select``).
-        aggregation: How a candidate's step scores become its score (last / min / prod / mean).
-        difficulty_dir: Output of ``ttc difficulty`` for the same problems: accuracy per bin too.
-    """
-
-    search_dir: str = field(default="runs/search", metadata={"help": "output directory of ttc search"})
-    output_dir: str | None = field(default=None, metadata={"help": "default: <search_dir>/select"})
-    aggregation: str = field(default="last", metadata={"help": "step scores -> score: last|min|prod|mean"})
-    difficulty_dir: str | None = field(default=None, metadata={"help": "ttc difficulty output (bins)"})
-
-    def __post_init__(self) -> None:
-        if self.aggregation not in AGGREGATIONS:
-            raise ValueError(f"unknown aggregation {self.aggregation!r}; choose one of {AGGREGATIONS}")
 
 
 def strategy_name(method: str, width_setting: str, lookahead: int, search_aggregation: str) -> str:
@@ -172,8 +157,6 @@ def markdown_tables(accuracy: dict[str, dict[str, dict[int, float]]], bin_sizes:
 
 
 def load_bins(difficulty_dir: str, problem_ids: set[str]) -> dict[str, int]:
-    from ttcompute.core.outputs import load_difficulty
-
     table = load_difficulty(difficulty_dir)
     bins = dict(zip(table["problem_id"], table["bin"]))
     missing = sorted(problem_ids - bins.keys())
@@ -187,12 +170,6 @@ def load_bins(difficulty_dir: str, problem_ids: set[str]) -> dict[str, int]:
 
 def run_select(config: SelectConfig) -> dict[str, Any]:
     """The ``ttc select`` stage."""
-    import datasets
-
-    from ttcompute.core.config import save_resolved_config
-    from ttcompute.core.shards import load_sharded, write_json
-    from ttcompute.eval.plots import plot_accuracy_vs_budget
-
     search = load_sharded(config.search_dir)
     needed = ["problem_id", "method", "width_setting", "lookahead", "search_aggregation", "budget", "answers"]
     missing = [c for c in needed if c not in search.column_names]
@@ -244,8 +221,6 @@ def run_select(config: SelectConfig) -> dict[str, Any]:
         "mean_total_flops": {s: {str(b): f for b, f in v.items()} for s, v in mean_flops.items()},
     }
     if revision_rows:
-        from ttcompute.eval.search.revision_chains import revision_step_metrics
-
         summary["revisions"] = revision_step_metrics(revision_rows)
         logger.info(
             "Revisions: pass@1 by step %s; correct -> incorrect %s, incorrect -> correct %s",

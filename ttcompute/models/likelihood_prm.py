@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ttcompute.core.errors import InputError
-from ttcompute.models.prm import TransformersPRM
+from ttcompute.models.prm import TransformersPRM, encode_steps, tokenize_piece
 from ttcompute.models.weights import load_error
 
 logger = logging.getLogger(__name__)
@@ -61,8 +62,6 @@ class LikelihoodPRM(TransformersPRM):
         reuse_prefixes: bool = True,
         max_cache_tokens: int = 1_000_000,
     ) -> None:
-        from ttcompute.models.prm import encode_steps, tokenize_piece
-
         self.tokenizer = tokenizer
         self.step_separator = step_separator
         self.prompt_template = prompt_template
@@ -172,8 +171,6 @@ def load_likelihood_prm(
     trust_remote_code: bool = False,
 ) -> LikelihoodPRM:
     """The PRM a ``likelihood_prm.json`` directory describes (its base LM loaded from its own path)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     spec_file = Path(path) / LIKELIHOOD_PRM_FILE
     try:
         spec = json.loads(spec_file.read_text())

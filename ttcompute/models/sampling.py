@@ -10,7 +10,8 @@ from collections import defaultdict
 from typing import Any
 
 from ttcompute.core.grading import extract_answer, is_equivalent
-from ttcompute.models.generation import GenerationBackend, GeneratorConfig, build_prompt
+from ttcompute.models.generation import GenerationBackend, build_prompt
+from ttcompute.models.generation_config import GeneratorConfig
 from ttcompute.tasks.problem import Problem
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import string
 from pathlib import Path
 
+import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
@@ -76,8 +77,6 @@ def tiny_llama_config(
 
 
 def build_tiny_llama(config: LlamaConfig, seed: int = 0) -> LlamaForCausalLM:
-    import torch
-
     torch.manual_seed(seed)
     return LlamaForCausalLM(config)
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 import logging
 import zlib
 
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM
+
 from ttcompute.core.errors import InputError
 from ttcompute.models.generation import Completion, SamplingParams
 
@@ -101,13 +104,10 @@ def request_seed(seed: int, index: int) -> int:
 def _count_parameters(llm, trust_remote_code: bool = False) -> int:
     """Parameter count from the HF config (vLLM does not expose the module in every version)."""
     try:
-        from transformers import AutoConfig, AutoModelForCausalLM
-
         # Explicit: left unset, transformers asks on an interactive terminal whether to run custom code.
         config = AutoConfig.from_pretrained(
             llm.llm_engine.model_config.model, trust_remote_code=trust_remote_code
         )
-        import torch
 
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)

@@ -21,6 +21,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import datasets
+import pyarrow.parquet as pq
+
 from ttcompute.core.errors import InputError
 from ttcompute.tasks.arithmetic import ArithmeticConfig, generate_problems
 from ttcompute.tasks.problem import Problem
@@ -115,8 +118,6 @@ def _read_json(path: Path) -> Iterator[tuple[str, Row | MalformedRow]]:
 
 
 def _read_parquet(path: Path) -> Iterator[tuple[str, Row]]:
-    import pyarrow.parquet as pq
-
     try:
         table = pq.read_table(path)
     except Exception as err:  # pyarrow raises several types for a corrupt or non-parquet file
@@ -126,8 +127,6 @@ def _read_parquet(path: Path) -> Iterator[tuple[str, Row]]:
 
 
 def _read_datasets(path_or_id: str, split: str) -> Iterator[tuple[str, Row]]:
-    import datasets
-
     local = Path(path_or_id)
     try:
         if (local / "state.json").is_file() or (local / "dataset_dict.json").is_file():

@@ -10,13 +10,12 @@ import numpy as np
 import pyarrow as pa
 
 from ttcompute.core.errors import InputError
+from ttcompute.core.shards import MANIFEST, load_sharded
 
 
 def load_stepwise_dataset(name: str, split: str) -> datasets.Dataset:
     """Training rows (stepwise supervision, revision trajectories ...) from a ``ttc label`` output, a file, a dataset directory or a Hub id;
     several comma-separated sources are concatenated (e.g. label runs of different problems)."""
-    from ttcompute.core.shards import MANIFEST, load_sharded
-
     if "," in name:
         names = [part.strip() for part in name.split(",") if part.strip()]
         parts = [load_stepwise_dataset(part, split) for part in names]
@@ -75,7 +74,9 @@ def _is_number(kind: pa.DataType) -> bool:
     return pa.types.is_boolean(kind) or pa.types.is_integer(kind) or pa.types.is_floating(kind)
 
 
-def split_by_problem(dataset: datasets.Dataset, fraction: float, seed: int):
+def split_by_problem(
+    dataset: datasets.Dataset, fraction: float, seed: int
+) -> tuple[datasets.Dataset, datasets.Dataset]:
     """Hold out ``fraction`` of the problems (whole problems, so no solution leaks across)."""
     if "problem_id" in dataset.column_names:
         ids = sorted(set(dataset["problem_id"]))

@@ -11,9 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
+import time
 from functools import cached_property
 
 import torch
+import torch.distributed as torch_dist
+from transformers.integrations import deepspeed as hf_deepspeed
+
+from ttcompute.core.argv import strip_launcher_args
+from ttcompute.core.budget import pretraining_flops
+from ttcompute.core.errors import InputError
 
 
 def _launched_without_gpus() -> bool:
@@ -61,8 +69,6 @@ def distributed_setup(trainer) -> dict:
 def check_deepspeed_active(trainer) -> None:
     """Fail loudly when DeepSpeed was asked for but the run would not use it (it would otherwise
     train as plain DDP without a word, e.g. under ``ACCELERATE_USE_CPU=true`` or ``--use_cpu``)."""
-    from ttcompute.core.errors import InputError
-
     setup = distributed_setup(trainer)
     if deepspeed_requested(trainer.args) and setup["distributed_type"] != "DEEPSPEED":
         raise InputError(
@@ -73,10 +79,6 @@ def check_deepspeed_active(trainer) -> None:
 
 def launch_command(stage: str) -> str | None:
     """The ``ttc <stage> ...`` command line of this process (launcher arguments dropped)."""
-    import sys
-
-    from ttcompute.core.config import strip_launcher_args
-
     argv = strip_launcher_args(sys.argv[1:])
     return f"ttc {stage} " + " ".join(argv[1:]) if argv[:1] == [stage] else None
 
@@ -84,8 +86,6 @@ def launch_command(stage: str) -> str | None:
 def zero3_config():
     """The active ZeRO-3 DeepSpeed config object, set by ``--deepspeed`` or by ``accelerate launch``
     with a DeepSpeed plugin (the latter leaves ``config.deepspeed`` empty)."""
-    from transformers.integrations import deepspeed as hf_deepspeed
-
     ref = hf_deepspeed._hf_deepspeed_config_weak_ref
     obj = ref() if ref is not None else None
     return obj if obj is not None and obj.is_zero3() else None
@@ -98,10 +98,8 @@ def init_deepspeed_comm() -> None:
     asks its own communicator for the world size, which reads 1 until it is initialised -- and then
     fails the batch-size check on a CPU (gloo) launch.
     """
-    import torch.distributed as torch_dist
-
     if zero3_config() is not None and torch_dist.is_available() and torch_dist.is_initialized():
-        import deepspeed
+        import deepspeed  # optional (the deepspeed extra); only a ZeRO-3 run gets here
 
         deepspeed.init_distributed(dist_backend=torch_dist.get_backend())
 
@@ -116,16 +114,14 @@ def without_zero3_init(config, always: bool = False):
     ``always`` is for work one process does alone (merging LoRA on rank 0): a partitioned load there
     would wait forever for the other ranks.
     """
-    from transformers.integrations.deepspeed import set_hf_deepspeed_config, unset_hf_deepspeed_config
-
     zero3 = zero3_config()
     on_cpu = config.use_cpu or not torch.cuda.is_available()
     if zero3 is not None and (on_cpu or always):
-        unset_hf_deepspeed_config()
+        hf_deepspeed.unset_hf_deepspeed_config()
         try:
             yield
         finally:
-            set_hf_deepspeed_config(zero3)
+            hf_deepspeed.set_hf_deepspeed_config(zero3)
     else:
         yield
 
@@ -133,10 +129,6 @@ def without_zero3_init(config, always: bool = False):
 def training_summary(stage: str, trainer, result, num_parameters: int, started: float) -> dict:
     """What every trainer's ``training_log.json`` records about the run itself: the command, size,
     tokens and FLOPs (6 * params * tokens), steps, how it was parallelised, loss, time, history."""
-    import time
-
-    from ttcompute.core.budget import pretraining_flops
-
     tokens_seen = int(trainer.state.num_input_tokens_seen)
     return {
         "command": launch_command(stage),

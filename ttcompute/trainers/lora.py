@@ -1,20 +1,34 @@
-"""LoRA for the trainers: the ``peft.LoraConfig`` that ``--use_peft`` asks for, and the merge into a
-plain checkpoint (so every saved model loads with the transformers Auto classes, no peft needed)."""
+"""LoRA for the trainers: the ``--use_peft`` / ``--lora_*`` options, the ``peft.LoraConfig`` they ask
+for, and the merge into a plain checkpoint (so every saved model loads with the transformers Auto
+classes, no peft needed)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from peft import LoraConfig, PeftModel, TaskType
+from transformers import PreTrainedModel
 
 ADAPTER_DIR = "lora_adapter"
 
 
-def lora_config(config, task_type: str):
+@dataclass
+class LoraOptions:
+    """The LoRA options of a trainer config (a mixin of its dataclass)."""
+
+    use_peft: bool = field(default=False, metadata={"help": "train LoRA adapters (merged when saved)"})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
+    lora_target_modules: str = field(default="all-linear", metadata={"help": "comma list or all-linear"})
+
+
+def lora_config(config: LoraOptions, task_type: str) -> LoraConfig:
     """The ``peft.LoraConfig`` of a config's ``lora_*`` fields for ``task_type`` (a ``peft.TaskType``
     name: ``TOKEN_CLS`` for PRMs, ``CAUSAL_LM`` for revisers)."""
-    from peft import LoraConfig, TaskType
-
     targets = config.lora_target_modules
     return LoraConfig(
         task_type=TaskType[task_type],
@@ -26,7 +40,7 @@ def lora_config(config, task_type: str):
 
 
 def merge_lora_checkpoint(
-    out: Path, load_base: Callable[[], Any], config_attributes: dict[str, Any] | None = None
+    out: Path, load_base: Callable[[], PreTrainedModel], config_attributes: dict[str, Any] | None = None
 ) -> None:
     """Turn ``out`` (a LoRA adapter) into a plain checkpoint: base + adapter merged, heads included.
 
@@ -35,8 +49,6 @@ def merge_lora_checkpoint(
     ``load_base`` loads the base model as it was trained; ``config_attributes`` (e.g. ``ttc_prm``)
     are set on the merged model's config.
     """
-    from peft import PeftModel
-
     base = load_base()
     merged = PeftModel.from_pretrained(base, str(out)).merge_and_unload()
     adapter_dir = out / ADAPTER_DIR

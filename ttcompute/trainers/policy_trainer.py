@@ -7,9 +7,9 @@ causal-LM loss the model computes itself. Everything else (checkpoints, resume, 
 
 from __future__ import annotations
 
-import json
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +20,17 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, Trainer
 from ttcompute.core.budget import pretraining_flops
 from ttcompute.core.config import save_resolved_config
 from ttcompute.models.generation import build_prompt
+from ttcompute.models.generation_config import GeneratorConfig
+from ttcompute.models.hf_backend import TransformersBackend
+from ttcompute.models.sampling import pass_at_1_by, sample_rows
 from ttcompute.models.tiny import build_char_tokenizer, build_tiny_llama, count_parameters, tiny_llama_config
 from ttcompute.tasks.problem import Problem
 from ttcompute.tasks.problem_config import ProblemConfig
 from ttcompute.trainers.launch import check_deepspeed_active, distributed_setup, launch_command
 from ttcompute.trainers.policy_config import PolicyConfig
-from ttcompute.trainers.resume import last_complete_checkpoint
+from ttcompute.trainers.training_run import TrainingRun, resume_point, train_and_save, write_log_and_push
 
 logger = logging.getLogger(__name__)
-
-TRAINING_LOG = "training_log.json"
 
 
 class CompletionCollator:
@@ -173,12 +174,8 @@ def train_policy(problem_args: ProblemConfig, config: PolicyConfig) -> dict[str,
     if problem_args.problem_seed == config.eval_problem_seed:
         raise ValueError("--problem_seed (training) and --eval_problem_seed (held-out) must differ")
 
-    last_checkpoint = None if config.overwrite_output_dir else last_complete_checkpoint(out)
-    if last_checkpoint:
-        logger.info("Resuming from %s", last_checkpoint)
-        tokenizer = AutoTokenizer.from_pretrained(last_checkpoint)
-    else:
-        tokenizer = build_char_tokenizer()
+    resume_from = resume_point(config, logger)
+    tokenizer = AutoTokenizer.from_pretrained(resume_from) if resume_from else build_char_tokenizer()
     model_config = tiny_llama_config(
         vocab_size=len(tokenizer),
         hidden_size=config.hidden_size,
@@ -204,12 +201,9 @@ def train_policy(problem_args: ProblemConfig, config: PolicyConfig) -> dict[str,
     config.hub_token = None
     trainer = PolicyTrainer(model=model, args=config, train_dataset=train_dataset, processing_class=tokenizer)
     check_deepspeed_active(trainer)
-    start = time.time()
-    result = trainer.train(resume_from_checkpoint=last_checkpoint)
-    trainer.save_model(str(out))
-    tokenizer.save_pretrained(str(out))
-    # A pickle beside safetensors weights invites torch.load; the resolved config is ttc_config.yaml.
-    (out / "training_args.bin").unlink(missing_ok=True)
+    # Our own tiny Llama: no adapter to merge, no card, never pushed; its tokenizer is saved beside it.
+    run = TrainingRun("train-policy", trainer, resume_from, num_params, model_card=False, save_tokenizer=True)
+    result, _, start = train_and_save(run)
     tokens_seen = int(trainer.state.num_input_tokens_seen)
 
     log: dict[str, Any] = {
@@ -232,19 +226,12 @@ def train_policy(problem_args: ProblemConfig, config: PolicyConfig) -> dict[str,
             log["heldout"]["pass_at_1"],
             log["heldout"]["pass_at_1_by_num_ops"],
         )
-    if trainer.is_world_process_zero():
-        (out / TRAINING_LOG).write_text(json.dumps(log, indent=2))
+    write_log_and_push(run, log)
     return log
 
 
 def evaluate_heldout(checkpoint: str, problem_args: ProblemConfig, config: PolicyConfig) -> dict[str, Any]:
     """pass@1 at temperature 1 on held-out problems, overall and by number of operations."""
-    from dataclasses import replace
-
-    from ttcompute.models.generation import GeneratorConfig
-    from ttcompute.models.hf_backend import TransformersBackend
-    from ttcompute.models.sampling import pass_at_1_by, sample_rows
-
     heldout = replace(
         problem_args, num_problems=config.eval_num_problems, problem_seed=config.eval_problem_seed
     ).load()

@@ -6,11 +6,13 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from ttcompute.trainers.dataset_options import DatasetOptions
 from ttcompute.trainers.launch import CPUDeepSpeedMixin
+from ttcompute.trainers.lora import LoraOptions
 
 
 @dataclass
-class PRMConfig(CPUDeepSpeedMixin, TrainingArguments):
+class PRMConfig(CPUDeepSpeedMixin, LoraOptions, DatasetOptions, TrainingArguments):
     r"""Configuration for :class:`~ttcompute.trainers.prm_trainer.PRMTrainer`.
 
     Only the PRM-specific knobs are listed; everything else is [`~transformers.TrainingArguments`]
@@ -61,16 +63,10 @@ class PRMConfig(CPUDeepSpeedMixin, TrainingArguments):
         },
     )
     trust_remote_code: bool = field(default=False, metadata={"help": "allow custom model code (off)"})
+    # LoraOptions' field, with the help that says what a PRM's LoRA also trains.
     use_peft: bool = field(default=False, metadata={"help": "train LoRA adapters (+ the full score head)"})
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
-    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
-    lora_target_modules: str = field(default="all-linear", metadata={"help": "comma list or all-linear"})
 
     dataset_name: str | None = field(default=None, metadata={"help": "stepwise-supervision data"})
-    dataset_split: str = field(default="train", metadata={"help": "split of a Hub/dataset dir"})
-    eval_dataset_name: str | None = field(default=None, metadata={"help": "evaluation data (same shape)"})
-    eval_fraction: float = field(default=0.05, metadata={"help": "problems held out for evaluation"})
     step_separator: str = field(
         default="\n\n", metadata={"help": "appended to each step; label on its last token"}
     )

@@ -7,11 +7,13 @@ from typing import Any
 
 from trl import SFTConfig
 
+from ttcompute.trainers.dataset_options import DatasetOptions
 from ttcompute.trainers.launch import CPUDeepSpeedMixin
+from ttcompute.trainers.lora import LoraOptions
 
 
 @dataclass
-class RevisionConfig(CPUDeepSpeedMixin, SFTConfig):
+class RevisionConfig(CPUDeepSpeedMixin, LoraOptions, DatasetOptions, SFTConfig):
     r"""Configuration for :func:`~ttcompute.trainers.revision_trainer.train_reviser`.
 
     Only the reviser-specific knobs are listed; everything else is TRL's [`~trl.SFTConfig`] and
@@ -52,16 +54,7 @@ class RevisionConfig(CPUDeepSpeedMixin, SFTConfig):
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "policy to finetune: Hub id or path"}
     )
-    use_peft: bool = field(default=False, metadata={"help": "train LoRA adapters (merged when saved)"})
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
-    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
-    lora_target_modules: str = field(default="all-linear", metadata={"help": "comma list or all-linear"})
-
     dataset_name: str | None = field(default=None, metadata={"help": "revision trajectories (ttc revisions)"})
-    dataset_split: str = field(default="train", metadata={"help": "split of a Hub/dataset dir"})
-    eval_dataset_name: str | None = field(default=None, metadata={"help": "evaluation data (same shape)"})
-    eval_fraction: float = field(default=0.05, metadata={"help": "problems held out for evaluation"})
     prompt_template: str = field(
         default="{question}\n", metadata={"help": "question -> start of the reviser prompt (stored)"}
     )

@@ -1,11 +1,12 @@
 """``ttc train-reviser``: SFT of a reviser on revision trajectories (Snell et al., sec. 6.1).
 
 Read top to bottom: trajectory rows (``question``, ``previous_attempts`` oldest first, ``completion``
-= the correct solution) -> :func:`validate_revision_rows` -> :func:`fit_trajectory` (the reviser
-prompt of ``ttcompute/models/reviser.py`` rebuilt so that prompt + revision + EOS fit ``max_length``:
-the oldest attempts are dropped first, examples that cannot fit are skipped; both are counted) ->
-TRL's ``SFTTrainer`` on plain ``prompt``/``completion`` rows, whose completion-only loss masks every
-prompt token (-100) and trains on the revision and its EOS alone.
+= the correct solution), validated and fitted to ``max_length`` in
+:mod:`~ttcompute.trainers.revision_data` (the reviser prompt of ``ttcompute/models/reviser.py``
+rebuilt so that prompt + revision + EOS fit: the oldest attempts are dropped first, examples that
+cannot fit are skipped; both are counted) -> TRL's ``SFTTrainer`` on plain ``prompt``/``completion``
+rows, whose completion-only loss masks every prompt token (-100) and trains on the revision and its
+EOS alone -> :func:`train_reviser`.
 
 The saved checkpoint is a plain ``AutoModelForCausalLM`` (LoRA merged) whose ``config.ttc_reviser``
 and model card state the prompt format, so any tool can generate revisions with it.
@@ -13,208 +14,31 @@ and model card state the prompt format, so any tool can generate revisions with 
 
 from __future__ import annotations
 
-import json
 import logging
-import time
-from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import datasets
-import yaml
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase, set_seed
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, set_seed
 from trl import SFTTrainer
 
+from ttcompute.core.config import save_resolved_config
 from ttcompute.core.errors import InputError
-from ttcompute.models.reviser import (
-    ATTEMPT_MARKER,
-    MAX_ATTEMPTS_IN_CONTEXT,
-    REVISION_MARKER,
-    fit_attempts,
-    format_reviser_prompt,
-)
+from ttcompute.models.reviser import ATTEMPT_MARKER, MAX_ATTEMPTS_IN_CONTEXT, REVISION_MARKER
+from ttcompute.models.tiny import count_parameters
 from ttcompute.trainers.data import load_stepwise_dataset, split_by_problem
-from ttcompute.trainers.hub import push_folder
-from ttcompute.trainers.launch import (
-    check_deepspeed_active,
-    init_deepspeed_comm,
-    training_summary,
-    without_zero3_init,
-)
+from ttcompute.trainers.hub import HubUpload
+from ttcompute.trainers.launch import check_deepspeed_active, init_deepspeed_comm, without_zero3_init
 from ttcompute.trainers.lora import lora_config, merge_lora_checkpoint
-from ttcompute.trainers.resume import last_complete_checkpoint
+from ttcompute.trainers.model_cards import reviser_model_card
 from ttcompute.trainers.revision_config import RevisionConfig
+from ttcompute.trainers.revision_data import fit_trajectories, validate_revision_rows
+from ttcompute.trainers.training_run import TrainingRun, finish_training, resume_point
 
 logger = logging.getLogger(__name__)
 
-TRAINING_LOG = "training_log.json"
-REQUIRED_COLUMNS = ("problem_id", "question", "previous_attempts", "completion")
 # A model config without max_position_embeddings: the tiny policies' context.
 DEFAULT_MAX_LENGTH = 512
-
-
-def validate_revision_rows(dataset: datasets.Dataset, where: str, prompt_template: str) -> None:
-    """Reject rows a reviser cannot learn from, naming the data, row and field; nothing is written.
-
-    Checks: the columns of ``ttc revisions`` are there; ``question`` and ``completion`` are non-empty
-    text; ``previous_attempts`` is a list of non-empty texts; where present, ``num_previous`` counts
-    the attempts and ``prompt`` is the reviser prompt of ``prompt_template`` (else training would
-    not see the format the trajectories were built with).
-    """
-    missing = [c for c in REQUIRED_COLUMNS if c not in dataset.column_names]
-    if missing:
-        raise InputError(
-            f"{where}: missing column(s) {missing}; reviser data needs {', '.join(REQUIRED_COLUMNS)} "
-            "(the output of ttc revisions)"
-        )
-    n = len(dataset)
-    optional = {
-        c: dataset[c] if c in dataset.column_names else [None] * n for c in ("num_previous", "prompt")
-    }
-    rows = zip(
-        dataset["problem_id"],
-        dataset["question"],
-        dataset["previous_attempts"],
-        dataset["completion"],
-        optional["num_previous"],
-        optional["prompt"],
-    )
-    for i, (problem_id, question, attempts, completion, num_previous, prompt) in enumerate(rows):
-        at = f"{where}: row {i}"
-        if problem_id is None:
-            raise InputError(f"{at}, field problem_id: missing")
-        if not isinstance(question, str) or not question.strip():
-            raise InputError(f"{at}, field question: expected non-empty text, got {question!r}")
-        if not isinstance(completion, str) or not completion.strip():
-            raise InputError(f"{at}, field completion: empty completion (the correct solution to learn)")
-        if isinstance(attempts, str) or not isinstance(attempts, Sequence):
-            raise InputError(
-                f"{at}, field previous_attempts: expected a list of solutions, got {type(attempts).__name__}"
-            )
-        for j, attempt in enumerate(attempts):
-            if not isinstance(attempt, str) or not attempt.strip():
-                raise InputError(f"{at}, field previous_attempts[{j}]: empty attempt")
-        if num_previous is not None and num_previous != len(attempts):
-            raise InputError(
-                f"{at}, field num_previous: {num_previous} but previous_attempts holds {len(attempts)}"
-            )
-        if prompt is not None:
-            expected = format_reviser_prompt(question, attempts[-MAX_ATTEMPTS_IN_CONTEXT:], prompt_template)
-            if prompt != expected:
-                raise InputError(
-                    f"{at}, field prompt: {prompt[:60]!r}... is not the reviser prompt of --prompt_template "
-                    f"{prompt_template!r}; pass the template the trajectories were built with"
-                )
-
-
-def fit_trajectory(
-    row: dict[str, Any],
-    tokenizer: PreTrainedTokenizerBase,
-    max_length: int,
-    prompt_template: str,
-    eos_token: str | None = None,
-) -> dict[str, Any]:
-    """The row's reviser prompt rebuilt so that prompt + completion + EOS fit ``max_length`` tokens.
-
-    Tokens are counted on the text SFTTrainer will tokenize (prompt and completion joined, EOS
-    appended unless there, special tokens added), so nothing is truncated later. The oldest attempts
-    go first (:func:`~ttcompute.models.reviser.fit_attempts`); ``fits`` is False when even the
-    question and completion alone are too long. ``num_beyond_context``: attempts older than the
-    format's last :data:`MAX_ATTEMPTS_IN_CONTEXT`, never shown.
-
-    >>> from ttcompute.models.tiny import build_char_tokenizer
-    >>> row = {"question": "Q", "previous_attempts": ["a" * 8, "b" * 8, "c" * 8], "completion": "d"}
-    >>> out = fit_trajectory(row, build_char_tokenizer(), max_length=40, prompt_template="{question}\\n")
-    >>> print(out["prompt"] + out["completion"])   # <s> (18 per attempt) Revision:\\n Q\\n d </s>: 33 tokens
-    Attempt:
-    cccccccc
-    Revision:
-    Q
-    d
-    >>> out["num_dropped"], out["fits"]
-    (2, True)
-    """
-    eos = eos_token if eos_token is not None else tokenizer.eos_token
-    completion = row["completion"]
-    target = completion if not eos or completion.endswith(eos) else completion + eos
-
-    def count_tokens(prompt: str) -> int:
-        return len(tokenizer(prompt + target).input_ids)
-
-    attempts = list(row["previous_attempts"])
-    shown = min(len(attempts), MAX_ATTEMPTS_IN_CONTEXT)
-    prompt, dropped = fit_attempts(row["question"], attempts, max_length, count_tokens, prompt_template)
-    # fit_attempts stops at the first prompt that fits; only the one without any attempt is unchecked.
-    fits = dropped < shown or count_tokens(prompt) <= max_length
-    return {
-        "prompt": prompt,
-        "completion": completion,
-        "num_dropped": dropped,
-        "num_beyond_context": len(attempts) - shown,
-        "fits": fits,
-    }
-
-
-FITTED_FEATURES = datasets.Features(
-    {
-        "prompt": datasets.Value("string"),
-        "completion": datasets.Value("string"),
-        "num_dropped": datasets.Value("int64"),
-        "num_beyond_context": datasets.Value("int64"),
-        "fits": datasets.Value("bool"),
-    }
-)
-
-
-def fit_trajectories(
-    dataset: datasets.Dataset,
-    tokenizer: PreTrainedTokenizerBase,
-    max_length: int,
-    prompt_template: str,
-    eos_token: str | None = None,
-    name: str = "train",
-) -> tuple[datasets.Dataset, dict[str, int]]:
-    """``prompt``/``completion`` rows for SFTTrainer (see :func:`fit_trajectory`) and the counts:
-    examples kept, examples skipped (question + completion alone too long), attempts dropped from
-    kept examples to fit, attempts beyond the format's limit."""
-    fitted = dataset.map(
-        fit_trajectory,
-        fn_kwargs={
-            "tokenizer": tokenizer,
-            "max_length": max_length,
-            "prompt_template": prompt_template,
-            "eos_token": eos_token,
-        },
-        remove_columns=dataset.column_names,
-        # Fixed, or `map` keeps the type an input column of the same name had (a user's `prompt`).
-        features=FITTED_FEATURES,
-        desc=f"Fitting {name} prompts to {max_length} tokens",
-    )
-    fits = fitted["fits"]
-    stats = {
-        "num_examples": int(sum(fits)),
-        "num_skipped_examples": len(fits) - int(sum(fits)),
-        "num_dropped_attempts": int(sum(d for d, ok in zip(fitted["num_dropped"], fits) if ok)),
-        "num_attempts_beyond_context": int(sum(fitted["num_beyond_context"])),
-    }
-    if stats["num_skipped_examples"]:
-        logger.warning(
-            "%s: %d of %d trajectories skipped: question + revision alone exceed max_length=%d",
-            name,
-            stats["num_skipped_examples"],
-            len(fits),
-            max_length,
-        )
-    if stats["num_dropped_attempts"]:
-        logger.info(
-            "%s: %d previous attempts dropped (oldest first) to fit max_length=%d",
-            name,
-            stats["num_dropped_attempts"],
-            max_length,
-        )
-    if stats["num_examples"] < len(fits):
-        fitted = fitted.filter(lambda fit: fit, input_columns="fits")
-    return fitted.select_columns(["prompt", "completion"]), stats
 
 
 class RevisionTrainer(SFTTrainer):
@@ -262,119 +86,8 @@ def reviser_metadata(config: RevisionConfig) -> dict[str, Any]:
     }
 
 
-# A worked example for the card, in the built-in arithmetic task's format.
-_EXAMPLE_QUESTION = "Start at 3. Add 4. Multiply by 2."
-_EXAMPLE_ATTEMPTS = [
-    "3 + 4 = 8\n\n8 * 2 = 16\n\nThe answer is \\boxed{16}",
-    "3 + 4 = 7\n\n7 * 2 = 15\n\nThe answer is \\boxed{15}",
-]
-_EXAMPLE_REVISION = "3 + 4 = 7\n\n7 * 2 = 14\n\nThe answer is \\boxed{14}"
-
-
-def reviser_model_card(args: RevisionConfig, model_id: str, fit_stats: dict[str, int]) -> str:
-    """A Hub model card (YAML header + prompt format + usage) for a reviser trained here; ``model_id``
-    is what the usage snippet loads (the Hub id, or the folder's name)."""
-    template, base, data = args.prompt_template, args.model_name_or_path, args.dataset_name
-    header = {
-        "library_name": "transformers",
-        "pipeline_tag": "text-generation",
-        "tags": ["reviser", "ttcompute", "trl", "sft"],
-        "base_model": base,
-    }
-    if data and not Path(data).exists():
-        header["datasets"] = [data]
-    example = format_reviser_prompt(_EXAMPLE_QUESTION, _EXAMPLE_ATTEMPTS, template) + _EXAMPLE_REVISION
-    stats = ""
-    if fit_stats:
-        stats = (
-            f"In training, {fit_stats.get('num_dropped_attempts', 0)} attempts were dropped this way and "
-            f"{fit_stats.get('num_skipped_examples', 0)} trajectories whose question and revision alone "
-            f"exceed {args.max_length} tokens were skipped ({fit_stats.get('num_examples', 0)} trained on)."
-        )
-    lines = ["---", yaml.safe_dump(header, sort_keys=False).strip(), "---"]
-    return "\n".join(
-        lines
-        + [
-            "",
-            f"# {model_id.split('/')[-1]}",
-            "",
-            "A *reviser* trained with ttcompute (`ttc train-reviser`, TRL's SFTTrainer): the policy",
-            "finetuned to write a correct solution given its own earlier incorrect attempts in context",
-            "(Snell et al. 2024, sec. 6).",
-            "",
-            f"- **Base policy / base model:** `{base}`",
-            f"- **Training data:** `{data}` (revision trajectories: 0-{MAX_ATTEMPTS_IN_CONTEXT} incorrect "
-            "attempts, then a correct solution)",
-            "- **Loss:** on the revision only (the tokens after the revision marker, and the EOS token);",
-            "  the question and the previous attempts are context, never trained on.",
-            "",
-            "## Prompt format",
-            "",
-            "Each previous attempt, **oldest first**, after an "
-            f"`{ATTEMPT_MARKER!r}` line, then `{REVISION_MARKER!r}`, then the question formatted with "
-            f"`{template!r}` (Python `str.format`, field `question`: the policy's own prompt); the model",
-            "writes the revision and stops with EOS. Without previous attempts the prompt is the policy's",
-            "own prompt alone (no markers):",
-            "",
-            "```text",
-            ATTEMPT_MARKER + "{attempt 1}",
-            ATTEMPT_MARKER + "{attempt 2}",
-            REVISION_MARKER + template.replace("{question}", "{question}").rstrip("\n"),
-            "{revision}",
-            "```",
-            "",
-            f"At most **{MAX_ATTEMPTS_IN_CONTEXT} attempts** are in context (the most recent ones). When the",
-            f"prompt and the revision do not fit the context ({args.max_length} tokens in training), the",
-            f"**oldest attempts are dropped first**. {stats}".rstrip(),
-            "",
-            "A worked example (two incorrect attempts, then the revision the model learns to write):",
-            "",
-            "```text",
-            example,
-            "```",
-            "",
-            "## How to generate a revision (no ttcompute needed)",
-            "",
-            "```python",
-            "from transformers import AutoModelForCausalLM, AutoTokenizer",
-            "",
-            f'model_id = "{model_id}"',
-            "tok = AutoTokenizer.from_pretrained(model_id)",
-            "model = AutoModelForCausalLM.from_pretrained(model_id)",
-            "",
-            "",
-            f"def reviser_prompt(question, attempts, max_attempts={MAX_ATTEMPTS_IN_CONTEXT}):",
-            f"    text = {template!r}.format(question=question)",
-            "    if not attempts:",
-            "        return text",
-            "    history = ''.join(  # oldest first; drop the oldest if too long",
-            f'        {ATTEMPT_MARKER!r} + attempt.strip("\\n") + "\\n" for attempt in attempts[-max_attempts:]',
-            "    )",
-            f"    return history + {REVISION_MARKER!r} + text",
-            "",
-            "",
-            f"question = {_EXAMPLE_QUESTION!r}",
-            f"attempts = {_EXAMPLE_ATTEMPTS!r}",
-            'inputs = tok(reviser_prompt(question, attempts), return_tensors="pt")',
-            "output = model.generate(**inputs, max_new_tokens=256, do_sample=False)",
-            'revision = tok.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)',
-            "```",
-            "",
-            "The same facts are in `config.json` under `ttc_reviser`.",
-            "",
-            "## Training",
-            "",
-            f"- learning rate {args.learning_rate}, epochs {args.num_train_epochs}, batch size per device "
-            f"{args.per_device_train_batch_size}, max length {args.max_length}, LoRA: {args.use_peft}",
-            "",
-        ]
-    )
-
-
 def model_context(config: RevisionConfig) -> int:
     """The base model's context (``max_position_embeddings``), or :data:`DEFAULT_MAX_LENGTH`."""
-    from transformers import AutoConfig
-
     model_config = AutoConfig.from_pretrained(
         config.model_name_or_path, trust_remote_code=config.trust_remote_code
     )
@@ -384,9 +97,6 @@ def model_context(config: RevisionConfig) -> int:
 
 def train_reviser(config: RevisionConfig) -> dict[str, Any]:
     """Train (or resume) a reviser and save a plain causal-LM checkpoint with its model card."""
-    from ttcompute.core.config import save_resolved_config
-    from ttcompute.models.tiny import count_parameters
-
     if not config.model_name_or_path:
         raise InputError("ttc train-reviser: --model_name_or_path (the policy to finetune) is required")
     if not config.dataset_name:
@@ -438,11 +148,9 @@ def train_reviser(config: RevisionConfig) -> dict[str, Any]:
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_resolved_config(out, "train-reviser", config)
-    last_checkpoint = None if config.overwrite_output_dir else last_complete_checkpoint(out)
-    if last_checkpoint:
-        logger.info("Resuming from %s", last_checkpoint)
+    resume_from = resume_point(config, logger)
 
-    def load_base():
+    def load_base() -> PreTrainedModel:
         return AutoModelForCausalLM.from_pretrained(
             config.model_name_or_path, trust_remote_code=config.trust_remote_code, use_safetensors=True
         )
@@ -454,11 +162,7 @@ def train_reviser(config: RevisionConfig) -> dict[str, Any]:
     metadata = reviser_metadata(config)
     model.config.ttc_reviser = metadata
     num_params = count_parameters(model)
-    # We push once, at the end, the merged checkpoint and its card; the Trainer's own pushes would
-    # upload every intermediate checkpoint (and, with LoRA, only the unmerged adapter).
-    push_to_hub, config.push_to_hub = config.push_to_hub, False
-    # Checkpoints pickle their arguments (training_args.bin): keep the token out of them.
-    hub_token, config.hub_token = config.hub_token, None
+    hub = HubUpload.take_from(config)
     trainer = RevisionTrainer(
         model=model,
         args=config,
@@ -476,30 +180,26 @@ def train_reviser(config: RevisionConfig) -> dict[str, Any]:
         0 if trainer.eval_dataset is None else len(trainer.eval_dataset),
         config.max_length,
     )
-    start = time.time()
-    result = trainer.train(resume_from_checkpoint=last_checkpoint)
-    metrics = trainer.evaluate() if trainer.eval_dataset is not None else {}
-    trainer.save_model(str(out))  # gathers ZeRO-3 partitions; with LoRA it writes the adapter
+    merge = partial(merge_lora_checkpoint, out, load_base, {"ttc_reviser": metadata})
+    run = TrainingRun(
+        "train-reviser",
+        trainer,
+        resume_from,
+        num_params,
+        hub=hub,
+        merge_lora=merge if config.use_peft else None,
+    )
+    log = finish_training(
+        run,
+        {
+            "max_length": config.max_length,
+            "num_train_examples": fit_stats["num_examples"],
+            "num_skipped_examples": fit_stats["num_skipped_examples"],
+            "num_dropped_attempts": fit_stats["num_dropped_attempts"],
+            "num_attempts_beyond_context": fit_stats["num_attempts_beyond_context"],
+            "eval_fit": eval_fit_stats,
+        },
+    )
     if trainer.is_world_process_zero():
-        if config.use_peft:
-            with without_zero3_init(config, always=True):
-                merge_lora_checkpoint(out, load_base, {"ttc_reviser": metadata})
-        trainer.create_model_card()
-        (out / "training_args.bin").unlink(missing_ok=True)
-    log = {
-        **training_summary("train-reviser", trainer, result, num_params, start),
-        "max_length": config.max_length,
-        "num_train_examples": fit_stats["num_examples"],
-        "num_skipped_examples": fit_stats["num_skipped_examples"],
-        "num_dropped_attempts": fit_stats["num_dropped_attempts"],
-        "num_attempts_beyond_context": fit_stats["num_attempts_beyond_context"],
-        "eval_fit": eval_fit_stats,
-        "eval": metrics,
-    }
-    if trainer.is_world_process_zero():
-        (out / TRAINING_LOG).write_text(json.dumps(log, indent=2))
-        if push_to_hub:
-            config.hub_token = hub_token
-            push_folder(out, config, "ttc train-reviser")
-        logger.info("Reviser saved to %s (train loss %.4f, eval %s)", out, result.training_loss, metrics)
+        logger.info("Reviser saved to %s (train loss %.4f, eval %s)", out, log["train_loss"], log["eval"])
     return log

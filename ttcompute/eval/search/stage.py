@@ -30,23 +30,30 @@ from __future__ import annotations
 import json
 import logging
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
-from tqdm.auto import tqdm
 
 from ttcompute.core.budget import beams_for_budget, inference_flops, resolve_beam_width
 from ttcompute.core.errors import InputError
-from ttcompute.core.steps import AGGREGATIONS
+from ttcompute.core.grading import extract_answer, is_equivalent
+from ttcompute.core.sharded_stage import is_complete, run_sharded_stage
+from ttcompute.core.shards import load_sharded, parse_shard_spec, read_manifest
+from ttcompute.eval.search.beam_search import beam_search
+from ttcompute.eval.search.best_of_n import first_candidates, sample_best_of_n
+from ttcompute.eval.search.dvts import dvts
+from ttcompute.eval.search.lookahead import lookahead_search
+from ttcompute.eval.search.revision_chains import revision_chains
+from ttcompute.eval.search.search_config import (
+    SearchConfig,
+)
 from ttcompute.eval.search.step_search import SearchOutcome
+from ttcompute.models.backends import load_backend
+from ttcompute.models.generation import build_prompt
+from ttcompute.models.prm_formats import load_prm
 
 logger = logging.getLogger(__name__)
-
-SEARCH_METHODS = ("best_of_n", "beam_search", "lookahead", "dvts", "revisions")
-# Methods that select with majority vote alone when there is no verifier.
-VERIFIER_FREE_METHODS = ("best_of_n", "revisions")
-DEFAULT_BUDGETS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 
 ROW_SCHEMA = pa.schema(
     [
@@ -85,105 +92,6 @@ ROW_SCHEMA = pa.schema(
 )
 
 
-@dataclass
-class SearchConfig:
-    """Options of ``ttc search`` (besides the problem and policy generation options).
-
-    Attributes:
-        output_dir: Where shards, manifest, resolved config and stats go.
-        prm: The verifier: a PRM checkpoint (Hub id or directory) in any format ``load_prm`` reads.
-            Without one only best-of-N runs, and only majority vote can select.
-        prm_format / prm_max_batch_tokens / prm_device / prm_dtype: How the PRM is loaded and batched.
-        methods: Any of ``best_of_n``, ``beam_search``, ``lookahead``, ``dvts`` (the default: all four)
-            and ``revisions`` (with ``--reviser``).
-        budgets: Budgets in generations (the paper's N).
-        beam_widths: Width settings M of beam and lookahead search: integers or ``sqrt`` (M = sqrt N).
-        lookahead_steps: The k values of lookahead search.
-        dvts_widths: Width settings M of DVTS (N / M subtrees of width M).
-        reviser: The revision model (``ttc train-reviser`` output) for ``revisions``.
-        revision_lengths: Chain lengths L of ``revisions``: budget N runs N / L chains of L attempts
-            for every L here that divides N (1: fully parallel; N: fully sequential).
-        verifier_context: What the verifier sees of a revision attempt: ``question`` (a PRM trained on
-            policy samples) or ``history`` (an ORM trained on reviser samples, previous attempts in
-            context).
-        search_aggregations: How beams are ranked by their step scores (last / min / prod / mean);
-            each value is a separate run (the final selection's aggregation is ``ttc select``'s).
-        max_rounds: Most step rounds of a tree search (the paper: 40).
-        max_step_tokens: Most tokens of one step; a step hitting it ends its beam and is counted.
-        step_separator: The text that ends a step.
-        filter_duplicates: Tree searches rank each distinct prefix once (search-and-learn's option).
-        seed: Base seed; each (run, chunk of problems) gets its own seed derived from it.
-        problems_per_shard: Problems per shard: the unit of batching and of resumption.
-        shard: ``i/n``: this worker takes every shard ``j`` with ``j % n == i``.
-        overwrite: Replace an output directory written with a different config.
-    """
-
-    output_dir: str = field(default="runs/search", metadata={"help": "output directory"})
-    prm: str | None = field(default=None, metadata={"help": "PRM checkpoint (Hub id or directory)"})
-    prm_format: str = field(default="auto", metadata={"help": "PRM format (auto-detected by default)"})
-    prm_max_batch_tokens: int = field(default=32768, metadata={"help": "PRM tokens per forward batch"})
-    prm_device: str | None = field(default=None, metadata={"help": "PRM device (default: the policy's)"})
-    prm_dtype: str = field(default="auto", metadata={"help": "PRM dtype"})
-    methods: list[str] = field(
-        default_factory=lambda: ["best_of_n", "beam_search", "lookahead", "dvts"],
-        metadata={"help": "search methods: best_of_n beam_search lookahead dvts revisions (needs --reviser)"},
-    )
-    budgets: list[int] = field(
-        default_factory=lambda: list(DEFAULT_BUDGETS), metadata={"help": "budgets in generations (N)"}
-    )
-    beam_widths: list[str] = field(
-        default_factory=lambda: ["4", "sqrt"], metadata={"help": "beam/lookahead widths: integers or sqrt"}
-    )
-    lookahead_steps: list[int] = field(default_factory=lambda: [3], metadata={"help": "lookahead k values"})
-    dvts_widths: list[str] = field(default_factory=lambda: ["4"], metadata={"help": "DVTS subtree widths"})
-    reviser: str | None = field(default=None, metadata={"help": "revision model (Hub id or directory)"})
-    revision_lengths: list[int] = field(
-        default_factory=lambda: list(DEFAULT_BUDGETS), metadata={"help": "revision chain lengths L"}
-    )
-    verifier_context: str = field(default="question", metadata={"help": "question | history (revisions)"})
-    search_aggregations: list[str] = field(
-        default_factory=lambda: ["last"], metadata={"help": "how beams are ranked: last | min | prod | mean"}
-    )
-    max_rounds: int = field(default=40, metadata={"help": "most step rounds of a tree search"})
-    max_step_tokens: int = field(default=128, metadata={"help": "most tokens of one step"})
-    step_separator: str = field(default="\n\n", metadata={"help": "text between steps"})
-    filter_duplicates: bool = field(default=False, metadata={"help": "rank each distinct prefix once"})
-    seed: int = field(default=0, metadata={"help": "base seed"})
-    problems_per_shard: int = field(default=16, metadata={"help": "problems per shard"})
-    shard: str = field(default="0/1", metadata={"help": "i/n: this worker's part of the shards"})
-    overwrite: bool = field(default=False, metadata={"help": "replace output of a different config"})
-
-    def __post_init__(self) -> None:
-        unknown = [m for m in self.methods if m not in SEARCH_METHODS]
-        if unknown or not self.methods:
-            raise ValueError(f"unknown search method(s) {unknown}; choose from {SEARCH_METHODS}")
-        if not self.budgets or any(b < 1 for b in self.budgets):
-            raise ValueError(f"budgets must be positive integers, got {self.budgets}")
-        self.budgets = sorted(set(self.budgets))
-        for width in [*self.beam_widths, *self.dvts_widths]:
-            resolve_beam_width(1, width)  # raises ValueError naming a bad setting
-        if any(k < 0 for k in self.lookahead_steps):
-            raise ValueError(f"lookahead_steps must be >= 0, got {self.lookahead_steps}")
-        bad = [a for a in self.search_aggregations if a not in AGGREGATIONS]
-        if bad or not self.search_aggregations:
-            raise ValueError(f"unknown search aggregation(s) {bad}; choose from {AGGREGATIONS}")
-        if self.max_rounds < 1 or self.max_step_tokens < 1 or self.problems_per_shard < 1:
-            raise ValueError("max_rounds, max_step_tokens and problems_per_shard must be >= 1")
-        if not self.step_separator:
-            raise ValueError("step_separator must not be empty")
-        if self.prm is None and not set(self.methods) <= set(VERIFIER_FREE_METHODS):
-            raise ValueError(
-                f"methods {self.methods} need a verifier: pass --prm (without one only best_of_n and "
-                "revisions run, selected by majority vote)"
-            )
-        if "revisions" in self.methods and not self.reviser:
-            raise ValueError("method revisions needs --reviser (a ttc train-reviser checkpoint)")
-        if any(length < 1 for length in self.revision_lengths):
-            raise ValueError(f"revision_lengths must be >= 1, got {self.revision_lengths}")
-        if self.verifier_context not in ("question", "history"):
-            raise ValueError(f"verifier_context must be question or history, got {self.verifier_context!r}")
-
-
 @dataclass(frozen=True)
 class SearchRun:
     """One search setting at one budget (best-of-N: at the largest budget, all budgets as subsets)."""
@@ -216,7 +124,9 @@ def plan_runs(config: SearchConfig) -> list[SearchRun]:
     """
     runs: dict[tuple, SearchRun] = {}
 
-    def add(method, budget, num_beams, width, lookahead, aggregation, setting):
+    def add(method, budget, num_beams, lookahead, aggregation, setting):
+        # Settings that resolve to the same width at this N are one run, written under each setting.
+        width = resolve_beam_width(num_beams, setting)
         key = (method, budget, num_beams, width, lookahead, aggregation)
         if key in runs:
             if setting not in runs[key].width_settings:
@@ -232,31 +142,15 @@ def plan_runs(config: SearchConfig) -> list[SearchRun]:
         for aggregation in config.search_aggregations:
             if "beam_search" in config.methods:
                 for setting in config.beam_widths:
-                    add(
-                        "beam_search",
-                        budget,
-                        budget,
-                        resolve_beam_width(budget, setting),
-                        0,
-                        aggregation,
-                        setting,
-                    )
+                    add("beam_search", budget, budget, 0, aggregation, setting)
             if "lookahead" in config.methods:
                 for k in config.lookahead_steps:
                     beams = beams_for_budget(budget, k)
                     for setting in config.beam_widths if beams else []:
-                        add(
-                            "lookahead",
-                            budget,
-                            beams,
-                            resolve_beam_width(beams, setting),
-                            k,
-                            aggregation,
-                            setting,
-                        )
+                        add("lookahead", budget, beams, k, aggregation, setting)
             if "dvts" in config.methods:
                 for setting in config.dvts_widths:
-                    add("dvts", budget, budget, resolve_beam_width(budget, setting), 0, aggregation, setting)
+                    add("dvts", budget, budget, 0, aggregation, setting)
         if "revisions" in config.methods:  # ranking aggregation plays no part: one run per length
             for length in sorted(set(config.revision_lengths)):
                 if length <= budget and budget % length == 0:
@@ -267,7 +161,7 @@ def plan_runs(config: SearchConfig) -> list[SearchRun]:
     return list(runs.values())
 
 
-def run_seed(seed: int, run: SearchRun, chunk: int) -> int:
+def search_seed(seed: int, run: SearchRun, chunk: int) -> int:
     """The seed of one (run, chunk of problems): stable across processes and worker layouts."""
     return zlib.crc32(f"{seed}:{run.key}:{chunk}".encode())
 
@@ -276,15 +170,9 @@ def search_chunk(
     problems, prompts, run: SearchRun, config: SearchConfig, policy, prm, gen_args, chunk: int, reviser=None
 ):
     """Run one search setting on one chunk of problems: ``[(budget, outcome per problem)]``."""
-    from ttcompute.eval.search.beam_search import beam_search
-    from ttcompute.eval.search.best_of_n import first_candidates, sample_best_of_n
-    from ttcompute.eval.search.dvts import dvts
-    from ttcompute.eval.search.lookahead import lookahead_search
-    from ttcompute.eval.search.revision_chains import revision_chains
-
     questions = [p.question for p in problems]
     ids = [p.problem_id for p in problems]
-    seed = run_seed(config.seed, run, chunk)
+    seed = search_seed(config.seed, run, chunk)
     if run.method == "revisions":
         outcomes = revision_chains(
             questions,
@@ -343,8 +231,6 @@ def outcome_rows(
     problems, run: SearchRun, budget: int, outcomes: list[SearchOutcome], policy_params: int, prm_params: int
 ) -> list[dict[str, Any]]:
     """Dataset rows (one per problem and width setting) for one run's outcomes, graded."""
-    from ttcompute.core.grading import extract_answer, is_equivalent
-
     rows = []
     for problem, outcome in zip(problems, outcomes):
         answers = [extract_answer(c.text) for c in outcome.candidates]
@@ -393,20 +279,9 @@ def outcome_rows(
 
 def run_search(problem_args, gen_args, config: SearchConfig) -> dict[str, Any]:
     """The ``ttc search`` stage: every unfinished (run, chunk) shard of this worker, then stats."""
-    from ttcompute.core.config import config_hash, config_to_dict, save_resolved_config
-    from ttcompute.core.shards import (
-        finished_shards,
-        left_for_other_workers,
-        parse_shard_spec,
-        prepare_output,
-        write_json,
-        write_shard,
-    )
-    from ttcompute.models.generation import build_prompt, load_backend
-
     if not gen_args.model_name_or_path:
         raise InputError("ttc search: --model_name_or_path (the policy) is required")
-    worker, num_workers = parse_shard_spec(config.shard)
+    parse_shard_spec(config.shard)  # a malformed --shard fails before the models load
     problems = problem_args.load()
     if not problems:
         raise InputError("ttc search: the problem set is empty")
@@ -425,8 +300,6 @@ def run_search(problem_args, gen_args, config: SearchConfig) -> dict[str, Any]:
     policy = load_backend(gen_args.backend, gen_args.model_name_or_path, **gen_args.backend_kwargs())
     prm = None
     if config.prm:
-        from ttcompute.models.prm import load_prm
-
         prm = load_prm(
             config.prm,
             config.prm_format,
@@ -438,18 +311,6 @@ def run_search(problem_args, gen_args, config: SearchConfig) -> dict[str, Any]:
     reviser = None
     if "revisions" in config.methods:
         reviser = load_backend(gen_args.backend, config.reviser, **gen_args.backend_kwargs())
-    values = config_to_dict(problem_args, gen_args, config)
-    digest = config_hash(
-        values, ignore={"output_dir", "overwrite", "shard", "strict", "prm_device", "prm_max_batch_tokens"}
-    )
-    info = {
-        "policy_parameters": policy.num_parameters,
-        "verifier_parameters": prm.num_parameters if prm is not None else 0,
-        "malformed_rows_skipped": len(getattr(problems, "skipped", [])),
-    }
-    prepare_output(config.output_dir, "search", digest, len(shards), config.overwrite, info)
-    save_resolved_config(config.output_dir, "search", problem_args, gen_args, config)
-
     tokenizer = getattr(policy, "tokenizer", None)
     prompts = [
         build_prompt(p.question, gen_args.prompt_template, tokenizer, gen_args.use_chat_template)
@@ -458,41 +319,51 @@ def run_search(problem_args, gen_args, config: SearchConfig) -> dict[str, Any]:
     prompt_chunks = [
         prompts[i : i + config.problems_per_shard] for i in range(0, len(prompts), config.problems_per_shard)
     ]
-    policy_params = policy.num_parameters
     prm_params = prm.num_parameters if prm is not None else 0
-    done = finished_shards(config.output_dir)
-    todo = [j for j in range(len(shards)) if j % num_workers == worker and j not in done]
-    if done:
-        logger.info(
-            "Resuming: %d of %d shards already finished in %s", len(done), len(shards), config.output_dir
-        )
     logger.info(
-        "Searching %d problems: %d runs (%s) x %d chunks; %d shards to do",
+        "Searching %d problems: %d runs (%s) x %d chunks",
         len(problems),
         len(runs),
         ", ".join(sorted({r.method for r in runs})),
         len(chunks),
-        len(todo),
     )
-    progress = tqdm(todo, desc="Searching", unit="shard")
-    for j in progress:
-        run, c = shards[j]
-        progress.set_postfix_str(
-            f"{run.method} N={run.num_beams} M={run.beam_width} k={run.lookahead} L={run.chain_length}"
-        )
-        rows = []
-        chunk_runs = search_chunk(chunks[c], prompt_chunks[c], run, config, policy, prm, gen_args, c, reviser)
-        generator_params = reviser.num_parameters if run.method == "revisions" else policy_params
-        for budget, outcomes in chunk_runs:
-            rows += outcome_rows(chunks[c], run, budget, outcomes, generator_params, prm_params)
-        write_shard(config.output_dir, j, rows, schema=ROW_SCHEMA)
-    progress.close()
 
-    pending = left_for_other_workers(config.output_dir, worker, num_workers)
-    if pending is not None:
-        return pending
-    stats = search_output_stats(config.output_dir)
-    write_json(f"{config.output_dir}/stats.json", stats)
+    def build_shard(j: int) -> list[dict[str, Any]]:
+        run, c = shards[j]
+        outcomes_by_budget = search_chunk(
+            chunks[c], prompt_chunks[c], run, config, policy, prm, gen_args, c, reviser
+        )
+        generator_params = reviser.num_parameters if run.method == "revisions" else policy.num_parameters
+        rows = []
+        for budget, outcomes in outcomes_by_budget:
+            rows += outcome_rows(chunks[c], run, budget, outcomes, generator_params, prm_params)
+        return rows
+
+    def describe(j: int) -> str:
+        run = shards[j][0]
+        return f"{run.method} N={run.num_beams} M={run.beam_width} k={run.lookahead} L={run.chain_length}"
+
+    stats = run_sharded_stage(
+        "search",
+        (problem_args, gen_args, config),
+        output_dir=config.output_dir,
+        shard=config.shard,
+        overwrite=config.overwrite,
+        num_shards=len(shards),
+        schema=ROW_SCHEMA,
+        build_shard=build_shard,
+        stats=search_output_stats,
+        info={
+            "policy_parameters": policy.num_parameters,
+            "verifier_parameters": prm_params,
+            "malformed_rows_skipped": len(getattr(problems, "skipped", [])),
+        },
+        hash_ignore=("prm_device", "prm_max_batch_tokens"),
+        progress="Searching",
+        describe_shard=describe,
+    )
+    if not is_complete(stats):
+        return stats
     if stats["capped_steps"]:
         logger.warning(
             "%d generations hit their token cap (--max_step_tokens %d per step, --max_new_tokens %d per "
@@ -518,13 +389,11 @@ def run_search(problem_args, gen_args, config: SearchConfig) -> dict[str, Any]:
         stats["capped_steps"],
         config.output_dir,
     )
-    return {"output_dir": config.output_dir, **stats}
+    return stats
 
 
 def search_output_stats(output_dir: str) -> dict[str, Any]:
     """`search_stats` of a finished ``ttc search`` output, model sizes from its manifest."""
-    from ttcompute.core.shards import load_sharded, read_manifest
-
     info = read_manifest(output_dir)["info"]
     if "policy_parameters" not in info:
         raise InputError(f"{output_dir}: its manifest does not record the models' sizes; rerun ttc search")

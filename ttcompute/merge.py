@@ -10,38 +10,29 @@ config on the merged directory then does only those.
 from __future__ import annotations
 
 import glob
-import importlib
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ttcompute.core.errors import InputError
+from ttcompute.core.shards import merge_outputs, write_json
+from ttcompute.data_gen.label import label_output_stats
+from ttcompute.data_gen.sample import sample_stats
+from ttcompute.data_gen.trajectories import revisions_stats
+from ttcompute.eval.search.stage import search_output_stats
+from ttcompute.merge_config import MergeConfig
 
 logger = logging.getLogger(__name__)
 
-# stage -> (module, function computing its stats.json from a finished output directory)
-STATS_OF: dict[str, tuple[str, str]] = {
-    "sample": ("ttcompute.data_gen.sample", "sample_stats"),
-    "label": ("ttcompute.data_gen.mc_labels", "label_output_stats"),
-    "revisions": ("ttcompute.data_gen.trajectories", "revisions_stats"),
-    "search": ("ttcompute.eval.search.stage", "search_output_stats"),
+# stage -> the function computing its stats.json from a finished output directory. The merge works on
+# the output of every sharded stage, data_gen's and eval's alike: it sits above them, beside the CLI.
+STATS_OF: dict[str, Callable[[str], dict[str, Any]]] = {
+    "sample": sample_stats,
+    "label": label_output_stats,
+    "revisions": revisions_stats,
+    "search": search_output_stats,
 }
-
-
-@dataclass
-class MergeConfig:
-    """Options of ``ttc merge``.
-
-    Attributes:
-        inputs: Output directories of the workers (glob patterns allowed, e.g. ``'runs/samples_*'``).
-        output_dir: Where the merged output goes (a new directory, or an earlier partial merge).
-        overwrite: Replace an ``output_dir`` that holds another run.
-    """
-
-    inputs: list[str] = field(default_factory=list, metadata={"help": "worker output directories (globs ok)"})
-    output_dir: str = field(default="runs/merged", metadata={"help": "where the merged output goes"})
-    overwrite: bool = field(default=False, metadata={"help": "replace output of a different run"})
 
 
 def expand_inputs(patterns: list[str]) -> list[str]:
@@ -60,8 +51,6 @@ def expand_inputs(patterns: list[str]) -> list[str]:
 
 def run_merge(config: MergeConfig) -> dict[str, Any]:
     """The ``ttc merge`` stage."""
-    from ttcompute.core.shards import merge_outputs, write_json
-
     inputs = expand_inputs(config.inputs)
     result = merge_outputs(inputs, config.output_dir, config.overwrite)
     logger.info(
@@ -86,8 +75,7 @@ def run_merge(config: MergeConfig) -> dict[str, Any]:
         )
         return {"output_dir": config.output_dir, **result}
     if result["stage"] in STATS_OF:
-        module, function = STATS_OF[result["stage"]]
-        stats = getattr(importlib.import_module(module), function)(config.output_dir)
+        stats = STATS_OF[result["stage"]](config.output_dir)
         write_json(Path(config.output_dir) / "stats.json", stats)
         result["stats"] = stats
     logger.info("All %d shards present -> %s", result["num_shards"], config.output_dir)

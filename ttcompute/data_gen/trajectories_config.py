@@ -1,0 +1,47 @@
+"""Options of ``ttc revisions`` (revision trajectories for the reviser)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ttcompute.models.reviser import MAX_ATTEMPTS_IN_CONTEXT
+
+
+@dataclass
+class TrajectoryConfig:
+    """Options of ``ttc revisions``.
+
+    Attributes:
+        samples_dir: Output directory of ``ttc sample`` (64 samples per problem in the paper).
+        output_dir: Where the trajectory shards, manifest, stats and resolved config go.
+        max_previous: Most incorrect attempts in a trajectory (k is drawn from 0..max_previous).
+        prompt_template: The policy's prompt template; default: the one in the samples' config.
+        seed: Seeds every draw.
+        problems_per_shard: Problems per output shard (the unit of resumption).
+        shard: ``i/n``: this worker builds every shard ``j`` with ``j % n == i``.
+        strict: Stop at a malformed samples row (``completions`` and ``correct`` of different lengths)
+            instead of skipping it (skipped rows are logged with their row number and counted).
+        overwrite: Replace an output directory written with a different config.
+    """
+
+    samples_dir: str = field(default="runs/samples", metadata={"help": "output directory of ttc sample"})
+    output_dir: str = field(default="runs/revisions", metadata={"help": "output directory"})
+    max_previous: int = field(
+        default=MAX_ATTEMPTS_IN_CONTEXT, metadata={"help": "most incorrect attempts per trajectory"}
+    )
+    prompt_template: str | None = field(default=None, metadata={"help": "default: the samples' template"})
+    seed: int = field(default=0, metadata={"help": "seed of every draw"})
+    problems_per_shard: int = field(default=256, metadata={"help": "problems per output shard"})
+    shard: str = field(default="0/1", metadata={"help": "i/n: this worker's part of the shards"})
+    strict: bool = field(default=False, metadata={"help": "stop at a malformed row instead of skipping it"})
+    overwrite: bool = field(default=False, metadata={"help": "replace output of a different config"})
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.max_previous <= MAX_ATTEMPTS_IN_CONTEXT:
+            raise ValueError(
+                f"max_previous must be in [0, {MAX_ATTEMPTS_IN_CONTEXT}], got {self.max_previous}"
+            )
+        if self.problems_per_shard < 1:
+            raise ValueError("problems_per_shard must be >= 1")
+        if self.prompt_template is not None and "{question}" not in self.prompt_template:
+            raise ValueError("prompt_template must contain {question}")

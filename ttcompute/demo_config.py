@@ -1,0 +1,56 @@
+"""Options of ``ttc demo``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class DemoConfig:
+    """Options of ``ttc demo``.
+
+    Attributes:
+        output_dir: Where every stage writes (reruns resume from what is there).
+        retrain: Train the base policies from their recipes instead of using the shipped checkpoints.
+        fast: A smoke-test run (a few problems, small budgets, ~3 minutes).
+        policy_small_config / policy_large_config: Recipes used by ``--retrain``.
+        num_problems / num_samples: Evaluation problems and samples per problem for their oracle
+            difficulty (``--fast`` shrinks them).
+        problem_seed: Seed of the evaluation problems (differs from every training seed below).
+        budgets: Search budgets (generations per problem).
+        prm_problems / reviser_problems / reviser_samples: Training data of the PRM and the reviser.
+        seed: Sampling seed.
+        report_to: ``none`` or ``wandb`` (the report's tables and plots).
+    """
+
+    output_dir: str = field(default="runs/demo", metadata={"help": "output directory (cached, resumable)"})
+    retrain: bool = field(default=False, metadata={"help": "train the base policies from scratch"})
+    fast: bool = field(default=False, metadata={"help": "smoke-test size"})
+    policy_small_config: str = field(
+        default="configs/policy_small.yaml", metadata={"help": "recipe for --retrain"}
+    )
+    policy_large_config: str = field(
+        default="configs/policy_large.yaml", metadata={"help": "recipe for --retrain"}
+    )
+    num_problems: int = field(default=100, metadata={"help": "evaluation problems"})
+    num_samples: int = field(default=16, metadata={"help": "samples per problem for oracle difficulty"})
+    problem_seed: int = field(default=2024, metadata={"help": "seed of the evaluation problems"})
+    budgets: list[int] = field(default_factory=lambda: [1, 4, 16, 64], metadata={"help": "search budgets"})
+    prm_problems: int = field(default=192, metadata={"help": "problems whose samples are MC-labelled"})
+    reviser_problems: int = field(
+        default=800, metadata={"help": "problems sampled for revision trajectories"}
+    )
+    reviser_samples: int = field(default=64, metadata={"help": "samples per reviser training problem"})
+    seed: int = field(default=0, metadata={"help": "sampling seed"})
+    report_to: str = field(default="none", metadata={"help": "none | wandb"})
+
+    def __post_init__(self) -> None:
+        if self.fast:
+            self.num_problems = min(self.num_problems, 24)
+            self.num_samples = min(self.num_samples, 4)
+            self.budgets = [b for b in self.budgets if b <= 4] or [1, 4]
+            self.prm_problems = min(self.prm_problems, 24)
+            self.reviser_problems = min(self.reviser_problems, 48)
+            self.reviser_samples = min(self.reviser_samples, 16)
+        if not self.budgets or any(b < 1 for b in self.budgets):
+            raise ValueError(f"budgets must be positive, got {self.budgets}")

@@ -1,0 +1,45 @@
+"""Options of ``ttc report``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ReportConfig:
+    """Options of ``ttc report``. Every input is optional: missing parts are left out of the report.
+
+    Attributes:
+        output_dir: Where ``report.md``, ``report.json`` and the PNGs go.
+        policy_small / policy_large: Checkpoint directories (parameter counts).
+        small_samples_dir: ``ttc sample`` of the small policy on the evaluation problems (pass@1).
+        large_samples_dir: ``ttc sample`` of the large policy, greedy, on the same problems.
+        prm_eval_dir: ``ttc eval-prm`` output.
+        select_dirs: ``ttc select`` outputs (accuracy vs budget, revision steps).
+        compute_optimal_dir / flops_matched_dir: Outputs of those stages.
+        compute_optimal_predicted_dir: ``ttc compute-optimal`` over predicted bins (reported as
+            ``compute_optimal_predicted``).
+        cost_dirs: Stage outputs whose compute is summed into ``cost.total_flops``.
+        wall_seconds: Wall time of the run being reported (the demo passes its own).
+        report_to: ``none`` or ``wandb``.
+    """
+
+    output_dir: str = field(default="runs/report", metadata={"help": "output directory"})
+    policy_small: str | None = field(default=None, metadata={"help": "small policy checkpoint"})
+    policy_large: str | None = field(default=None, metadata={"help": "large policy checkpoint"})
+    small_samples_dir: str | None = field(default=None, metadata={"help": "small policy samples"})
+    large_samples_dir: str | None = field(default=None, metadata={"help": "large policy greedy samples"})
+    prm_eval_dir: str | None = field(default=None, metadata={"help": "ttc eval-prm output"})
+    select_dirs: list[str] = field(default_factory=list, metadata={"help": "ttc select outputs"})
+    compute_optimal_dir: str | None = field(default=None, metadata={"help": "ttc compute-optimal output"})
+    compute_optimal_predicted_dir: str | None = field(
+        default=None, metadata={"help": "ttc compute-optimal output over predicted (no ground truth) bins"}
+    )
+    flops_matched_dir: str | None = field(default=None, metadata={"help": "ttc flops-matched output"})
+    cost_dirs: list[str] = field(default_factory=list, metadata={"help": "outputs whose compute is summed"})
+    wall_seconds: float | None = field(default=None, metadata={"help": "wall time of the reported run"})
+    report_to: str = field(default="none", metadata={"help": "none | wandb"})
+
+    def __post_init__(self) -> None:
+        if self.report_to not in ("none", "wandb"):
+            raise ValueError(f"report_to must be none or wandb, got {self.report_to!r}")

@@ -1,0 +1,192 @@
+"""The model cards (README.md) of the trainers' checkpoints: everything a user needs to use the model
+without ttcompute, and how it was trained."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ttcompute.models.reviser import (
+    ATTEMPT_MARKER,
+    MAX_ATTEMPTS_IN_CONTEXT,
+    REVISION_MARKER,
+    format_reviser_prompt,
+)
+from ttcompute.trainers.prm_config import PRMConfig
+from ttcompute.trainers.revision_config import RevisionConfig
+
+
+def prm_model_card(args: PRMConfig, metadata: dict[str, Any], model_name: str) -> str:
+    """A Hub model card (YAML header + usage) for a PRM trained here."""
+    separator = metadata.get("step_separator", args.step_separator)
+    template = metadata.get("prompt_template", args.prompt_template)
+    base = args.model_name_or_path
+    data = args.dataset_name
+    header = {
+        "library_name": "transformers",
+        "pipeline_tag": "token-classification",
+        "tags": ["process-reward-model", "prm", "ttcompute"],
+        "base_model": base,
+    }
+    if data and not Path(data).exists():
+        header["datasets"] = [data]
+    lines = ["---", yaml.safe_dump(header, sort_keys=False).strip(), "---"]
+    kind = "outcome reward model (last step only)" if args.train_on_last_step_only else "process reward model"
+    return "\n".join(
+        lines
+        + [
+            "",
+            f"# {model_name}",
+            "",
+            f"A {kind} trained with ttcompute (`ttc train-prm`) on Monte Carlo step",
+            "labels (soft targets, binary cross-entropy, as in Snell et al. 2024).",
+            "",
+            "## How to score a solution (no ttcompute needed)",
+            "",
+            f"- **Base policy / base model:** `{base}`",
+            f"- **Training data:** `{data}`",
+            f"- **Prompt:** the question formatted with `{template!r}` (Python `str.format`, field `question`).",
+            f"- **Step separator:** `{separator!r}`, appended after *every* step, the last one included.",
+            "- **Label token position:** the *last token of each step separator*. Tokenize the prompt with",
+            "  special tokens, then each `step + separator` piece separately without special tokens, and",
+            "  concatenate (so pieces never merge across a step boundary).",
+            "- **Score of step i:** `sigmoid(logits[label_position_i, 0])`: the estimated probability that",
+            "  the solution so far leads to a correct answer. Aggregate over steps with the last step's",
+            "  score (the paper's choice), or min / product.",
+            "",
+            "```python",
+            "import torch",
+            "from transformers import AutoModelForTokenClassification, AutoTokenizer",
+            "",
+            f'tok = AutoTokenizer.from_pretrained("{model_name}")',
+            f'model = AutoModelForTokenClassification.from_pretrained("{model_name}")',
+            f"sep = {separator!r}",
+            f"ids = tok({template!r}.format(question=question)).input_ids",
+            "positions = []",
+            "for step in steps:",
+            "    ids += tok(step + sep, add_special_tokens=False).input_ids",
+            "    positions.append(len(ids) - 1)",
+            "logits = model(torch.tensor([ids])).logits[0, :, 0]",
+            "step_scores = torch.sigmoid(logits[positions]).tolist()",
+            "```",
+            "",
+            "The same facts are in `config.json` under `ttc_prm`.",
+            "",
+            "## Training",
+            "",
+            f"- learning rate {args.learning_rate}, epochs {args.num_train_epochs}, batch size per device "
+            f"{args.per_device_train_batch_size}, max length {args.max_length}, LoRA: {args.use_peft}",
+            "",
+        ]
+    )
+
+
+# A worked example for the card, in the built-in arithmetic task's format.
+_EXAMPLE_QUESTION = "Start at 3. Add 4. Multiply by 2."
+_EXAMPLE_ATTEMPTS = [
+    "3 + 4 = 8\n\n8 * 2 = 16\n\nThe answer is \\boxed{16}",
+    "3 + 4 = 7\n\n7 * 2 = 15\n\nThe answer is \\boxed{15}",
+]
+_EXAMPLE_REVISION = "3 + 4 = 7\n\n7 * 2 = 14\n\nThe answer is \\boxed{14}"
+
+
+def reviser_model_card(args: RevisionConfig, model_id: str, fit_stats: dict[str, int]) -> str:
+    """A Hub model card (YAML header + prompt format + usage) for a reviser trained here; ``model_id``
+    is what the usage snippet loads (the Hub id, or the folder's name)."""
+    template, base, data = args.prompt_template, args.model_name_or_path, args.dataset_name
+    header = {
+        "library_name": "transformers",
+        "pipeline_tag": "text-generation",
+        "tags": ["reviser", "ttcompute", "trl", "sft"],
+        "base_model": base,
+    }
+    if data and not Path(data).exists():
+        header["datasets"] = [data]
+    example = format_reviser_prompt(_EXAMPLE_QUESTION, _EXAMPLE_ATTEMPTS, template) + _EXAMPLE_REVISION
+    stats = ""
+    if fit_stats:
+        stats = (
+            f"In training, {fit_stats.get('num_dropped_attempts', 0)} attempts were dropped this way and "
+            f"{fit_stats.get('num_skipped_examples', 0)} trajectories whose question and revision alone "
+            f"exceed {args.max_length} tokens were skipped ({fit_stats.get('num_examples', 0)} trained on)."
+        )
+    lines = ["---", yaml.safe_dump(header, sort_keys=False).strip(), "---"]
+    return "\n".join(
+        lines
+        + [
+            "",
+            f"# {model_id.split('/')[-1]}",
+            "",
+            "A *reviser* trained with ttcompute (`ttc train-reviser`, TRL's SFTTrainer): the policy",
+            "finetuned to write a correct solution given its own earlier incorrect attempts in context",
+            "(Snell et al. 2024, sec. 6).",
+            "",
+            f"- **Base policy / base model:** `{base}`",
+            f"- **Training data:** `{data}` (revision trajectories: 0-{MAX_ATTEMPTS_IN_CONTEXT} incorrect "
+            "attempts, then a correct solution)",
+            "- **Loss:** on the revision only (the tokens after the revision marker, and the EOS token);",
+            "  the question and the previous attempts are context, never trained on.",
+            "",
+            "## Prompt format",
+            "",
+            "Each previous attempt, **oldest first**, after an "
+            f"`{ATTEMPT_MARKER!r}` line, then `{REVISION_MARKER!r}`, then the question formatted with "
+            f"`{template!r}` (Python `str.format`, field `question`: the policy's own prompt); the model",
+            "writes the revision and stops with EOS. Without previous attempts the prompt is the policy's",
+            "own prompt alone (no markers):",
+            "",
+            "```text",
+            ATTEMPT_MARKER + "{attempt 1}",
+            ATTEMPT_MARKER + "{attempt 2}",
+            REVISION_MARKER + template.replace("{question}", "{question}").rstrip("\n"),
+            "{revision}",
+            "```",
+            "",
+            f"At most **{MAX_ATTEMPTS_IN_CONTEXT} attempts** are in context (the most recent ones). When the",
+            f"prompt and the revision do not fit the context ({args.max_length} tokens in training), the",
+            f"**oldest attempts are dropped first**. {stats}".rstrip(),
+            "",
+            "A worked example (two incorrect attempts, then the revision the model learns to write):",
+            "",
+            "```text",
+            example,
+            "```",
+            "",
+            "## How to generate a revision (no ttcompute needed)",
+            "",
+            "```python",
+            "from transformers import AutoModelForCausalLM, AutoTokenizer",
+            "",
+            f'model_id = "{model_id}"',
+            "tok = AutoTokenizer.from_pretrained(model_id)",
+            "model = AutoModelForCausalLM.from_pretrained(model_id)",
+            "",
+            "",
+            f"def reviser_prompt(question, attempts, max_attempts={MAX_ATTEMPTS_IN_CONTEXT}):",
+            f"    text = {template!r}.format(question=question)",
+            "    if not attempts:",
+            "        return text",
+            "    history = ''.join(  # oldest first; drop the oldest if too long",
+            f'        {ATTEMPT_MARKER!r} + attempt.strip("\\n") + "\\n" for attempt in attempts[-max_attempts:]',
+            "    )",
+            f"    return history + {REVISION_MARKER!r} + text",
+            "",
+            "",
+            f"question = {_EXAMPLE_QUESTION!r}",
+            f"attempts = {_EXAMPLE_ATTEMPTS!r}",
+            'inputs = tok(reviser_prompt(question, attempts), return_tensors="pt")',
+            "output = model.generate(**inputs, max_new_tokens=256, do_sample=False)",
+            'revision = tok.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)',
+            "```",
+            "",
+            "The same facts are in `config.json` under `ttc_reviser`.",
+            "",
+            "## Training",
+            "",
+            f"- learning rate {args.learning_rate}, epochs {args.num_train_epochs}, batch size per device "
+            f"{args.per_device_train_batch_size}, max length {args.max_length}, LoRA: {args.use_peft}",
+            "",
+        ]
+    )

@@ -1,0 +1,184 @@
+"""Revision trajectories for ``ttc train-reviser``: validation of the rows ``ttc revisions`` writes
+(``question``, ``previous_attempts`` oldest first, ``completion`` = the correct solution), then each
+row's reviser prompt rebuilt so that prompt + revision + EOS fit ``max_length`` (the oldest attempts
+dropped first, examples that cannot fit skipped; both counted)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import datasets
+from transformers import PreTrainedTokenizerBase
+
+from ttcompute.core.errors import InputError
+from ttcompute.models.reviser import MAX_ATTEMPTS_IN_CONTEXT, fit_attempts, format_reviser_prompt
+
+logger = logging.getLogger(__name__)
+
+REQUIRED_COLUMNS = ("problem_id", "question", "previous_attempts", "completion")
+
+
+def validate_revision_rows(dataset: datasets.Dataset, where: str, prompt_template: str) -> None:
+    """Reject rows a reviser cannot learn from, naming the data, row and field; nothing is written.
+
+    Checks: the columns of ``ttc revisions`` are there; ``question`` and ``completion`` are non-empty
+    text; ``previous_attempts`` is a list of non-empty texts; where present, ``num_previous`` counts
+    the attempts and ``prompt`` is the reviser prompt of ``prompt_template`` (else training would
+    not see the format the trajectories were built with).
+    """
+    missing = [c for c in REQUIRED_COLUMNS if c not in dataset.column_names]
+    if missing:
+        raise InputError(
+            f"{where}: missing column(s) {missing}; reviser data needs {', '.join(REQUIRED_COLUMNS)} "
+            "(the output of ttc revisions)"
+        )
+    n = len(dataset)
+    optional = {
+        c: dataset[c] if c in dataset.column_names else [None] * n for c in ("num_previous", "prompt")
+    }
+    rows = zip(
+        dataset["problem_id"],
+        dataset["question"],
+        dataset["previous_attempts"],
+        dataset["completion"],
+        optional["num_previous"],
+        optional["prompt"],
+    )
+    for i, (problem_id, question, attempts, completion, num_previous, prompt) in enumerate(rows):
+        at = f"{where}: row {i}"
+        if problem_id is None:
+            raise InputError(f"{at}, field problem_id: missing")
+        if not isinstance(question, str) or not question.strip():
+            raise InputError(f"{at}, field question: expected non-empty text, got {question!r}")
+        if not isinstance(completion, str) or not completion.strip():
+            raise InputError(f"{at}, field completion: empty completion (the correct solution to learn)")
+        if isinstance(attempts, str) or not isinstance(attempts, Sequence):
+            raise InputError(
+                f"{at}, field previous_attempts: expected a list of solutions, got {type(attempts).__name__}"
+            )
+        for j, attempt in enumerate(attempts):
+            if not isinstance(attempt, str) or not attempt.strip():
+                raise InputError(f"{at}, field previous_attempts[{j}]: empty attempt")
+        if num_previous is not None and num_previous != len(attempts):
+            raise InputError(
+                f"{at}, field num_previous: {num_previous} but previous_attempts holds {len(attempts)}"
+            )
+        if prompt is not None:
+            expected = format_reviser_prompt(question, attempts[-MAX_ATTEMPTS_IN_CONTEXT:], prompt_template)
+            if prompt != expected:
+                raise InputError(
+                    f"{at}, field prompt: {prompt[:60]!r}... is not the reviser prompt of --prompt_template "
+                    f"{prompt_template!r}; pass the template the trajectories were built with"
+                )
+
+
+def fit_trajectory(
+    row: dict[str, Any],
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    prompt_template: str,
+    eos_token: str | None = None,
+) -> dict[str, Any]:
+    """The row's reviser prompt rebuilt so that prompt + completion + EOS fit ``max_length`` tokens.
+
+    Tokens are counted on the text SFTTrainer will tokenize (prompt and completion joined, EOS
+    appended unless there, special tokens added), so nothing is truncated later. The oldest attempts
+    go first (:func:`~ttcompute.models.reviser.fit_attempts`); ``fits`` is False when even the
+    question and completion alone are too long. ``num_beyond_context``: attempts older than the
+    format's last :data:`MAX_ATTEMPTS_IN_CONTEXT`, never shown.
+
+    >>> from ttcompute.models.tiny import build_char_tokenizer
+    >>> row = {"question": "Q", "previous_attempts": ["a" * 8, "b" * 8, "c" * 8], "completion": "d"}
+    >>> out = fit_trajectory(row, build_char_tokenizer(), max_length=40, prompt_template="{question}\\n")
+    >>> print(out["prompt"] + out["completion"])   # <s> (18 per attempt) Revision:\\n Q\\n d </s>: 33 tokens
+    Attempt:
+    cccccccc
+    Revision:
+    Q
+    d
+    >>> out["num_dropped"], out["fits"]
+    (2, True)
+    """
+    eos = eos_token if eos_token is not None else tokenizer.eos_token
+    completion = row["completion"]
+    target = completion if not eos or completion.endswith(eos) else completion + eos
+
+    def count_tokens(prompt: str) -> int:
+        return len(tokenizer(prompt + target).input_ids)
+
+    attempts = list(row["previous_attempts"])
+    shown = min(len(attempts), MAX_ATTEMPTS_IN_CONTEXT)
+    prompt, dropped = fit_attempts(row["question"], attempts, max_length, count_tokens, prompt_template)
+    # fit_attempts stops at the first prompt that fits; only the one without any attempt is unchecked.
+    fits = dropped < shown or count_tokens(prompt) <= max_length
+    return {
+        "prompt": prompt,
+        "completion": completion,
+        "num_dropped": dropped,
+        "num_beyond_context": len(attempts) - shown,
+        "fits": fits,
+    }
+
+
+FITTED_FEATURES = datasets.Features(
+    {
+        "prompt": datasets.Value("string"),
+        "completion": datasets.Value("string"),
+        "num_dropped": datasets.Value("int64"),
+        "num_beyond_context": datasets.Value("int64"),
+        "fits": datasets.Value("bool"),
+    }
+)
+
+
+def fit_trajectories(
+    dataset: datasets.Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    prompt_template: str,
+    eos_token: str | None = None,
+    name: str = "train",
+) -> tuple[datasets.Dataset, dict[str, int]]:
+    """``prompt``/``completion`` rows for SFTTrainer (see :func:`fit_trajectory`) and the counts:
+    examples kept, examples skipped (question + completion alone too long), attempts dropped from
+    kept examples to fit, attempts beyond the format's limit."""
+    fitted = dataset.map(
+        fit_trajectory,
+        fn_kwargs={
+            "tokenizer": tokenizer,
+            "max_length": max_length,
+            "prompt_template": prompt_template,
+            "eos_token": eos_token,
+        },
+        remove_columns=dataset.column_names,
+        # Fixed, or `map` keeps the type an input column of the same name had (a user's `prompt`).
+        features=FITTED_FEATURES,
+        desc=f"Fitting {name} prompts to {max_length} tokens",
+    )
+    fits = fitted["fits"]
+    stats = {
+        "num_examples": int(sum(fits)),
+        "num_skipped_examples": len(fits) - int(sum(fits)),
+        "num_dropped_attempts": int(sum(d for d, ok in zip(fitted["num_dropped"], fits) if ok)),
+        "num_attempts_beyond_context": int(sum(fitted["num_beyond_context"])),
+    }
+    if stats["num_skipped_examples"]:
+        logger.warning(
+            "%s: %d of %d trajectories skipped: question + revision alone exceed max_length=%d",
+            name,
+            stats["num_skipped_examples"],
+            len(fits),
+            max_length,
+        )
+    if stats["num_dropped_attempts"]:
+        logger.info(
+            "%s: %d previous attempts dropped (oldest first) to fit max_length=%d",
+            name,
+            stats["num_dropped_attempts"],
+            max_length,
+        )
+    if stats["num_examples"] < len(fits):
+        fitted = fitted.filter(lambda fit: fit, input_columns="fits")
+    return fitted.select_columns(["prompt", "completion"]), stats
