@@ -108,6 +108,52 @@ def trainer_config(config_class, out: Path, policy: Path, data: Path, **override
     return config_class(**values)
 
 
+# A tiny LoRA run that moves the adapters visibly in a few steps (the trainers' LoRA tests).
+LORA_OPTIONS = {
+    "use_peft": True,
+    "lora_r": 4,
+    "lora_alpha": 8,
+    "lora_dropout": 0.0,
+    "learning_rate": 1e-2,
+    "warmup_steps": 0,
+}
+
+
+def check_merged_lora_checkpoint(out: Path, base_dir: Path, auto_class, input_ids, **base_kwargs):
+    """What every trainer's LoRA finish must leave in ``out``: the adapter in ``lora_adapter/`` (none
+    at the top), a plain checkpoint without LoRA weights that computes on ``input_ids`` what the base
+    (``auto_class`` from ``base_dir`` with ``base_kwargs``) plus the adapter compute, an adapter that
+    trained (``lora_B`` starts at 0) and was merged into the attention weights, embeddings untouched.
+
+    Returns the merged model, the adapter's tensors and the merged checkpoint's tensors.
+    """
+    import torch
+    from peft import PeftModel
+    from safetensors.torch import load_file
+
+    assert (out / "lora_adapter" / "adapter_config.json").is_file()
+    assert (out / "lora_adapter" / "adapter_model.safetensors").is_file()
+    assert not (out / "adapter_config.json").exists()
+    merged = auto_class.from_pretrained(out).eval()
+    assert not hasattr(merged, "peft_config")
+    merged_weights = load_file(out / "model.safetensors")
+    assert "lora" not in " ".join(merged_weights)
+
+    base = auto_class.from_pretrained(base_dir, **base_kwargs)
+    adapted = PeftModel.from_pretrained(base, str(out / "lora_adapter")).eval()
+    with torch.no_grad():
+        assert torch.allclose(merged(input_ids).logits, adapted(input_ids).logits, atol=1e-4)
+
+    adapter = load_file(out / "lora_adapter" / "adapter_model.safetensors")
+    lora_b = [v for k, v in adapter.items() if "lora_B" in k]
+    assert lora_b and max(v.abs().max().item() for v in lora_b) > 1e-3
+    base_weights = load_file(base_dir / "model.safetensors")
+    name = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.allclose(merged_weights[name], base_weights[name])
+    assert torch.equal(merged_weights["model.embed_tokens.weight"], base_weights["model.embed_tokens.weight"])
+    return merged, adapter, merged_weights
+
+
 def files_under(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*") if p.is_file()) if path.exists() else []
 

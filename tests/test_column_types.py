@@ -19,7 +19,7 @@ from ttcompute.core.shards import (
     write_shard,
 )
 from ttcompute.data_gen.sample import SAMPLE_SCHEMA, sample_stats
-from ttcompute.trainers.data import load_stepwise_dataset
+from ttcompute.trainers.training_data import load_training_dataset
 
 
 def test_a_sample_shard_whose_answers_are_all_none_reads_back_with_the_others(tmp_path, small_policy_dir):
@@ -93,16 +93,16 @@ def test_stepwise_sources_with_bool_and_float_labels_concatenate_as_floats(tmp_p
     pq.write_table(
         pa.table({"prompt": ["2+2\n"], "completions": [["2+2=4", "#### 4"]], "labels": [[0.25, 1.0]]}), soft
     )
-    both = load_stepwise_dataset(f"{trl},{soft}", "train")
+    both = load_training_dataset(f"{trl},{soft}", "train")
     assert str(both.features["labels"]) == "List(Value('float64'))"
     assert both["labels"] == [[1.0, 0.0], [0.25, 1.0]]
-    reverse = load_stepwise_dataset(f"{soft},{trl}", "train")
+    reverse = load_training_dataset(f"{soft},{trl}", "train")
     assert reverse["labels"] == [[0.25, 1.0], [1.0, 0.0]]
 
     text = tmp_path / "text.jsonl"
     text.write_text(json.dumps({"prompt": "3+3\n", "completions": ["3+3=6"], "labels": ["good"]}))
     with pytest.raises(InputError, match="column 'labels' has different types"):
-        load_stepwise_dataset(f"{trl},{text}", "train")
+        load_training_dataset(f"{trl},{text}", "train")
 
 
 def test_a_saved_dataset_dict_gives_the_requested_split(tmp_path):
@@ -112,9 +112,9 @@ def test_a_saved_dataset_dict_gives_the_requested_split(tmp_path):
     datasets.DatasetDict(
         {"train": datasets.Dataset.from_dict(rows), "test": datasets.Dataset.from_dict(rows)}
     ).save_to_disk(str(tmp_path / "dd"))
-    assert load_stepwise_dataset(str(tmp_path / "dd"), "test")["labels"] == [[True]]
+    assert load_training_dataset(str(tmp_path / "dd"), "test")["labels"] == [[True]]
     with pytest.raises(InputError, match="no split 'validation' \\(it has test, train\\)"):
-        load_stepwise_dataset(str(tmp_path / "dd"), "validation")
+        load_training_dataset(str(tmp_path / "dd"), "validation")
 
 
 def test_merge_of_workers_whose_shards_inferred_different_types_gives_the_right_stats(tmp_path):

@@ -21,14 +21,22 @@ import datasets
 import numpy as np
 import pytest
 import torch
-from conftest import FakeHfApi, files_under, free_port, trainer_config, write_rows
+from conftest import (
+    LORA_OPTIONS,
+    FakeHfApi,
+    check_merged_lora_checkpoint,
+    files_under,
+    free_port,
+    trainer_config,
+    write_rows,
+)
 from transformers import AutoModelForTokenClassification, AutoTokenizer, EvalPrediction
 
 from ttcompute.core.errors import InputError
-from ttcompute.trainers.data import split_by_problem
 from ttcompute.trainers.prm_config import PRMConfig
 from ttcompute.trainers.prm_trainer import PRMTrainer, StepLabelCollator, train_prm
 from ttcompute.trainers.stepwise_data import IGNORE, step_metrics
+from ttcompute.trainers.training_data import split_by_problem
 
 torch.set_num_threads(1)
 
@@ -182,10 +190,10 @@ def _as_label_type(rows: dict[str, list], kind: str, tmp_path: Path) -> datasets
     if kind == "numpy":  # tokenize and validation then see numpy arrays and numpy scalars
         return datasets.Dataset.from_dict(typed).with_format("numpy")
     if kind in ("parquet_bool", "jsonl_bool"):  # the path TRL-format files really take
-        from ttcompute.trainers.data import load_stepwise_dataset
+        from ttcompute.trainers.training_data import load_training_dataset
 
         suffix = ".parquet" if kind == "parquet_bool" else ".jsonl"
-        return load_stepwise_dataset(str(write_rows(typed, tmp_path / f"steps{suffix}")), "train")
+        return load_training_dataset(str(write_rows(typed, tmp_path / f"steps{suffix}")), "train")
     return datasets.Dataset.from_dict(typed)
 
 
@@ -507,55 +515,18 @@ def test_train_prm_uses_eval_dataset_name(tmp_path, random_policy_dir):
 
 
 def test_lora_training_saves_a_merged_plain_checkpoint(tmp_path, random_policy_dir):
-    from peft import PeftModel
-    from safetensors.torch import load_file
-
     data = write_rows(_rows(16), tmp_path / "steps.jsonl")
     out = tmp_path / "prm"
-    config = trainer_config(
-        PRMConfig,
-        out,
-        random_policy_dir,
-        data,
-        use_peft=True,
-        lora_r=4,
-        lora_alpha=8,
-        lora_dropout=0.0,
-        max_steps=12,
-        learning_rate=1e-2,
-        warmup_steps=0,
-    )
+    config = trainer_config(PRMConfig, out, random_policy_dir, data, max_steps=12, **LORA_OPTIONS)
     log = train_prm(config)
     assert log["global_steps"] == 12
-
-    assert (out / "lora_adapter" / "adapter_config.json").is_file()
-    assert (out / "lora_adapter" / "adapter_model.safetensors").is_file()
-    assert not (out / "adapter_config.json").exists()
     assert json.loads((out / "config.json").read_text())["ttc_prm"]["step_separator"] == SEP
 
-    merged = AutoModelForTokenClassification.from_pretrained(out).eval()
-    assert not hasattr(merged, "peft_config")
-    assert "lora" not in " ".join(load_file(out / "model.safetensors"))
-
-    # The merged checkpoint computes what base + adapter compute.
-    base = AutoModelForTokenClassification.from_pretrained(random_policy_dir, num_labels=1)
-    adapted = PeftModel.from_pretrained(base, str(out / "lora_adapter")).eval()
     tokenizer = AutoTokenizer.from_pretrained(out)
     ids = torch.tensor([_step_ids(tokenizer, "9+8*7\n", ["8*7=56", "9+56=bad"])])
-    with torch.no_grad():
-        expected = adapted(ids).logits
-        got = merged(ids).logits
-    assert torch.allclose(got, expected, atol=1e-4)
-
-    # The adapter trained (B starts at 0) and was merged into the base weights.
-    adapter = load_file(out / "lora_adapter" / "adapter_model.safetensors")
-    lora_b = [v for k, v in adapter.items() if "lora_B" in k]
-    assert lora_b and max(v.abs().max().item() for v in lora_b) > 1e-3
-    base_weights = load_file(random_policy_dir / "model.safetensors")
-    merged_weights = load_file(out / "model.safetensors")
-    name = "model.layers.0.self_attn.q_proj.weight"
-    assert not torch.allclose(merged_weights[name], base_weights[name])
-    assert torch.equal(merged_weights["model.embed_tokens.weight"], base_weights["model.embed_tokens.weight"])
+    _, adapter, merged_weights = check_merged_lora_checkpoint(
+        out, random_policy_dir, AutoModelForTokenClassification, ids, num_labels=1
+    )
     # The head is trained in full and saved with the adapter: the merged one is that head.
     head = [v for k, v in adapter.items() if k.endswith("score.weight")]
     assert len(head) == 1
@@ -861,7 +832,7 @@ def test_zero2_two_process_launch_really_uses_deepspeed(zero2_run):
 
 
 def test_several_comma_separated_sources_are_concatenated(tmp_path):
-    from ttcompute.trainers.data import load_stepwise_dataset
+    from ttcompute.trainers.training_data import load_training_dataset
 
     a = tmp_path / "a.jsonl"
     b = tmp_path / "b.jsonl"
@@ -869,7 +840,7 @@ def test_several_comma_separated_sources_are_concatenated(tmp_path):
         json.dumps({"prompt": "1+1\n", "completions": ["1+1=2"], "labels": [1.0], "extra": 1}) + "\n"
     )
     b.write_text(json.dumps({"prompt": "2+2\n", "completions": ["2+2=5"], "labels": [0.0]}) + "\n")
-    both = load_stepwise_dataset(f"{a}, {b}", "train")
+    both = load_training_dataset(f"{a}, {b}", "train")
     assert both["prompt"] == ["1+1\n", "2+2\n"] and both["labels"] == [[1.0], [0.0]]
     assert "extra" not in both.column_names  # only the columns all sources share
 

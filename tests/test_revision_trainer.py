@@ -21,7 +21,15 @@ import datasets
 import pytest
 import torch
 import yaml
-from conftest import FakeHfApi, files_under, free_port, trainer_config, write_rows
+from conftest import (
+    LORA_OPTIONS,
+    FakeHfApi,
+    check_merged_lora_checkpoint,
+    files_under,
+    free_port,
+    trainer_config,
+    write_rows,
+)
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ttcompute.core.errors import InputError
@@ -308,48 +316,15 @@ def test_train_reviser_holds_out_whole_problems_for_evaluation(tmp_path, random_
 
 
 def test_lora_training_saves_a_merged_plain_checkpoint(tmp_path, random_policy_dir):
-    from peft import PeftModel
-    from safetensors.torch import load_file
-
     data = write_rows(_rows(8), tmp_path / "revisions.parquet")
     out = tmp_path / "reviser"
-    config = trainer_config(
-        RevisionConfig,
-        out,
-        random_policy_dir,
-        data,
-        use_peft=True,
-        lora_r=4,
-        lora_alpha=8,
-        lora_dropout=0.0,
-        max_steps=6,
-        learning_rate=1e-2,
-        warmup_steps=0,
-    )
+    config = trainer_config(RevisionConfig, out, random_policy_dir, data, max_steps=6, **LORA_OPTIONS)
     assert train_reviser(config)["global_steps"] == 6
 
-    assert (out / "lora_adapter" / "adapter_config.json").is_file()
-    assert (out / "lora_adapter" / "adapter_model.safetensors").is_file()
-    assert not (out / "adapter_config.json").exists()
-    merged = AutoModelForCausalLM.from_pretrained(out).eval()
-    assert not hasattr(merged, "peft_config")
-    assert merged.config.ttc_reviser["revision_marker"] == REVISION_MARKER
-    merged_weights = load_file(out / "model.safetensors")
-    assert "lora" not in " ".join(merged_weights)
-
-    # The merged checkpoint computes what base + adapter compute, and the adapter did train.
-    base = AutoModelForCausalLM.from_pretrained(random_policy_dir)
-    adapted = PeftModel.from_pretrained(base, str(out / "lora_adapter")).eval()
     tokenizer = AutoTokenizer.from_pretrained(out)
     ids = torch.tensor([tokenizer(format_reviser_prompt("Start at 3. Add 4.", ["3 + 4 = 8"])).input_ids])
-    with torch.no_grad():
-        assert torch.allclose(merged(ids).logits, adapted(ids).logits, atol=1e-4)
-    adapter = load_file(out / "lora_adapter" / "adapter_model.safetensors")
-    assert max(v.abs().max().item() for k, v in adapter.items() if "lora_B" in k) > 1e-3
-    base_weights = load_file(random_policy_dir / "model.safetensors")
-    name = "model.layers.0.self_attn.q_proj.weight"
-    assert not torch.allclose(merged_weights[name], base_weights[name])
-    assert torch.equal(merged_weights["model.embed_tokens.weight"], base_weights["model.embed_tokens.weight"])
+    merged, _, _ = check_merged_lora_checkpoint(out, random_policy_dir, AutoModelForCausalLM, ids)
+    assert merged.config.ttc_reviser["revision_marker"] == REVISION_MARKER
 
 
 # --- 5. resume -------------------------------------------------------------------------------------

@@ -259,7 +259,7 @@ def test_orm_data_trains_a_last_step_orm_end_to_end(prm_kind, tmp_path, revision
     import torch
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-    from ttcompute.trainers.data import split_by_problem
+    from ttcompute.trainers.training_data import split_by_problem
 
     orm_dir = tmp_path / "orm"
     run_stage("orm-data", ["--search_dir", str(revision_run), "--output_dir", str(orm_dir)])

@@ -25,9 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ttcompute.core.errors import InputError
@@ -343,55 +341,3 @@ def _atomic_copy(source: Path, target: Path) -> None:
     with open(tmp, "rb") as handle:
         os.fsync(handle.fileno())
     tmp.replace(target)
-
-
-def length_mismatches(reader: ShardReader, columns: list[str]) -> list[int]:
-    """Rows whose list ``columns`` differ in length (or are null), read a batch at a time.
-
-    A ``completions`` list one longer than its ``correct`` list would pair every verdict with the wrong
-    text from there on; such rows must be reported and skipped, never used.
-    """
-    bad: list[int] = []
-    offset = 0
-    for batch in reader.iter_batches(columns):
-        # (columns, rows); a null list counts as length -1, so it never matches
-        lengths = np.stack(
-            [pc.fill_null(pc.list_value_length(batch.column(c)), -1).to_numpy() for c in columns]
-        )
-        broken = (lengths != lengths[0]).any(axis=0) | (lengths < 0).any(axis=0)
-        bad += (offset + np.flatnonzero(broken)).tolist()
-        offset += batch.num_rows
-    return bad
-
-
-def malformed_rows(reader: ShardReader, columns: list[str], strict: bool) -> set[int]:
-    """Rows whose list ``columns`` differ in length: each is logged with its row number and skipped
-    by the caller, or, with ``strict``, stops the stage with an `InputError` naming the first."""
-    bad = length_mismatches(reader, columns)
-    source = str(reader.output_dir)
-    what = " and ".join(repr(c) for c in columns)
-    for index in bad[:20]:
-        message = f"{source}: row {index}: {what} differ in length (or are null)"
-        if strict:
-            raise InputError(message + " (--strict)")
-        logger.warning("%s; row skipped", message)
-    if len(bad) > 20:
-        logger.warning("%s: %d more malformed rows skipped", source, len(bad) - 20)
-    return set(bad)
-
-
-def require_unique_ids(ids: list[str], source: str) -> None:
-    """Raise, naming both rows, when a problem id repeats: a lookup by id would silently keep one.
-
-    >>> require_unique_ids(["a", "b", "a"], "runs/samples")
-    Traceback (most recent call last):
-    ttcompute.core.errors.InputError: runs/samples: rows 0 and 2 are both problem 'a' (problem ids must be unique)
-    """
-    first: dict[str, int] = {}
-    for row, problem_id in enumerate(ids):
-        if problem_id in first:
-            raise InputError(
-                f"{source}: rows {first[problem_id]} and {row} are both problem {problem_id!r} "
-                "(problem ids must be unique)"
-            )
-        first[problem_id] = row

@@ -33,7 +33,8 @@ from tqdm.auto import tqdm
 from ttcompute.core.budget import inference_flops
 from ttcompute.core.config import save_resolved_config
 from ttcompute.core.errors import InputError
-from ttcompute.core.shards import ShardReader, require_unique_ids, write_json
+from ttcompute.core.outputs import require_unique_ids
+from ttcompute.core.shards import ShardReader, write_json
 from ttcompute.core.steps import split_into_steps
 from ttcompute.data_gen.difficulty_config import DifficultyConfig
 from ttcompute.models.prm_formats import load_prm

@@ -27,15 +27,9 @@ from tqdm.auto import tqdm
 
 from ttcompute.core.budget import ComputeSpent
 from ttcompute.core.errors import InputError
+from ttcompute.core.outputs import malformed_rows
 from ttcompute.core.sharded_stage import is_complete, run_sharded_stage
-from ttcompute.core.shards import (
-    MANIFEST,
-    ShardReader,
-    load_sharded,
-    malformed_rows,
-    parse_shard_spec,
-    read_manifest,
-)
+from ttcompute.core.shards import MANIFEST, ShardReader, load_sharded, parse_shard_spec, read_manifest
 from ttcompute.data_gen.label_config import LabelConfig
 from ttcompute.data_gen.mc_labels import LABEL_RULES_VERSION, label_rows
 from ttcompute.models.backends import load_backend

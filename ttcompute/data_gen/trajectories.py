@@ -39,14 +39,9 @@ from rapidfuzz.distance import Levenshtein
 from rapidfuzz.process import cdist
 
 from ttcompute.core.errors import InputError
+from ttcompute.core.outputs import length_mismatches, malformed_rows
 from ttcompute.core.sharded_stage import is_complete, run_sharded_stage
-from ttcompute.core.shards import (
-    ShardReader,
-    length_mismatches,
-    malformed_rows,
-    parse_shard_spec,
-    read_manifest,
-)
+from ttcompute.core.shards import ShardReader, parse_shard_spec, read_manifest
 from ttcompute.data_gen.trajectories_config import TrajectoryConfig
 from ttcompute.models.reviser import FORMAT_VERSION, format_reviser_prompt
 

@@ -1,6 +1,6 @@
 """The data options that train-prm and train-reviser share: which split to read and what to evaluate on.
 
-Kept apart from :mod:`ttcompute.trainers.data` (which needs ``datasets``) so that the configs, which
+Kept apart from :mod:`ttcompute.trainers.training_data` (which needs ``datasets``) so that the configs, which
 the CLI imports to parse a command line, stay light.
 """
 

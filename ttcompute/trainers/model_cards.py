@@ -74,12 +74,8 @@ def prm_model_card(args: PRMConfig, metadata: dict[str, Any], model_name: str) -
             "",
             "The same facts are in `config.json` under `ttc_prm`.",
             "",
-            "## Training",
-            "",
-            f"- learning rate {args.learning_rate}, epochs {args.num_train_epochs}, batch size per device "
-            f"{args.per_device_train_batch_size}, max length {args.max_length}, LoRA: {args.use_peft}",
-            "",
         ]
+        + _training_section(args)
     )
 
 
@@ -183,10 +179,17 @@ def reviser_model_card(args: RevisionConfig, model_id: str, fit_stats: dict[str,
             "",
             "The same facts are in `config.json` under `ttc_reviser`.",
             "",
-            "## Training",
-            "",
-            f"- learning rate {args.learning_rate}, epochs {args.num_train_epochs}, batch size per device "
-            f"{args.per_device_train_batch_size}, max length {args.max_length}, LoRA: {args.use_peft}",
-            "",
         ]
+        + _training_section(args)
     )
+
+
+def _training_section(args: PRMConfig | RevisionConfig) -> list[str]:
+    """The lines of a card's "Training" section: the settings a reader needs to reproduce the run."""
+    return [
+        "## Training",
+        "",
+        f"- learning rate {args.learning_rate}, epochs {args.num_train_epochs}, batch size per device "
+        f"{args.per_device_train_batch_size}, max length {args.max_length}, LoRA: {args.use_peft}",
+        "",
+    ]

@@ -9,10 +9,11 @@ from transformers import TrainingArguments
 from ttcompute.trainers.dataset_options import DatasetOptions
 from ttcompute.trainers.launch import CPUDeepSpeedMixin
 from ttcompute.trainers.lora import LoraOptions
+from ttcompute.trainers.training_defaults import SmallModelDefaults
 
 
 @dataclass
-class PRMConfig(CPUDeepSpeedMixin, LoraOptions, DatasetOptions, TrainingArguments):
+class PRMConfig(CPUDeepSpeedMixin, LoraOptions, DatasetOptions, SmallModelDefaults, TrainingArguments):
     r"""Configuration for :class:`~ttcompute.trainers.prm_trainer.PRMTrainer`.
 
     Only the PRM-specific knobs are listed; everything else is [`~transformers.TrainingArguments`]
@@ -75,27 +76,13 @@ class PRMConfig(CPUDeepSpeedMixin, LoraOptions, DatasetOptions, TrainingArgument
     )
     max_length: int = field(default=1024, metadata={"help": "truncate longer examples from the right"})
     train_on_last_step_only: bool = field(default=False, metadata={"help": "label only the last step (ORM)"})
-    overwrite_output_dir: bool = field(default=False, metadata={"help": "ignore checkpoints in output_dir"})
 
-    # Defaults for a small verifier; override any of them on the command line.
+    # The rest of the defaults for a small model: SmallModelDefaults; override any on the command line.
     learning_rate: float = field(default=1e-4, metadata={"help": "peak learning rate"})
-    lr_scheduler_type: str = field(default="cosine", metadata={"help": "learning-rate schedule"})
-    warmup_steps: float = field(default=0.05, metadata={"help": "warm-up steps (or fraction if < 1)"})
-    num_train_epochs: float = field(default=1.0, metadata={"help": "passes over the data"})
-    per_device_train_batch_size: int = field(default=16, metadata={"help": "batch size per device"})
-    per_device_eval_batch_size: int = field(default=32, metadata={"help": "eval batch size per device"})
-    logging_steps: float = field(default=10, metadata={"help": "log every N steps"})
-    save_steps: float = field(default=500, metadata={"help": "checkpoint every N steps (resume point)"})
-    save_total_limit: int | None = field(default=2, metadata={"help": "checkpoints kept"})
-    report_to: None | str | list[str] = field(default="none", metadata={"help": "none | wandb | tensorboard"})
     # Solutions differ a lot in length; batching similar lengths cuts padding (1.3-1.5x samples/s on
     # the arithmetic task, bench/prm_trainer_throughput.py). Use "random" for i.i.d. batches.
     train_sampling_strategy: str = field(
         default="group_by_length", metadata={"help": "group_by_length | random | sequential"}
-    )
-    # Typed `str` (TrainingArguments says `str | bool`, which HfArgumentParser reads as a bool flag).
-    include_num_input_tokens_seen: str = field(
-        default="non_padding", metadata={"help": "count training tokens (for the FLOPs log)"}
     )
 
     def __post_init__(self) -> None:

@@ -37,7 +37,6 @@ from ttcompute.core.config import save_resolved_config
 from ttcompute.core.errors import InputError
 from ttcompute.models.prm import encode_steps, ttc_prm_metadata
 from ttcompute.models.tiny import count_parameters
-from ttcompute.trainers.data import load_stepwise_dataset, split_by_problem
 from ttcompute.trainers.hub import HubUpload
 from ttcompute.trainers.launch import check_deepspeed_active, init_deepspeed_comm, without_zero3_init
 from ttcompute.trainers.likelihood_fit import fit_likelihood_prm
@@ -52,6 +51,7 @@ from ttcompute.trainers.stepwise_data import (
     validate_stepwise_rows,
     with_float_labels,
 )
+from ttcompute.trainers.training_data import load_training_dataset, split_by_problem
 from ttcompute.trainers.training_run import TrainingRun, finish_training, resume_point
 
 logger = logging.getLogger(__name__)
@@ -253,14 +253,14 @@ def train_prm(config: PRMConfig) -> dict[str, Any]:
             "ttc train-prm: a likelihood PRM refers to its base model, and a local path means nothing on "
             "the Hub; push the base model first and pass its Hub id as --model_name_or_path"
         )
-    train_dataset = load_stepwise_dataset(config.dataset_name, config.dataset_split)
+    train_dataset = load_training_dataset(config.dataset_name, config.dataset_split)
     # Validate everything before the first file is written.
     validate_stepwise_rows(train_dataset, config.dataset_name, config.step_separator)
     check_prompt_template(train_dataset, config.prompt_template, config.dataset_name)
     train_dataset = with_float_labels(train_dataset)
     eval_dataset = None
     if config.eval_dataset_name:
-        eval_dataset = load_stepwise_dataset(config.eval_dataset_name, config.dataset_split)
+        eval_dataset = load_training_dataset(config.eval_dataset_name, config.dataset_split)
         validate_stepwise_rows(eval_dataset, config.eval_dataset_name, config.step_separator)
         eval_dataset = with_float_labels(eval_dataset)
     elif config.eval_fraction > 0:

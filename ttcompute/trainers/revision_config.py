@@ -10,10 +10,11 @@ from trl import SFTConfig
 from ttcompute.trainers.dataset_options import DatasetOptions
 from ttcompute.trainers.launch import CPUDeepSpeedMixin
 from ttcompute.trainers.lora import LoraOptions
+from ttcompute.trainers.training_defaults import SmallModelDefaults
 
 
 @dataclass
-class RevisionConfig(CPUDeepSpeedMixin, LoraOptions, DatasetOptions, SFTConfig):
+class RevisionConfig(CPUDeepSpeedMixin, LoraOptions, DatasetOptions, SmallModelDefaults, SFTConfig):
     r"""Configuration for :func:`~ttcompute.trainers.revision_trainer.train_reviser`.
 
     Only the reviser-specific knobs are listed; everything else is TRL's [`~trl.SFTConfig`] and
@@ -64,7 +65,6 @@ class RevisionConfig(CPUDeepSpeedMixin, LoraOptions, DatasetOptions, SFTConfig):
             "help": "tokens of prompt + revision + EOS; oldest attempts dropped to fit (default: model context)"
         },
     )
-    overwrite_output_dir: bool = field(default=False, metadata={"help": "ignore checkpoints in output_dir"})
 
     # The paper's loss: the revision only. TRL masks the prompt of prompt-completion data; False would
     # also train on the attempts -- the incorrect solutions the reviser must not imitate.
@@ -72,17 +72,8 @@ class RevisionConfig(CPUDeepSpeedMixin, LoraOptions, DatasetOptions, SFTConfig):
         default=True, metadata={"help": "loss on the revision only (must stay true)"}
     )
 
-    # Defaults for a small policy on CPU; override any of them on the command line.
+    # The rest of the defaults for a small model: SmallModelDefaults; override any on the command line.
     learning_rate: float = field(default=3e-4, metadata={"help": "peak learning rate"})
-    lr_scheduler_type: str = field(default="cosine", metadata={"help": "learning-rate schedule"})
-    warmup_steps: float = field(default=0.05, metadata={"help": "warm-up steps (or fraction if < 1)"})
-    num_train_epochs: float = field(default=1.0, metadata={"help": "passes over the data"})
-    per_device_train_batch_size: int = field(default=16, metadata={"help": "batch size per device"})
-    per_device_eval_batch_size: int = field(default=32, metadata={"help": "eval batch size per device"})
-    logging_steps: float = field(default=10, metadata={"help": "log every N steps"})
-    save_steps: float = field(default=500, metadata={"help": "checkpoint every N steps (resume point)"})
-    save_total_limit: int | None = field(default=2, metadata={"help": "checkpoints kept"})
-    report_to: None | str | list[str] = field(default="none", metadata={"help": "none | wandb | tensorboard"})
     # TRL turns these on for large models on GPUs; a tiny model on CPU only gets slower (bf16 autocast
     # on CPU, recomputed activations): `--activation_checkpointing true --bf16 true` for big runs.
     # gradient_checkpointing is transformers 5's deprecated alias; left unset, it does not warn.
@@ -90,10 +81,6 @@ class RevisionConfig(CPUDeepSpeedMixin, LoraOptions, DatasetOptions, SFTConfig):
         default=None, metadata={"help": "deprecated alias of activation_checkpointing"}
     )
     bf16: bool = field(default=False, metadata={"help": "bf16 mixed precision (GPUs: --bf16 true)"})
-    # Typed `str` (TrainingArguments says `str | bool`, which HfArgumentParser reads as a bool flag).
-    include_num_input_tokens_seen: str = field(
-        default="non_padding", metadata={"help": "count training tokens (for the FLOPs log)"}
-    )
 
     def __post_init__(self) -> None:
         super().__post_init__()

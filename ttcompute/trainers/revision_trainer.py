@@ -26,13 +26,13 @@ from ttcompute.core.config import save_resolved_config
 from ttcompute.core.errors import InputError
 from ttcompute.models.reviser import ATTEMPT_MARKER, MAX_ATTEMPTS_IN_CONTEXT, REVISION_MARKER
 from ttcompute.models.tiny import count_parameters
-from ttcompute.trainers.data import load_stepwise_dataset, split_by_problem
 from ttcompute.trainers.hub import HubUpload
 from ttcompute.trainers.launch import check_deepspeed_active, init_deepspeed_comm, without_zero3_init
 from ttcompute.trainers.lora import lora_config, merge_lora_checkpoint
 from ttcompute.trainers.model_cards import reviser_model_card
 from ttcompute.trainers.revision_config import RevisionConfig
 from ttcompute.trainers.revision_data import fit_trajectories, validate_revision_rows
+from ttcompute.trainers.training_data import load_training_dataset, split_by_problem
 from ttcompute.trainers.training_run import TrainingRun, finish_training, resume_point
 
 logger = logging.getLogger(__name__)
@@ -102,11 +102,11 @@ def train_reviser(config: RevisionConfig) -> dict[str, Any]:
     if not config.dataset_name:
         raise InputError("ttc train-reviser: --dataset_name (ttc revisions output) is required")
     # Validate and fit everything before the first file is written.
-    train_rows = load_stepwise_dataset(config.dataset_name, config.dataset_split)
+    train_rows = load_training_dataset(config.dataset_name, config.dataset_split)
     validate_revision_rows(train_rows, config.dataset_name, config.prompt_template)
     eval_rows = None
     if config.eval_dataset_name:
-        eval_rows = load_stepwise_dataset(config.eval_dataset_name, config.dataset_split)
+        eval_rows = load_training_dataset(config.eval_dataset_name, config.dataset_split)
         validate_revision_rows(eval_rows, config.eval_dataset_name, config.prompt_template)
     elif config.eval_fraction > 0:
         train_rows, eval_rows = split_by_problem(train_rows, config.eval_fraction, config.seed)

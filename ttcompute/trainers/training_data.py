@@ -13,12 +13,13 @@ from ttcompute.core.errors import InputError
 from ttcompute.core.shards import MANIFEST, load_sharded
 
 
-def load_stepwise_dataset(name: str, split: str) -> datasets.Dataset:
-    """Training rows (stepwise supervision, revision trajectories ...) from a ``ttc label`` output, a file, a dataset directory or a Hub id;
-    several comma-separated sources are concatenated (e.g. label runs of different problems)."""
+def load_training_dataset(name: str, split: str) -> datasets.Dataset:
+    """Training rows (stepwise supervision, revision trajectories ...) from a ``ttc`` output directory,
+    a file, a dataset directory or a Hub id; several comma-separated sources are concatenated (e.g.
+    label runs of different problems)."""
     if "," in name:
         names = [part.strip() for part in name.split(",") if part.strip()]
-        parts = [load_stepwise_dataset(part, split) for part in names]
+        parts = [load_training_dataset(part, split) for part in names]
         columns = set.intersection(*(set(p.column_names) for p in parts))
         parts = [p.remove_columns(sorted(set(p.column_names) - columns)) for p in parts]
         features = _common_features(parts, names)
