@@ -9,6 +9,7 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TTC_LOG_LEVEL", "WARNING")
 
+import json  # noqa: E402
 import socket  # noqa: E402
 from pathlib import Path  # noqa: E402
 from types import SimpleNamespace  # noqa: E402
@@ -88,6 +89,27 @@ def write_rows(rows: dict[str, list], path: Path) -> Path:
     return path
 
 
+def write_jsonl(path: Path, rows: list) -> Path:
+    """``rows`` as a JSON-lines file, written by hand (no ``datasets`` in between)."""
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def arithmetic_answer(question: str) -> str:
+    """The answer of a built-in arithmetic problem, computed here rather than by the task's own code."""
+    from ttcompute.tasks.arithmetic import parse_question
+
+    value, ops = parse_question(question)
+    for op, b in ops:
+        value = {"+": value + b, "-": value - b, "*": value * b}[op]
+    return str(value)
+
+
+def learning_rates(log: dict) -> dict[int, float]:
+    """Step -> learning rate of the training steps in a ``training_log.json``."""
+    return {e["step"]: e["learning_rate"] for e in log["log_history"] if "loss" in e}
+
+
 def trainer_config(config_class, out: Path, policy: Path, data: Path, **overrides):
     """A trainer config (``PRMConfig``, ``RevisionConfig``) for a 2-step CPU run without evaluation,
     saving or reporting; ``overrides`` change any field."""
@@ -152,6 +174,38 @@ def check_merged_lora_checkpoint(out: Path, base_dir: Path, auto_class, input_id
     assert not torch.allclose(merged_weights[name], base_weights[name])
     assert torch.equal(merged_weights["model.embed_tokens.weight"], base_weights["model.embed_tokens.weight"])
     return merged, adapter, merged_weights
+
+
+def check_resume_and_overwrite(train, config_class, out: Path, policy: Path, data: Path):
+    """The resume contract of every trainer: a 4-step run, the same command with 6 steps resumes from
+    its checkpoint-4 (steps 1-4 keep the first run's cosine schedule), ``--overwrite_output_dir``
+    starts over on the 6-step schedule. Returns the three training logs."""
+    import math
+
+    common = {"save_strategy": "steps", "save_steps": 2, "warmup_steps": 0, "learning_rate": 1e-3}
+    first = train(trainer_config(config_class, out, policy, data, max_steps=4, **common))
+    assert first["global_steps"] == 4
+    assert {p.name for p in out.glob("checkpoint-*")} == {"checkpoint-2", "checkpoint-4"}
+
+    resumed = train(trainer_config(config_class, out, policy, data, max_steps=6, **common))
+    assert resumed["global_steps"] == 6
+    assert {p.name for p in out.glob("checkpoint-*")} == {"checkpoint-4", "checkpoint-6"}
+    # Steps 1-4 come from the first run's checkpoint (a cosine schedule over 4 steps): a fresh run
+    # over 6 steps would have logged other learning rates there.
+    first_lr, resumed_lr = learning_rates(first), learning_rates(resumed)
+    assert sorted(resumed_lr) == [1, 2, 3, 4, 5, 6]
+    assert {s: resumed_lr[s] for s in range(1, 5)} == first_lr
+
+    # overwrite_output_dir: from scratch, the 6-step schedule from step 1.
+    fresh = train(
+        trainer_config(config_class, out, policy, data, max_steps=6, overwrite_output_dir=True, **common)
+    )
+    assert fresh["global_steps"] == 6
+    fresh_lr = learning_rates(fresh)
+    assert sorted(fresh_lr) == [1, 2, 3, 4, 5, 6]
+    assert fresh_lr[2] != pytest.approx(first_lr[2])
+    assert fresh_lr[2] == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * 1 / 6)))
+    return first, resumed, fresh
 
 
 def files_under(path: Path) -> list[Path]:

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from conftest import arithmetic_answer
 from transformers import AutoModelForCausalLM
 
 from ttcompute.cli import run_stage
 from ttcompute.core.errors import InputError
 from ttcompute.demo import CHECKPOINTS
 from ttcompute.eval.report import flatten
-from ttcompute.tasks.arithmetic import parse_question
 
 REPO = Path(__file__).resolve().parents[1]
 COST_STAGES = ("samples", "prm/train_samples", "prm/train_labels", "prm/prm", "reviser/train_samples",
@@ -61,13 +61,6 @@ def _json(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def _true_answer(question: str) -> str:
-    value, ops = parse_question(question)
-    for op, b in ops:
-        value = {"+": value + b, "-": value - b, "*": value * b}[op]
-    return str(value)
-
-
 def _parameters(checkpoint: Path) -> int:
     return sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(checkpoint).parameters())
 
@@ -85,7 +78,7 @@ def _check_report_against_stage_outputs(out: Path, report: dict) -> None:
         assert len(rows) == 6 and all(len(row["answers"]) == per_problem for row in rows)
         verdicts = []
         for row in rows:
-            truth = _true_answer(row["question"])
+            truth = arithmetic_answer(row["question"])
             assert row["gold_answer"] == truth and row["correct"] == [a == truth for a in row["answers"]]
             verdicts += row["correct"]
         return round(sum(verdicts) / len(verdicts), 4)
@@ -106,7 +99,7 @@ def _check_report_against_stage_outputs(out: Path, report: dict) -> None:
     # Search accuracy: every selection is its search row's candidate, regraded; per family the best
     # setting's mean over the problems.
     search = _rows(out / "search")
-    gold = {row["problem_id"]: _true_answer(row["question"]) for row in search}
+    gold = {row["problem_id"]: arithmetic_answer(row["question"]) for row in search}
     runs = {(row["problem_id"], row["method"], row["budget"]): row for row in search}
     assert len(runs) == len(search) == 6 * 3 * 2  # best-of-N, beam search, revisions at budgets 1, 2
     for row in search:

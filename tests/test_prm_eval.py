@@ -10,6 +10,7 @@ import random
 from pathlib import Path
 
 import pytest
+from conftest import write_jsonl
 
 from ttcompute.core.errors import InputError
 from ttcompute.eval import prm_eval, prm_metrics
@@ -230,11 +231,6 @@ def _label_rows(solutions: list[dict], noisy_rows: tuple[int, ...] = ()) -> list
     return rows
 
 
-def _write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return path
-
-
 def _processbench_rows(solutions: list[dict]) -> list[dict]:
     return [{"problem": s["question"], "steps": s["steps"], "label": s["first_error"]} for s in solutions]
 
@@ -245,7 +241,7 @@ def test_load_examples_detects_both_formats(tmp_path):
     assert kind == "stepwise" and len(examples) == len(solutions)
     assert examples[1].steps == solutions[1]["steps"] and examples[1].processbench_label is None
     examples, kind = load_eval_examples(
-        str(_write_jsonl(tmp_path / "pb.jsonl", _processbench_rows(solutions)))
+        str(write_jsonl(tmp_path / "pb.jsonl", _processbench_rows(solutions)))
     )
     assert kind == "processbench"
     assert [e.processbench_label for e in examples] == [s["first_error"] for s in solutions]
@@ -274,7 +270,7 @@ def test_bool_step_labels_read_as_their_values_from_every_storage(storage, tmp_p
         )
     path = tmp_path / "steps"
     if storage == "jsonl":
-        path = _write_jsonl(tmp_path / "steps.jsonl", rows)
+        path = write_jsonl(tmp_path / "steps.jsonl", rows)
     elif storage == "parquet":
         path = tmp_path / "steps.parquet"
         datasets.Dataset.from_list(rows).to_parquet(str(path))
@@ -292,19 +288,19 @@ def test_bool_step_labels_read_as_their_values_from_every_storage(storage, tmp_p
 def test_load_examples_reports_bad_rows(tmp_path):
     rows = _processbench_rows(_solutions(4))
     with pytest.raises(InputError, match=r"missing column\(s\) label.*missing column\(s\) question"):
-        load_eval_examples(str(_write_jsonl(tmp_path / "a.jsonl", [{"problem": "x", "steps": ["y"]}])))
+        load_eval_examples(str(write_jsonl(tmp_path / "a.jsonl", [{"problem": "x", "steps": ["y"]}])))
     bad = [dict(r) for r in rows]
     bad[2]["steps"] = []
     with pytest.raises(InputError, match=r"b\.jsonl:3: field 'steps' is empty"):
-        load_eval_examples(str(_write_jsonl(tmp_path / "b.jsonl", bad)))
+        load_eval_examples(str(write_jsonl(tmp_path / "b.jsonl", bad)))
     bad = [dict(r) for r in rows]
     bad[1]["label"] = 99
     with pytest.raises(InputError, match=r"c\.jsonl:2: field 'label' = 99"):
-        load_eval_examples(str(_write_jsonl(tmp_path / "c.jsonl", bad)))
+        load_eval_examples(str(write_jsonl(tmp_path / "c.jsonl", bad)))
     bad = [dict(r) for r in rows]
     del bad[3]["problem"]
     with pytest.raises(InputError, match=r"d\.jsonl:4: field 'problem'"):
-        load_eval_examples(str(_write_jsonl(tmp_path / "d.jsonl", bad)))
+        load_eval_examples(str(write_jsonl(tmp_path / "d.jsonl", bad)))
     label_rows = _label_rows(_solutions(3))
     label_rows[1]["labels"] = label_rows[1]["labels"][:-1]
     with pytest.raises(InputError, match=r"row 1: field 'labels' has"):
@@ -316,7 +312,7 @@ def test_resolve_gold_and_first_errors(tmp_path):
     truth = [s["first_error"] for s in solutions]
     labelled, _ = load_eval_examples(str(_write_label_dir(tmp_path / "labels", _label_rows(solutions))))
     processbench, _ = load_eval_examples(
-        str(_write_jsonl(tmp_path / "pb.jsonl", _processbench_rows(solutions)))
+        str(write_jsonl(tmp_path / "pb.jsonl", _processbench_rows(solutions)))
     )
     assert resolve_gold("auto", processbench) == "processbench"
     assert resolve_gold("auto", labelled) == "checker"  # arithmetic questions: the exact checker
@@ -484,7 +480,7 @@ def test_oracle_prm_is_perfect(tmp_path, monkeypatch, caplog):
 @pytest.mark.parametrize("value", [0.75, 0.25])  # exact binary fractions: means tie exactly
 def test_constant_prm(tmp_path, monkeypatch, value):
     solutions = _solutions(10)
-    dataset = _write_jsonl(tmp_path / "pb.jsonl", _processbench_rows(solutions))
+    dataset = write_jsonl(tmp_path / "pb.jsonl", _processbench_rows(solutions))
     _use_toy_prm(monkeypatch, ToyPRM(lambda q, steps: [value] * len(steps)))
     result = prm_eval.run_eval_prm(
         EvalPRMConfig(prm="toy", dataset=str(dataset), output_dir=str(tmp_path / "eval"))
@@ -509,7 +505,7 @@ def test_constant_prm(tmp_path, monkeypatch, value):
 def test_bad_input_writes_nothing(tmp_path, monkeypatch):
     rows = _processbench_rows(_solutions(4))
     rows[3]["steps"] = []
-    dataset = _write_jsonl(tmp_path / "pb.jsonl", rows)
+    dataset = write_jsonl(tmp_path / "pb.jsonl", rows)
     loaded = []
     _use_toy_prm(monkeypatch, ToyPRM(lambda q, s: loaded.append(q) or [1.0] * len(s)))
     out = tmp_path / "eval"
@@ -517,7 +513,7 @@ def test_bad_input_writes_nothing(tmp_path, monkeypatch):
         prm_eval.run_eval_prm(EvalPRMConfig(prm="toy", dataset=str(dataset), output_dir=str(out)))
     assert not out.exists() and not loaded
     # A samples_dir that is not ttc sample output is found before anything is written, too.
-    good = _write_jsonl(tmp_path / "good.jsonl", _processbench_rows(_solutions(4)))
+    good = write_jsonl(tmp_path / "good.jsonl", _processbench_rows(_solutions(4)))
     bad_samples = _write_label_dir(tmp_path / "labels", _label_rows(_solutions(2)))
     with pytest.raises(InputError, match="missing column 'answers'"):
         prm_eval.run_eval_prm(
@@ -650,8 +646,8 @@ def test_threshold_is_calibrated_on_other_problems(tmp_path, monkeypatch):
     def low(question, steps):
         return [0.1 + 0.2 * t for t in _oracle(question, steps)]
 
-    test = _write_jsonl(tmp_path / "test.jsonl", _processbench_rows(_solutions(10, seed=3)))
-    calib = _write_jsonl(tmp_path / "calib.jsonl", _processbench_rows(_solutions(10, seed=4)))
+    test = write_jsonl(tmp_path / "test.jsonl", _processbench_rows(_solutions(10, seed=3)))
+    calib = write_jsonl(tmp_path / "calib.jsonl", _processbench_rows(_solutions(10, seed=4)))
     _use_toy_prm(monkeypatch, ToyPRM(low))
     plain = prm_eval.run_eval_prm(EvalPRMConfig(prm="toy", dataset=str(test), output_dir=str(tmp_path / "a")))
     assert plain["threshold"] == 0.5 and plain["processbench"]["correct_accuracy"] == 0.0

@@ -25,6 +25,7 @@ from conftest import (
     LORA_OPTIONS,
     FakeHfApi,
     check_merged_lora_checkpoint,
+    check_resume_and_overwrite,
     files_under,
     free_port,
     trainer_config,
@@ -536,43 +537,15 @@ def test_lora_training_saves_a_merged_plain_checkpoint(tmp_path, random_policy_d
 # --- 8. resume -----------------------------------------------------------------------------------
 
 
-def _learning_rates(log: dict) -> dict[int, float]:
-    return {e["step"]: e["learning_rate"] for e in log["log_history"] if "loss" in e}
-
-
 def test_train_prm_resumes_from_the_last_checkpoint(tmp_path, random_policy_dir):
     data = write_rows(_rows(16), tmp_path / "steps.jsonl")
-    out = tmp_path / "prm"
-    common = {"save_strategy": "steps", "save_steps": 2, "warmup_steps": 0, "learning_rate": 1e-3}
-
-    first = train_prm(trainer_config(PRMConfig, out, random_policy_dir, data, max_steps=4, **common))
-    assert first["global_steps"] == 4
-    assert {p.name for p in out.glob("checkpoint-*")} == {"checkpoint-2", "checkpoint-4"}
-
-    resumed = train_prm(trainer_config(PRMConfig, out, random_policy_dir, data, max_steps=6, **common))
-    assert resumed["global_steps"] == 6
-    assert {p.name for p in out.glob("checkpoint-*")} == {"checkpoint-4", "checkpoint-6"}
-    # Steps 1-4 come from the first run's checkpoint (a cosine schedule over 4 steps): a fresh run
-    # over 6 steps would have logged other learning rates there.
-    first_lr, resumed_lr = _learning_rates(first), _learning_rates(resumed)
-    assert sorted(resumed_lr) == [1, 2, 3, 4, 5, 6]
-    assert {s: resumed_lr[s] for s in range(1, 5)} == first_lr
+    first, resumed, _ = check_resume_and_overwrite(
+        train_prm, PRMConfig, tmp_path / "prm", random_policy_dir, data
+    )
     losses = {e["step"]: e["loss"] for e in resumed["log_history"] if "loss" in e}
     assert {s: losses[s] for s in range(1, 5)} == {
         e["step"]: e["loss"] for e in first["log_history"] if "loss" in e
     }
-
-    # overwrite_output_dir: from scratch, the 6-step schedule from step 1.
-    fresh = train_prm(
-        trainer_config(
-            PRMConfig, out, random_policy_dir, data, max_steps=6, overwrite_output_dir=True, **common
-        )
-    )
-    assert fresh["global_steps"] == 6
-    fresh_lr = _learning_rates(fresh)
-    assert sorted(fresh_lr) == [1, 2, 3, 4, 5, 6]
-    assert fresh_lr[2] != pytest.approx(first_lr[2])
-    assert fresh_lr[2] == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * 1 / 6)))
 
 
 # --- 9. bad input --------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from conftest import (
     LORA_OPTIONS,
     FakeHfApi,
     check_merged_lora_checkpoint,
+    check_resume_and_overwrite,
     files_under,
     free_port,
     trainer_config,
@@ -330,38 +331,12 @@ def test_lora_training_saves_a_merged_plain_checkpoint(tmp_path, random_policy_d
 # --- 5. resume -------------------------------------------------------------------------------------
 
 
-def _learning_rates(log: dict) -> dict[int, float]:
-    return {e["step"]: e["learning_rate"] for e in log["log_history"] if "loss" in e}
-
-
 def test_train_reviser_resumes_from_the_last_checkpoint(tmp_path, random_policy_dir):
     data = write_rows(_rows(8), tmp_path / "revisions.parquet")
-    out = tmp_path / "reviser"
-    common = {"save_strategy": "steps", "save_steps": 2, "warmup_steps": 0, "learning_rate": 1e-3}
-
-    first = train_reviser(trainer_config(RevisionConfig, out, random_policy_dir, data, max_steps=4, **common))
-    assert first["global_steps"] == 4
-    assert {p.name for p in out.glob("checkpoint-*")} == {"checkpoint-2", "checkpoint-4"}
-
-    resumed = train_reviser(
-        trainer_config(RevisionConfig, out, random_policy_dir, data, max_steps=6, **common)
+    first, resumed, _ = check_resume_and_overwrite(
+        train_reviser, RevisionConfig, tmp_path / "reviser", random_policy_dir, data
     )
-    assert resumed["global_steps"] == 6
-    assert {p.name for p in out.glob("checkpoint-*")} == {"checkpoint-4", "checkpoint-6"}
-    # Steps 1-4 come from the first run's checkpoint (a cosine schedule over 4 steps); a fresh run
-    # over 6 steps would have logged other learning rates there.
-    first_lr, resumed_lr = _learning_rates(first), _learning_rates(resumed)
-    assert sorted(resumed_lr) == [1, 2, 3, 4, 5, 6]
-    assert {s: resumed_lr[s] for s in range(1, 5)} == first_lr
     assert resumed["num_train_tokens"] > first["num_train_tokens"]
-
-    fresh = train_reviser(
-        trainer_config(
-            RevisionConfig, out, random_policy_dir, data, max_steps=6, overwrite_output_dir=True, **common
-        )
-    )
-    assert fresh["global_steps"] == 6
-    assert _learning_rates(fresh)[2] == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * 1 / 6)))
 
 
 # --- 6. bad input ----------------------------------------------------------------------------------

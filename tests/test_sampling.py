@@ -7,12 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import arithmetic_answer
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ttcompute.cli import run_stage
 from ttcompute.core.errors import InputError
 from ttcompute.core.shards import finished_shards, load_sharded
-from ttcompute.tasks.arithmetic import parse_question
 
 TTC = str(Path(sys.executable).parent / "ttc")
 
@@ -28,13 +28,6 @@ def _args(policy: Path, out: Path, num_problems: int = 12, per_shard: int = 4, n
         "--device", "cpu",
         "--output_dir", str(out),
     ]  # fmt: skip
-
-
-def _true_answer(question: str) -> str:
-    value, ops = parse_question(question)
-    for op, b in ops:
-        value = {"+": value + b, "-": value - b, "*": value * b}[op]
-    return str(value)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +54,7 @@ def test_sample_output_columns_and_grades(sampled, small_policy_dir):
     graded, recounted, reasons = 0, 0, []
     for row in data:
         assert len(row["completions"]) == len(row["correct"]) == len(row["num_tokens"]) == 4
-        truth = _true_answer(row["question"])
+        truth = arithmetic_answer(row["question"])
         assert row["gold_answer"] == truth
         for text, answer, correct, tokens, reason in zip(
             row["completions"], row["answers"], row["correct"], row["num_tokens"], row["finish_reasons"]

@@ -11,7 +11,7 @@ import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import GSM8K_TEST_HEAD, MATH500
+from conftest import GSM8K_TEST_HEAD, MATH500, write_jsonl
 
 from ttcompute.cli import run_stage
 from ttcompute.core.errors import InputError
@@ -32,11 +32,6 @@ def _math_row(i: int, **overrides) -> dict:
     }
     row.update(overrides)
     return row
-
-
-def _write_jsonl(path: Path, rows: list) -> Path:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    return path
 
 
 # --- real data ---------------------------------------------------------------------------------
@@ -75,7 +70,7 @@ def test_load_math500_jsonl() -> None:
 
 
 def test_load_math_level_strings(tmp_path: Path) -> None:
-    path = _write_jsonl(
+    path = write_jsonl(
         tmp_path / "math.jsonl", [_math_row(1, level="Level 4"), _math_row(2, level="Level ?")]
     )
     problems = load_math(str(path))
@@ -121,7 +116,7 @@ def test_load_math_missing_answer(tmp_path: Path) -> None:
     rows = [_math_row(1), _math_row(2)]
     del rows[1]["answer"]
     rows[1]["solution"] = "no box here"
-    path = _write_jsonl(tmp_path / "data.jsonl", rows)
+    path = write_jsonl(tmp_path / "data.jsonl", rows)
     with pytest.raises(InputError, match=r"data\.jsonl:2: missing field 'answer'$"):
         load_math(str(path), strict=True)
 
@@ -129,13 +124,13 @@ def test_load_math_missing_answer(tmp_path: Path) -> None:
 def test_load_math_never_derives_answer_from_boxed_solution(tmp_path: Path) -> None:
     rows = [_math_row(1)]
     del rows[0]["answer"]
-    path = _write_jsonl(tmp_path / "data.jsonl", rows)
+    path = write_jsonl(tmp_path / "data.jsonl", rows)
     with pytest.raises(InputError, match=r"data\.jsonl:1: missing field 'answer' \(the solution has"):
         load_math(str(path), strict=True)
 
 
 def test_load_math_bad_level(tmp_path: Path) -> None:
-    path = _write_jsonl(tmp_path / "data.jsonl", [_math_row(1, level="hard")])
+    path = write_jsonl(tmp_path / "data.jsonl", [_math_row(1, level="hard")])
     with pytest.raises(InputError, match=r"data\.jsonl:1: field 'level'"):
         load_math(str(path), strict=True)
 
@@ -160,7 +155,7 @@ def test_blank_lines_keep_line_numbers(tmp_path: Path) -> None:
 
 
 def test_gsm8k_missing_field(tmp_path: Path) -> None:
-    path = _write_jsonl(
+    path = write_jsonl(
         tmp_path / "gsm.jsonl", [{"question": "q", "answer": "a\n#### 1"}, {"answer": "#### 2"}]
     )
     with pytest.raises(InputError, match=r"gsm\.jsonl:2: missing field 'question'"):
@@ -168,7 +163,7 @@ def test_gsm8k_missing_field(tmp_path: Path) -> None:
 
 
 def test_gsm8k_missing_hashes(tmp_path: Path) -> None:
-    path = _write_jsonl(tmp_path / "gsm.jsonl", [{"question": "q", "answer": "the answer is 5"}])
+    path = write_jsonl(tmp_path / "gsm.jsonl", [{"question": "q", "answer": "the answer is 5"}])
     with pytest.raises(InputError, match=r"gsm\.jsonl:1: field 'answer' has no '#### <answer>' line"):
         load_gsm8k(str(path), strict=True)
     with pytest.raises(
@@ -178,7 +173,7 @@ def test_gsm8k_missing_hashes(tmp_path: Path) -> None:
 
 
 def test_gsm8k_problem_ids_use_split(tmp_path: Path) -> None:
-    path = _write_jsonl(tmp_path / "gsm.jsonl", [{"question": "q", "answer": "1 + 1 = 2\n#### 1,002"}] * 2)
+    path = write_jsonl(tmp_path / "gsm.jsonl", [{"question": "q", "answer": "1 + 1 = 2\n#### 1,002"}] * 2)
     problems = load_gsm8k(str(path), split="train")
     assert [p.problem_id for p in problems] == ["gsm8k-train-0", "gsm8k-train-1"]
     assert problems[1].answer == "1002"
@@ -214,9 +209,9 @@ def test_load_problems_unknown_task() -> None:
 
 
 def test_load_problems_dispatches_to_files(tmp_path: Path) -> None:
-    path = _write_jsonl(tmp_path / "math.jsonl", [_math_row(i) for i in range(3)])
+    path = write_jsonl(tmp_path / "math.jsonl", [_math_row(i) for i in range(3)])
     assert len(load_problems("math", str(path), "test", 2)) == 2
-    gsm = _write_jsonl(tmp_path / "gsm.jsonl", [{"question": "q", "answer": "#### 7"}])
+    gsm = write_jsonl(tmp_path / "gsm.jsonl", [{"question": "q", "answer": "#### 7"}])
     assert load_problems("gsm8k", str(gsm), "test", None)[0].answer == "7"
 
 
@@ -236,7 +231,7 @@ def test_load_problems_arithmetic_bad_options() -> None:
 
 
 def test_negative_limit(tmp_path: Path) -> None:
-    path = _write_jsonl(tmp_path / "math.jsonl", [_math_row(1)])
+    path = write_jsonl(tmp_path / "math.jsonl", [_math_row(1)])
     assert load_math(str(path), limit=0) == []
     with pytest.raises(InputError, match="limit must be >= 0"):
         load_math(str(path), limit=-1)
@@ -364,7 +359,7 @@ def test_gsm8k_skipped_rows_keep_ids_stable(tmp_path: Path) -> None:
         {"question": "q4", "answer": 4},
         {"question": "q5", "answer": "b\n#### 2,000"},
     ]
-    path = _write_jsonl(tmp_path / "gsm.jsonl", rows)
+    path = write_jsonl(tmp_path / "gsm.jsonl", rows)
     problems = load_gsm8k(str(path))
     assert [(p.problem_id, p.answer) for p in problems] == [("gsm8k-test-0", "1"), ("gsm8k-test-5", "2000")]
     assert [(row.where, row.field) for row in problems.skipped] == [
@@ -384,7 +379,7 @@ def test_limit_counts_loaded_problems(tmp_path: Path) -> None:
 
 def test_many_malformed_rows_warn_a_bounded_number_of_times(tmp_path: Path, caplog) -> None:
     rows = [{"problem": f"p{i}", "unique_id": f"id{i}"} for i in range(30)] + [_math_row(1)]
-    path = _write_jsonl(tmp_path / "data.jsonl", rows)
+    path = write_jsonl(tmp_path / "data.jsonl", rows)
     with caplog.at_level(logging.WARNING, logger="ttcompute.tasks.sources"):
         problems = load_math(str(path))
     assert len(problems) == 1 and len(problems.skipped) == 30
