@@ -30,6 +30,8 @@ from ttcompute.testing import (
     build_tiny_prm_on,
     build_tiny_qwen2,
 )
+from ttcompute.trainers.model_cards import prm_model_card
+from ttcompute.trainers.prm_config import PRMConfig
 from ttcompute.trainers.prm_trainer import PRMTrainer
 from ttcompute.trainers.stepwise_data import IGNORE
 
@@ -295,20 +297,7 @@ def test_each_label_sits_on_a_token_its_step_owns(stand_ins, solutions, kind):
         assert labelled[-1] == len(ids) - 1
 
 
-@pytest.mark.parametrize(
-    "kind",
-    [
-        "bpe",
-        pytest.param(
-            "sentencepiece",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="bug: encode_steps tokenizes each step alone, so a SentencePiece tokenizer puts a "
-                "prefix space ('▁') before every step: the PRM reads 'Q\\n A\\n\\n B' for 'Q\\nA\\n\\nB'",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("kind", KINDS)
 def test_prm_reads_exactly_the_solution_text(stand_ins, solutions, kind):
     tokenizer = prm_tokenizer(stand_ins, kind)
     for question, steps in solutions:
@@ -316,6 +305,22 @@ def test_prm_reads_exactly_the_solution_text(stand_ins, solutions, kind):
         ids, _ = encode_steps(tokenizer, prompt, steps, SEPARATOR)
         text = prompt + "".join(step + SEPARATOR for step in steps)
         assert tokenizer.decode(ids, skip_special_tokens=True) == text
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_model_cards_own_code_scores_as_load_prm_does(stand_ins, solutions, tmp_path, kind):
+    # A user scores with the card's snippet and plain transformers: it must build the ids we train on.
+    path = stand_ins.prm_dirs[kind]
+    config = PRMConfig(
+        output_dir=str(tmp_path), model_name_or_path=str(path), dataset_name="data", use_cpu=True
+    )
+    card = prm_model_card(config, json.loads((path / "config.json").read_text())["ttc_prm"], str(path))
+    snippet = card.split("```python\n", 1)[1].split("```", 1)[0]
+    prm = load_prm(str(path), device="cpu")
+    for question, steps in solutions[:4]:
+        scope = {"question": question, "steps": steps}
+        exec(snippet, scope)
+        assert scope["step_scores"] == pytest.approx(prm.score([question], [steps])[0], abs=1e-5)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -362,18 +367,12 @@ def step_by_step(backend: TransformersBackend, prompts: list[str], params: Sampl
     return history
 
 
-CACHE_ORDER_BUG = (
-    "bug: TransformersBackend.generate orders (and packs) rows by their cached-prefix length, so which "
-    "random draws a row gets, and so its seeded sample, depends on what the prefix cache holds"
-)
-
-
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize(
     "temperature",
     [
         pytest.param(0.0, id="greedy"),
-        pytest.param(1.0, id="sampled", marks=pytest.mark.xfail(strict=True, reason=CACHE_ORDER_BUG)),
+        pytest.param(1.0, id="sampled"),
     ],
 )
 def test_step_generation_with_prefix_cache_equals_generation_without(stand_ins, solutions, kind, temperature):
@@ -389,7 +388,6 @@ def test_step_generation_with_prefix_cache_equals_generation_without(stand_ins, 
     assert with_cache == step_by_step(uncached, prompts, params, rounds=3)
 
 
-@pytest.mark.xfail(strict=True, reason=CACHE_ORDER_BUG)
 @pytest.mark.parametrize("kind", KINDS)
 def test_seeded_samples_do_not_depend_on_what_the_prefix_cache_holds(stand_ins, solutions, kind):
     backend = stand_ins.backends[(kind, True)]
@@ -467,20 +465,7 @@ def test_a_stop_string_ending_inside_a_merged_token_cuts_the_text_there(stand_in
     assert inside >= 1, "no stop string ended inside a token: the test checked nothing it is named for"
 
 
-@pytest.mark.parametrize(
-    "kind",
-    [
-        "bpe",
-        pytest.param(
-            "sentencepiece",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="bug: TransformersBackend decodes the generated ids without the prompt, so a "
-                "SentencePiece decoder strips the space of a first '▁word' token",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("kind", KINDS)
 def test_completion_text_is_the_text_the_model_wrote(stand_ins, solutions, kind):
     path = stand_ins.plain_policy_dirs[kind]
     tokenizer = stand_ins.tokenizers[kind]

@@ -350,22 +350,29 @@ def favour_tokens(model: PreTrainedModel, token_ids: Sequence[int], logit_boost:
 INITIALIZER_RANGE = 0.3
 
 
+def _tiny_shape(tokenizer: PreTrainedTokenizerBase) -> dict:
+    """The miniature shape both stand-in architectures share. The LM head is untied so that
+    :func:`favour_tokens` can bias it."""
+    return {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "max_position_embeddings": 4096,
+        "rope_theta": 10000.0,
+        "tie_word_embeddings": False,
+        "initializer_range": INITIALIZER_RANGE,
+    }
+
+
 def _qwen2_config(tokenizer: PreTrainedTokenizerBase) -> Qwen2Config:
     # Qwen2.5-Math-1.5B's shape in miniature: grouped-query attention (12 heads, 2 KV heads there),
-    # rope_theta 1e4, 4096 positions, bos <|endoftext|>, eos <|im_end|>. The LM head is untied so
-    # that favour_tokens can bias it.
+    # rope_theta 1e4, 4096 positions, bos <|endoftext|>, eos <|im_end|>.
     return Qwen2Config(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
+        **_tiny_shape(tokenizer),
         num_key_value_heads=2,
-        max_position_embeddings=4096,
-        rope_theta=10000.0,
         use_sliding_window=False,
-        tie_word_embeddings=False,
-        initializer_range=INITIALIZER_RANGE,
         bos_token_id=tokenizer.convert_tokens_to_ids(QWEN_ENDOFTEXT),
         eos_token_id=tokenizer.convert_tokens_to_ids(QWEN_IM_END),
     )
@@ -373,16 +380,8 @@ def _qwen2_config(tokenizer: PreTrainedTokenizerBase) -> Qwen2Config:
 
 def _llama_config(tokenizer: PreTrainedTokenizerBase) -> LlamaConfig:
     return LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
+        **_tiny_shape(tokenizer),
         num_key_value_heads=4,
-        max_position_embeddings=4096,
-        rope_theta=10000.0,
-        tie_word_embeddings=False,
-        initializer_range=INITIALIZER_RANGE,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )

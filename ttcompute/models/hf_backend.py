@@ -21,6 +21,9 @@ from ttcompute.models.weights import load_error
 
 logger = logging.getLogger(__name__)
 
+# Prompt tokens decoded in front of a completion so that it decodes as it reads after the prompt.
+_DECODE_CONTEXT_TOKENS = 8
+
 
 def sample_next_token(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator):
     """Next token ids, shape (batch,), from last-position logits of shape (batch, vocab)."""
@@ -158,6 +161,8 @@ class TransformersBackend:
         dtype: torch dtype name or ``"auto"`` (the checkpoint's).
         max_batch_tokens: Rows are packed into a forward batch until rows x (prompt + new tokens)
             would pass this budget, so long prompts get smaller batches instead of running out of memory.
+            The prompt counts whole, cached prefix included (a batch that mixes cached and uncached rows
+            can hold up to twice that), so that batches do not depend on the cache.
         trust_remote_code: Off unless the user asks; checkpoints load from safetensors only.
         enable_prefix_caching: Keep the keys/values of sequences that stopped at a stop string, and run
             only the new tokens of a later prompt that extends one -- what vLLM's automatic prefix
@@ -239,24 +244,21 @@ class TransformersBackend:
         self.num_prompt_tokens_run += params.n * sum(
             len(ids) - past for ids, (past, _) in zip(prompt_ids, pasts)
         )
-        # One row per (prompt, sample); rows sorted by cached and new length so batches waste little padding.
+        # One row per (prompt, sample), sorted by prompt length so batches waste little padding. Order
+        # and batches follow the full prompt lengths, never what the prefix cache holds: the rows share
+        # one seeded generator, so a cache-dependent order handed each row other random draws and made
+        # seeded samples depend on what ran before (tests/test_real_formats.py).
         rows = [(i, j) for i in range(len(prompts)) for j in range(params.n)]
-
-        def lengths(r: int) -> tuple[int, int]:
-            i = rows[r][0]
-            return pasts[i][0], len(prompt_ids[i]) - pasts[i][0]
-
-        order = sorted(range(len(rows)), key=lengths)
+        order = sorted(range(len(rows)), key=lambda r: len(prompt_ids[rows[r][0]]))
         generator = torch.Generator(device=self.device).manual_seed(params.seed)
         results: list[list[Completion | None]] = [[None] * params.n for _ in prompts]
         start = 0
         while start < len(order):
-            widest_past = widest_new = 0
+            widest = 0
             end = start
             while end < len(order):
-                past, new = lengths(order[end])
-                widest_past, widest_new = max(widest_past, past), max(widest_new, new)
-                tokens = (end - start + 1) * (widest_past + widest_new + params.max_tokens)
+                widest = max(widest, len(prompt_ids[rows[order[end]][0]]))
+                tokens = (end - start + 1) * (widest + params.max_tokens)
                 if end > start and tokens > self.max_batch_tokens:
                     break
                 end += 1
@@ -361,11 +363,24 @@ class TransformersBackend:
             ids = generated[row]
             reason = finish[row] or "length"
             text_ids = ids[:-1] if reason == "eos" else ids
-            text = self.tokenizer.decode(text_ids, skip_special_tokens=True)
+            text = self._decode_after(prompt_ids[row], text_ids)
             if reason == "stop":
                 text = _cut_after_first_stop(text, params.stop)
             completions.append(Completion(text=text, num_tokens=len(ids), finish_reason=reason))
         return completions
+
+    def _decode_after(self, prompt_ids: list[int], ids: list[int]) -> str:
+        """The text ``ids`` add after the prompt: a few prompt tokens are decoded in front and their text
+        cut off, as vLLM's incremental detokenizer does. Decoded alone, a SentencePiece decoder strips
+        the space of a first ``▁word`` token, and the completion would not be the text the model wrote
+        (the next prompt, prompt + completion, would then tokenize differently)."""
+        context = prompt_ids[-_DECODE_CONTEXT_TOKENS:]
+        if context:
+            head = self.tokenizer.decode(context, skip_special_tokens=True)
+            full = self.tokenizer.decode(context + ids, skip_special_tokens=True)
+            if full.startswith(head):
+                return full[len(head) :]
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     def _store_stopped(self, rows, layout, generated, finish, cache) -> None:
         """Cache each of ``rows`` (cache row, batch row) that stopped at a stop string: it is the

@@ -44,10 +44,12 @@ def encode_steps(
     """Token ids and label positions of the ``ttcompute`` PRM format.
 
     The trainer and the scorer both call this, so a PRM is scored on exactly the tokens it was trained
-    on. Each piece (the prompt, then each ``step + step_separator``) is tokenized on its own: the ids of
-    the first t steps are then a prefix of the ids of the first t+1, which is what lets the scorer
-    reuse a prefix's KV cache. A step's label sits on the last token of its piece, where the model has
-    seen the whole step and its separator.
+    on. Each piece (the prompt, then each ``step + step_separator``) is tokenized on its own, as it
+    tokenizes after the piece before it (:func:`tokenize_piece_after`): the ids of the first t steps
+    are then a prefix of the ids of the first t+1, which is what lets the scorer reuse a prefix's KV
+    cache, and no piece gains a SentencePiece prefix space the policy's text does not have. A step's
+    label sits on the last token of its piece, where the model has seen the whole step and its
+    separator.
 
     With the character tokenizer of the built-in task (``<s>`` is prepended to the prompt):
 
@@ -64,12 +66,15 @@ def encode_steps(
     """
     ids = list(tokenize_piece(tokenizer, prompt, True))
     positions = []
+    previous = prompt
     for index, step in enumerate(steps):
-        piece_tokens = tokenize_piece(tokenizer, step + step_separator, False)
+        piece = step + step_separator
+        piece_tokens = tokenize_piece_after(tokenizer, previous, piece)
         if not piece_tokens:
-            raise ValueError(f"step {index} ({step + step_separator!r}) tokenizes to no tokens")
+            raise ValueError(f"step {index} ({piece!r}) tokenizes to no tokens")
         ids.extend(piece_tokens)
         positions.append(len(ids) - 1)
+        previous = piece
     return ids, positions
 
 
@@ -78,6 +83,31 @@ def tokenize_piece(tokenizer, text: str, add_special_tokens: bool) -> tuple[int,
     # Search scores the same question and the same steps over and over (every round, every copy of a
     # beam): tokenizing each piece once took the PRM's time from a third of beam search to nothing.
     return tuple(tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def tokenize_piece_after(tokenizer, previous: str, text: str) -> tuple[int, ...]:
+    """The ids of ``text`` as it tokenizes right after ``previous``: those of ``previous + text`` past
+    the ids of ``previous``, when those are a prefix; else the ids of ``text`` alone.
+
+    Alone, a SentencePiece tokenizer starts every piece with a prefix space (``"A"`` becomes ``▁A``),
+    so the PRM would read text the policy never wrote; after the previous piece it is the policy's
+    ``A``. Byte-level BPE and the character tokenizer give the same ids either way (no merge crosses
+    a step boundary there).
+
+    >>> from ttcompute.models.tiny import build_char_tokenizer
+    >>> tok = build_char_tokenizer()
+    >>> tokenize_piece_after(tok, "Q\\n", "ab\\n\\n") == tokenize_piece(tok, "ab\\n\\n", False)
+    True
+    """
+    alone = tokenize_piece(tokenizer, text, False)
+    if not previous:
+        return alone
+    before = tokenize_piece(tokenizer, previous, False)
+    joined = tokenize_piece(tokenizer, previous + text, False)
+    if len(joined) > len(before) and joined[: len(before)] == before:
+        return joined[len(before) :]
+    return alone
 
 
 def ttc_prm_metadata(step_separator: str, prompt_template: str, **extra) -> dict:
