@@ -7,15 +7,21 @@ TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || ech
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo demo-fast test test-slow bench lint format clean
+.PHONY: setup demo demo-fast test test-slow bench lint format clean constraints
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# constraints.txt: the versions the suite last passed with, so a new clone installs what was tested.
+$(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[dev,deepspeed,wandb]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev,deepspeed,wandb]"
 	touch $@
+
+# After upgrading dependencies in the venv and a green `make test`: record their versions.
+constraints: setup
+	{ sed -n '1,3p' constraints.txt; $(PY) -m pip freeze --exclude-editable | grep -v '^torch=='; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 demo: setup
 	$(VENV)/bin/ttc demo --config configs/demo.yaml

@@ -383,7 +383,7 @@ def test_token_budget_bounds_every_batch(ttcompute_prm, monkeypatch):
     forward = small.backbone.forward
 
     def recording_forward(*args, **kwargs):
-        input_ids, cache = kwargs["input_ids"], kwargs["past_key_values"]
+        input_ids, cache = kwargs["input_ids"], kwargs["cache"]
         past = cache.get_seq_length() if cache is not None else 0
         batches.append((input_ids.shape[0], past + input_ids.shape[1]))
         assert kwargs["attention_mask"].shape == (input_ids.shape[0], past + input_ids.shape[1])

@@ -302,7 +302,7 @@ class TransformersBackend:
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=cache,
+            cache=cache,
             use_cache=True,
         ).logits[:, -1]
         next_position = position_ids[:, -1:] + 1
@@ -336,7 +336,7 @@ class TransformersBackend:
                 input_ids=next_tokens[:, None],
                 attention_mask=attention_mask,
                 position_ids=next_position,
-                past_key_values=cache,
+                cache=cache,
                 use_cache=True,
             ).logits[:, -1]
             next_position = next_position + 1

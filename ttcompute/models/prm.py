@@ -404,7 +404,7 @@ class TransformersPRM:
             input_ids=input_ids.to(device),
             attention_mask=attention_mask.to(device),
             position_ids=position_ids.to(device),
-            past_key_values=cache,
+            cache=cache,
             use_cache=cache is not None,
         ).last_hidden_state  # (rows, width_new, hidden)
         self.num_tokens_encoded += sum(len(ids) for ids in new_ids)
