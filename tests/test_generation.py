@@ -204,37 +204,96 @@ def test_prefix_cache_sampling_is_reproducible(small_policy_dir):
     assert cached.num_prompt_tokens_run < plain.num_prompt_tokens_run
 
 
-def test_vllm_parallel_options_reach_vllm_from_the_command_line(monkeypatch, random_policy_dir):
-    """The plumbing of ``--tensor_parallel_size`` / ``--data_parallel_size`` (vLLM itself needs CUDA:
-    a stand-in records what it was given)."""
+def _recording_vllm(monkeypatch) -> dict:
+    """A stand-in ``vllm`` module (vLLM itself needs CUDA) whose ``LLM`` records what it was given."""
     import sys
     import types
 
-    from ttcompute.core.config import parse_stage_args
-    from ttcompute.models.generation_config import GeneratorConfig
-
-    received = {}
+    received = {"engines": 0}
 
     class RecordingLLM:
         def __init__(self, **kwargs):
             received.update(kwargs)
+            received["engines"] += 1
             self.llm_engine = types.SimpleNamespace(
                 model_config=types.SimpleNamespace(max_model_len=512, model=kwargs["model"])
             )
 
         def get_tokenizer(self):
-            return None
+            from transformers import AutoTokenizer
 
-    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=RecordingLLM))
+            return AutoTokenizer.from_pretrained(self.llm_engine.model_config.model)
+
+        def generate(self, prompts, sampling, use_tqdm=False):
+            # Every request answers "1" in one step, n times, as vLLM's RequestOutput lays it out.
+            out = types.SimpleNamespace(
+                text="The answer is \\boxed{1}", token_ids=[5, 6, 7], finish_reason="stop"
+            )
+            return [
+                types.SimpleNamespace(
+                    outputs=[
+                        types.SimpleNamespace(**vars(out), index=i, stop_reason=None) for i in range(params.n)
+                    ]
+                )
+                for params in sampling
+            ]
+
+    def sampling_params(**kwargs):
+        return types.SimpleNamespace(**kwargs)
+
+    monkeypatch.setitem(
+        sys.modules, "vllm", types.SimpleNamespace(LLM=RecordingLLM, SamplingParams=sampling_params)
+    )
+    return received
+
+
+def test_vllm_parallel_options_reach_vllm_from_the_command_line(monkeypatch, random_policy_dir):
+    """The plumbing of ``--tensor_parallel_size`` and ``--gpu_memory_utilization``."""
+    from ttcompute.core.config import parse_stage_args
+    from ttcompute.models.generation_config import GeneratorConfig
+
+    received = _recording_vllm(monkeypatch)
     (gen_args,) = parse_stage_args(
         (GeneratorConfig,),
         [
             "--backend", "vllm", "--model_name_or_path", str(random_policy_dir),
-            "--tensor_parallel_size", "4", "--data_parallel_size", "2", "--gpu_memory_utilization", "0.5",
+            "--tensor_parallel_size", "4", "--gpu_memory_utilization", "0.5",
         ],
         prog="ttc sample",
     )  # fmt: skip
     load_backend(gen_args.backend, gen_args.model_name_or_path, **gen_args.backend_kwargs())
-    assert received["tensor_parallel_size"] == 4 and received["data_parallel_size"] == 2
+    assert received["tensor_parallel_size"] == 4 and "data_parallel_size" not in received
     assert received["gpu_memory_utilization"] == 0.5 and received["trust_remote_code"] is False
     assert received["load_format"] == "safetensors"
+
+
+def test_vllm_data_parallelism_is_one_shard_worker_per_replica(random_policy_dir):
+    # vLLM's offline data parallelism is one process per replica: `--shard i/n` workers, refused
+    # as an LLM() argument with a message saying so.
+    from ttcompute.core.config import parse_stage_args
+    from ttcompute.core.errors import InputError
+    from ttcompute.models.generation_config import GeneratorConfig
+
+    args = ["--backend", "vllm", "--model_name_or_path", str(random_policy_dir), "--data_parallel_size", "2"]
+    with pytest.raises(InputError, match=r"one process per replica.*--shard i/n"):
+        parse_stage_args((GeneratorConfig,), args, prog="ttc sample")
+
+
+def test_a_vllm_search_never_holds_two_engines(monkeypatch, random_policy_dir, tmp_path):
+    from ttcompute.cli import run_stage
+    from ttcompute.core.errors import InputError
+
+    received = _recording_vllm(monkeypatch)
+    common = [
+        "--backend", "vllm", "--model_name_or_path", str(random_policy_dir), "--num_problems", "2",
+        "--reviser", str(random_policy_dir), "--budgets", "1",
+    ]  # fmt: skip
+    with pytest.raises(InputError, match="one vLLM engine"):
+        run_stage(
+            "search", [*common, "--methods", "best_of_n", "revisions", "--output_dir", str(tmp_path / "a")]
+        )
+    assert received["engines"] == 0 and not (tmp_path / "a").exists()  # refused before any engine starts
+    # Revision chains alone need only the reviser: one engine, which writes every attempt.
+    result = run_stage("search", [*common, "--methods", "revisions", "--output_dir", str(tmp_path / "b")])
+    assert received["engines"] == 1 and received["model"] == str(random_policy_dir)
+    assert result["num_rows"] == 2 and result["compute"]["policy_tokens"] == 2 * 3

@@ -34,6 +34,7 @@ CONFIG_STAGES = {
     "revisions.yaml": "revisions",
     "reviser.yaml": "train-reviser",
     "search.yaml": "search",
+    "search_revisions.yaml": "search",
     "flops_matched.yaml": "flops-matched",
 }
 TRAINERS = ("prm.yaml", "reviser.yaml")
@@ -105,18 +106,25 @@ def test_stages_read_what_the_previous_stage_writes() -> None:
     (revisions,) = parse("revisions.yaml")
     (reviser,) = parse("reviser.yaml")
     _, _, search = parse("search.yaml")
+    _, _, search_revisions = parse("search_revisions.yaml")
     (flops,) = parse("flops_matched.yaml")
     assert label.samples_dir == revisions.samples_dir == sample.output_dir == "runs/math/train_samples"
     assert prm.dataset_name == label.output_dir
     assert reviser.dataset_name == revisions.output_dir
-    assert search.prm == prm.output_dir and search.reviser == reviser.output_dir
+    assert (
+        search.prm == search_revisions.prm == prm.output_dir
+        and search_revisions.reviser == reviser.output_dir
+    )
     assert difficulty.samples_dir == "runs/math/test_samples"  # README: sample.yaml on MATH-500
     assert flops.compute_optimal_dir == "runs/math/compute_optimal"
     outputs = [sample.output_dir, difficulty.output_dir, label.output_dir, prm.output_dir]
-    outputs += [revisions.output_dir, reviser.output_dir, search.output_dir, flops.output_dir]
+    outputs += [revisions.output_dir, reviser.output_dir, search.output_dir, search_revisions.output_dir]
+    outputs += [flops.output_dir]
     assert len(set(outputs)) == len(outputs) and all(o.startswith("runs/math/") for o in outputs)
     separators = {difficulty.step_separator, label.step_separator, prm.step_separator}
-    assert separators | {search.step_separator} == {"\n\n"}  # MATH: one step per paragraph
+    assert separators | {search.step_separator, search_revisions.step_separator} == {
+        "\n\n"
+    }  # MATH: one step per paragraph
 
 
 def test_sample_recipe_resolves(small_policy_dir) -> None:
@@ -127,7 +135,6 @@ def test_sample_recipe_resolves(small_policy_dir) -> None:
     assert gen.backend_kwargs() == {
         "dtype": "auto",
         "tensor_parallel_size": 1,
-        "data_parallel_size": 1,
         "gpu_memory_utilization": 0.9,
         "enable_prefix_caching": True,
         "trust_remote_code": False,
@@ -213,19 +220,26 @@ def test_search_recipe_resolves(small_policy_dir) -> None:
     )
     assert problem_args.num_problems is None  # all 500
     assert (gen.model_name_or_path, gen.backend) == (HUB_POLICY, "vllm")
-    assert gen.backend_kwargs()["gpu_memory_utilization"] == 0.35  # policy + reviser + PRM on one GPU
-    assert search.methods == ["best_of_n", "beam_search", "lookahead", "dvts", "revisions"]
-    assert search.budgets == BUDGETS and search.revision_lengths == BUDGETS
+    assert gen.backend_kwargs()["gpu_memory_utilization"] == 0.5  # one vLLM engine + the PRM on a GPU
+    assert search.methods == ["best_of_n", "beam_search", "lookahead", "dvts"]
+    assert search.budgets == BUDGETS
     assert (search.beam_widths, search.lookahead_steps, search.dvts_widths) == (["4", "sqrt"], [3], ["4"])
-    assert (search.max_rounds, search.verifier_context, search.prm_dtype) == (40, "question", "bfloat16")
+    assert (search.max_rounds, search.prm_dtype) == (40, "bfloat16")
 
     runs = plan_runs(search)
     by_method = {m: [r for r in runs if r.method == m] for m in search.methods}
     assert [(r.budget, r.num_beams) for r in by_method["best_of_n"]] == [(256, 256)]
     assert min(r.budget for r in by_method["lookahead"]) == 4  # k = 3 costs N x 4
-    # revisions: one run per (budget N, chain length L dividing N): 1 + 2 + ... + 9.
-    assert len(by_method["revisions"]) == sum(range(1, len(BUDGETS) + 1))
     assert all(by_method[m] for m in search.methods)
+
+    # The reviser's chains: a search of their own (a process holds one vLLM engine).
+    _, revisions_gen, revisions = parse("search_revisions.yaml")
+    assert revisions.methods == ["revisions"] and revisions.reviser == "runs/math/reviser"
+    assert revisions_gen.backend == "vllm" and revisions.output_dir == "runs/math/search_revisions"
+    assert revisions.budgets == BUDGETS and revisions.revision_lengths == BUDGETS
+    assert (revisions.verifier_context, revisions.prm) == ("question", search.prm)
+    # one run per (budget N, chain length L dividing N): 1 + 2 + ... + 9.
+    assert len(plan_runs(revisions)) == sum(range(1, len(BUDGETS) + 1))
 
     problem_args, gen, search = parse(
         "search.yaml",
@@ -233,7 +247,6 @@ def test_search_recipe_resolves(small_policy_dir) -> None:
         *("--dataset", str(MATH500), "--num_problems", "4", "--budgets", "1", "4"),
     )
     assert gen.backend == "transformers" and search.budgets == [1, 4]
-    assert search.methods[-1] == "revisions" and search.reviser == "runs/math/reviser"
     problems = problem_args.load()
     assert len(problems) == 4
     assert all(re.fullmatch(r"test/[a-z_]+/\d+\.json", p.problem_id) for p in problems)

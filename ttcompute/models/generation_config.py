@@ -19,7 +19,10 @@ class GeneratorConfig:
         use_chat_template: Wrap the formatted prompt as a user turn of the tokenizer's chat template
             (instruction-tuned Hub policies); off for base models and the built-in task.
         device / dtype / max_batch_tokens: transformers backend placement and batching.
-        tensor_parallel_size / data_parallel_size / gpu_memory_utilization: passed through to vLLM.
+        tensor_parallel_size / gpu_memory_utilization: passed through to vLLM.
+        data_parallel_size: Must stay 1. vLLM's offline data parallelism is one process per replica,
+            each with its own GPUs and its own part of the data: that is ``--shard i/n``, one worker
+            per replica (``CUDA_VISIBLE_DEVICES`` set per worker), each resumable on its own.
         enable_prefix_caching: Reuse the KV cache of a prompt's longest already-seen prefix (vLLM's
             automatic prefix caching; the transformers backend's own cache of stopped outputs).
         trust_remote_code: Off unless asked.
@@ -38,7 +41,9 @@ class GeneratorConfig:
         default=65536, metadata={"help": "transformers backend: tokens per forward batch"}
     )
     tensor_parallel_size: int = field(default=1, metadata={"help": "vLLM tensor parallel GPUs"})
-    data_parallel_size: int = field(default=1, metadata={"help": "vLLM data parallel replicas"})
+    data_parallel_size: int = field(
+        default=1, metadata={"help": "must stay 1: one --shard i/n worker per vLLM replica instead"}
+    )
     gpu_memory_utilization: float = field(default=0.9, metadata={"help": "vLLM GPU memory fraction"})
     enable_prefix_caching: bool = field(
         default=True,
@@ -46,12 +51,19 @@ class GeneratorConfig:
     )
     trust_remote_code: bool = field(default=False, metadata={"help": "allow custom model code (off)"})
 
+    def __post_init__(self) -> None:
+        if self.data_parallel_size != 1:
+            raise ValueError(
+                f"data_parallel_size {self.data_parallel_size}: vLLM runs offline data parallelism as one "
+                "process per replica; start one worker per replica instead, e.g. "
+                "CUDA_VISIBLE_DEVICES=i ttc sample ... --shard i/n (README: Running at scale)"
+            )
+
     def backend_kwargs(self) -> dict:
         if self.backend == "vllm":
             return {
                 "dtype": self.dtype,
                 "tensor_parallel_size": self.tensor_parallel_size,
-                "data_parallel_size": self.data_parallel_size,
                 "gpu_memory_utilization": self.gpu_memory_utilization,
                 "enable_prefix_caching": self.enable_prefix_caching,
                 "trust_remote_code": self.trust_remote_code,

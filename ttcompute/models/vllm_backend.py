@@ -26,7 +26,6 @@ class VLLMBackend:
         model_name_or_path: str,
         dtype: str = "auto",
         tensor_parallel_size: int = 1,
-        data_parallel_size: int = 1,
         gpu_memory_utilization: float = 0.9,
         enable_prefix_caching: bool = True,
         trust_remote_code: bool = False,
@@ -38,9 +37,6 @@ class VLLMBackend:
             raise InputError(
                 "backend 'vllm' needs the vllm extra: pip install 'ttcompute[vllm]' (CUDA only)"
             ) from None
-        kwargs = {}
-        if data_parallel_size > 1:
-            kwargs["data_parallel_size"] = data_parallel_size
         self.llm = vllm.LLM(
             model=model_name_or_path,
             # vLLM's default ("auto") falls back to pickled pytorch_model.bin files when a checkpoint
@@ -52,7 +48,6 @@ class VLLMBackend:
             enable_prefix_caching=enable_prefix_caching,
             trust_remote_code=trust_remote_code,
             seed=seed,
-            **kwargs,
         )
         self.tokenizer = self.llm.get_tokenizer()
         self.max_context = self.llm.llm_engine.model_config.max_model_len
