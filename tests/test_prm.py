@@ -333,6 +333,19 @@ def test_prefix_reuse_runs_exactly_the_new_tokens(ttcompute_prm):
     assert prm.num_tokens_requested == sum(ttc_length(q, s) for r in rounds for q, s in r)
 
 
+def test_the_default_cache_size_follows_free_memory_and_the_models_size(qwen_prm, monkeypatch):
+    path, _ = qwen_prm
+    monkeypatch.setattr(prm_module, "free_memory_bytes", lambda device: 400 << 20)
+    prm = load_prm(str(path), device="cpu")
+    config = prm.backbone.config  # 2 layers x 2 key/value heads x 8 dims x 2 (keys, values) x 4 bytes
+    per_token = 2 * config.num_hidden_layers * config.num_key_value_heads * 8 * 4
+    assert prm_module.kv_bytes_per_token(config, torch.float32) == per_token == 256
+    assert prm.prefix_store.max_tokens == (100 << 20) // (per_token + 64)  # a quarter of 400 MiB
+    monkeypatch.setattr(prm_module, "free_memory_bytes", lambda device: 800 << 20)
+    assert load_prm(str(path), device="cpu").prefix_store.max_tokens == (200 << 20) // (per_token + 64)
+    assert load_prm(str(path), device="cpu", max_cache_tokens=123).prefix_store.max_tokens == 123
+
+
 def test_cache_eviction_keeps_scores_identical(qwen_prm):
     path, _ = qwen_prm
     rounds = search_rounds()

@@ -111,6 +111,31 @@ def test_resume_after_losing_shards_gives_the_same_dataset(search_run, tmp_path,
     assert rows_of(load_sharded(copy)) == rows_of(load_sharded(out))
 
 
+def test_the_prm_cache_size_changes_what_is_encoded_never_a_score(
+    search_run, tmp_path, prm_dir, small_policy_dir
+):
+    out, _ = search_run
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for path in out.iterdir():
+        if path.is_file() and not path.name.startswith("shard-"):
+            (copy / path.name).write_bytes(path.read_bytes())
+    # The same run (the cache size is no part of its identity), every shard redone with a tiny cache.
+    run_stage("search", search_args(copy, prm_dir, small_policy_dir, "--prm_cache_tokens", "40"))
+    redone, original = rows_of(load_sharded(copy)), rows_of(load_sharded(out))
+    # Best-of-N's candidates never depend on scores; a tree search's could, through a rank decided by
+    # a recomputed prefix's last float bits, so scores are compared wherever the candidates agree.
+    assert all(
+        a["completions"] == b["completions"] for a, b in zip(redone, original) if a["method"] == "best_of_n"
+    )
+    same = [(a, b) for a, b in zip(redone, original) if a["completions"] == b["completions"]]
+    assert len(same) > len(redone) // 2
+    for a, b in same:
+        for x, y in zip(a["step_scores"], b["step_scores"]):
+            assert x == pytest.approx(y, abs=1e-5)
+    assert sum(r["prm_tokens"] for r in redone) > sum(r["prm_tokens"] for r in original)  # it evicted
+
+
 def test_a_different_config_is_refused(search_run, prm_dir, small_policy_dir):
     out, _ = search_run
     with pytest.raises(InputError, match="different run"):

@@ -60,7 +60,7 @@ class LikelihoodPRM(TransformersPRM):
         bias: float = 0.0,
         max_batch_tokens: int = 32768,
         reuse_prefixes: bool = True,
-        max_cache_tokens: int = 1_000_000,
+        max_cache_tokens: int | None = None,
     ) -> None:
         self.tokenizer = tokenizer
         self.step_separator = step_separator
@@ -168,6 +168,7 @@ def load_likelihood_prm(
     *,
     device: str | None = None,
     max_batch_tokens: int = 32768,
+    max_cache_tokens: int | None = None,
     trust_remote_code: bool = False,
 ) -> LikelihoodPRM:
     """The PRM a ``likelihood_prm.json`` directory describes (its base LM loaded from its own path)."""
@@ -195,4 +196,5 @@ def load_likelihood_prm(
         weight=weight,
         bias=bias,
         max_batch_tokens=max_batch_tokens,
+        max_cache_tokens=max_cache_tokens,
     )

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import os
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -237,6 +238,40 @@ class _Job:
         return self.past.length if self.past is not None else 0
 
 
+# The share of the memory free when a PRM is built that its prefix cache may fill by default.
+CACHE_MEMORY_FRACTION = 0.25
+# A cached token also costs its id in the store's keys (a tuple entry and an int object).
+_KEY_BYTES_PER_TOKEN = 64
+
+
+def kv_bytes_per_token(config, dtype: torch.dtype) -> int:
+    """Bytes of keys and values one token takes in a decoder with ``config`` in ``dtype``.
+
+    >>> from ttcompute.models.tiny import tiny_llama_config
+    >>> kv_bytes_per_token(tiny_llama_config(10, hidden_size=32, num_hidden_layers=2, num_attention_heads=4), torch.float32)
+    512
+    """
+    text = config.get_text_config()
+    heads = getattr(text, "num_key_value_heads", None) or text.num_attention_heads
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+    return 2 * text.num_hidden_layers * heads * head_dim * dtype.itemsize
+
+
+def free_memory_bytes(device: torch.device) -> int:
+    """Memory free now on ``device``: the GPU's, or the machine's available RAM for the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def default_cache_tokens(backbone: nn.Module) -> int:
+    """Tokens a quarter (:data:`CACHE_MEMORY_FRACTION`) of the memory free on the backbone's device
+    holds, at the backbone's keys-and-values size per token."""
+    parameter = next(backbone.parameters())
+    per_token = kv_bytes_per_token(backbone.config, parameter.dtype) + _KEY_BYTES_PER_TOKEN
+    return int(free_memory_bytes(parameter.device) * CACHE_MEMORY_FRACTION) // per_token
+
+
 class TransformersPRM:
     """:class:`PRM` over a transformers backbone, an encoder and a head.
 
@@ -253,6 +288,9 @@ class TransformersPRM:
         reuse_prefixes: Keep the KV cache of scored prefixes and run only the new tokens of a request
             that extends one (and score identical requests once).
         max_cache_tokens: Least recently used prefixes are dropped beyond this many cached tokens.
+            ``None``: :func:`default_cache_tokens`, what a quarter of the memory free when the PRM is
+            built holds (keys and values take 57 kB a token for Qwen2.5-7B in bf16, 0.5 MB for
+            Llama-2-7B, a few hundred bytes for a tiny model: no fixed number suits them all).
 
     ``num_tokens_requested`` counts each request up to its last scored token (later tokens, such as a
     chat template's end of turn, are never run: they cannot change a score); ``num_tokens_encoded``
@@ -269,10 +307,12 @@ class TransformersPRM:
         pad_token_id: int = 0,
         max_batch_tokens: int = 32768,
         reuse_prefixes: bool = True,
-        max_cache_tokens: int = 1_000_000,
+        max_cache_tokens: int | None = None,
     ) -> None:
         if max_batch_tokens < 1:
             raise ValueError(f"max_batch_tokens must be >= 1, got {max_batch_tokens}")
+        if max_cache_tokens is None:
+            max_cache_tokens = default_cache_tokens(backbone)
         if max_cache_tokens < 0:
             raise ValueError(f"max_cache_tokens must be >= 0, got {max_cache_tokens}")
         self.backbone = backbone.eval()

@@ -65,7 +65,7 @@ def load_prm(
     dtype: str = "auto",
     max_batch_tokens: int = 32768,
     reuse_prefixes: bool = True,
-    max_cache_tokens: int = 1_000_000,
+    max_cache_tokens: int | None = None,
     trust_remote_code: bool = False,
     step_separator: str | None = None,
 ) -> PRM:
@@ -93,6 +93,7 @@ def load_prm(
             model_name_or_path,
             device=device,
             max_batch_tokens=max_batch_tokens,
+            max_cache_tokens=max_cache_tokens,
             trust_remote_code=trust_remote_code,
         )
     if dtype != "auto" and not isinstance(getattr(torch, dtype, None), torch.dtype):

@@ -22,6 +22,10 @@ class SearchConfig:
         prm: The verifier: a PRM checkpoint (Hub id or directory) in any format ``load_prm`` reads.
             Without one only best-of-N runs, and only majority vote can select.
         prm_format / prm_max_batch_tokens / prm_device / prm_dtype: How the PRM is loaded and batched.
+        prm_cache_tokens: Tokens of scored prefixes the PRM keeps (least recently used dropped first);
+            default: what a quarter of the device memory free after loading holds at the PRM's size per
+            token. Scores never depend on it; the recorded ``prm_tokens`` do once prefixes are dropped,
+            so give a number when that cost must not depend on the machine.
         methods: Any of ``best_of_n``, ``beam_search``, ``lookahead``, ``dvts`` (the default: all four)
             and ``revisions`` (with ``--reviser``).
         budgets: Budgets in generations (the paper's N).
@@ -50,6 +54,10 @@ class SearchConfig:
     prm: str | None = field(default=None, metadata={"help": "PRM checkpoint (Hub id or directory)"})
     prm_format: str = field(default="auto", metadata={"help": "PRM format (auto-detected by default)"})
     prm_max_batch_tokens: int = field(default=32768, metadata={"help": "PRM tokens per forward batch"})
+    prm_cache_tokens: int | None = field(
+        default=None,
+        metadata={"help": "PRM prefix-cache size in tokens (default: a quarter of free memory's worth)"},
+    )
     prm_device: str | None = field(default=None, metadata={"help": "PRM device (default: the policy's)"})
     prm_dtype: str = field(default="auto", metadata={"help": "PRM dtype"})
     methods: list[str] = field(

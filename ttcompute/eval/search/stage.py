@@ -317,6 +317,7 @@ def run_search(problem_args, gen_args, config: SearchConfig) -> dict[str, Any]:
             device=config.prm_device or gen_args.device,
             dtype=config.prm_dtype,
             max_batch_tokens=config.prm_max_batch_tokens,
+            max_cache_tokens=config.prm_cache_tokens,
             trust_remote_code=gen_args.trust_remote_code,
         )
     reviser = None
@@ -370,7 +371,8 @@ def run_search(problem_args, gen_args, config: SearchConfig) -> dict[str, Any]:
             "verifier_parameters": prm_params,
             "malformed_rows_skipped": len(getattr(problems, "skipped", [])),
         },
-        hash_ignore=("prm_device", "prm_max_batch_tokens"),
+        # Placement, batching and cache size change no score (the cache only what a rerun would encode).
+        hash_ignore=("prm_device", "prm_max_batch_tokens", "prm_cache_tokens"),
         progress="Searching",
         describe_shard=describe,
     )
