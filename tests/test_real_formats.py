@@ -20,6 +20,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaTokenizer, Qw
 from ttcompute.core.steps import split_into_steps
 from ttcompute.models.generation import SamplingParams, build_prompt
 from ttcompute.models.hf_backend import TransformersBackend
+from ttcompute.models.likelihood_prm import LikelihoodPRM
 from ttcompute.models.prm import encode_steps
 from ttcompute.models.prm_formats import load_prm
 from ttcompute.testing import (
@@ -325,6 +326,38 @@ def test_the_model_cards_own_code_scores_as_load_prm_does(stand_ins, solutions, 
 
 # --------------------------------------------------------------------------------------------------
 # b. Prefix-KV reuse in the PRM changes no score
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_likelihood_prm_reads_each_steps_own_tokens(stand_ins, solutions, kind):
+    # Its feature is the least likely token of the steps so far, separators excluded. A step's own
+    # tokens, defined here by text position: those that start inside the step's text (a BPE ".\n\n"
+    # starts inside it; SentencePiece's "<0x0A>" bytes of the separator do not).
+    path = stand_ins.policy_dirs[kind]
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path).eval()
+    prm = LikelihoodPRM(
+        model, tokenizer, step_separator=SEPARATOR, prompt_template=TEMPLATE, reuse_prefixes=False
+    )
+    questions, all_steps = [q for q, _ in solutions], [steps for _, steps in solutions]
+    for question, steps, got in zip(questions, all_steps, prm.features(questions, all_steps)):
+        prompt = TEMPLATE.format(question=question)
+        ids, positions = encode_steps(tokenizer, prompt, steps, SEPARATOR)
+        with torch.no_grad():
+            logprobs = torch.log_softmax(model(torch.tensor([ids])).logits[0].double(), dim=-1)
+        token_logprob = [None] + [float(logprobs[t - 1, ids[t]]) for t in range(1, len(ids))]
+        begin, running, expected = len(tokenizer(prompt).input_ids), 0.0, []
+        for step, end in zip(steps, positions):
+            piece = ids[begin : end + 1]
+            own = [begin + k for k in range(len(piece)) if len(tokenizer.decode(piece[:k])) < len(step)]
+            assert own and own[0] == begin
+            # The engine's boundary is the same one (a fixed separator length was one token off for
+            # SentencePiece and cut merged step text for BPE).
+            assert len(piece) - prm._trailing_separator_tokens(tuple(piece)) == len(own)
+            running = min(running, min(token_logprob[t] for t in own))
+            expected.append(running)
+            begin = end + 1
+        assert got == pytest.approx(expected, abs=1e-4)
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -68,7 +68,7 @@ class LikelihoodPRM(TransformersPRM):
         self.weight = weight
         self.bias = bias
         self.lm_head = model.get_output_embeddings()
-        self._separator_len = len(tokenizer(step_separator, add_special_tokens=False)["input_ids"])
+        self._separator_tokens: dict[tuple[int, ...], int] = {}
 
         def encode(question: str, steps: Sequence[str]) -> tuple[list[int], list[int], int]:
             prompt = prompt_template.format(question=question)
@@ -85,6 +85,11 @@ class LikelihoodPRM(TransformersPRM):
             reuse_prefixes=reuse_prefixes,
             max_cache_tokens=max_cache_tokens,
         )
+
+    def _trailing_separator_tokens(self, piece: tuple[int, ...]) -> int:
+        if piece not in self._separator_tokens:
+            self._separator_tokens[piece] = _count_separator_tail(self.tokenizer, piece, self.step_separator)
+        return self._separator_tokens[piece]
 
     def score(self, questions: Sequence[str], steps: Sequence[Sequence[str]]) -> list[list[float]]:
         """For each (question, steps) pair, one score per step in [0, 1]."""
@@ -116,12 +121,29 @@ class LikelihoodPRM(TransformersPRM):
             features = []
             for j in range(len(job.scores), len(job.positions)):
                 begin = job.positions[j - 1] + 1 if j > 0 else job.start
-                end = job.positions[j] - self._separator_len  # the step's last own token
+                piece = tuple(job.ids[begin : job.positions[j] + 1])
+                end = job.positions[j] - self._trailing_separator_tokens(piece)  # the step's last own token
                 if end >= begin:
                     running = min(running, float(token_logprobs[begin - first : end - first + 1].min()))
                 features.append(running)
             out.append(features)
         return out
+
+
+def _count_separator_tail(tokenizer, piece: Sequence[int], separator: str) -> int:
+    """How many of a ``step + separator`` piece's last tokens hold separator text only.
+
+    Counted on the decoded text, not as the separator's own token count: a BPE merge such as
+    ``".\\n\\n"`` holds step text (it is the step's), and a byte-fallback tokenizer spells
+    ``"\\n\\n"`` with other tokens alone than inside a piece.
+    """
+    count = 0
+    while count < len(piece) - 1:
+        tail = tokenizer.decode(list(piece[len(piece) - count - 1 :]))
+        if not tail or not separator.endswith(tail):
+            break
+        count += 1
+    return count
 
 
 def fit_calibration(
