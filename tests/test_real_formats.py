@@ -512,3 +512,66 @@ def test_completion_text_is_the_text_the_model_wrote(stand_ins, solutions, kind)
         (completion,) = backend.generate([prompt], SamplingParams(temperature=0, max_tokens=12))[0]
         assert completion.num_tokens == len(generated)
         assert completion.text == full_text[len(prompt_text) :]
+
+
+# --------------------------------------------------------------------------------------------------
+# The chat prompt of `ttc sample`
+
+
+def test_sample_wraps_the_question_in_the_chat_template_without_a_stray_newline(stand_ins, tmp_path):
+    from ttcompute.cli import run_stage
+    from ttcompute.core.shards import load_sharded
+
+    problems = tmp_path / "problems.jsonl"
+    rows = read_jsonl(MATH500)[:2]
+    problems.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    out = tmp_path / "samples"
+    args = [
+        "--task",
+        "math",
+        "--dataset",
+        str(problems),
+        "--model_name_or_path",
+        str(stand_ins.policy_dirs["bpe"]),
+    ]
+    args += [
+        "--use_chat_template",
+        "true",
+        "--num_samples",
+        "2",
+        "--max_new_tokens",
+        "8",
+        "--output_dir",
+        str(out),
+    ]
+    run_stage("sample", args)
+    system = "Please reason step by step, and put your final answer within \\boxed{}."
+    for row, sample in zip(rows, load_sharded(out)):
+        # Qwen2.5-Math-Instruct's conversation, the default "{question}\n" template's newline not in it.
+        assert sample["prompt"] == (
+            f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{row['problem']}<|im_end|>\n"
+            "<|im_start|>assistant\n"
+        )
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--use_chat_template", "true"], "has no chat template"),  # the SentencePiece stand-in has none
+        (["--prompt_template", "Solve this."], "must contain {question}"),
+    ],
+)
+def test_a_prompt_that_cannot_be_built_is_refused_before_anything_is_written(
+    stand_ins, tmp_path, extra, message
+):
+    from ttcompute.cli import run_stage
+    from ttcompute.core.errors import InputError
+
+    problems = tmp_path / "problems.jsonl"
+    problems.write_text(json.dumps(read_jsonl(MATH500)[0]) + "\n")
+    out = tmp_path / "samples"
+    args = ["--task", "math", "--dataset", str(problems), "--output_dir", str(out), "--num_samples", "1"]
+    args += ["--model_name_or_path", str(stand_ins.plain_policy_dirs["sentencepiece"]), *extra]
+    with pytest.raises(InputError, match=message):
+        run_stage("sample", args)
+    assert not out.exists()

@@ -20,6 +20,7 @@ from ttcompute.core.sharded_stage import is_complete, run_sharded_stage
 from ttcompute.core.shards import load_sharded, parse_shard_spec, read_manifest
 from ttcompute.data_gen.sample_config import SampleConfig
 from ttcompute.models.backends import load_backend
+from ttcompute.models.generation import build_prompt
 from ttcompute.models.generation_config import GeneratorConfig
 from ttcompute.models.sampling import sample_rows
 from ttcompute.tasks.problem_config import ProblemConfig
@@ -60,6 +61,13 @@ def run_sample(
         for i in range(0, len(problems), config.problems_per_shard)
     ]
     backend = load_backend(gen_args.backend, gen_args.model_name_or_path, **gen_args.backend_kwargs())
+    # A prompt that cannot be built (no chat template) is refused before anything is written.
+    build_prompt(
+        problems[0].question,
+        gen_args.prompt_template,
+        getattr(backend, "tokenizer", None),
+        gen_args.use_chat_template,
+    )
 
     def build_shard(j: int) -> list[dict[str, Any]]:
         return sample_rows(

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from ttcompute.core.errors import InputError
+
 
 @dataclass
 class SamplingParams:
@@ -70,14 +72,24 @@ class GenerationBackend(Protocol):
 
 
 def build_prompt(question: str, template: str, tokenizer=None, use_chat_template: bool = False) -> str:
-    """The policy's prompt for a question.
+    """The policy's prompt for a question: ``template`` over it, as the user turn of the tokenizer's
+    chat template with ``use_chat_template`` (the turn's trailing whitespace dropped: the template's
+    own end of turn follows it, and ``"{question}\\n"`` would leave a stray newline inside it).
 
     >>> build_prompt("Start at 3. Add 4.", "{question}\\n")
     'Start at 3. Add 4.\\n'
+
+    Raises:
+        InputError: ``use_chat_template`` with a tokenizer that has no chat template.
     """
     text = template.format(question=question)
     if use_chat_template:
+        if getattr(tokenizer, "chat_template", None) is None:
+            raise InputError(
+                "--use_chat_template true, but the policy's tokenizer has no chat template; turn it off "
+                "or write the chat format into --prompt_template"
+            )
         text = tokenizer.apply_chat_template(
-            [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+            [{"role": "user", "content": text.rstrip()}], tokenize=False, add_generation_prompt=True
         )
     return text

@@ -52,6 +52,8 @@ class GeneratorConfig:
     trust_remote_code: bool = field(default=False, metadata={"help": "allow custom model code (off)"})
 
     def __post_init__(self) -> None:
+        if "{question}" not in self.prompt_template:
+            raise ValueError(f"prompt_template must contain {{question}}, got {self.prompt_template!r}")
         if self.data_parallel_size != 1:
             raise ValueError(
                 f"data_parallel_size {self.data_parallel_size}: vLLM runs offline data parallelism as one "
