@@ -575,3 +575,103 @@ def test_a_prompt_that_cannot_be_built_is_refused_before_anything_is_written(
     with pytest.raises(InputError, match=message):
         run_stage("sample", args)
     assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def chat_labels(stand_ins, tmp_path_factory) -> Path:
+    """`ttc sample` with the chat template on the Qwen2.5-format stand-in, then `ttc label`."""
+    from ttcompute.cli import run_stage
+    from ttcompute.core.grading import extract_answer, is_equivalent
+    from ttcompute.core.shards import ShardReader, shard_path, write_shard
+    from ttcompute.data_gen.sample import SAMPLE_SCHEMA
+
+    root = tmp_path_factory.mktemp("chat_run")
+    problems = root / "problems.jsonl"
+    rows = [row for row in read_jsonl(MATH500) if "\n\n" in row["solution"]][:4]
+    problems.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    policy = str(stand_ins.policy_dirs["bpe"])
+    sample_args = ["--task", "math", "--dataset", str(problems), "--model_name_or_path", policy]
+    sample_args += ["--use_chat_template", "true", "--num_samples", "2", "--max_new_tokens", "8"]
+    run_stage("sample", [*sample_args, "--output_dir", str(root / "samples")])
+    # A random policy never reaches an answer: give each problem its reference solution as a sample (and
+    # one it wrote), so that there are solutions to label. The prompts stay the ones sample built.
+    samples = ShardReader(root / "samples").rows(0, len(rows))
+    for sample, row in zip(samples, rows):
+        sample["completions"] = [row["solution"], sample["completions"][1]]
+        sample["answers"] = [extract_answer(text) for text in sample["completions"]]
+        sample["correct"] = [
+            a is not None and is_equivalent(a, sample["gold_answer"]) for a in sample["answers"]
+        ]
+    shard_path(root / "samples", 0).unlink()
+    write_shard(root / "samples", 0, samples, SAMPLE_SCHEMA)
+    label_args = ["--samples_dir", str(root / "samples"), "--num_rollouts", "2", "--max_new_tokens", "12"]
+    run_stage("label", [*label_args, "--output_dir", str(root / "labels")])
+    return root / "labels"
+
+
+@pytest.mark.parametrize("prm_kind", ["token_classification", "likelihood"])
+def test_train_prm_takes_the_chat_prompt_its_labels_were_sampled_with(
+    stand_ins, chat_labels, tmp_path, prm_kind
+):
+    # The README's chat example: labels of a chat-template run train a PRM with no prompt flag (the
+    # samples' ttc_config.yaml says how their prompts were built), and it scores those same prompts.
+    from ttcompute.cli import run_stage
+    from ttcompute.core.shards import load_sharded
+
+    out = tmp_path / "prm"
+    args = [
+        "--model_name_or_path",
+        str(
+            stand_ins.prm_dirs["bpe"] if prm_kind == "token_classification" else stand_ins.policy_dirs["bpe"]
+        ),
+    ]
+    args += ["--dataset_name", str(chat_labels), "--output_dir", str(out), "--prm_kind", prm_kind]
+    args += [
+        "--max_steps",
+        "2",
+        "--per_device_train_batch_size",
+        "2",
+        "--eval_fraction",
+        "0",
+        "--use_cpu",
+        "true",
+    ]
+    run_stage("train-prm", args)
+    if prm_kind == "token_classification":
+        recorded = json.loads((out / "config.json").read_text())["ttc_prm"]
+    else:
+        recorded = json.loads((out / "likelihood_prm.json").read_text())
+    assert recorded["use_chat_template"] is True and recorded["prompt_template"] == "{question}\n"
+
+    rows = load_sharded(chat_labels)
+    prm = load_prm(str(out), device="cpu")
+    tokenizer = AutoTokenizer.from_pretrained(stand_ins.prm_dirs["bpe"])
+    encoded = record_backbone_inputs(prm)
+    prm.score([rows[0]["question"]], [rows[0]["completions"]])
+    # What the PRM ran starts with the label rows' own (chat) prompt.
+    prompt_ids = tokenizer(rows[0]["prompt"]).input_ids
+    assert encoded[0][0][0, : len(prompt_ids)].tolist() == prompt_ids
+
+    if prm_kind == "token_classification":
+        config = PRMConfig(output_dir=str(tmp_path), model_name_or_path="m", dataset_name="d", use_cpu=True)
+        card = prm_model_card(config, recorded, str(out))
+        scope = {"question": rows[0]["question"], "steps": rows[0]["completions"]}
+        exec(card.split("```python\n", 1)[1].split("```", 1)[0], scope)
+        assert scope["step_scores"] == pytest.approx(
+            prm.score([rows[0]["question"]], [rows[0]["completions"]])[0], abs=1e-5
+        )
+
+
+def test_a_prompt_flag_that_contradicts_the_samples_is_an_error(stand_ins, chat_labels, tmp_path):
+    from ttcompute.cli import run_stage
+    from ttcompute.core.errors import InputError
+
+    base = ["--model_name_or_path", str(stand_ins.prm_dirs["bpe"]), "--dataset_name", str(chat_labels)]
+    for flag, message in (
+        (["--use_chat_template", "false"], "--use_chat_template False contradicts True"),
+        (["--prompt_template", "Q: {question}\n"], "contradicts '{question}\\\\n'"),
+    ):
+        out = tmp_path / flag[0].strip("-")
+        with pytest.raises(InputError, match=message):
+            run_stage("train-prm", [*base, *flag, "--output_dir", str(out), "--use_cpu", "true"])
+        assert not out.exists()

@@ -26,6 +26,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ttcompute.core.errors import InputError
+from ttcompute.models.generation import build_prompt
 from ttcompute.models.prm import TransformersPRM, encode_steps, tokenize_piece
 from ttcompute.models.weights import load_error
 
@@ -44,7 +45,8 @@ class LikelihoodPRM(TransformersPRM):
 
     Args:
         model / tokenizer: The causal LM (usually the policy that wrote the solutions) and its tokenizer.
-        step_separator / prompt_template: How (question, steps) become text, as in the ttcompute format.
+        step_separator / prompt_template / use_chat_template: How (question, steps) become text, as in
+            the ttcompute format.
         weight / bias: The calibration; :meth:`features` gives the raw features whatever they are.
         max_batch_tokens / reuse_prefixes / max_cache_tokens: As for ``TransformersPRM``.
     """
@@ -56,6 +58,7 @@ class LikelihoodPRM(TransformersPRM):
         *,
         step_separator: str,
         prompt_template: str = "{question}\n",
+        use_chat_template: bool = False,
         weight: float = 1.0,
         bias: float = 0.0,
         max_batch_tokens: int = 32768,
@@ -71,7 +74,7 @@ class LikelihoodPRM(TransformersPRM):
         self._separator_tokens: dict[tuple[int, ...], int] = {}
 
         def encode(question: str, steps: Sequence[str]) -> tuple[list[int], list[int], int]:
-            prompt = prompt_template.format(question=question)
+            prompt = build_prompt(question, prompt_template, tokenizer, use_chat_template)
             ids, positions = encode_steps(tokenizer, prompt, steps, step_separator)
             return ids, positions, len(tokenize_piece(tokenizer, prompt, True))
 
@@ -199,6 +202,7 @@ def load_likelihood_prm(
         spec = json.loads(spec_file.read_text())
         base = spec["base_model"]
         separator, template = spec["step_separator"], spec.get("prompt_template", "{question}\n")
+        chat = bool(spec.get("use_chat_template", False))
         weight, bias = float(spec["weight"]), float(spec["bias"])
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise InputError(f"{spec_file}: not a likelihood PRM spec ({type(err).__name__}: {err})") from None
@@ -215,6 +219,7 @@ def load_likelihood_prm(
         tokenizer,
         step_separator=separator,
         prompt_template=template,
+        use_chat_template=chat,
         weight=weight,
         bias=bias,
         max_batch_tokens=max_batch_tokens,

@@ -35,6 +35,7 @@ from transformers.utils import cached_file
 from transformers.utils import logging as hf_logging
 
 from ttcompute.core.errors import InputError
+from ttcompute.models.generation import build_prompt
 from ttcompute.models.likelihood_prm import LIKELIHOOD_PRM_FILE, load_likelihood_prm
 from ttcompute.models.prm import PRM, TransformersPRM, encode_steps
 from ttcompute.models.weights import load_error
@@ -183,6 +184,7 @@ def _ttcompute_parts(
     if separator is None:
         raise InputError(f"{name}: no ttc_prm.step_separator in config.json; pass step_separator")
     template = metadata.get("prompt_template", "{question}\n")
+    chat = bool(metadata.get("use_chat_template", False))
     model = AutoModelForTokenClassification.from_pretrained(name, **load_kwargs).to(device)
     num_labels = model.config.num_labels
     if num_labels not in (1, 2):
@@ -196,7 +198,7 @@ def _ttcompute_parts(
         raise InputError(f"{name}: found no `score` or `classifier` head on {type(model).__name__}")
 
     def encode(question: str, steps: Sequence[str]) -> tuple[list[int], list[int]]:
-        return encode_steps(tokenizer, template.format(question=question), steps, separator)
+        return encode_steps(tokenizer, build_prompt(question, template, tokenizer, chat), steps, separator)
 
     def head(hidden: torch.Tensor) -> torch.Tensor:
         logits = head_module(hidden).float()

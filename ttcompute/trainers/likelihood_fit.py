@@ -45,9 +45,10 @@ def fit_likelihood_prm(
         tokenizer,
         step_separator=config.step_separator,
         prompt_template=config.prompt_template,
+        use_chat_template=config.use_chat_template,
         reuse_prefixes=False,
     )
-    questions = _questions(train_dataset, config.prompt_template)
+    questions = _questions(train_dataset, config.prompt_template, config.use_chat_template)
     features = raw.features(questions, train_dataset["completions"])
     labels = [[float(v) for v in row] for row in train_dataset["labels"]]
     if config.train_on_last_step_only:
@@ -56,7 +57,8 @@ def fit_likelihood_prm(
     metrics: dict[str, Any] = {}
     if eval_dataset is not None and len(eval_dataset):
         eval_features = raw.features(
-            _questions(eval_dataset, config.prompt_template), eval_dataset["completions"]
+            _questions(eval_dataset, config.prompt_template, config.use_chat_template),
+            eval_dataset["completions"],
         )
         eval_labels = [[float(v) for v in row] for row in eval_dataset["labels"]]
         if config.train_on_last_step_only:  # evaluated on what it was fitted for, as the other kind is
@@ -80,6 +82,8 @@ def fit_likelihood_prm(
             "bias": bias,
             "feature": "running min over steps 0..i of the lowest token log-probability of a step",
             "dataset": config.dataset_name,
+            # Absent (off) unless on, so that other PRMs' files stay as they were.
+            **({"use_chat_template": True} if config.use_chat_template else {}),
         },
     )
     log = {
@@ -102,10 +106,14 @@ def fit_likelihood_prm(
     return log
 
 
-def _questions(dataset: datasets.Dataset, template: str) -> list[str]:
+def _questions(dataset: datasets.Dataset, template: str, use_chat_template: bool = False) -> list[str]:
     """The questions of stepwise rows: the ``question`` column, else the prompt minus the template."""
     if "question" in dataset.column_names:
         return list(dataset["question"])
+    if use_chat_template:
+        raise InputError(
+            "data without a question column: a chat-template prompt does not give the question back"
+        )
     prefix, _, suffix = template.partition("{question}")
     out = []
     for i, prompt in enumerate(dataset["prompt"]):

@@ -22,6 +22,7 @@ def prm_model_card(args: PRMConfig, metadata: dict[str, Any], model_name: str) -
     """A Hub model card (YAML header + usage) for a PRM trained here."""
     separator = metadata.get("step_separator", args.step_separator)
     template = metadata.get("prompt_template", args.prompt_template)
+    chat = bool(metadata.get("use_chat_template", False))
     base = args.model_name_or_path
     data = args.dataset_name
     header = {
@@ -47,7 +48,13 @@ def prm_model_card(args: PRMConfig, metadata: dict[str, Any], model_name: str) -
             "",
             f"- **Base policy / base model:** `{base}`",
             f"- **Training data:** `{data}`",
-            f"- **Prompt:** the question formatted with `{template!r}` (Python `str.format`, field `question`).",
+            f"- **Prompt:** the question formatted with `{template!r}` (Python `str.format`, field `question`)"
+            + (
+                ", trailing whitespace stripped, as the user turn of the tokenizer's chat template "
+                "(`apply_chat_template(..., add_generation_prompt=True)`)."
+                if chat
+                else "."
+            ),
             f"- **Step separator:** `{separator!r}`, appended after *every* step, the last one included.",
             "- **Label token position:** the *last token of each step separator*. Tokenize the prompt with",
             "  special tokens, then each `step + separator` piece on its own, as it tokenizes after the",
@@ -65,7 +72,15 @@ def prm_model_card(args: PRMConfig, metadata: dict[str, Any], model_name: str) -
             f'tok = AutoTokenizer.from_pretrained("{model_name}")',
             f'model = AutoModelForTokenClassification.from_pretrained("{model_name}")',
             f"sep = {separator!r}",
-            f"previous = {template!r}.format(question=question)",
+            *(
+                [
+                    f"text = {template!r}.format(question=question).rstrip()",
+                    'turn = [{"role": "user", "content": text}]',
+                    "previous = tok.apply_chat_template(turn, tokenize=False, add_generation_prompt=True)",
+                ]
+                if chat
+                else [f"previous = {template!r}.format(question=question)"]
+            ),
             "ids = tok(previous).input_ids",
             "positions = []",
             "for step in steps:",

@@ -42,9 +42,14 @@ class PRMConfig(CPUDeepSpeedMixin, LoraOptions, DatasetOptions, SmallModelDefaul
         eval_fraction (`float`, defaults to `0.05`): See above; 0 disables evaluation.
         step_separator (`str`, defaults to `"\n\n"`): Appended to every step; the label sits on its
             last token.
-        prompt_template (`str`, defaults to `"{question}\n"`): How a question becomes the ``prompt``
-            column; stored in the checkpoint so that scoring builds the same input. Checked against
-            the data when it has a ``question`` column.
+        prompt_template (`str` or `None`): How a question becomes the ``prompt`` column; stored in the
+            checkpoint so that scoring builds the same input. Checked against the data when it has a
+            ``question`` column. ``None``: the template the samples of a ``ttc label`` output were drawn
+            with (read from its samples' ``ttc_config.yaml``), else ``"{question}\n"``; a value that
+            contradicts the recorded one is an error.
+        use_chat_template (`bool` or `None`): The prompt is the template's text as the user turn of the
+            base model's chat template (recorded in the checkpoint, applied again when scoring).
+            ``None``: as the samples were drawn, else off.
         max_length (`int`, defaults to `1024`): Longer examples are truncated from the right (their
             last steps lose their labels); the count is logged.
         train_on_last_step_only (`bool`, defaults to `False`): Label only the last step (an outcome
@@ -71,8 +76,13 @@ class PRMConfig(CPUDeepSpeedMixin, LoraOptions, DatasetOptions, SmallModelDefaul
     step_separator: str = field(
         default="\n\n", metadata={"help": "appended to each step; label on its last token"}
     )
-    prompt_template: str = field(
-        default="{question}\n", metadata={"help": "question -> prompt (stored for scoring)"}
+    prompt_template: str | None = field(
+        default=None,
+        metadata={"help": "question -> prompt (stored for scoring); default: the labels' samples' one"},
+    )
+    use_chat_template: bool | None = field(
+        default=None,
+        metadata={"help": "prompt as the base model's chat template's user turn; default: as the samples"},
     )
     max_length: int = field(default=1024, metadata={"help": "truncate longer examples from the right"})
     train_on_last_step_only: bool = field(default=False, metadata={"help": "label only the last step (ORM)"})
@@ -91,7 +101,7 @@ class PRMConfig(CPUDeepSpeedMixin, LoraOptions, DatasetOptions, SmallModelDefaul
             raise ValueError("step_separator must not be empty")
         if self.prm_kind not in ("token_classification", "likelihood"):
             raise ValueError(f"prm_kind must be token_classification or likelihood, got {self.prm_kind!r}")
-        if "{question}" not in self.prompt_template:
+        if self.prompt_template is not None and "{question}" not in self.prompt_template:
             raise ValueError("prompt_template must contain {question}")
         if not 0 <= self.eval_fraction < 1:
             raise ValueError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")

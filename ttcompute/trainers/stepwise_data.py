@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 from transformers import EvalPrediction
 
 from ttcompute.core.errors import InputError
+from ttcompute.models.generation import build_prompt
 
 # The label of a token that is no step's target.
 IGNORE = -100.0
@@ -60,15 +61,19 @@ def validate_stepwise_rows(dataset: datasets.Dataset, where: str, separator: str
                 raise InputError(f"{at}, field labels[{j}]: {label!r} is not a value in [0, 1]")
 
 
-def check_prompt_template(dataset: datasets.Dataset, template: str, where: str) -> None:
-    """The stored template must rebuild the data's prompts, or scoring would see other inputs."""
+def check_prompt_template(
+    dataset: datasets.Dataset, template: str, where: str, tokenizer=None, use_chat_template: bool = False
+) -> None:
+    """The stored template (in the chat template with ``use_chat_template``) must rebuild the data's
+    prompts, or scoring would see other inputs."""
     if "question" not in dataset.column_names:
         return
     for i, (question, prompt) in enumerate(zip(dataset["question"][:100], dataset["prompt"][:100])):
-        if template.format(question=question) != prompt:
+        if build_prompt(question, template, tokenizer, use_chat_template) != prompt:
+            chat = " in the chat template" if use_chat_template else ""
             raise InputError(
-                f"{where}: row {i}: prompt {prompt!r} is not --prompt_template {template!r} applied to the "
-                "question; pass the template the samples were drawn with"
+                f"{where}: row {i}: prompt {prompt!r} is not --prompt_template {template!r}{chat} applied to "
+                "the question; pass the template the samples were drawn with"
             )
 
 
