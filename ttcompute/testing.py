@@ -254,15 +254,13 @@ def build_tiny_qwen2(
     :func:`favour_tokens`); ``"\\n"`` makes the model end steps every few tokens.
     """
     config = _qwen2_config(tokenizer)
-    torch.manual_seed(seed)
-    model = Qwen2ForCausalLM(config).eval()
     eos = [tokenizer.convert_tokens_to_ids(QWEN_IM_END), tokenizer.convert_tokens_to_ids(QWEN_ENDOFTEXT)]
-    model.generation_config = GenerationConfig(
+    generation = GenerationConfig(
         bos_token_id=config.bos_token_id, eos_token_id=eos, pad_token_id=tokenizer.pad_token_id
     )
-    if favoured_text is not None:
-        favour_tokens(model, token_ids_containing(tokenizer, favoured_text), favoured_boost)
-    return _save(model, tokenizer, path)
+    return _random_policy(
+        Qwen2ForCausalLM, config, generation, tokenizer, path, seed, favoured_text, favoured_boost
+    )
 
 
 def build_tiny_llama_on(
@@ -276,14 +274,10 @@ def build_tiny_llama_on(
     loadable with ``AutoModelForCausalLM`` / ``AutoTokenizer``; ``favoured_text`` / ``favoured_boost`` as for
     :func:`build_tiny_qwen2` (a newline is one byte token here, so ending a step needs a larger boost)."""
     config = _llama_config(tokenizer)
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config).eval()
-    model.generation_config = GenerationConfig(
-        bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id
+    generation = GenerationConfig(bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id)
+    return _random_policy(
+        LlamaForCausalLM, config, generation, tokenizer, path, seed, favoured_text, favoured_boost
     )
-    if favoured_text is not None:
-        favour_tokens(model, token_ids_containing(tokenizer, favoured_text), favoured_boost)
-    return _save(model, tokenizer, path)
 
 
 def build_tiny_prm_on(
@@ -385,6 +379,25 @@ def _llama_config(tokenizer: PreTrainedTokenizerBase) -> LlamaConfig:
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
+
+
+def _random_policy(
+    model_class: type[PreTrainedModel],
+    config,
+    generation: GenerationConfig,
+    tokenizer: PreTrainedTokenizerBase,
+    path: str | Path,
+    seed: int,
+    favoured_text: str | None,
+    favoured_boost: float,
+) -> Path:
+    """A random ``model_class`` policy drawn with ``seed``, its tokens ``favoured_text`` favoured, saved."""
+    torch.manual_seed(seed)
+    model = model_class(config).eval()
+    model.generation_config = generation
+    if favoured_text is not None:
+        favour_tokens(model, token_ids_containing(tokenizer, favoured_text), favoured_boost)
+    return _save(model, tokenizer, path)
 
 
 def _save(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path: str | Path) -> Path:
