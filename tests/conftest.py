@@ -25,6 +25,18 @@ GSM8K_TEST_HEAD = TEST_DATA / "gsm8k_test_head500.jsonl"  # the split's first 50
 SMALL_POLICY = REPO / "ttcompute" / "checkpoints" / "policy_small"
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module of tiny models (``pytestmark = pytest.mark.usefixtures(...)``): with
+    two on a busy 2-core machine each matmul waits on the other thread (~20 ms instead of ~40 us)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="session")
 def char_tokenizer():
     from ttcompute.models.tiny import build_char_tokenizer

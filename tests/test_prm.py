@@ -31,14 +31,7 @@ CHAT_TEMPLATE = (
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """These models are tiny: with two threads on a busy 2-core machine each matmul waits on the other
-    thread (~20 ms instead of ~40 us), so run single-threaded and restore afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def small_config(tokenizer, **overrides):

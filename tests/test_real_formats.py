@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import GSM8K_TEST_HEAD, MATH500
+from conftest import GSM8K_TEST_HEAD, MATH500, write_jsonl
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaTokenizer, Qwen2Tokenizer
 
 from ttcompute.core.steps import split_into_steps
@@ -44,13 +44,7 @@ TEMPLATE = "{question}\n"  # the PRM's prompt template (ttc_prm_metadata's defau
 NEWLINE_BOOST = {"bpe": 4.0, "sentencepiece": 10.0}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models on a busy 2-core machine: one thread is faster than two fighting."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -524,7 +518,7 @@ def test_sample_wraps_the_question_in_the_chat_template_without_a_stray_newline(
 
     problems = tmp_path / "problems.jsonl"
     rows = read_jsonl(MATH500)[:2]
-    problems.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    write_jsonl(problems, rows)
     out = tmp_path / "samples"
     args = [
         "--task",
@@ -568,7 +562,7 @@ def test_a_prompt_that_cannot_be_built_is_refused_before_anything_is_written(
     from ttcompute.core.errors import InputError
 
     problems = tmp_path / "problems.jsonl"
-    problems.write_text(json.dumps(read_jsonl(MATH500)[0]) + "\n")
+    write_jsonl(problems, read_jsonl(MATH500)[:1])
     out = tmp_path / "samples"
     args = ["--task", "math", "--dataset", str(problems), "--output_dir", str(out), "--num_samples", "1"]
     args += ["--model_name_or_path", str(stand_ins.plain_policy_dirs["sentencepiece"]), *extra]
@@ -588,7 +582,7 @@ def chat_labels(stand_ins, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("chat_run")
     problems = root / "problems.jsonl"
     rows = [row for row in read_jsonl(MATH500) if "\n\n" in row["solution"]][:4]
-    problems.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    write_jsonl(problems, rows)
     policy = str(stand_ins.policy_dirs["bpe"])
     sample_args = ["--task", "math", "--dataset", str(problems), "--model_name_or_path", policy]
     sample_args += ["--use_chat_template", "true", "--num_samples", "2", "--max_new_tokens", "8"]

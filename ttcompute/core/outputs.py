@@ -16,8 +16,8 @@ from typing import Any
 import datasets
 import numpy as np
 import pyarrow.compute as pc
-import yaml
 
+from ttcompute.core.config import read_resolved_config
 from ttcompute.core.errors import InputError
 from ttcompute.core.shards import ShardReader
 
@@ -131,19 +131,14 @@ def recorded_prompt(data: str) -> dict[str, Any] | None:
 
 
 def _recorded_prompt(directory: str) -> dict[str, Any] | None:
-    config = _resolved_config(Path(directory))
-    if config is None or "samples_dir" not in config:
+    config = read_resolved_config(directory)
+    if "samples_dir" not in config:
         return None
-    samples = _resolved_config(Path(config["samples_dir"]))
-    if samples is None or "prompt_template" not in samples:
+    samples = read_resolved_config(config["samples_dir"])
+    if "prompt_template" not in samples:
         return None
     return {
         "prompt_template": samples["prompt_template"],
         "use_chat_template": bool(samples.get("use_chat_template", False)),
         "source": config["samples_dir"],
     }
-
-
-def _resolved_config(directory: Path) -> dict[str, Any] | None:
-    path = directory / "ttc_config.yaml"
-    return yaml.safe_load(path.read_text()) if path.is_file() else None

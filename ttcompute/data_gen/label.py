@@ -22,10 +22,10 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import yaml
 from tqdm.auto import tqdm
 
 from ttcompute.core.budget import ComputeSpent
+from ttcompute.core.config import read_resolved_config
 from ttcompute.core.errors import InputError
 from ttcompute.core.outputs import malformed_rows
 from ttcompute.core.sharded_stage import is_complete, run_sharded_stage
@@ -60,11 +60,6 @@ LABEL_SCHEMA = pa.schema(
 )
 
 
-def _samples_config(samples_dir: str) -> dict[str, Any]:
-    path = Path(samples_dir) / "ttc_config.yaml"
-    return yaml.safe_load(path.read_text()) if path.is_file() else {}
-
-
 def _check_sample_columns(dataset, samples_dir: str) -> None:
     needed = {"problem_id", "question", "prompt", "gold_answer", "completions", "answers", "correct"}
     missing = needed - set(dataset.column_names)
@@ -78,7 +73,7 @@ def run_label(gen_args: GeneratorConfig, config: LabelConfig) -> dict[str, Any]:
     samples = ShardReader(config.samples_dir)  # streamed: memory stays at one shard
     _check_sample_columns(samples, config.samples_dir)
     if not gen_args.model_name_or_path:
-        gen_args.model_name_or_path = _samples_config(config.samples_dir).get("model_name_or_path")
+        gen_args.model_name_or_path = read_resolved_config(config.samples_dir).get("model_name_or_path")
         if not gen_args.model_name_or_path:
             raise InputError(
                 f"ttc label: --model_name_or_path is required ({config.samples_dir} does not name its policy)"

@@ -21,9 +21,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import yaml
 from transformers import AutoConfig, AutoTokenizer
 
+from ttcompute.core.config import read_resolved_config
 from ttcompute.core.errors import InputError
 from ttcompute.core.outputs import misaligned_candidates
 from ttcompute.core.sharded_stage import run_sharded_stage
@@ -54,7 +54,7 @@ def run_orm_data(config: OrmDataConfig) -> dict[str, Any]:
     """The ``ttc orm-data`` stage."""
     search = load_sharded(config.search_dir)
     saved = Path(config.search_dir) / "ttc_config.yaml"
-    settings = yaml.safe_load(saved.read_text()) if saved.is_file() else {}
+    settings = read_resolved_config(config.search_dir)
     if not settings.get("reviser"):
         raise InputError(f"{saved}: no reviser in the search's config (was it run with --methods revisions?)")
     rows = [r for r in search if r["method"] == "revisions"]

@@ -30,14 +30,13 @@ import random
 import zlib
 from collections import Counter
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import yaml
 from rapidfuzz.distance import Levenshtein
 from rapidfuzz.process import cdist
 
+from ttcompute.core.config import read_resolved_config
 from ttcompute.core.errors import InputError
 from ttcompute.core.outputs import length_mismatches, malformed_rows
 from ttcompute.core.sharded_stage import is_complete, run_sharded_stage
@@ -134,13 +133,6 @@ def trajectory_rows(
     return rows
 
 
-def _samples_template(samples_dir: str) -> str | None:
-    path = Path(samples_dir) / "ttc_config.yaml"
-    if not path.is_file():
-        return None
-    return (yaml.safe_load(path.read_text()) or {}).get("prompt_template")
-
-
 def run_revisions(config: TrajectoryConfig) -> dict[str, Any]:
     """The ``ttc revisions`` stage: build every unfinished shard of this worker, then write stats."""
     parse_shard_spec(config.shard)  # a malformed --shard fails before anything is read
@@ -152,7 +144,11 @@ def run_revisions(config: TrajectoryConfig) -> dict[str, Any]:
         raise InputError(f"{config.samples_dir}: no problems")
     malformed = malformed_rows(samples, ["completions", "correct"], config.strict)
     columns = [c for c in (*REQUIRED_COLUMNS, "gold_answer") if c in samples.column_names]
-    template = config.prompt_template or _samples_template(config.samples_dir) or "{question}\n"
+    template = (
+        config.prompt_template
+        or read_resolved_config(config.samples_dir).get("prompt_template")
+        or "{question}\n"
+    )
 
     def build_shard(j: int) -> list[dict[str, Any]]:
         start = j * config.problems_per_shard

@@ -305,7 +305,7 @@ def train_prm(config: PRMConfig) -> dict[str, Any]:
 
     resume_from = resume_point(config, logger)
     init_deepspeed_comm()
-    tokenizer = AutoTokenizer.from_pretrained(
+    tokenizer = prompt_tokenizer or AutoTokenizer.from_pretrained(
         config.model_name_or_path, trust_remote_code=config.trust_remote_code
     )
     if tokenizer.pad_token_id is None:
