@@ -11,6 +11,7 @@ import pytest
 
 from ttcompute.cli import run_stage
 from ttcompute.core.errors import InputError
+from ttcompute.core.prompts import PromptContract
 from ttcompute.core.shards import (
     ShardReader,
     load_sharded,
@@ -145,7 +146,7 @@ def test_reviser_fitting_keeps_its_counts_whatever_the_input_columns_hold(char_t
     question, completion = "Start at 3. Add 4.", "3 + 4 = 7"
     attempts = [f"3 + 4 = {v}" for v in (11, 12, 13)]
     rows = {"question": [question], "previous_attempts": [attempts], "completion": [completion]}
-    template = "{question}\n"
+    template = PromptContract("{question}\n")
     full = len(char_tokenizer(f"Attempt:\n{attempts[2]}\nRevision:\n{question}\n{completion}</s>").input_ids)
     _, plain = fit_trajectories(datasets.Dataset.from_dict(rows), char_tokenizer, full, template)
     assert plain["num_dropped_attempts"] == 2  # room for the most recent attempt only

@@ -7,6 +7,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ttcompute.core.errors import InputError
+from ttcompute.core.prompts import PromptContract
 from ttcompute.models.backends import load_backend
 from ttcompute.models.generation import GenerationBackend, SamplingParams, build_prompt
 from ttcompute.models.hf_backend import TransformersBackend, sample_next_token
@@ -146,12 +147,14 @@ def test_load_backend_errors():
 
 
 def test_build_prompt_with_chat_template(char_tokenizer):
-    assert build_prompt("Q?", "Problem: {question}\n") == "Problem: Q?\n"
+    assert build_prompt("Q?", PromptContract("Problem: {question}\n")) == "Problem: Q?\n"
     tokenizer = char_tokenizer
     tokenizer.chat_template = (
         "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}<assistant>"
     )
-    assert build_prompt("Q?", "{question}", tokenizer, use_chat_template=True) == "<user>Q?<assistant>"
+    assert build_prompt("Q?", PromptContract("{question}", True), tokenizer) == "<user>Q?<assistant>"
+    system = PromptContract("{question}", True, "Be brief.")
+    assert build_prompt("Q?", system, tokenizer) == "<system>Be brief.<user>Q?<assistant>"
     tokenizer.chat_template = None
 
 

@@ -39,7 +39,8 @@ CONFIG_STAGES = {
 }
 TRAINERS = ("prm.yaml", "reviser.yaml")
 HUB_POLICY = "Qwen/Qwen2.5-Math-1.5B-Instruct"
-# Qwen2.5-Math-Instruct's chat format with its recommended system prompt, written out.
+# Qwen2.5-Math-Instruct's chat format with its recommended system prompt, written out: what the
+# recipe's prompt contract renders to.
 TEMPLATE = (
     "<|im_start|>system\nPlease reason step by step, and put your final answer within \\boxed{{}}."
     "<|im_end|>\n<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n"
@@ -81,19 +82,34 @@ def test_config_parses_with_its_stage(name: str) -> None:
     assert len(configs) == len(STAGES[CONFIG_STAGES[name]][1])
 
 
-def test_one_prompt_template_everywhere() -> None:
-    # train-prm and train-reviser check their template against the data written by sample/revisions,
-    # and search's revision chains use the policy's template: one string, or a stage fails (or worse).
+@pytest.fixture(scope="module")
+def qwen_tokenizer():
+    """The Qwen2.5-Math-Instruct tokenizer format (its chat template), built locally."""
+    from ttcompute.testing import build_bpe_chat_tokenizer
+
+    texts = [json.loads(line)["problem"] for line in MATH500.read_text().splitlines()[:50]]
+    return build_bpe_chat_tokenizer(texts, vocab_size=600)
+
+
+def test_one_prompt_contract_everywhere(qwen_tokenizer) -> None:
+    # sample and both searches give the contract; the stages between them read it from the data
+    # (their prompt options stay unset), and search checks the reviser's recorded one against its own.
+    from ttcompute.models.generation import build_prompt
+
     _, sample_gen, _ = parse("sample.yaml")
     _, search_gen, _ = parse("search.yaml")
-    (prm,) = parse("prm.yaml")
-    (reviser,) = parse("reviser.yaml")
-    templates = {sample_gen.prompt_template, search_gen.prompt_template, prm.prompt_template}
-    assert templates | {reviser.prompt_template} == {TEMPLATE}
-    assert sample_gen.use_chat_template is False and search_gen.use_chat_template is False
-    (revisions,) = parse("revisions.yaml")
-    assert revisions.prompt_template is None  # taken from the samples' ttc_config.yaml
-    prompt = TEMPLATE.format(question="What is $1+1$?")
+    _, revisions_gen, _ = parse("search_revisions.yaml")
+    contracts = {g.prompt_contract() for g in (sample_gen, search_gen, revisions_gen)}
+    assert len(contracts) == 1
+    (contract,) = contracts
+    assert contract.use_chat_template and contract.prompt_template == "{question}"
+    for name in ("prm.yaml", "reviser.yaml", "revisions.yaml"):
+        (config,) = parse(name)
+        assert (config.prompt_template, config.use_chat_template, config.system_prompt) == (None, None, None)
+    # Rendered by Qwen2.5-Math-Instruct's chat template: its conversation with the recommended system
+    # prompt, the question alone in the user turn.
+    prompt = build_prompt("What is $1+1$?", contract, qwen_tokenizer)
+    assert prompt == TEMPLATE.format(question="What is $1+1$?")
     assert "put your final answer within \\boxed{}.<|im_end|>" in prompt
     assert prompt.endswith("<|im_start|>user\nWhat is $1+1$?<|im_end|>\n<|im_start|>assistant\n")
 
@@ -127,7 +143,7 @@ def test_stages_read_what_the_previous_stage_writes() -> None:
     }  # MATH: one step per paragraph
 
 
-def test_sample_recipe_resolves(small_policy_dir) -> None:
+def test_sample_recipe_resolves(small_policy_dir, qwen_tokenizer) -> None:
     problem_args, gen, sample = parse("sample.yaml")
     assert (problem_args.task, problem_args.split) == ("math", "train")
     assert problem_args.dataset.endswith("prm800k/math_splits/train.jsonl")
@@ -161,7 +177,7 @@ def test_sample_recipe_resolves(small_policy_dir) -> None:
     from ttcompute.models.backends import load_backend
     from ttcompute.models.generation import build_prompt
 
-    prompt = build_prompt(problems[0].question, gen.prompt_template)
+    prompt = build_prompt(problems[0].question, gen.prompt_contract(), qwen_tokenizer)
     assert prompt == TEMPLATE.format(question=problems[0].question)
     backend = load_backend(gen.backend, gen.model_name_or_path, **gen.backend_kwargs())
     assert backend.num_parameters == 137_792

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ttcompute.core.errors import InputError
+from ttcompute.core.prompts import PromptContract
 from ttcompute.models import prm as prm_module
 from ttcompute.models.prm import (
     PRM,
@@ -209,6 +210,8 @@ def test_ttc_prm_metadata():
         "format": "ttcompute",
         "step_separator": "\n\n",
         "prompt_template": "{question}\n",
+        "use_chat_template": False,
+        "system_prompt": None,
         "label_position": "last token of each step separator",
         "base_model": "tiny",
     }
@@ -439,8 +442,23 @@ def test_ttcompute_checkpoint_without_metadata(ttcompute_prm, tmp_path):
         load_prm(str(bare), device="cpu")  # nothing says which format it is
     with pytest.raises(InputError, match="step_separator"):
         load_prm(str(bare), "ttcompute", device="cpu")
-    prm = load_prm(str(bare), "ttcompute", device="cpu", step_separator="\n\n")
+    # Nor which prompt it reads: one line asking for it, never a guess.
+    with pytest.raises(InputError, match=r"records no prompt contract.*--prm_prompt_template") as err:
+        load_prm(str(bare), "ttcompute", device="cpu", step_separator="\n\n")
+    assert "\n" not in str(err.value)
+    contract = PromptContract("{question}\n")
+    prm = load_prm(str(bare), "ttcompute", device="cpu", step_separator="\n\n", prompt_contract=contract)
     assert_scores_close(prm.score(QUESTIONS, STEPS), [reference(q, s) for q, s in zip(QUESTIONS, STEPS)])
+
+
+def test_a_given_prompt_contract_must_agree_with_the_recorded_one(ttcompute_prm):
+    path, reference = ttcompute_prm
+    same = load_prm(str(path), device="cpu", prompt_contract=PromptContract("{question}\n"))
+    assert_scores_close(same.score(QUESTIONS, STEPS), [reference(q, s) for q, s in zip(QUESTIONS, STEPS)])
+    with pytest.raises(
+        InputError, match=r"records the prompt contract \(template '\{question\}\\n'.*contradicts"
+    ):
+        load_prm(str(path), device="cpu", prompt_contract=PromptContract("Q: {question}\n"))
 
 
 def test_missing_directory_is_input_error(tmp_path):

@@ -17,6 +17,7 @@ import torch
 from conftest import GSM8K_TEST_HEAD, MATH500, write_jsonl
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaTokenizer, Qwen2Tokenizer
 
+from ttcompute.core.prompts import PromptContract
 from ttcompute.core.steps import split_into_steps
 from ttcompute.models.generation import SamplingParams, build_prompt
 from ttcompute.models.hf_backend import TransformersBackend
@@ -133,7 +134,7 @@ def prm_tokenizer(stand_ins: StandIns, kind: str):
 def policy_prompt(question: str, backend: TransformersBackend) -> str:
     """The policy's prompt as `ttc sample` builds it: the chat template where the tokenizer has one."""
     chat = bool(getattr(backend.tokenizer, "chat_template", None))
-    return build_prompt(question, "{question}\n", backend.tokenizer, use_chat_template=chat)
+    return build_prompt(question, PromptContract("{question}\n", chat), backend.tokenizer)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -331,7 +332,7 @@ def test_the_likelihood_prm_reads_each_steps_own_tokens(stand_ins, solutions, ki
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path).eval()
     prm = LikelihoodPRM(
-        model, tokenizer, step_separator=SEPARATOR, prompt_template=TEMPLATE, reuse_prefixes=False
+        model, tokenizer, step_separator=SEPARATOR, contract=PromptContract(TEMPLATE), reuse_prefixes=False
     )
     questions, all_steps = [q for q, _ in solutions], [steps for _, steps in solutions]
     for question, steps, got in zip(questions, all_steps, prm.features(questions, all_steps)):
@@ -662,8 +663,9 @@ def test_a_prompt_flag_that_contradicts_the_samples_is_an_error(stand_ins, chat_
 
     base = ["--model_name_or_path", str(stand_ins.prm_dirs["bpe"]), "--dataset_name", str(chat_labels)]
     for flag, message in (
-        (["--use_chat_template", "false"], "--use_chat_template False contradicts True"),
-        (["--prompt_template", "Q: {question}\n"], "contradicts '{question}\\\\n'"),
+        (["--use_chat_template", "false"], r"--use_chat_template False contradicts .*\(use_chat_template True\)"),
+        (["--prompt_template", "Q: {question}\n"], r"contradicts .*\(prompt_template '\{question\}\\n'\)"),
+        (["--system_prompt", "Be brief."], r"--system_prompt 'Be brief.' contradicts .*\(system_prompt None\)"),
     ):
         out = tmp_path / flag[0].strip("-")
         with pytest.raises(InputError, match=message):

@@ -135,4 +135,8 @@ def test_attempt_prompts_rebuild_the_prompts_chains_used():
         texts = [c.text for c in outcome.candidates if c.subtree == chain]
         rebuilt = attempt_prompts("Q0", texts, 200, lambda t: len(tokens(t)["input_ids"]), max_tokens=64)
         assert [prompt for prompt, _ in rebuilt] == [call[chain] for call in reviser.calls]
-        assert sum(dropped for _, dropped in rebuilt) * 2 == outcome.attempts_dropped
+        # Each prompt shows the most recent of the chain's earlier non-empty attempts (at most 4).
+        earlier = [[t for t in texts[:k] if t.strip()][-4:] for k in range(len(texts))]
+        assert all(kept == before[len(before) - len(kept) :] for (_, kept), before in zip(rebuilt, earlier))
+        dropped = [len(before) - len(kept) for (_, kept), before in zip(rebuilt, earlier)]
+        assert sum(dropped) * 2 == outcome.attempts_dropped

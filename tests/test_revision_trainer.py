@@ -34,7 +34,8 @@ from conftest import (
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ttcompute.core.errors import InputError
-from ttcompute.models.reviser import ATTEMPT_MARKER, REVISION_MARKER, format_reviser_prompt
+from ttcompute.core.prompts import PromptContract
+from ttcompute.models.reviser import ATTEMPT_MARKER, FORMAT_VERSION, REVISION_MARKER, format_reviser_prompt
 from ttcompute.tasks.arithmetic import (
     STEP_SEPARATOR,
     ArithmeticConfig,
@@ -50,7 +51,7 @@ from ttcompute.trainers.revision_trainer import RevisionTrainer, train_reviser
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
-TEMPLATE = "{question}\n"
+TEMPLATE = PromptContract("{question}\n")
 IGNORE = -100
 
 
@@ -267,7 +268,8 @@ def test_train_reviser_trains_and_writes_log_card_and_config(tmp_path, random_po
     assert before.keys() == after.keys()
     assert [name for name in before if torch.equal(before[name], after[name])] == []
     meta = json.loads((out / "config.json").read_text())["ttc_reviser"]
-    assert meta["prompt_template"] == TEMPLATE
+    assert PromptContract.from_record(meta, "ttc_reviser") == TEMPLATE
+    assert meta["reviser_format"] == FORMAT_VERSION
     assert (meta["attempt_marker"], meta["revision_marker"]) == (ATTEMPT_MARKER, REVISION_MARKER)
     assert meta["max_attempts_in_context"] == 4
     assert not (out / "training_args.bin").exists()

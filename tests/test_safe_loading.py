@@ -66,6 +66,7 @@ def _likelihood_spec(path: Path, base: Path) -> Path:
         "format": "ttcompute-likelihood",
         "base_model": str(base),
         "step_separator": "\n\n",
+        "prompt_template": "{question}\n",
         "weight": 1.0,
         "bias": 0.0,
     }

@@ -111,7 +111,7 @@ def _revision_rows(num_problems: int) -> dict[str, list]:
         rows["question"].append(problem.question)
         rows["previous_attempts"].append(attempts)
         rows["completion"].append(problem.solution)
-        rows["prompt"].append(format_reviser_prompt(problem.question, attempts, "{question}\n"))
+        rows["prompt"].append(format_reviser_prompt(problem.question, attempts))
     return rows
 
 

@@ -130,9 +130,7 @@ def test_revisions_stage_end_to_end(samples_dir, tmp_path):
     assert stats["num_trajectories"] == len(rows) == 4 * 3  # 3 distinct correct solutions each
     assert sum(stats["num_previous_histogram"].values()) == len(rows)
     for row in rows:
-        assert row["prompt"] == format_reviser_prompt(
-            row["question"], row["previous_attempts"], "{question}\n"
-        )
+        assert row["prompt"] == format_reviser_prompt(row["question"], row["previous_attempts"])
         assert row["num_previous"] == len(row["previous_attempts"])
         assert row["completion"] not in row["previous_attempts"]
     # Resume: a lost shard is rebuilt identically; another seed is refused without --overwrite.

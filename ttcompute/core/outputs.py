@@ -17,7 +17,6 @@ import datasets
 import numpy as np
 import pyarrow.compute as pc
 
-from ttcompute.core.config import read_resolved_config
 from ttcompute.core.errors import InputError
 from ttcompute.core.shards import ShardReader
 
@@ -102,43 +101,3 @@ def require_unique_ids(ids: list[str], source: str) -> None:
                 "(problem ids must be unique)"
             )
         first[problem_id] = row
-
-
-def recorded_prompt(data: str) -> dict[str, Any] | None:
-    """How the prompts of a ``ttc label`` output were built: ``{"prompt_template", "use_chat_template",
-    "source"}`` from the ``ttc sample`` run its samples came from; None for data without that record
-    (a file, a Hub dataset). Several comma-separated sources must agree.
-
-    Raises:
-        InputError: the sources were drawn with different prompts.
-    """
-    found = [_recorded_prompt(part.strip()) for part in data.split(",") if part.strip()]
-    known = [f for f in found if f is not None]
-    if not known:
-        return None
-    first = known[0]
-    for other in known[1:]:
-        if (other["prompt_template"], other["use_chat_template"]) != (
-            first["prompt_template"],
-            first["use_chat_template"],
-        ):
-            raise InputError(
-                f"{first['source']} and {other['source']} were sampled with different prompts "
-                f"({first['prompt_template']!r}, chat template {first['use_chat_template']} vs "
-                f"{other['prompt_template']!r}, chat template {other['use_chat_template']})"
-            )
-    return first
-
-
-def _recorded_prompt(directory: str) -> dict[str, Any] | None:
-    config = read_resolved_config(directory)
-    if "samples_dir" not in config:
-        return None
-    samples = read_resolved_config(config["samples_dir"])
-    if "prompt_template" not in samples:
-        return None
-    return {
-        "prompt_template": samples["prompt_template"],
-        "use_chat_template": bool(samples.get("use_chat_template", False)),
-        "source": config["samples_dir"],
-    }

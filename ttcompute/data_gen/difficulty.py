@@ -134,7 +134,9 @@ def run_difficulty(config: DifficultyConfig) -> dict[str, Any]:
         # Oracle difficulty costs the samples it was computed from (the paper did not count this).
         compute = sample_compute
     else:
-        prm = load_prm(config.prm, config.prm_format, device=config.device)
+        prm = load_prm(
+            config.prm, config.prm_format, device=config.device, prompt_contract=config.prm_prompt_contract()
+        )
         limit = config.probe_samples if config.predictor == "prm_probe" else None
         used = [min(n, limit) if limit else n for n in num_samples]
         predicted, prm_tokens = [], 0

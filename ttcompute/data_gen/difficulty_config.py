@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ttcompute.core.prompts import PRMPromptOptions
+
 PREDICTORS = ("oracle", "prm", "prm_probe")
 
 
 @dataclass
-class DifficultyConfig:
+class DifficultyConfig(PRMPromptOptions):
     """Options of ``ttc difficulty``.
 
     Attributes:

@@ -28,6 +28,7 @@ from ttcompute.core.budget import ComputeSpent
 from ttcompute.core.config import read_resolved_config
 from ttcompute.core.errors import InputError
 from ttcompute.core.outputs import malformed_rows
+from ttcompute.core.prompts import read_contract
 from ttcompute.core.sharded_stage import is_complete, run_sharded_stage
 from ttcompute.core.shards import MANIFEST, ShardReader, load_sharded, parse_shard_spec, read_manifest
 from ttcompute.data_gen.label_config import LabelConfig
@@ -65,6 +66,11 @@ def _check_sample_columns(dataset, samples_dir: str) -> None:
     missing = needed - set(dataset.column_names)
     if missing:
         raise InputError(f"{samples_dir}: not `ttc sample` output, missing column(s) {sorted(missing)}")
+
+
+def _contract_record(samples_dir: str) -> dict[str, Any] | None:
+    contract = read_contract(samples_dir)
+    return contract.to_dict() if contract is not None else None
 
 
 def run_label(gen_args: GeneratorConfig, config: LabelConfig) -> dict[str, Any]:
@@ -116,7 +122,11 @@ def run_label(gen_args: GeneratorConfig, config: LabelConfig) -> dict[str, Any]:
         schema=LABEL_SCHEMA,
         build_shard=build_shard,
         stats=stats,
-        info={"policy_parameters": backend.num_parameters},
+        # The samples' prompt contract, passed on to train-prm (ttcompute/core/prompts.py).
+        info={
+            "policy_parameters": backend.num_parameters,
+            "prompt_contract": _contract_record(config.samples_dir),
+        },
         hash_extra={
             "samples_config_hash": samples_manifest["config_hash"],
             # Bumped when the meaning of a column changes, so a resumed run never mixes two definitions.

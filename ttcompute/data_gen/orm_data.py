@@ -5,9 +5,11 @@ ORM trained on the reviser's outputs. This turns the revision rows of a ``ttc se
 *training* problems) into the stepwise-supervision shape ``ttc train-prm`` reads; train it with
 ``--train_on_last_step_only true`` and use it with ``ttc search --verifier_context history``.
 
-Each attempt becomes one row: ``question`` is the reviser prompt the attempt was written from (rebuilt
-exactly, context fitting included, by :func:`ttcompute.models.reviser.attempt_prompts`) without
-its final newline, ``prompt`` = ``question + "\\n"`` (so the default ``{question}\\n`` template holds),
+Each attempt becomes one row: ``prompt`` is the reviser prompt the attempt was written from (rebuilt
+exactly, context fitting included, by :func:`ttcompute.models.reviser.attempt_prompts`), ``question``
+the reviser's turn behind it (:func:`ttcompute.models.reviser.verifier_question`: attempts,
+``Revision:``, the templated question), which the output's recorded prompt contract
+(``"{question}\\n"`` in the search's chat template, if any) renders back into ``prompt`` exactly,
 ``completions`` its steps, ``labels`` its correctness on every step (the ORM uses the last). Empty
 attempts are dropped and counted.
 """
@@ -26,11 +28,13 @@ from transformers import AutoConfig, AutoTokenizer
 from ttcompute.core.config import read_resolved_config
 from ttcompute.core.errors import InputError
 from ttcompute.core.outputs import misaligned_candidates
+from ttcompute.core.prompts import PromptContract, read_contract
 from ttcompute.core.sharded_stage import run_sharded_stage
 from ttcompute.core.shards import load_sharded, read_manifest, shard_path
 from ttcompute.core.steps import split_into_steps
 from ttcompute.data_gen.orm_data_config import OrmDataConfig
-from ttcompute.models.reviser import attempt_prompts
+from ttcompute.models.generation import build_prompt
+from ttcompute.models.reviser import attempt_prompts, history_verifier_contract, verifier_question
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +74,10 @@ def run_orm_data(config: OrmDataConfig) -> dict[str, Any]:
         "max_position_embeddings",
         None,
     )
-    template = settings.get("prompt_template", "{question}\n")
+    contract = read_contract(config.search_dir)
+    if contract is None:  # a search written before contracts were recorded: its options say it
+        contract = PromptContract.from_record(settings, str(saved))
+    verifier_contract = history_verifier_contract(contract)
     separator = settings.get("step_separator", "\n\n")
     max_tokens = settings.get("max_new_tokens", 512)
 
@@ -91,19 +98,23 @@ def run_orm_data(config: OrmDataConfig) -> dict[str, Any]:
         for indices in chains.values():
             indices.sort(key=lambda i: row["positions"][i])
             texts = [row["completions"][i] for i in indices]
-            prompts = attempt_prompts(row["question"], texts, context, count_tokens, template, max_tokens)
-            for i, text, (prompt, _) in zip(indices, texts, prompts):
+            prompts = attempt_prompts(
+                row["question"], texts, context, count_tokens, contract, tokenizer, max_tokens
+            )
+            for i, text, (prompt, shown) in zip(indices, texts, prompts):
                 steps = split_into_steps(text, separator)
                 if not steps:
                     empty += 1
                     continue
-                question = prompt.removesuffix("\n")
+                question = verifier_question(row["question"], shown, contract)
+                if build_prompt(question, verifier_contract, tokenizer) != prompt:
+                    raise AssertionError(f"the history verifier's prompt is not the reviser's: {prompt!r}")
                 correct = bool(row["correct"][i])
                 out_rows.append(
                     {
                         "problem_id": row["problem_id"],
                         "question": question,
-                        "prompt": question + "\n",
+                        "prompt": prompt,
                         "completions": steps,
                         "labels": [correct] * len(steps),
                         "correct": correct,
@@ -131,7 +142,8 @@ def run_orm_data(config: OrmDataConfig) -> dict[str, Any]:
         schema=ORM_SCHEMA,
         build_shard=lambda j: out_rows,
         stats=stats,
-        info={"empty_attempts_dropped": empty},
+        # The ORM reads the reviser's turn as its question, in the reviser's chat template.
+        info={"empty_attempts_dropped": empty, "prompt_contract": verifier_contract.to_dict()},
         # Rows of another search into the same directory are another run, not a resumed one.
         hash_extra={"search_config_hash": read_manifest(config.search_dir)["config_hash"]},
         progress="Writing ORM rows",

@@ -62,12 +62,8 @@ def run_sample(
     ]
     backend = load_backend(gen_args.backend, gen_args.model_name_or_path, **gen_args.backend_kwargs())
     # A prompt that cannot be built (no chat template) is refused before anything is written.
-    build_prompt(
-        problems[0].question,
-        gen_args.prompt_template,
-        getattr(backend, "tokenizer", None),
-        gen_args.use_chat_template,
-    )
+    contract = gen_args.prompt_contract()
+    build_prompt(problems[0].question, contract, getattr(backend, "tokenizer", None))
 
     def build_shard(j: int) -> list[dict[str, Any]]:
         return sample_rows(
@@ -87,6 +83,8 @@ def run_sample(
         info={
             "policy_parameters": backend.num_parameters,
             "malformed_rows_skipped": len(getattr(problems, "skipped", [])),
+            # What every later stage builds its prompts from (ttcompute/core/prompts.py).
+            "prompt_contract": contract.to_dict(),
         },
         progress="Sampling",
         progress_unit="problem",

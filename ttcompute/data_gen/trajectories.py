@@ -11,8 +11,8 @@ k - 1 are drawn at random from the rest. Edit distances come from ``rapidfuzz`` 
 one matrix per problem, correct x incorrect.
 
 Output columns (one row per trajectory):
-    problem_id, question, gold_answer, prompt (the reviser prompt: question + attempts, see
-    ttcompute/models/reviser.py), completion (the correct solution), num_previous (k),
+    problem_id, question, gold_answer, prompt (the reviser prompt: question + attempts under the
+    samples' prompt contract, see ttcompute/models/reviser.py), completion (the correct solution), num_previous (k),
     previous_attempts (list[str], oldest first; the closest incorrect one last), edit_distance (of the
     closest incorrect attempt to the completion; -1 when k = 0)
 
@@ -35,14 +35,18 @@ from typing import Any
 import pyarrow as pa
 from rapidfuzz.distance import Levenshtein
 from rapidfuzz.process import cdist
+from transformers import PreTrainedTokenizerFast
 
 from ttcompute.core.config import read_resolved_config
 from ttcompute.core.errors import InputError
 from ttcompute.core.outputs import length_mismatches, malformed_rows
+from ttcompute.core.prompts import DEFAULT_CONTRACT, PromptContract, contract_from_flags, read_contract
 from ttcompute.core.sharded_stage import is_complete, run_sharded_stage
 from ttcompute.core.shards import ShardReader, parse_shard_spec, read_manifest
 from ttcompute.data_gen.trajectories_config import TrajectoryConfig
+from ttcompute.models.generation import render_turn
 from ttcompute.models.reviser import FORMAT_VERSION, format_reviser_prompt
+from ttcompute.models.weights import load_error
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +113,10 @@ def split_solutions(sample: dict[str, Any]) -> tuple[list[str], list[str], int, 
 
 
 def trajectory_rows(
-    sample_rows: Iterable[dict[str, Any]], config: TrajectoryConfig, template: str
+    sample_rows: Iterable[dict[str, Any]],
+    config: TrajectoryConfig,
+    contract: PromptContract = DEFAULT_CONTRACT,
+    tokenizer=None,
 ) -> list[dict]:
     """The trajectory rows of some ``ttc sample`` rows (problems without a correct sample give none)."""
     rows = []
@@ -123,7 +130,7 @@ def trajectory_rows(
                     "problem_id": sample["problem_id"],
                     "question": sample["question"],
                     "gold_answer": sample.get("gold_answer"),
-                    "prompt": format_reviser_prompt(sample["question"], attempts, template),
+                    "prompt": format_reviser_prompt(sample["question"], attempts, contract, tokenizer),
                     "completion": completion,
                     "num_previous": len(attempts),
                     "previous_attempts": attempts,
@@ -144,17 +151,13 @@ def run_revisions(config: TrajectoryConfig) -> dict[str, Any]:
         raise InputError(f"{config.samples_dir}: no problems")
     malformed = malformed_rows(samples, ["completions", "correct"], config.strict)
     columns = [c for c in (*REQUIRED_COLUMNS, "gold_answer") if c in samples.column_names]
-    template = (
-        config.prompt_template
-        or read_resolved_config(config.samples_dir).get("prompt_template")
-        or "{question}\n"
-    )
+    contract, tokenizer = _prompt_contract(config)
 
     def build_shard(j: int) -> list[dict[str, Any]]:
         start = j * config.problems_per_shard
         rows = samples.iter_rows(start, start + config.problems_per_shard, columns)
         kept = (row for i, row in enumerate(rows, start) if i not in malformed)
-        return trajectory_rows(kept, config, template)
+        return trajectory_rows(kept, config, contract, tokenizer)
 
     result = run_sharded_stage(
         "revisions",
@@ -168,10 +171,13 @@ def run_revisions(config: TrajectoryConfig) -> dict[str, Any]:
         stats=lambda output_dir: revisions_stats(output_dir, malformed),
         info={
             "samples_dir": config.samples_dir,
-            "prompt_template": template,
             "max_previous": config.max_previous,
+            "prompt_contract": contract.to_dict(),
+            "reviser_format": FORMAT_VERSION,
         },
-        hash_extra={"prompt_template": template, "reviser_format": FORMAT_VERSION},
+        hash_extra={"prompt_contract": contract.to_dict(), "reviser_format": FORMAT_VERSION},
+        # Where the chat template came from is not what it renders (the prompts are, via the hash).
+        hash_ignore=("tokenizer_name_or_path",),
         progress="Building trajectories",
     )
     if not is_complete(result):
@@ -193,6 +199,45 @@ def run_revisions(config: TrajectoryConfig) -> dict[str, Any]:
         config.output_dir,
     )
     return result
+
+
+def _prompt_contract(config: TrajectoryConfig) -> tuple[PromptContract, Any]:
+    """The samples' prompt contract (the flags checked against it, then set to it for the resolved
+    config), and the tokenizer that renders it (None without the chat template).
+
+    Samples written before contracts were recorded give theirs by their resolved options.
+    """
+    samples_options = read_resolved_config(config.samples_dir)
+    recorded = read_contract(config.samples_dir)
+    if recorded is None and "prompt_template" in samples_options:
+        recorded = PromptContract.from_record(samples_options, f"{config.samples_dir}/ttc_config.yaml")
+    given = {
+        "prompt_template": config.prompt_template,
+        "use_chat_template": config.use_chat_template,
+        "system_prompt": config.system_prompt,
+    }
+    contract = contract_from_flags(recorded, given, config.samples_dir, "ttc revisions")
+    config.prompt_template = contract.prompt_template
+    config.use_chat_template = contract.use_chat_template
+    config.system_prompt = contract.system_prompt
+    if not contract.use_chat_template:
+        return contract, None
+    name = config.tokenizer_name_or_path or samples_options.get("model_name_or_path")
+    if not name:
+        raise InputError(
+            f"ttc revisions: {config.samples_dir} does not name its policy; pass --tokenizer_name_or_path "
+            "(its chat template renders the reviser prompts)"
+        )
+    trust = bool(samples_options.get("trust_remote_code", False))
+    try:
+        # Only the chat template is needed (rendered to text, never tokenized): the fast tokenizer
+        # class reads it from tokenizer_config.json / chat_template.jinja without importing torch,
+        # which AutoTokenizer does (+190 MiB; this stage streams millions of completions in 400 MiB).
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(name, trust_remote_code=trust)
+    except (OSError, ValueError) as err:
+        raise InputError(f"ttc revisions: {load_error(name, 'the tokenizer', err)}") from None
+    render_turn("{question}", contract, tokenizer)  # no chat template: refused before anything is written
+    return contract, tokenizer
 
 
 def revisions_stats(output_dir: str, malformed: set[int] | None = None) -> dict[str, Any]:
@@ -238,7 +283,8 @@ def revisions_stats(output_dir: str, malformed: set[int] | None = None) -> dict[
         },
         "num_previous_histogram": {str(k): k_histogram.get(k, 0) for k in range(info["max_previous"] + 1)},
         "mean_edit_distance_of_closest": _mean(distances),
-        "prompt_template": info["prompt_template"],
+        "prompt_contract": info.get("prompt_contract"),
+        "reviser_format": info.get("reviser_format"),
     }
 
 

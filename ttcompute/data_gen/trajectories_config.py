@@ -15,7 +15,11 @@ class TrajectoryConfig:
         samples_dir: Output directory of ``ttc sample`` (64 samples per problem in the paper).
         output_dir: Where the trajectory shards, manifest, stats and resolved config go.
         max_previous: Most incorrect attempts in a trajectory (k is drawn from 0..max_previous).
-        prompt_template: The policy's prompt template; default: the one in the samples' config.
+        prompt_template / use_chat_template / system_prompt: The prompt contract the reviser prompts
+            are built with; unset, the one the samples record (a given value must agree with it).
+            With the chat template the reviser prompt is one user turn (ttcompute/models/reviser.py).
+        tokenizer_name_or_path: The tokenizer whose chat template renders the prompts (only read with
+            the chat template); default: the samples' policy.
         seed: Seeds every draw.
         problems_per_shard: Problems per output shard (the unit of resumption).
         shard: ``i/n``: this worker builds every shard ``j`` with ``j % n == i``.
@@ -30,6 +34,11 @@ class TrajectoryConfig:
         default=MAX_ATTEMPTS_IN_CONTEXT, metadata={"help": "most incorrect attempts per trajectory"}
     )
     prompt_template: str | None = field(default=None, metadata={"help": "default: the samples' template"})
+    use_chat_template: bool | None = field(default=None, metadata={"help": "default: as the samples"})
+    system_prompt: str | None = field(default=None, metadata={"help": "default: as the samples"})
+    tokenizer_name_or_path: str | None = field(
+        default=None, metadata={"help": "chat template's tokenizer; default: the samples' policy"}
+    )
     seed: int = field(default=0, metadata={"help": "seed of every draw"})
     problems_per_shard: int = field(default=256, metadata={"help": "problems per output shard"})
     shard: str = field(default="0/1", metadata={"help": "i/n: this worker's part of the shards"})

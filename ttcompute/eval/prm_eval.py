@@ -354,6 +354,7 @@ def run_eval_prm(config: EvalPRMConfig) -> dict[str, Any]:
         max_batch_tokens=config.max_batch_tokens,
         trust_remote_code=config.trust_remote_code,
         step_separator=config.step_separator,
+        prompt_contract=config.prm_prompt_contract(),
     )
     threshold, calibration = config.threshold, None
     if calib_examples is not None:

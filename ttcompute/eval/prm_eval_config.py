@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ttcompute.core.prompts import PRMPromptOptions
 from ttcompute.core.steps import AGGREGATIONS
 
 GOLD_SOURCES = ("auto", "labels", "checker", "processbench")
 
 
 @dataclass
-class EvalPRMConfig:
+class EvalPRMConfig(PRMPromptOptions):
     """Options of ``ttc eval-prm``.
 
     Parameters that control the model:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from ttcompute.core.errors import InputError
+from ttcompute.core.prompts import PromptContract
 
 
 @dataclass
@@ -71,25 +72,35 @@ class GenerationBackend(Protocol):
         ...
 
 
-def build_prompt(question: str, template: str, tokenizer=None, use_chat_template: bool = False) -> str:
-    """The policy's prompt for a question: ``template`` over it, as the user turn of the tokenizer's
-    chat template with ``use_chat_template`` (the turn's trailing whitespace dropped: the template's
-    own end of turn follows it, and ``"{question}\\n"`` would leave a stray newline inside it).
+def build_prompt(question: str, contract: PromptContract, tokenizer=None) -> str:
+    """The prompt for a question under a prompt contract: the template over it, as the user turn of the
+    tokenizer's chat template with ``use_chat_template`` (the turn's trailing whitespace dropped: the
+    template's own end of turn follows it, and ``"{question}\\n"`` would leave a stray newline inside it).
 
-    >>> build_prompt("Start at 3. Add 4.", "{question}\\n")
+    >>> build_prompt("Start at 3. Add 4.", PromptContract("{question}\\n"))
     'Start at 3. Add 4.\\n'
 
     Raises:
         InputError: ``use_chat_template`` with a tokenizer that has no chat template.
     """
-    text = template.format(question=question)
-    if use_chat_template:
-        if getattr(tokenizer, "chat_template", None) is None:
-            raise InputError(
-                "--use_chat_template true, but the policy's tokenizer has no chat template; turn it off "
-                "or write the chat format into --prompt_template"
-            )
-        text = tokenizer.apply_chat_template(
-            [{"role": "user", "content": text.rstrip()}], tokenize=False, add_generation_prompt=True
+    return render_turn(contract.prompt_template.format(question=question), contract, tokenizer)
+
+
+def render_turn(text: str, contract: PromptContract, tokenizer=None) -> str:
+    """``text`` as the model sees it under ``contract``: itself, or with the chat template the user
+    turn of a conversation (after the contract's system turn, if any) ready for the answer.
+
+    Raises:
+        InputError: ``use_chat_template`` with a tokenizer that has no chat template.
+    """
+    if not contract.use_chat_template:
+        return text
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise InputError(
+            "--use_chat_template true, but the model's tokenizer has no chat template; turn it off "
+            "or write the chat format into --prompt_template"
         )
-    return text
+    messages = [{"role": "user", "content": text.rstrip()}]
+    if contract.system_prompt is not None:
+        messages.insert(0, {"role": "system", "content": contract.system_prompt})
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

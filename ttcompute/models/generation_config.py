@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ttcompute.core.prompts import PromptContract
 from ttcompute.models.generation import SamplingParams
 
 
@@ -18,6 +19,9 @@ class GeneratorConfig:
         prompt_template: Python format string over the problem's fields (``{question}``).
         use_chat_template: Wrap the formatted prompt as a user turn of the tokenizer's chat template
             (instruction-tuned Hub policies); off for base models and the built-in task.
+        system_prompt: The system turn with the chat template; unset, the template's default.
+            Together these three are the prompt contract (:mod:`ttcompute.core.prompts`), recorded in
+            the output and read by every later stage.
         device / dtype / max_batch_tokens: transformers backend placement and batching.
         tensor_parallel_size / gpu_memory_utilization: passed through to vLLM.
         data_parallel_size: Must stay 1. vLLM's offline data parallelism is one process per replica,
@@ -35,6 +39,9 @@ class GeneratorConfig:
     max_new_tokens: int = field(default=256, metadata={"help": "most new tokens per completion"})
     prompt_template: str = field(default="{question}\n", metadata={"help": "format string over {question}"})
     use_chat_template: bool = field(default=False, metadata={"help": "wrap prompts in the chat template"})
+    system_prompt: str | None = field(
+        default=None, metadata={"help": "system turn with the chat template (default: the template's own)"}
+    )
     device: str | None = field(default=None, metadata={"help": "transformers backend: cpu, cuda, ..."})
     dtype: str = field(default="auto", metadata={"help": "auto | float32 | bfloat16 | float16"})
     max_batch_tokens: int = field(
@@ -52,14 +59,17 @@ class GeneratorConfig:
     trust_remote_code: bool = field(default=False, metadata={"help": "allow custom model code (off)"})
 
     def __post_init__(self) -> None:
-        if "{question}" not in self.prompt_template:
-            raise ValueError(f"prompt_template must contain {{question}}, got {self.prompt_template!r}")
+        self.prompt_contract()  # a template without {question}, a system prompt without chat: refused
         if self.data_parallel_size != 1:
             raise ValueError(
                 f"data_parallel_size {self.data_parallel_size}: vLLM runs offline data parallelism as one "
                 "process per replica; start one worker per replica instead, e.g. "
                 "CUDA_VISIBLE_DEVICES=i ttc sample ... --shard i/n (README: Running at scale)"
             )
+
+    def prompt_contract(self) -> PromptContract:
+        """How this generator turns a question into a prompt."""
+        return PromptContract(self.prompt_template, self.use_chat_template, self.system_prompt)
 
     def backend_kwargs(self) -> dict:
         if self.backend == "vllm":

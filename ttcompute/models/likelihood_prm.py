@@ -26,6 +26,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ttcompute.core.errors import InputError
+from ttcompute.core.prompts import DEFAULT_CONTRACT, PromptContract, recorded_contract
 from ttcompute.models.generation import build_prompt
 from ttcompute.models.prm import TransformersPRM, encode_steps, tokenize_piece
 from ttcompute.models.weights import load_error
@@ -45,8 +46,8 @@ class LikelihoodPRM(TransformersPRM):
 
     Args:
         model / tokenizer: The causal LM (usually the policy that wrote the solutions) and its tokenizer.
-        step_separator / prompt_template / use_chat_template: How (question, steps) become text, as in
-            the ttcompute format.
+        step_separator / contract: How (question, steps) become text (the prompt contract of the
+            samples it was fitted on), as in the ttcompute format.
         weight / bias: The calibration; :meth:`features` gives the raw features whatever they are.
         max_batch_tokens / reuse_prefixes / max_cache_tokens: As for ``TransformersPRM``.
     """
@@ -57,8 +58,7 @@ class LikelihoodPRM(TransformersPRM):
         tokenizer,
         *,
         step_separator: str,
-        prompt_template: str = "{question}\n",
-        use_chat_template: bool = False,
+        contract: PromptContract = DEFAULT_CONTRACT,
         weight: float = 1.0,
         bias: float = 0.0,
         max_batch_tokens: int = 32768,
@@ -67,14 +67,14 @@ class LikelihoodPRM(TransformersPRM):
     ) -> None:
         self.tokenizer = tokenizer
         self.step_separator = step_separator
-        self.prompt_template = prompt_template
+        self.contract = contract
         self.weight = weight
         self.bias = bias
         self.lm_head = model.get_output_embeddings()
         self._separator_tokens: dict[tuple[int, ...], int] = {}
 
         def encode(question: str, steps: Sequence[str]) -> tuple[list[int], list[int], int]:
-            prompt = build_prompt(question, prompt_template, tokenizer, use_chat_template)
+            prompt = build_prompt(question, contract, tokenizer)
             ids, positions = encode_steps(tokenizer, prompt, steps, step_separator)
             return ids, positions, len(tokenize_piece(tokenizer, prompt, True))
 
@@ -191,18 +191,20 @@ def save_likelihood_prm(out: Path, metadata: dict[str, Any]) -> Path:
 def load_likelihood_prm(
     path: str | Path,
     *,
+    prompt_contract: PromptContract | None = None,
     device: str | None = None,
     max_batch_tokens: int = 32768,
     max_cache_tokens: int | None = None,
     trust_remote_code: bool = False,
 ) -> LikelihoodPRM:
-    """The PRM a ``likelihood_prm.json`` directory describes (its base LM loaded from its own path)."""
+    """The PRM a ``likelihood_prm.json`` directory describes (its base LM loaded from its own path);
+    ``prompt_contract`` as for :func:`~ttcompute.models.prm_formats.load_prm`."""
     spec_file = Path(path) / LIKELIHOOD_PRM_FILE
     try:
         spec = json.loads(spec_file.read_text())
         base = spec["base_model"]
-        separator, template = spec["step_separator"], spec.get("prompt_template", "{question}\n")
-        chat = bool(spec.get("use_chat_template", False))
+        separator = spec["step_separator"]
+        contract = recorded_contract(spec, prompt_contract, str(spec_file))
         weight, bias = float(spec["weight"]), float(spec["bias"])
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise InputError(f"{spec_file}: not a likelihood PRM spec ({type(err).__name__}: {err})") from None
@@ -218,8 +220,7 @@ def load_likelihood_prm(
         model,
         tokenizer,
         step_separator=separator,
-        prompt_template=template,
-        use_chat_template=chat,
+        contract=contract,
         weight=weight,
         bias=bias,
         max_batch_tokens=max_batch_tokens,

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from transformers import DynamicCache
 
+from ttcompute.core.prompts import DEFAULT_CONTRACT, PromptContract
 from ttcompute.core.steps import AGGREGATIONS, aggregate
 
 logger = logging.getLogger(__name__)
@@ -111,18 +112,22 @@ def tokenize_piece_after(tokenizer, previous: str, text: str) -> tuple[int, ...]
     return alone
 
 
-def ttc_prm_metadata(step_separator: str, prompt_template: str, **extra) -> dict:
+def ttc_prm_metadata(step_separator: str, contract: PromptContract | str = DEFAULT_CONTRACT, **extra) -> dict:
     """The ``ttc_prm`` dict the trainer stores on ``model.config``; :func:`~ttcompute.models.prm_formats.load_prm` reads it back.
 
-    >>> ttc_prm_metadata("\\n\\n", "{question}\\n")["label_position"]
-    'last token of each step separator'
+    ``contract``: the prompt contract of the data it was trained on (a bare template string means
+    that template without the chat template), recorded whole.
+
+    >>> metadata = ttc_prm_metadata("\\n\\n", "{question}\\n")
+    >>> metadata["label_position"], metadata["use_chat_template"]
+    ('last token of each step separator', False)
     """
-    if "{question}" not in prompt_template:
-        raise ValueError(f"prompt_template must contain '{{question}}', got {prompt_template!r}")
+    if isinstance(contract, str):
+        contract = PromptContract(contract)
     return {
         "format": "ttcompute",
         "step_separator": step_separator,
-        "prompt_template": prompt_template,
+        **contract.to_dict(),
         "label_position": "last token of each step separator",
         **extra,
     }

@@ -16,6 +16,7 @@ A new public format goes here: an ``encode`` (question, steps -> token ids, posi
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Sequence
@@ -35,6 +36,7 @@ from transformers.utils import cached_file
 from transformers.utils import logging as hf_logging
 
 from ttcompute.core.errors import InputError
+from ttcompute.core.prompts import PromptContract, recorded_contract
 from ttcompute.models.generation import build_prompt
 from ttcompute.models.likelihood_prm import LIKELIHOOD_PRM_FILE, load_likelihood_prm
 from ttcompute.models.prm import PRM, TransformersPRM, encode_steps
@@ -69,6 +71,7 @@ def load_prm(
     max_cache_tokens: int | None = None,
     trust_remote_code: bool = False,
     step_separator: str | None = None,
+    prompt_contract: PromptContract | None = None,
 ) -> PRM:
     """Load a PRM checkpoint (Hub id or local directory) as a :class:`TransformersPRM`.
 
@@ -82,6 +85,9 @@ def load_prm(
         trust_remote_code: Off unless asked; no supported format needs it.
         step_separator: ``ttcompute`` format only: overrides the separator stored in the metadata (and
             lets a token-classification checkpoint without metadata load).
+        prompt_contract: ``ttcompute`` formats only: how a question becomes the prompt the PRM reads,
+            for a checkpoint that does not record it (``ttc_prm`` / ``likelihood_prm.json`` without a
+            ``prompt_template``); one that records it must agree. The public formats fix their own.
     """
     if prm_format != "auto" and prm_format not in PRM_FORMATS:
         raise InputError(f"unknown PRM format {prm_format!r}; choose 'auto' or one of {PRM_FORMATS}")
@@ -92,6 +98,7 @@ def load_prm(
     ):
         return load_likelihood_prm(
             model_name_or_path,
+            prompt_contract=prompt_contract,
             device=device,
             max_batch_tokens=max_batch_tokens,
             max_cache_tokens=max_cache_tokens,
@@ -115,6 +122,8 @@ def load_prm(
             )
     if step_separator is not None and prm_format != "ttcompute":
         logger.warning("step_separator is ignored for the %s format (steps are tagged by it)", prm_format)
+    if prompt_contract is not None and prm_format != "ttcompute":
+        logger.warning("the prompt contract is ignored for the %s format (it fixes its own)", prm_format)
 
     load_kwargs = {
         "dtype": dtype if dtype == "auto" else getattr(torch, dtype),
@@ -123,6 +132,8 @@ def load_prm(
     }
     target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     builders = {"ttcompute": _ttcompute_parts, "math-shepherd": _shepherd_parts, "qwen-prm": _qwen_prm_parts}
+    if prm_format == "ttcompute":
+        builders["ttcompute"] = functools.partial(_ttcompute_parts, prompt_contract=prompt_contract)
     try:
         backbone, encode, head, num_parameters = builders[prm_format](
             model_name_or_path, config_dict, tokenizer, load_kwargs, target, step_separator
@@ -171,6 +182,7 @@ def _ttcompute_parts(
     load_kwargs: dict,
     device: torch.device,
     step_separator: str | None,
+    prompt_contract: PromptContract | None = None,
 ):
     architectures = config_dict.get("architectures") or []
     # Loading a causal LM as token classification would "work" with a random head: refuse instead.
@@ -183,8 +195,7 @@ def _ttcompute_parts(
     separator = step_separator if step_separator is not None else metadata.get("step_separator")
     if separator is None:
         raise InputError(f"{name}: no ttc_prm.step_separator in config.json; pass step_separator")
-    template = metadata.get("prompt_template", "{question}\n")
-    chat = bool(metadata.get("use_chat_template", False))
+    contract = recorded_contract(metadata, prompt_contract, f"{name}: config.ttc_prm")
     model = AutoModelForTokenClassification.from_pretrained(name, **load_kwargs).to(device)
     num_labels = model.config.num_labels
     if num_labels not in (1, 2):
@@ -198,7 +209,7 @@ def _ttcompute_parts(
         raise InputError(f"{name}: found no `score` or `classifier` head on {type(model).__name__}")
 
     def encode(question: str, steps: Sequence[str]) -> tuple[list[int], list[int]]:
-        return encode_steps(tokenizer, build_prompt(question, template, tokenizer, chat), steps, separator)
+        return encode_steps(tokenizer, build_prompt(question, contract, tokenizer), steps, separator)
 
     def head(hidden: torch.Tensor) -> torch.Tensor:
         logits = head_module(hidden).float()

@@ -20,10 +20,8 @@ def sample_rows(
 ) -> list[dict[str, Any]]:
     """Sample ``n`` solutions for each problem in one batched call and grade them."""
     tokenizer = getattr(backend, "tokenizer", None)
-    prompts = [
-        build_prompt(p.question, gen_args.prompt_template, tokenizer, gen_args.use_chat_template)
-        for p in problems
-    ]
+    contract = gen_args.prompt_contract()
+    prompts = [build_prompt(p.question, contract, tokenizer) for p in problems]
     outputs = backend.generate(prompts, gen_args.sampling_params(n=n, seed=seed))
     rows = []
     for problem, prompt, completions in zip(problems, prompts, outputs):

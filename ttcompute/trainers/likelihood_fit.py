@@ -18,6 +18,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, EvalPrediction
 
 from ttcompute.core.errors import InputError
+from ttcompute.core.prompts import PromptContract
 from ttcompute.models.likelihood_prm import LikelihoodPRM, fit_calibration, save_likelihood_prm
 from ttcompute.trainers.hub import HubUpload, push_folder
 from ttcompute.trainers.launch import launch_command
@@ -40,15 +41,11 @@ def fit_likelihood_prm(
         config.model_name_or_path, trust_remote_code=config.trust_remote_code, use_safetensors=True
     )
     # Each training solution is scored once: no point caching prefixes.
+    contract = PromptContract(config.prompt_template, config.use_chat_template, config.system_prompt)
     raw = LikelihoodPRM(
-        model,
-        tokenizer,
-        step_separator=config.step_separator,
-        prompt_template=config.prompt_template,
-        use_chat_template=config.use_chat_template,
-        reuse_prefixes=False,
+        model, tokenizer, step_separator=config.step_separator, contract=contract, reuse_prefixes=False
     )
-    questions = _questions(train_dataset, config.prompt_template, config.use_chat_template)
+    questions = _questions(train_dataset, contract)
     features = raw.features(questions, train_dataset["completions"])
     labels = [[float(v) for v in row] for row in train_dataset["labels"]]
     if config.train_on_last_step_only:
@@ -57,7 +54,7 @@ def fit_likelihood_prm(
     metrics: dict[str, Any] = {}
     if eval_dataset is not None and len(eval_dataset):
         eval_features = raw.features(
-            _questions(eval_dataset, config.prompt_template, config.use_chat_template),
+            _questions(eval_dataset, contract),
             eval_dataset["completions"],
         )
         eval_labels = [[float(v) for v in row] for row in eval_dataset["labels"]]
@@ -77,13 +74,11 @@ def fit_likelihood_prm(
         {
             "base_model": config.model_name_or_path,
             "step_separator": config.step_separator,
-            "prompt_template": config.prompt_template,
+            **contract.to_dict(),
             "weight": weight,
             "bias": bias,
             "feature": "running min over steps 0..i of the lowest token log-probability of a step",
             "dataset": config.dataset_name,
-            # Absent (off) unless on, so that other PRMs' files stay as they were.
-            **({"use_chat_template": True} if config.use_chat_template else {}),
         },
     )
     log = {
@@ -106,11 +101,12 @@ def fit_likelihood_prm(
     return log
 
 
-def _questions(dataset: datasets.Dataset, template: str, use_chat_template: bool = False) -> list[str]:
+def _questions(dataset: datasets.Dataset, contract: PromptContract) -> list[str]:
     """The questions of stepwise rows: the ``question`` column, else the prompt minus the template."""
     if "question" in dataset.column_names:
         return list(dataset["question"])
-    if use_chat_template:
+    template = contract.prompt_template
+    if contract.use_chat_template:
         raise InputError(
             "data without a question column: a chat-template prompt does not give the question back"
         )

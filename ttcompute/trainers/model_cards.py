@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from ttcompute.core.prompts import PromptContract
 from ttcompute.models.reviser import (
     ATTEMPT_MARKER,
     MAX_ATTEMPTS_IN_CONTEXT,
@@ -21,8 +22,8 @@ from ttcompute.trainers.revision_config import RevisionConfig
 def prm_model_card(args: PRMConfig, metadata: dict[str, Any], model_name: str) -> str:
     """A Hub model card (YAML header + usage) for a PRM trained here."""
     separator = metadata.get("step_separator", args.step_separator)
-    template = metadata.get("prompt_template", args.prompt_template)
-    chat = bool(metadata.get("use_chat_template", False))
+    contract = PromptContract.from_record(metadata, "ttc_prm")
+    template = contract.prompt_template
     base = args.model_name_or_path
     data = args.dataset_name
     header = {
@@ -49,12 +50,7 @@ def prm_model_card(args: PRMConfig, metadata: dict[str, Any], model_name: str) -
             f"- **Base policy / base model:** `{base}`",
             f"- **Training data:** `{data}`",
             f"- **Prompt:** the question formatted with `{template!r}` (Python `str.format`, field `question`)"
-            + (
-                ", trailing whitespace stripped, as the user turn of the tokenizer's chat template "
-                "(`apply_chat_template(..., add_generation_prompt=True)`)."
-                if chat
-                else "."
-            ),
+            + _chat_sentence(contract),
             f"- **Step separator:** `{separator!r}`, appended after *every* step, the last one included.",
             "- **Label token position:** the *last token of each step separator*. Tokenize the prompt with",
             "  special tokens, then each `step + separator` piece on its own, as it tokenizes after the",
@@ -72,15 +68,8 @@ def prm_model_card(args: PRMConfig, metadata: dict[str, Any], model_name: str) -
             f'tok = AutoTokenizer.from_pretrained("{model_name}")',
             f'model = AutoModelForTokenClassification.from_pretrained("{model_name}")',
             f"sep = {separator!r}",
-            *(
-                [
-                    f"text = {template!r}.format(question=question).rstrip()",
-                    'turn = [{"role": "user", "content": text}]',
-                    "previous = tok.apply_chat_template(turn, tokenize=False, add_generation_prompt=True)",
-                ]
-                if chat
-                else [f"previous = {template!r}.format(question=question)"]
-            ),
+            f"previous = {template!r}.format(question=question)",
+            *_chat_lines(contract, "previous"),
             "ids = tok(previous).input_ids",
             "positions = []",
             "for step in steps:",
@@ -110,10 +99,12 @@ _EXAMPLE_ATTEMPTS = [
 _EXAMPLE_REVISION = "3 + 4 = 7\n\n7 * 2 = 14\n\nThe answer is \\boxed{14}"
 
 
-def reviser_model_card(args: RevisionConfig, model_id: str, fit_stats: dict[str, int]) -> str:
+def reviser_model_card(args: RevisionConfig, model_id: str, fit_stats: dict[str, int], tokenizer=None) -> str:
     """A Hub model card (YAML header + prompt format + usage) for a reviser trained here; ``model_id``
-    is what the usage snippet loads (the Hub id, or the folder's name)."""
-    template, base, data = args.prompt_template, args.model_name_or_path, args.dataset_name
+    is what the usage snippet loads (the Hub id, or the folder's name); ``tokenizer`` renders the
+    worked example's chat template when the prompt contract has one."""
+    contract = PromptContract(args.prompt_template, args.use_chat_template, args.system_prompt)
+    template, base, data = contract.prompt_template, args.model_name_or_path, args.dataset_name
     header = {
         "library_name": "transformers",
         "pipeline_tag": "text-generation",
@@ -122,7 +113,9 @@ def reviser_model_card(args: RevisionConfig, model_id: str, fit_stats: dict[str,
     }
     if data and not Path(data).exists():
         header["datasets"] = [data]
-    example = format_reviser_prompt(_EXAMPLE_QUESTION, _EXAMPLE_ATTEMPTS, template) + _EXAMPLE_REVISION
+    example = (
+        format_reviser_prompt(_EXAMPLE_QUESTION, _EXAMPLE_ATTEMPTS, contract, tokenizer) + _EXAMPLE_REVISION
+    )
     stats = ""
     if fit_stats:
         stats = (
@@ -153,7 +146,15 @@ def reviser_model_card(args: RevisionConfig, model_id: str, fit_stats: dict[str,
             f"`{ATTEMPT_MARKER!r}` line, then `{REVISION_MARKER!r}`, then the question formatted with "
             f"`{template!r}` (Python `str.format`, field `question`: the policy's own prompt); the model",
             "writes the revision and stops with EOS. Without previous attempts the prompt is the policy's",
-            "own prompt alone (no markers):",
+            "own prompt alone (no markers)"
+            + (
+                ". This whole text is the *user turn* of one conversation"
+                + _chat_sentence(contract).removeprefix(",").rstrip(".")
+                + " (the attempts inside the user turn, not as earlier assistant turns: without attempts it is"
+                " then exactly the policy's chat prompt):"
+                if contract.use_chat_template
+                else ":"
+            ),
             "",
             "```text",
             ATTEMPT_MARKER + "{attempt 1}",
@@ -184,12 +185,13 @@ def reviser_model_card(args: RevisionConfig, model_id: str, fit_stats: dict[str,
             "",
             f"def reviser_prompt(question, attempts, max_attempts={MAX_ATTEMPTS_IN_CONTEXT}):",
             f"    text = {template!r}.format(question=question)",
-            "    if not attempts:",
-            "        return text",
-            "    history = ''.join(  # oldest first; drop the oldest if too long",
-            f'        {ATTEMPT_MARKER!r} + attempt.strip("\\n") + "\\n" for attempt in attempts[-max_attempts:]',
-            "    )",
-            f"    return history + {REVISION_MARKER!r} + text",
+            "    if attempts:",
+            "        history = ''.join(  # oldest first; drop the oldest if too long",
+            f'            {ATTEMPT_MARKER!r} + attempt.strip("\\n") + "\\n" for attempt in attempts[-max_attempts:]',
+            "        )",
+            f"        text = history + {REVISION_MARKER!r} + text",
+            *_chat_lines(contract, "text", indent="    "),
+            "    return text",
             "",
             "",
             f"question = {_EXAMPLE_QUESTION!r}",
@@ -204,6 +206,32 @@ def reviser_model_card(args: RevisionConfig, model_id: str, fit_stats: dict[str,
         ]
         + _training_section(args)
     )
+
+
+def _chat_sentence(contract: PromptContract) -> str:
+    """How the card says the chat template is applied (``"."`` without one)."""
+    if not contract.use_chat_template:
+        return "."
+    system = (
+        f" after the system turn {contract.system_prompt!r}"
+        if contract.system_prompt is not None
+        else " (no system turn given: the template's default)"
+    )
+    return (
+        ", trailing whitespace stripped, as the user turn of the tokenizer's chat template"
+        f"{system}, generation prompt added (`apply_chat_template(..., add_generation_prompt=True)`)."
+    )
+
+
+def _chat_lines(contract: PromptContract, name: str, indent: str = "") -> list[str]:
+    """Card code that turns the text in variable ``name`` into the chat prompt (none without one)."""
+    if not contract.use_chat_template:
+        return []
+    lines = [f'turn = [{{"role": "user", "content": {name}.rstrip()}}]']
+    if contract.system_prompt is not None:
+        lines.append(f'turn.insert(0, {{"role": "system", "content": {contract.system_prompt!r}}})')
+    lines.append(f"{name} = tok.apply_chat_template(turn, tokenize=False, add_generation_prompt=True)")
+    return [indent + line for line in lines]
 
 
 def _training_section(args: PRMConfig | RevisionConfig) -> list[str]:

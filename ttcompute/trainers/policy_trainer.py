@@ -19,6 +19,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, Trainer
 
 from ttcompute.core.budget import pretraining_flops
 from ttcompute.core.config import save_resolved_config
+from ttcompute.core.prompts import PromptContract
 from ttcompute.models.generation import build_prompt
 from ttcompute.models.generation_config import GeneratorConfig
 from ttcompute.models.hf_backend import TransformersBackend
@@ -154,7 +155,7 @@ class PolicyTrainer(Trainer):
 def policy_dataset(problems: list[Problem], prompt_template: str) -> datasets.Dataset:
     return datasets.Dataset.from_dict(
         {
-            "prompt": [build_prompt(p.question, prompt_template) for p in problems],
+            "prompt": [build_prompt(p.question, PromptContract(prompt_template)) for p in problems],
             "completion": [p.solution for p in problems],
         }
     )

@@ -9,11 +9,14 @@ from transformers import TrainingArguments
 from ttcompute.trainers.dataset_options import DatasetOptions
 from ttcompute.trainers.launch import CPUDeepSpeedMixin
 from ttcompute.trainers.lora import LoraOptions
+from ttcompute.trainers.prompt_options import PromptOptions
 from ttcompute.trainers.training_defaults import SmallModelDefaults
 
 
 @dataclass
-class PRMConfig(CPUDeepSpeedMixin, LoraOptions, DatasetOptions, SmallModelDefaults, TrainingArguments):
+class PRMConfig(
+    CPUDeepSpeedMixin, LoraOptions, PromptOptions, DatasetOptions, SmallModelDefaults, TrainingArguments
+):
     r"""Configuration for :class:`~ttcompute.trainers.prm_trainer.PRMTrainer`.
 
     Only the PRM-specific knobs are listed; everything else is [`~transformers.TrainingArguments`]
@@ -42,14 +45,12 @@ class PRMConfig(CPUDeepSpeedMixin, LoraOptions, DatasetOptions, SmallModelDefaul
         eval_fraction (`float`, defaults to `0.05`): See above; 0 disables evaluation.
         step_separator (`str`, defaults to `"\n\n"`): Appended to every step; the label sits on its
             last token.
-        prompt_template (`str` or `None`): How a question becomes the ``prompt`` column; stored in the
-            checkpoint so that scoring builds the same input. Checked against the data when it has a
-            ``question`` column. ``None``: the template the samples of a ``ttc label`` output were drawn
-            with (read from its samples' ``ttc_config.yaml``), else ``"{question}\n"``; a value that
-            contradicts the recorded one is an error.
-        use_chat_template (`bool` or `None`): The prompt is the template's text as the user turn of the
-            base model's chat template (recorded in the checkpoint, applied again when scoring).
-            ``None``: as the samples were drawn, else off.
+        prompt_template / use_chat_template / system_prompt (`PromptOptions`): The prompt contract
+            of the data (how a question became the ``prompt`` column), stored in the checkpoint so
+            that scoring builds the same input, and checked against the data when it has a
+            ``question`` column. Unset: the contract a ``ttc label`` / ``ttc orm-data`` output
+            records in its manifest, else ``"{question}\n"`` without the chat template; a value that
+            contradicts the record is an error.
         max_length (`int`, defaults to `1024`): Longer examples are truncated from the right (their
             last steps lose their labels); the count is logged.
         train_on_last_step_only (`bool`, defaults to `False`): Label only the last step (an outcome
@@ -75,14 +76,6 @@ class PRMConfig(CPUDeepSpeedMixin, LoraOptions, DatasetOptions, SmallModelDefaul
     dataset_name: str | None = field(default=None, metadata={"help": "stepwise-supervision data"})
     step_separator: str = field(
         default="\n\n", metadata={"help": "appended to each step; label on its last token"}
-    )
-    prompt_template: str | None = field(
-        default=None,
-        metadata={"help": "question -> prompt (stored for scoring); default: the labels' samples' one"},
-    )
-    use_chat_template: bool | None = field(
-        default=None,
-        metadata={"help": "prompt as the base model's chat template's user turn; default: as the samples"},
     )
     max_length: int = field(default=1024, metadata={"help": "truncate longer examples from the right"})
     train_on_last_step_only: bool = field(default=False, metadata={"help": "label only the last step (ORM)"})

@@ -35,7 +35,6 @@ from transformers import (
 
 from ttcompute.core.config import save_resolved_config
 from ttcompute.core.errors import InputError
-from ttcompute.core.outputs import recorded_prompt
 from ttcompute.models.prm import encode_steps, ttc_prm_metadata
 from ttcompute.models.tiny import count_parameters
 from ttcompute.trainers.hub import HubUpload
@@ -243,25 +242,6 @@ def _wrap_peft(model: PreTrainedModel, peft_config: LoraConfig) -> PreTrainedMod
     return model
 
 
-def resolve_prompt(config: PRMConfig) -> None:
-    """Set ``prompt_template`` and ``use_chat_template`` to what the data records (the ``ttc sample``
-    run behind a ``ttc label`` output), where the flags leave them unset; else to the defaults.
-
-    Raises:
-        InputError: a flag contradicts the recorded value (the message names both).
-    """
-    recorded = recorded_prompt(config.dataset_name) or {}
-    defaults = {"prompt_template": "{question}\n", "use_chat_template": False}
-    for name, default in defaults.items():
-        given, kept = getattr(config, name), recorded.get(name)
-        if given is not None and kept is not None and given != kept:
-            raise InputError(
-                f"ttc train-prm: --{name} {given!r} contradicts {kept!r}, with which the samples in "
-                f"{recorded['source']} were drawn; drop the flag or pass that value"
-            )
-        setattr(config, name, given if given is not None else kept if kept is not None else default)
-
-
 def train_prm(config: PRMConfig) -> dict[str, Any]:
     """Train (or resume) a PRM and save a plain token-classification checkpoint with its model card."""
     if not config.model_name_or_path:
@@ -273,18 +253,16 @@ def train_prm(config: PRMConfig) -> dict[str, Any]:
             "ttc train-prm: a likelihood PRM refers to its base model, and a local path means nothing on "
             "the Hub; push the base model first and pass its Hub id as --model_name_or_path"
         )
-    resolve_prompt(config)
+    contract = config.resolve_prompt_contract(config.dataset_name, "ttc train-prm")
     train_dataset = load_training_dataset(config.dataset_name, config.dataset_split)
     # Validate everything before the first file is written.
     validate_stepwise_rows(train_dataset, config.dataset_name, config.step_separator)
     prompt_tokenizer = None
-    if config.use_chat_template:
+    if contract.use_chat_template:
         prompt_tokenizer = AutoTokenizer.from_pretrained(
             config.model_name_or_path, trust_remote_code=config.trust_remote_code
         )
-    check_prompt_template(
-        train_dataset, config.prompt_template, config.dataset_name, prompt_tokenizer, config.use_chat_template
-    )
+    check_prompt_template(train_dataset, contract, config.dataset_name, prompt_tokenizer)
     train_dataset = with_float_labels(train_dataset)
     eval_dataset = None
     if config.eval_dataset_name:
@@ -327,12 +305,10 @@ def train_prm(config: PRMConfig) -> dict[str, Any]:
     model.config.pad_token_id = tokenizer.pad_token_id
     metadata = ttc_prm_metadata(
         config.step_separator,
-        config.prompt_template,
+        contract,
         base_model=config.model_name_or_path,
         dataset=config.dataset_name,
         train_on_last_step_only=config.train_on_last_step_only,
-        # Absent (off) unless on, so that other PRMs' configs stay as they were.
-        **({"use_chat_template": True} if config.use_chat_template else {}),
     )
     model.config.ttc_prm = metadata
     num_params = count_parameters(model)

@@ -10,11 +10,14 @@ from trl import SFTConfig
 from ttcompute.trainers.dataset_options import DatasetOptions
 from ttcompute.trainers.launch import CPUDeepSpeedMixin
 from ttcompute.trainers.lora import LoraOptions
+from ttcompute.trainers.prompt_options import PromptOptions
 from ttcompute.trainers.training_defaults import SmallModelDefaults
 
 
 @dataclass
-class RevisionConfig(CPUDeepSpeedMixin, LoraOptions, DatasetOptions, SmallModelDefaults, SFTConfig):
+class RevisionConfig(
+    CPUDeepSpeedMixin, LoraOptions, PromptOptions, DatasetOptions, SmallModelDefaults, SFTConfig
+):
     r"""Configuration for :func:`~ttcompute.trainers.revision_trainer.train_reviser`.
 
     Only the reviser-specific knobs are listed; everything else is TRL's [`~trl.SFTConfig`] and
@@ -39,9 +42,12 @@ class RevisionConfig(CPUDeepSpeedMixin, LoraOptions, DatasetOptions, SmallModelD
         eval_dataset_name (`str` or `None`): Evaluation trajectories in the same shape; without it,
             ``eval_fraction`` of the *problems* (by ``problem_id``) is held out.
         eval_fraction (`float`, defaults to `0.05`): See above; 0 disables evaluation.
-        prompt_template (`str`, defaults to `"{question}\n"`): How a question opens the reviser prompt
-            (the policy's template); the attempts and the revision marker follow it (see
-            ``ttcompute/models/reviser.py``). Stored in the checkpoint's config for inference.
+        prompt_template / use_chat_template / system_prompt (`PromptOptions`): The prompt contract
+            of the trajectories (the policy's: the attempts and the revision marker come before its
+            templated question, inside the chat template's user turn when it is on; see
+            ``ttcompute/models/reviser.py``). Unset: the contract a ``ttc revisions`` output records,
+            else ``"{question}\n"`` without the chat template; a value that contradicts the record is
+            an error. Stored in the checkpoint's ``config.ttc_reviser`` and model card.
         max_length (`int` or `None`, defaults to the model's context): Tokens of prompt + revision +
             EOS. Prompts are rebuilt to fit, dropping the *oldest* attempts first; an example whose
             question and revision alone do not fit is skipped. Both counts are logged. ``None``: the
@@ -56,9 +62,6 @@ class RevisionConfig(CPUDeepSpeedMixin, LoraOptions, DatasetOptions, SmallModelD
         default=None, metadata={"help": "policy to finetune: Hub id or path"}
     )
     dataset_name: str | None = field(default=None, metadata={"help": "revision trajectories (ttc revisions)"})
-    prompt_template: str = field(
-        default="{question}\n", metadata={"help": "question -> start of the reviser prompt (stored)"}
-    )
     max_length: int | None = field(
         default=None,
         metadata={
@@ -84,7 +87,7 @@ class RevisionConfig(CPUDeepSpeedMixin, LoraOptions, DatasetOptions, SmallModelD
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if "{question}" not in self.prompt_template:
+        if self.prompt_template is not None and "{question}" not in self.prompt_template:
             raise ValueError("prompt_template must contain {question}")
         if not 0 <= self.eval_fraction < 1:
             raise ValueError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")

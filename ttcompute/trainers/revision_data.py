@@ -7,26 +7,38 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import datasets
 from transformers import PreTrainedTokenizerBase
 
 from ttcompute.core.errors import InputError
-from ttcompute.models.reviser import MAX_ATTEMPTS_IN_CONTEXT, fit_attempts, format_reviser_prompt
+from ttcompute.core.prompts import DEFAULT_CONTRACT, PromptContract
+from ttcompute.core.shards import read_manifest
+from ttcompute.models.reviser import (
+    FORMAT_VERSION,
+    MAX_ATTEMPTS_IN_CONTEXT,
+    fit_attempts,
+    format_reviser_prompt,
+    recent_attempts,
+)
 
 logger = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("problem_id", "question", "previous_attempts", "completion")
 
 
-def validate_revision_rows(dataset: datasets.Dataset, where: str, prompt_template: str) -> None:
+def validate_revision_rows(
+    dataset: datasets.Dataset, where: str, contract: PromptContract, tokenizer=None
+) -> None:
     """Reject rows a reviser cannot learn from, naming the data, row and field; nothing is written.
 
     Checks: the columns of ``ttc revisions`` are there; ``question`` and ``completion`` are non-empty
     text; ``previous_attempts`` is a list of non-empty texts; where present, ``num_previous`` counts
-    the attempts and ``prompt`` is the reviser prompt of ``prompt_template`` (else training would
-    not see the format the trajectories were built with).
+    the attempts and ``prompt`` is the reviser prompt under ``contract`` (rendered with the base
+    model's ``tokenizer`` for the chat template; else training would not see the format the
+    trajectories were built with).
     """
     missing = [c for c in REQUIRED_COLUMNS if c not in dataset.column_names]
     if missing:
@@ -66,19 +78,37 @@ def validate_revision_rows(dataset: datasets.Dataset, where: str, prompt_templat
                 f"{at}, field num_previous: {num_previous} but previous_attempts holds {len(attempts)}"
             )
         if prompt is not None:
-            expected = format_reviser_prompt(question, attempts[-MAX_ATTEMPTS_IN_CONTEXT:], prompt_template)
+            expected = format_reviser_prompt(question, recent_attempts(attempts), contract, tokenizer)
             if prompt != expected:
                 raise InputError(
-                    f"{at}, field prompt: {prompt[:60]!r}... is not the reviser prompt of --prompt_template "
-                    f"{prompt_template!r}; pass the template the trajectories were built with"
+                    f"{at}, field prompt: {prompt[:60]!r}... is not the reviser prompt under the prompt "
+                    f"contract ({contract.describe()}); pass the contract the trajectories were built with (--prompt_template, --use_chat_template, --system_prompt)"
                 )
+
+
+def check_reviser_format(data: str) -> None:
+    """Trajectories that ``ttc revisions`` wrote in another reviser format cannot train this one.
+
+    Raises:
+        InputError: a ttc output among ``data`` (comma-separated) records another format (or none:
+            written before the format was recorded).
+    """
+    for part in (p.strip() for p in data.split(",")):
+        if not part or not (Path(part) / "manifest.json").is_file():
+            continue  # a file or a Hub dataset: its prompt column is checked row by row
+        recorded = read_manifest(part)["info"].get("reviser_format")
+        if recorded != FORMAT_VERSION:
+            raise InputError(
+                f"{part}: trajectories in reviser format {recorded}, this version trains format "
+                f"{FORMAT_VERSION}; rebuild them with ttc revisions"
+            )
 
 
 def fit_trajectory(
     row: dict[str, Any],
     tokenizer: PreTrainedTokenizerBase,
     max_length: int,
-    prompt_template: str,
+    contract: PromptContract = DEFAULT_CONTRACT,
     eos_token: str | None = None,
 ) -> dict[str, Any]:
     """The row's reviser prompt rebuilt so that prompt + completion + EOS fit ``max_length`` tokens.
@@ -91,7 +121,7 @@ def fit_trajectory(
 
     >>> from ttcompute.models.tiny import build_char_tokenizer
     >>> row = {"question": "Q", "previous_attempts": ["a" * 8, "b" * 8, "c" * 8], "completion": "d"}
-    >>> out = fit_trajectory(row, build_char_tokenizer(), max_length=40, prompt_template="{question}\\n")
+    >>> out = fit_trajectory(row, build_char_tokenizer(), max_length=40)
     >>> print(out["prompt"] + out["completion"])   # <s> (18 per attempt) Revision:\\n Q\\n d </s>: 33 tokens
     Attempt:
     cccccccc
@@ -110,7 +140,7 @@ def fit_trajectory(
 
     attempts = list(row["previous_attempts"])
     shown = min(len(attempts), MAX_ATTEMPTS_IN_CONTEXT)
-    prompt, dropped = fit_attempts(row["question"], attempts, max_length, count_tokens, prompt_template)
+    prompt, dropped = fit_attempts(row["question"], attempts, max_length, count_tokens, contract, tokenizer)
     # fit_attempts stops at the first prompt that fits; only the one without any attempt is unchecked.
     fits = dropped < shown or count_tokens(prompt) <= max_length
     return {
@@ -137,7 +167,7 @@ def fit_trajectories(
     dataset: datasets.Dataset,
     tokenizer: PreTrainedTokenizerBase,
     max_length: int,
-    prompt_template: str,
+    contract: PromptContract = DEFAULT_CONTRACT,
     eos_token: str | None = None,
     name: str = "train",
 ) -> tuple[datasets.Dataset, dict[str, int]]:
@@ -149,7 +179,7 @@ def fit_trajectories(
         fn_kwargs={
             "tokenizer": tokenizer,
             "max_length": max_length,
-            "prompt_template": prompt_template,
+            "contract": contract,
             "eos_token": eos_token,
         },
         remove_columns=dataset.column_names,

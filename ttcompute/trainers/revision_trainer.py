@@ -24,14 +24,16 @@ from trl import SFTTrainer
 
 from ttcompute.core.config import save_resolved_config
 from ttcompute.core.errors import InputError
-from ttcompute.models.reviser import ATTEMPT_MARKER, MAX_ATTEMPTS_IN_CONTEXT, REVISION_MARKER
+from ttcompute.core.prompts import PromptContract
+from ttcompute.models.generation import render_turn
+from ttcompute.models.reviser import ATTEMPT_MARKER, FORMAT_VERSION, MAX_ATTEMPTS_IN_CONTEXT, REVISION_MARKER
 from ttcompute.models.tiny import count_parameters
 from ttcompute.trainers.hub import HubUpload
 from ttcompute.trainers.launch import check_deepspeed_active, init_deepspeed_comm, without_zero3_init
 from ttcompute.trainers.lora import lora_config, merge_lora_checkpoint
 from ttcompute.trainers.model_cards import reviser_model_card
 from ttcompute.trainers.revision_config import RevisionConfig
-from ttcompute.trainers.revision_data import fit_trajectories, validate_revision_rows
+from ttcompute.trainers.revision_data import check_reviser_format, fit_trajectories, validate_revision_rows
 from ttcompute.trainers.training_data import load_training_dataset, split_by_problem
 from ttcompute.trainers.training_run import TrainingRun, finish_training, resume_point
 
@@ -67,15 +69,17 @@ class RevisionTrainer(SFTTrainer):
         # The usage snippet loads the model by the id it will have on the Hub; TRL passes only the
         # last part of it as model_name.
         model_id = self.args.hub_model_id or model_name or Path(self.args.output_dir).name
-        card = reviser_model_card(self.args, model_id, self.fit_stats)
+        card = reviser_model_card(self.args, model_id, self.fit_stats, self.processing_class)
         (Path(self.args.output_dir) / "README.md").write_text(card)
 
 
-def reviser_metadata(config: RevisionConfig) -> dict[str, Any]:
-    """The ``ttc_reviser`` dict stored on the checkpoint's config: how to build its prompts."""
+def reviser_metadata(config: RevisionConfig, contract: PromptContract) -> dict[str, Any]:
+    """The ``ttc_reviser`` dict stored on the checkpoint's config: how to build its prompts (the
+    prompt contract of its data and the reviser format's version), read back by ``ttc search``."""
     return {
         "format": "ttcompute",
-        "prompt_template": config.prompt_template,
+        "reviser_format": FORMAT_VERSION,
+        **contract.to_dict(),
         "attempt_marker": ATTEMPT_MARKER,
         "revision_marker": REVISION_MARKER,
         "max_attempts_in_context": MAX_ATTEMPTS_IN_CONTEXT,
@@ -102,18 +106,22 @@ def train_reviser(config: RevisionConfig) -> dict[str, Any]:
     if not config.dataset_name:
         raise InputError("ttc train-reviser: --dataset_name (ttc revisions output) is required")
     # Validate and fit everything before the first file is written.
-    train_rows = load_training_dataset(config.dataset_name, config.dataset_split)
-    validate_revision_rows(train_rows, config.dataset_name, config.prompt_template)
-    eval_rows = None
-    if config.eval_dataset_name:
-        eval_rows = load_training_dataset(config.eval_dataset_name, config.dataset_split)
-        validate_revision_rows(eval_rows, config.eval_dataset_name, config.prompt_template)
-    elif config.eval_fraction > 0:
-        train_rows, eval_rows = split_by_problem(train_rows, config.eval_fraction, config.seed)
-
+    contract = config.resolve_prompt_contract(config.dataset_name, "ttc train-reviser")
+    check_reviser_format(config.dataset_name)
     tokenizer = AutoTokenizer.from_pretrained(
         config.model_name_or_path, trust_remote_code=config.trust_remote_code
     )
+    render_turn("{question}", contract, tokenizer)  # a chat contract on a tokenizer without one: refused
+    train_rows = load_training_dataset(config.dataset_name, config.dataset_split)
+    validate_revision_rows(train_rows, config.dataset_name, contract, tokenizer)
+    eval_rows = None
+    if config.eval_dataset_name:
+        check_reviser_format(config.eval_dataset_name)
+        eval_rows = load_training_dataset(config.eval_dataset_name, config.dataset_split)
+        validate_revision_rows(eval_rows, config.eval_dataset_name, contract, tokenizer)
+    elif config.eval_fraction > 0:
+        train_rows, eval_rows = split_by_problem(train_rows, config.eval_fraction, config.seed)
+
     context = model_context(config)
     if config.max_length is None:
         config.max_length = context
@@ -124,7 +132,7 @@ def train_reviser(config: RevisionConfig) -> dict[str, Any]:
             config.max_length,
             context,
         )
-    fit_args = (tokenizer, config.max_length, config.prompt_template, config.eos_token)
+    fit_args = (tokenizer, config.max_length, contract, config.eos_token)
     train_dataset, fit_stats = fit_trajectories(train_rows, *fit_args, name="train")
     if not len(train_dataset):
         raise InputError(
@@ -159,7 +167,7 @@ def train_reviser(config: RevisionConfig) -> dict[str, Any]:
     set_seed(config.seed)  # LoRA adapters are drawn from torch's global RNG before the Trainer seeds it
     with without_zero3_init(config):
         model = load_base()
-    metadata = reviser_metadata(config)
+    metadata = reviser_metadata(config, contract)
     model.config.ttc_reviser = metadata
     num_params = count_parameters(model)
     hub = HubUpload.take_from(config)

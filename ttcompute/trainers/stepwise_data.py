@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 from transformers import EvalPrediction
 
 from ttcompute.core.errors import InputError
+from ttcompute.core.prompts import PromptContract
 from ttcompute.models.generation import build_prompt
 
 # The label of a token that is no step's target.
@@ -62,18 +63,17 @@ def validate_stepwise_rows(dataset: datasets.Dataset, where: str, separator: str
 
 
 def check_prompt_template(
-    dataset: datasets.Dataset, template: str, where: str, tokenizer=None, use_chat_template: bool = False
+    dataset: datasets.Dataset, contract: PromptContract, where: str, tokenizer=None
 ) -> None:
-    """The stored template (in the chat template with ``use_chat_template``) must rebuild the data's
-    prompts, or scoring would see other inputs."""
+    """The prompt contract to be stored must rebuild the data's prompts, or scoring would see other
+    inputs (``tokenizer``: the base model's, for the chat template)."""
     if "question" not in dataset.column_names:
         return
     for i, (question, prompt) in enumerate(zip(dataset["question"][:100], dataset["prompt"][:100])):
-        if build_prompt(question, template, tokenizer, use_chat_template) != prompt:
-            chat = " in the chat template" if use_chat_template else ""
+        if build_prompt(question, contract, tokenizer) != prompt:
             raise InputError(
-                f"{where}: row {i}: prompt {prompt!r} is not --prompt_template {template!r}{chat} applied to "
-                "the question; pass the template the samples were drawn with"
+                f"{where}: row {i}: prompt {prompt[:80]!r} is not the question under the prompt contract "
+                f"({contract.describe()}); pass the contract the samples were drawn with (--prompt_template, --use_chat_template, --system_prompt)"
             )
 
 

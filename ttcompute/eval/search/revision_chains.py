@@ -8,10 +8,13 @@ backend for every chain of every problem. Every attempt is kept, with its chain 
 selection -- majority or verifier-weighted over all attempts, or hierarchical (within each chain,
 then across) -- is recomputed later; the verifier scores every attempt in one call at the end.
 
-The verifier sees either the bare question (a PRM trained on the policy's samples) or, with
-``verifier_context="history"``, the reviser's prompt for that attempt (an ORM trained on reviser
-samples with the previous attempts in context): its question is then the prompt without its final
-newline, so that the default ``"{question}\\n"`` template rebuilds it exactly.
+The prompts follow the search's prompt contract (``contract``, which a trained reviser records and
+``ttc search`` checks; with a chat template the attempts are inside the user turn). The verifier sees
+either the bare question (a PRM trained on the policy's samples) or, with
+``verifier_context="history"``, the reviser's turn for that attempt (an ORM trained on reviser
+samples with the previous attempts in context, by ``ttc orm-data``): its question is then
+:func:`~ttcompute.models.reviser.verifier_question`, which the ORM's recorded contract renders back
+into exactly the reviser's prompt.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import math
 from collections.abc import Sequence
 
 from ttcompute.core.errors import InputError
+from ttcompute.core.prompts import DEFAULT_CONTRACT, PromptContract
 from ttcompute.eval.search.step_search import (
     Candidate,
     SearchOutcome,
@@ -30,7 +34,7 @@ from ttcompute.eval.search.step_search import (
 )
 from ttcompute.models.generation import GenerationBackend, SamplingParams
 from ttcompute.models.prm import PRM
-from ttcompute.models.reviser import fit_attempts
+from ttcompute.models.reviser import fit_attempts, recent_attempts, verifier_question
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +51,7 @@ def revision_chains(
     temperature: float = 1.0,
     top_p: float = 1.0,
     max_tokens: int = 512,
-    prompt_template: str = "{question}\n",
+    contract: PromptContract = DEFAULT_CONTRACT,
     step_separator: str = "\n\n",
     seed: int = 0,
     verifier_context: str = "question",
@@ -77,14 +81,17 @@ def revision_chains(
 
     outcomes = [SearchOutcome(candidates=[]) for _ in questions]
     shown: list[list[list[str]]] = [[[] for _ in range(num_chains)] for _ in questions]  # context per chain
-    prompts_of: list[list[str]] = [[] for _ in questions]  # the prompt of each candidate, in order
+    # What a history verifier reads for each candidate, in order (the reviser's turn, see
+    # models/reviser.verifier_question).
+    histories: list[list[str]] = [[] for _ in questions]
     for position in range(chain_length):
-        prompts, owners = [], []
+        prompts, owners, seen = [], [], []
         for p, question in enumerate(questions):
             for chain in range(num_chains):
                 prompt, dropped = fit_attempts(
-                    question, shown[p][chain], context, count_tokens, prompt_template, reserve=max_tokens
+                    question, shown[p][chain], context, count_tokens, contract, tokenizer, reserve=max_tokens
                 )
+                seen.append(verifier_question(question, recent_attempts(shown[p][chain])[dropped:], contract))
                 if (
                     context is not None
                     and count_tokens(prompt) + max_tokens > context
@@ -104,7 +111,8 @@ def revision_chains(
             max_tokens=max_tokens,
             seed=round_seed(seed, position, "revision"),
         )
-        for (p, chain), prompt, (completion,) in zip(owners, prompts, reviser.generate(prompts, params)):
+        outputs = reviser.generate(prompts, params)
+        for (p, chain), history, (completion,) in zip(owners, seen, outputs):
             text = completion.text
             outcomes[p].candidates.append(
                 Candidate(
@@ -117,7 +125,7 @@ def revision_chains(
                     position=position,
                 )
             )
-            prompts_of[p].append(prompt)
+            histories[p].append(history)
             outcomes[p].policy_tokens += completion.num_tokens
             outcomes[p].capped_steps += completion.finish_reason == "length"
             if text.strip():
@@ -131,23 +139,23 @@ def revision_chains(
         )
     for p, outcome in enumerate(outcomes):  # chain-major order: chain 0's attempts, then chain 1's ...
         pairs = sorted(
-            zip(outcome.candidates, prompts_of[p]), key=lambda pair: (pair[0].subtree, pair[0].position)
+            zip(outcome.candidates, histories[p]), key=lambda pair: (pair[0].subtree, pair[0].position)
         )
         outcome.candidates = [candidate for candidate, _ in pairs]
-        prompts_of[p] = [prompt for _, prompt in pairs]
+        histories[p] = [history for _, history in pairs]
     if prm is not None:
-        _score_attempts(questions, outcomes, prompts_of, prm, verifier_context, ids)
+        _score_attempts(questions, outcomes, histories, prm, verifier_context, ids)
     return outcomes
 
 
-def _score_attempts(questions, outcomes, prompts_of, prm: PRM, verifier_context: str, ids) -> None:
+def _score_attempts(questions, outcomes, histories, prm: PRM, verifier_context: str, ids) -> None:
     pairs = [
         (p, k) for p, outcome in enumerate(outcomes) for k, c in enumerate(outcome.candidates) if c.steps
     ]
     if not pairs:
         return
     if verifier_context == "history":
-        contexts = [prompts_of[p][k].removesuffix("\n") for p, k in pairs]
+        contexts = [histories[p][k] for p, k in pairs]
     else:
         contexts = [questions[p] for p, _ in pairs]
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ttcompute.core.budget import resolve_beam_width
+from ttcompute.core.prompts import PRMPromptOptions
 from ttcompute.core.steps import AGGREGATIONS
 
 SEARCH_METHODS = ("best_of_n", "beam_search", "lookahead", "dvts", "revisions")
@@ -14,7 +15,7 @@ DEFAULT_BUDGETS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 
 
 @dataclass
-class SearchConfig:
+class SearchConfig(PRMPromptOptions):
     """Options of ``ttc search`` (besides the problem and policy generation options).
 
     Attributes:

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+from transformers import PretrainedConfig
 
 from ttcompute.core.budget import beams_for_budget, inference_flops, resolve_beam_width
 from ttcompute.core.errors import InputError
@@ -52,6 +53,7 @@ from ttcompute.eval.search.step_search import SearchOutcome
 from ttcompute.models.backends import load_backend
 from ttcompute.models.generation import build_prompt
 from ttcompute.models.prm_formats import load_prm
+from ttcompute.models.reviser import reviser_contract
 
 logger = logging.getLogger(__name__)
 
@@ -183,7 +185,7 @@ def search_chunk(
             temperature=gen_args.temperature,
             top_p=gen_args.top_p,
             max_tokens=gen_args.max_new_tokens,
-            prompt_template=gen_args.prompt_template,
+            contract=gen_args.prompt_contract(),
             step_separator=config.step_separator,
             seed=seed,
             verifier_context=config.verifier_context,
@@ -319,16 +321,17 @@ def run_search(problem_args, gen_args, config: SearchConfig) -> dict[str, Any]:
             max_batch_tokens=config.prm_max_batch_tokens,
             max_cache_tokens=config.prm_cache_tokens,
             trust_remote_code=gen_args.trust_remote_code,
+            prompt_contract=config.prm_prompt_contract(),
         )
+    contract = gen_args.prompt_contract()
     reviser = None
     if "revisions" in config.methods:
         reviser = load_backend(gen_args.backend, config.reviser, **gen_args.backend_kwargs())
+        # The reviser's recorded prompts must be this search's: every method sees one question prompt.
+        reviser_contract(config.reviser, PretrainedConfig.get_config_dict(config.reviser)[0], contract)
     generator = policy if policy is not None else reviser  # the model whose tokens a row counts
     tokenizer = getattr(generator, "tokenizer", None)
-    prompts = [
-        build_prompt(p.question, gen_args.prompt_template, tokenizer, gen_args.use_chat_template)
-        for p in problems
-    ]
+    prompts = [build_prompt(p.question, contract, tokenizer) for p in problems]
     prompt_chunks = [
         prompts[i : i + config.problems_per_shard] for i in range(0, len(prompts), config.problems_per_shard)
     ]
@@ -370,6 +373,7 @@ def run_search(problem_args, gen_args, config: SearchConfig) -> dict[str, Any]:
             "policy_parameters": generator.num_parameters,
             "verifier_parameters": prm_params,
             "malformed_rows_skipped": len(getattr(problems, "skipped", [])),
+            "prompt_contract": contract.to_dict(),
         },
         # Placement, batching and cache size change no score (the cache only what a rerun would encode).
         hash_ignore=("prm_device", "prm_max_batch_tokens", "prm_cache_tokens"),
