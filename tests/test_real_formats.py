@@ -663,9 +663,15 @@ def test_a_prompt_flag_that_contradicts_the_samples_is_an_error(stand_ins, chat_
 
     base = ["--model_name_or_path", str(stand_ins.prm_dirs["bpe"]), "--dataset_name", str(chat_labels)]
     for flag, message in (
-        (["--use_chat_template", "false"], r"--use_chat_template False contradicts .*\(use_chat_template True\)"),
+        (
+            ["--use_chat_template", "false"],
+            r"--use_chat_template False contradicts .*\(use_chat_template True\)",
+        ),
         (["--prompt_template", "Q: {question}\n"], r"contradicts .*\(prompt_template '\{question\}\\n'\)"),
-        (["--system_prompt", "Be brief."], r"--system_prompt 'Be brief.' contradicts .*\(system_prompt None\)"),
+        (
+            ["--system_prompt", "Be brief."],
+            r"--system_prompt 'Be brief.' contradicts .*\(system_prompt None\)",
+        ),
     ):
         out = tmp_path / flag[0].strip("-")
         with pytest.raises(InputError, match=message):
