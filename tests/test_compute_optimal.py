@@ -133,7 +133,9 @@ def test_stage_merges_select_runs_charges_difficulty_and_writes_report(tmp_path)
     assert summary["efficiency_vs_best_of_n"] == 4.0
     assert summary["efficiency_vs_best_of_n_with_difficulty_cost"] == round(8 / 6, 3)
     assert (out / "compute_optimal_vs_best_of_n.png").stat().st_size > 10_000
-    assert "| 8 | 0.500 | 2 | 4.0 | 1.333 |" in (out / "compute_optimal.md").read_text()
+    assert "| 8 | 0.500 | 8 | 2 | 4.0 | 1.333 |" in (out / "compute_optimal.md").read_text()
+    # At 1, 2 and 4 the baseline is flat at 0: it spends 1, compute-optimal 1, no saving claimed.
+    assert "| 4 | 0.000 | 1 | 1 | 1.0 |" in (out / "compute_optimal.md").read_text()
 
 
 def test_stage_errors_name_what_is_wrong(tmp_path):

@@ -11,10 +11,12 @@ and budget: whether the selected answer is correct, and the FLOPs spent). Bins: 
 output (``--difficulty_dir``, oracle or predicted), else those ``ttc select`` stored.
 
 Efficiency, for every budget B of the baseline (weighted best-of-N by default): the smallest budget
-b at which the compute-optimal curve reaches the baseline's accuracy at B, and the ratio B / b
-("how many times fewer generations"). The second ratio charges compute-optimal for estimating
-difficulty too: B / (b + c), with c the difficulty estimate's compute per problem in generations
-(its FLOPs over the FLOPs of one generation) -- the paper left c out.
+b at which the compute-optimal curve reaches the baseline's accuracy at B, and the ratio B' / b
+("how many times fewer generations"), B' the smallest budget at which the baseline itself reaches
+that accuracy (B on a rising curve; less where the curve is flat, which B / b would count as a saving).
+The second ratio charges compute-optimal for estimating difficulty too: B' / (b + c), with c the
+difficulty estimate's compute per problem in generations (its FLOPs over the FLOPs of one
+generation) -- the paper left c out.
 
 Outputs (``output_dir``): ``compute_optimal.json`` (curves, choices per bin/budget/fold, efficiency),
 ``compute_optimal.md`` and ``compute_optimal_vs_best_of_n.png``.
@@ -142,16 +144,29 @@ def efficiency(
     curve: dict[int, float], baseline: dict[int, float], cost_generations: float = 0.0
 ) -> dict[int, dict[str, Any]]:
     """For every baseline budget B: the smallest compute-optimal budget b matching its accuracy, and
-    B / (b + ``cost_generations``) -- None where the curve never matches.
+    B' / (b + ``cost_generations``) -- None where the curve never matches.
 
-    >>> efficiency({1: 0.5, 2: 0.7, 4: 0.8}, {4: 0.7, 8: 0.9}, cost_generations=2)
-    {4: {'baseline_accuracy': 0.7, 'matching_budget': 2, 'ratio': 1.0}, 8: {'baseline_accuracy': 0.9, 'matching_budget': None, 'ratio': None}}
+    B' is the smallest budget at which the *baseline itself* reaches its accuracy at B (B' = B on a
+    rising curve): on a flat or falling stretch the baseline does not need B, and B / b would credit
+    compute-optimal with generations the baseline never had to spend (a flat curve at accuracy 0 gave
+    "4x fewer generations" at budget 4).
+
+    >>> efficiency({1: 0.5, 2: 0.7, 4: 0.8}, {4: 0.7, 8: 0.9}, cost_generations=2)[4]
+    {'baseline_accuracy': 0.7, 'baseline_budget': 4, 'matching_budget': 2, 'ratio': 1.0}
+    >>> efficiency({1: 0.0, 2: 0.0}, {1: 0.0, 2: 0.0, 4: 0.0})[4]["ratio"]  # flat: no saving
+    1.0
     """
     out = {}
     for budget in sorted(baseline):
         match = matching_budget(curve, baseline[budget])
-        ratio = round(budget / (match + cost_generations), 3) if match is not None else None
-        out[budget] = {"baseline_accuracy": baseline[budget], "matching_budget": match, "ratio": ratio}
+        spent = matching_budget(baseline, baseline[budget])
+        ratio = round(spent / (match + cost_generations), 3) if match is not None else None
+        out[budget] = {
+            "baseline_accuracy": baseline[budget],
+            "baseline_budget": spent,
+            "matching_budget": match,
+            "ratio": ratio,
+        }
     return out
 
 
@@ -248,13 +263,13 @@ def markdown_report(result: dict[str, Any]) -> str:
         "",
         f"Difficulty estimate: {result['difficulty_cost_generations']:.2f} generations per problem.",
         "",
-        "| B | baseline accuracy | b | B / b | B / (b + difficulty cost) |",
-        "|---:|---:|---:|---:|---:|",
+        "| B | baseline accuracy | B' (baseline's own first budget there) | b | B' / b | B' / (b + difficulty cost) |",
+        "|---:|---:|---:|---:|---:|---:|",
     ]
     for b, row in result["efficiency"].items():
         with_cost = result["efficiency_with_difficulty_cost"][b]["ratio"]
         lines.append(
-            f"| {b} | {row['baseline_accuracy']:.3f} | {row['matching_budget'] or '-'} | "
+            f"| {b} | {row['baseline_accuracy']:.3f} | {row['baseline_budget']} | {row['matching_budget'] or '-'} | "
             f"{row['ratio'] if row['ratio'] is not None else '-'} | {with_cost if with_cost is not None else '-'} |"
         )
     lines += ["", "## Per bin: held-out accuracy and the strategy chosen on each fold", ""]

@@ -162,9 +162,11 @@ def build_report(config: ReportConfig) -> dict[str, Any]:
         metrics = _read_json(Path(config.prm_eval_dir) / "prm_eval.json")
         agreement = metrics.get("label_agreement") or {}
         report["prm"] = {
-            "first_error_f1": round(metrics["processbench"]["f1"], 4),
-            "label_agreement": round(agreement["step_agreement"], 4) if agreement else None,
-            "step_roc_auc": round(metrics["step_roc_auc"], 4) if metrics.get("step_roc_auc") else None,
+            # None when the data has no erroneous solution (F1 undefined), as eval-prm writes it.
+            "first_error_f1": _rounded(metrics["processbench"]["f1"]),
+            "label_agreement": _rounded(agreement.get("step_agreement")),
+            "step_roc_auc": _rounded(metrics.get("step_roc_auc")),
+            "gold": metrics.get("gold"),
         }
     if config.select_dirs:
         accuracy, _, revisions = _merge_accuracy(config.select_dirs)
@@ -236,12 +238,20 @@ def markdown_report(report: dict[str, Any], images: dict[str, str], tables: dict
         lines.append("")
     if "prm" in report:
         prm = report["prm"]
+        # The gold eval-prm compared against: the built-in task's exact checker, or the data's labels.
+        gold = {"checker": "the exact step checker", None: "the exact step checker"}.get(
+            prm.get("gold"), f"the data's {prm.get('gold')}"
+        )
+        agreement = (
+            f"MC step labels agree with the checker on {_fmt(prm['label_agreement'])} of steps; "
+            if prm["label_agreement"] is not None
+            else ""
+        )
         lines += [
             "## Verifier (PRM)",
             "",
-            f"First-error F1 (ProcessBench-style, vs the exact step checker): {_fmt(prm['first_error_f1'])}; "
-            f"MC step labels agree with the checker on {_fmt(prm['label_agreement'])} of steps; step ROC-AUC "
-            f"{_fmt(prm.get('step_roc_auc'))}.",
+            f"First-error F1 (ProcessBench-style, vs {gold}): {_fmt(prm['first_error_f1'])}; "
+            f"{agreement}step ROC-AUC {_fmt(prm.get('step_roc_auc'))}.",
             "",
         ]
     if "search" in report:
@@ -399,3 +409,7 @@ def log_to_wandb(report: dict[str, Any], out: Path, images: dict[str, str]) -> N
         run.log({"search_accuracy": wandb.Table(columns=["method", "budget", "accuracy"], data=rows)})
     if wandb.run is run and run.job_type == "report":
         run.finish()
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
