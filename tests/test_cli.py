@@ -35,6 +35,9 @@ def _in_tmp_dir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
 
+REPO = Path(__file__).resolve().parents[1]
+
+
 def _error_line(capsys) -> str:
     err = capsys.readouterr().err.strip()
     lines = err.splitlines()
@@ -464,3 +467,18 @@ def test_a_trainer_saved_config_parses_back():
     assert config.hub_token is None and config.debug in ([], "", None)
     saved_values = config_to_dict(config)
     assert saved_values["hub_token"] is None and saved_values["debug"] is None
+
+
+def test_deepspeed_is_requested_by_the_flag_or_the_config_file(tmp_path):
+    from ttcompute.cli import deepspeed_requested_by
+
+    recipe = str(REPO / "configs" / "math" / "prm.yaml")  # deepspeed: configs/deepspeed/zero2.json
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("learning_rate: 0.001\n")
+    assert deepspeed_requested_by(["--config", recipe])
+    assert deepspeed_requested_by([f"--config={recipe}", "--max_steps", "2"])
+    assert not deepspeed_requested_by(["--config", recipe, "--deepspeed", ""])  # the flag wins
+    assert deepspeed_requested_by(["--config", str(plain), "--deepspeed", "zero2.json"])
+    assert not deepspeed_requested_by(["--config", str(plain)])
+    assert not deepspeed_requested_by(["--config", str(tmp_path / "missing.yaml")])
+    assert not deepspeed_requested_by(["--max_steps", "2"])

@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import GSM8K_TEST_HEAD, MATH500, write_jsonl
+from conftest import GSM8K_TEST_HEAD, MATH500, free_port, write_jsonl
 from transformers import AutoTokenizer
 
 from ttcompute.cli import run_stage
@@ -38,6 +41,7 @@ from ttcompute.data_gen.sample import SAMPLE_SCHEMA
 from ttcompute.eval.search.revision_chains import revision_chains
 from ttcompute.models.generation import build_prompt
 from ttcompute.models.hf_backend import TransformersBackend
+from ttcompute.models.prm_formats import load_prm
 from ttcompute.models.reviser import FORMAT_VERSION, format_reviser_prompt
 from ttcompute.testing import build_bpe_chat_tokenizer, build_sentencepiece_llama_tokenizer, build_tiny_qwen2
 
@@ -609,3 +613,82 @@ def test_trajectories_of_another_reviser_format_are_refused(rehearsal, tmp_path)
         out=tmp_path / "reviser",
     )
     assert shard_path(old, 0).is_file()
+
+
+def test_the_prm_recipe_trains_without_held_out_problems(rehearsal, tmp_path):
+    # The recipe evaluates every 500 steps (eval_strategy: steps); with --eval_fraction 0 there is
+    # nothing to evaluate and train-prm must not hand the Trainer a strategy it refuses.
+    out = tmp_path / "prm"
+    stage("train-prm", "prm.yaml", "--model_name_or_path", rehearsal.policy, "--dataset_name", rehearsal.labels,
+          "--output_dir", out, "--deepspeed", "", "--eval_fraction", "0", *TRAINER_OVERRIDES)  # fmt: skip
+    assert json.loads((out / "training_log.json").read_text())["global_steps"] == 2
+
+
+# --------------------------------------------------------------------------------------------------
+# The slow twin: both trainers of the recipe under `deepspeed --num_gpus 2`, ZeRO-2 on CPU (gloo)
+
+
+def deepspeed_launch(
+    stage_name: str, config: str, *overrides, timeout: int = 900
+) -> subprocess.CompletedProcess:
+    launcher = Path(sys.executable).parent / "deepspeed"
+    if not launcher.is_file():
+        pytest.skip(f"no deepspeed launcher at {launcher}")
+    command = [
+        str(launcher),
+        "--num_gpus",
+        "2",
+        "--master_port",
+        str(free_port()),
+        "--module",
+        "ttcompute.cli",
+    ]
+    command += [stage_name, "--config", str(RECIPE / config), *[str(o) for o in overrides]]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACCELERATE_", "LOCAL_RANK", "RANK"))}
+    env.update(
+        OMP_NUM_THREADS="1",
+        HF_HUB_OFFLINE="1",
+        TORCH_EXTENSIONS_DIR=str(REPO / ".cache" / "torch_extensions"),
+        TTC_LOG_LEVEL="INFO",
+    )
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result
+
+
+@pytest.mark.slow
+def test_the_recipe_trains_under_deepspeed_zero2(rehearsal, tmp_path):
+    """train-prm (its recipe's own ZeRO-2 JSON) and train-reviser (ZeRO-2 instead of the recipe's
+    ZeRO-3) on the rehearsal's labels and trajectories, two CPU processes; about a minute."""
+    pytest.importorskip("deepspeed", reason="deepspeed is not installed")
+    trainer_overrides = [o for o in TRAINER_OVERRIDES if o not in ("--use_cpu", "true")]
+    runs = {
+        "prm": deepspeed_launch(
+            "train-prm", "prm.yaml", "--model_name_or_path", rehearsal.policy, "--dataset_name", rehearsal.labels,
+            "--output_dir", tmp_path / "prm", "--eval_fraction", "0", *trainer_overrides,
+        ),
+        "reviser": deepspeed_launch(
+            "train-reviser", "reviser.yaml", "--model_name_or_path", rehearsal.policy, "--dataset_name",
+            rehearsal.revisions, "--output_dir", tmp_path / "reviser", "--deepspeed", "configs/deepspeed/zero2.json",
+            "--eval_fraction", "0", *trainer_overrides,
+        ),
+    }  # fmt: skip
+    for name, result in runs.items():
+        out = tmp_path / name
+        log = json.loads((out / "training_log.json").read_text())
+        assert log["distributed"] == {
+            "distributed_type": "DEEPSPEED",
+            "world_size": 2,
+            "backend": "gloo",
+            "zero_stage": 2,
+        }, name
+        assert log["global_steps"] == 2
+        assert "DDP constructor" not in result.stdout + result.stderr
+        key = {"prm": "ttc_prm", "reviser": "ttc_reviser"}[name]
+        record = json.loads((out / "config.json").read_text())[key]
+        assert PromptContract.from_record(record, key) == CONTRACT, name
+        assert (out / "lora_adapter").is_dir() and not list(out.glob("adapter_model*")), name
+    # The ZeRO-2 PRM scores the labels' prompts as the single-process one reads them.
+    prm = load_prm(str(tmp_path / "prm"), device="cpu")
+    row = next(iter(load_sharded(rehearsal.labels)))
+    assert len(prm.score([row["question"]], [row["completions"]])[0]) == len(row["completions"])

@@ -10,6 +10,9 @@ import importlib
 import logging
 import os
 import sys
+from pathlib import Path
+
+import yaml
 
 from ttcompute.core.argv import launcher_rank_args
 from ttcompute.core.errors import InputError
@@ -141,6 +144,29 @@ def run_stage(stage: str, args: list[str]):
     return function(*configs)
 
 
+def deepspeed_requested_by(argv: list[str]) -> bool:
+    """Whether a stage's arguments ask for DeepSpeed: a non-empty ``--deepspeed`` flag (it wins), else
+    a ``deepspeed`` key in the ``--config`` YAML (the MATH recipe's trainers say it there; reading
+    only the flags turned a recipe's ZeRO-2 run on CPU processes into plain DDP, refused later)."""
+    config = None
+    for i, arg in enumerate(argv):
+        if arg.startswith("--deepspeed="):
+            return bool(arg.split("=", 1)[1])
+        if arg == "--deepspeed":
+            return i + 1 < len(argv) and bool(argv[i + 1])
+        if arg.startswith("--config="):
+            config = arg.split("=", 1)[1]
+        elif arg == "--config" and i + 1 < len(argv):
+            config = argv[i + 1]
+    if config is None:
+        return False
+    try:
+        values = yaml.safe_load(Path(config).read_text())
+    except (OSError, yaml.YAMLError):
+        return False  # the stage's own parser reports it, with the file and line
+    return isinstance(values, dict) and bool(values.get("deepspeed"))
+
+
 def _cpu_only_launch_defaults(argv: list[str]) -> None:
     """Under a multi-process launcher on a machine without GPUs, train on CPU processes with gloo.
 
@@ -152,7 +178,7 @@ def _cpu_only_launch_defaults(argv: list[str]) -> None:
         return
     if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
         return
-    if any(arg == "--deepspeed" or arg.startswith("--deepspeed=") for arg in argv):
+    if deepspeed_requested_by(argv):
         return
     import torch  # only under a launcher (LOCAL_RANK set): `ttc --help` stays instant
 

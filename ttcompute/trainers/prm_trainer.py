@@ -52,7 +52,7 @@ from ttcompute.trainers.stepwise_data import (
     with_float_labels,
 )
 from ttcompute.trainers.training_data import load_training_dataset, split_by_problem
-from ttcompute.trainers.training_run import TrainingRun, finish_training, resume_point
+from ttcompute.trainers.training_run import TrainingRun, finish_training, match_eval_strategy, resume_point
 
 logger = logging.getLogger(__name__)
 
@@ -271,9 +271,7 @@ def train_prm(config: PRMConfig) -> dict[str, Any]:
         eval_dataset = with_float_labels(eval_dataset)
     elif config.eval_fraction > 0:
         train_dataset, eval_dataset = split_by_problem(train_dataset, config.eval_fraction, config.seed)
-    if eval_dataset is not None and config.eval_strategy == "no":
-        config.eval_strategy = "steps" if config.save_strategy == "steps" else "epoch"
-        config.eval_steps = config.eval_steps or config.save_steps
+    match_eval_strategy(config, eval_dataset is not None, logger)
 
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)

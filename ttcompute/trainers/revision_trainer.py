@@ -35,7 +35,7 @@ from ttcompute.trainers.model_cards import reviser_model_card
 from ttcompute.trainers.revision_config import RevisionConfig
 from ttcompute.trainers.revision_data import check_reviser_format, fit_trajectories, validate_revision_rows
 from ttcompute.trainers.training_data import load_training_dataset, split_by_problem
-from ttcompute.trainers.training_run import TrainingRun, finish_training, resume_point
+from ttcompute.trainers.training_run import TrainingRun, finish_training, match_eval_strategy, resume_point
 
 logger = logging.getLogger(__name__)
 
@@ -145,13 +145,7 @@ def train_reviser(config: RevisionConfig) -> dict[str, Any]:
         if not len(eval_dataset):
             logger.warning("No evaluation trajectory fits max_length=%d: not evaluating", config.max_length)
             eval_dataset = None
-    if eval_dataset is not None and config.eval_strategy == "no":
-        config.eval_strategy = "steps" if config.save_strategy == "steps" else "epoch"
-        config.eval_steps = config.eval_steps or config.save_steps
-    elif eval_dataset is None and config.eval_strategy != "no":
-        # A recipe's eval_strategy with --eval_fraction 0: the Trainer would refuse to start.
-        logger.info("No evaluation data: not evaluating (eval_strategy %s ignored)", config.eval_strategy)
-        config.eval_strategy = "no"
+    match_eval_strategy(config, eval_dataset is not None, logger)
 
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,20 @@ from ttcompute.trainers.resume import last_complete_checkpoint
 TRAINING_LOG = "training_log.json"
 
 
+def match_eval_strategy(config: TrainingArguments, has_eval_data: bool, stage_logger: logging.Logger) -> None:
+    """Evaluate exactly when there is evaluation data: held-out data turns evaluation on (at the
+    checkpoints), and none turns a recipe's ``eval_strategy`` off (``--eval_fraction 0`` with
+    ``eval_strategy: steps`` in the YAML: the Trainer would refuse to start)."""
+    if has_eval_data and config.eval_strategy == "no":
+        config.eval_strategy = "steps" if config.save_strategy == "steps" else "epoch"
+        config.eval_steps = config.eval_steps or config.save_steps
+    elif not has_eval_data and config.eval_strategy != "no":
+        stage_logger.info(
+            "No evaluation data: not evaluating (eval_strategy %s ignored)", config.eval_strategy
+        )
+        config.eval_strategy = "no"
+
+
 def resume_point(config: TrainingArguments, stage_logger: logging.Logger) -> str | None:
     """The checkpoint a run resumes from: the newest complete one in ``output_dir``, none with
     ``--overwrite_output_dir``. Logged with ``stage_logger``, so the line names the stage."""
