@@ -23,6 +23,8 @@ class SearchConfig(PRMPromptOptions):
         prm: The verifier: a PRM checkpoint (Hub id or directory) in any format ``load_prm`` reads.
             Without one only best-of-N runs, and only majority vote can select.
         prm_format / prm_max_batch_tokens / prm_device / prm_dtype: How the PRM is loaded and batched.
+        prm_prompt_template / prm_use_chat_template (``PRMPromptOptions``): the prompt of a PRM
+            checkpoint that records none; one that records it must agree.
         prm_cache_tokens: Tokens of scored prefixes the PRM keeps (least recently used dropped first);
             default: what a quarter of the device memory free after loading holds at the PRM's size per
             token. Scores never depend on it; the recorded ``prm_tokens`` do once prefixes are dropped,
@@ -33,7 +35,10 @@ class SearchConfig(PRMPromptOptions):
         beam_widths: Width settings M of beam and lookahead search: integers or ``sqrt`` (M = sqrt N).
         lookahead_steps: The k values of lookahead search.
         dvts_widths: Width settings M of DVTS (N / M subtrees of width M).
-        reviser: The revision model (``ttc train-reviser`` output) for ``revisions``.
+        reviser: The revision model (``ttc train-reviser`` output) for ``revisions``. The prompt
+            contract it records (``config.ttc_reviser``) must be this search's (the policy options'
+            ``prompt_template`` / ``use_chat_template`` / ``system_prompt``): every method sees one
+            question prompt. A reviser recording none follows this search's (logged).
         revision_lengths: Chain lengths L of ``revisions``: budget N runs N / L chains of L attempts
             for every L here that divides N (1: fully parallel; N: fully sequential).
         verifier_context: What the verifier sees of a revision attempt: ``question`` (a PRM trained on
