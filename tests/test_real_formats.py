@@ -9,6 +9,8 @@ tiny random model. Every test runs on both where the contract is the same for bo
 from __future__ import annotations
 
 import json
+import shutil
+import sys
 from functools import cached_property
 from pathlib import Path
 
@@ -677,3 +679,50 @@ def test_a_prompt_flag_that_contradicts_the_samples_is_an_error(stand_ins, chat_
         with pytest.raises(InputError, match=message):
             run_stage("train-prm", [*base, *flag, "--output_dir", str(out), "--use_cpu", "true"])
         assert not out.exists()
+
+
+# A Llama-2-chat-style template writes the BOS itself, as Llama-2/3 and Mistral chat templates do.
+LLAMA2_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] == 'user' %}"
+    "{{ bos_token + '[INST] ' + message['content'] + ' [/INST]' }}{% endif %}{% endfor %}"
+)
+
+
+def test_a_chat_template_that_writes_the_bos_gets_no_second_one(stand_ins, solutions, tmp_path, monkeypatch):
+    from ttcompute.models.generation import prompt_token_ids
+    from ttcompute.trainers.revision_data import sft_example
+
+    policy = tmp_path / "llama_chat"
+    shutil.copytree(stand_ins.policy_dirs["sentencepiece"], policy)
+    tokenizer = AutoTokenizer.from_pretrained(policy)
+    tokenizer.chat_template = LLAMA2_CHAT_TEMPLATE
+    tokenizer.save_pretrained(policy)
+    bos = tokenizer.bos_token_id
+    question, steps = solutions[0]
+    prompt = build_prompt(question, PromptContract("{question}", True), tokenizer)
+    assert prompt.startswith("<s>[INST] ")
+    expected = prompt_token_ids(tokenizer, prompt)
+    assert expected[0] == bos and expected.count(bos) == 1
+    # The policy's backend, the PRM's encoder and the reviser's SFT input all see that one BOS.
+    backend = TransformersBackend(str(policy), device="cpu")
+    assert backend.encode([prompt]) == [expected]
+    ids, _ = encode_steps(tokenizer, prompt, steps, SEPARATOR)
+    assert ids[: len(expected)] == expected and ids.count(bos) == 1
+    # What the reviser trains on: TRL would tokenize the text with the special tokens, <s><s>.
+    assert tokenizer(prompt).input_ids[:2] == [bos, bos]
+    sft_ids, mask = sft_example(tokenizer, prompt, SEPARATOR.join(steps) + tokenizer.eos_token)
+    assert sft_ids[: len(expected)] == expected and sft_ids.count(bos) == 1
+    assert mask == [0] * len(expected) + [1] * (len(sft_ids) - len(expected))
+    # vLLM (a stand-in module: it needs CUDA) gets such a prompt as token ids, not as text to re-tokenize.
+    from test_generation import _recording_vllm
+
+    received = _recording_vllm(monkeypatch)
+    requests = []
+    llm_class = sys.modules["vllm"].LLM
+    monkeypatch.setattr(
+        llm_class, "generate", lambda self, prompts, sampling, use_tqdm=False: requests.extend(prompts) or []
+    )
+    from ttcompute.models.vllm_backend import VLLMBackend
+
+    VLLMBackend(str(policy)).generate([prompt, "plain text"], SamplingParams(n=1, max_tokens=4))
+    assert requests == [{"prompt_token_ids": expected}, "plain text"] and received["engines"] == 1

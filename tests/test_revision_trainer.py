@@ -45,7 +45,7 @@ from ttcompute.tasks.arithmetic import (
     reference_steps,
 )
 from ttcompute.trainers.revision_config import RevisionConfig
-from ttcompute.trainers.revision_data import fit_trajectories
+from ttcompute.trainers.revision_data import fit_trajectories, tokenize_trajectories
 from ttcompute.trainers.revision_trainer import RevisionTrainer, train_reviser
 
 torch.set_num_threads(1)
@@ -170,7 +170,8 @@ def test_labels_mask_every_prompt_token_and_train_the_revision(tmp_path, random_
     config = trainer_config(
         RevisionConfig, tmp_path / "out", random_policy_dir, tmp_path / "unused", max_length=512
     )
-    trainer = RevisionTrainer(model=model, args=config, train_dataset=fitted, processing_class=tokenizer)
+    tokenized = tokenize_trajectories(fitted, tokenizer)  # as train_reviser hands them to TRL
+    trainer = RevisionTrainer(model=model, args=config, train_dataset=tokenized, processing_class=tokenizer)
 
     features = [trainer.train_dataset[i] for i in range(2)]
     eos = tokenizer.eos_token_id

@@ -33,7 +33,7 @@ from ttcompute.core.sharded_stage import run_sharded_stage
 from ttcompute.core.shards import load_sharded, read_manifest, shard_path
 from ttcompute.core.steps import split_into_steps
 from ttcompute.data_gen.orm_data_config import OrmDataConfig
-from ttcompute.models.generation import build_prompt
+from ttcompute.models.generation import build_prompt, prompt_token_ids
 from ttcompute.models.reviser import attempt_prompts, history_verifier_contract, verifier_question
 
 logger = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ def run_orm_data(config: OrmDataConfig) -> dict[str, Any]:
     max_tokens = settings.get("max_new_tokens", 512)
 
     def count_tokens(text: str) -> int:
-        return len(tokenizer(text, add_special_tokens=True)["input_ids"])
+        return len(prompt_token_ids(tokenizer, text))
 
     out_rows, empty = [], 0
     for index, row in enumerate(rows):

@@ -72,6 +72,20 @@ class GenerationBackend(Protocol):
         ...
 
 
+def starts_with_bos(tokenizer, text: str) -> bool:
+    """Whether ``text`` already begins with the tokenizer's BOS token as text: a chat template that
+    writes ``{{ bos_token }}`` itself (Llama-2/3, Mistral) rendered it."""
+    bos = getattr(tokenizer, "bos_token", None)
+    return bool(bos) and text.startswith(bos)
+
+
+def prompt_token_ids(tokenizer, text: str) -> list[int]:
+    """A prompt's token ids as the model must see them: the tokenizer's special tokens added (its
+    BOS), unless a chat template already wrote the BOS -- adding it again would give ``<s><s>``, an
+    input the model never saw in training (what ``apply_chat_template(tokenize=True)`` avoids too)."""
+    return tokenizer(text, add_special_tokens=not starts_with_bos(tokenizer, text))["input_ids"]
+
+
 def build_prompt(question: str, contract: PromptContract, tokenizer=None) -> str:
     """The prompt for a question under a prompt contract: the template over it, as the user turn of the
     tokenizer's chat template with ``use_chat_template`` (the turn's trailing whitespace dropped: the

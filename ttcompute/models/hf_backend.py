@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 from transformers.cache_utils import Cache, DynamicLayer
 
 from ttcompute.core.errors import InputError
-from ttcompute.models.generation import Completion, SamplingParams
+from ttcompute.models.generation import Completion, SamplingParams, prompt_token_ids, starts_with_bos
 from ttcompute.models.weights import load_error
 
 logger = logging.getLogger(__name__)
@@ -219,6 +219,8 @@ class TransformersBackend:
         return {i for i in ids if i is not None}
 
     def encode(self, prompts: list[str]) -> list[list[int]]:
+        if any(starts_with_bos(self.tokenizer, p) for p in prompts):  # a chat template wrote the BOS
+            return [prompt_token_ids(self.tokenizer, p) for p in prompts]
         return self.tokenizer(prompts, add_special_tokens=True)["input_ids"]
 
     def clear_prefix_cache(self) -> None:

@@ -33,6 +33,7 @@ from transformers import DynamicCache
 
 from ttcompute.core.prompts import DEFAULT_CONTRACT, PromptContract
 from ttcompute.core.steps import AGGREGATIONS, aggregate
+from ttcompute.models.generation import starts_with_bos
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +85,8 @@ def encode_steps(
 def tokenize_piece(tokenizer, text: str, add_special_tokens: bool) -> tuple[int, ...]:
     # Search scores the same question and the same steps over and over (every round, every copy of a
     # beam): tokenizing each piece once took the PRM's time from a third of beam search to nothing.
+    # A prompt whose chat template wrote the BOS gets no second one (as the policy saw it).
+    add_special_tokens = add_special_tokens and not starts_with_bos(tokenizer, text)
     return tuple(tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
 
 

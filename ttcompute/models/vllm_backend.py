@@ -13,7 +13,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from ttcompute.core.errors import InputError
-from ttcompute.models.generation import Completion, SamplingParams
+from ttcompute.models.generation import Completion, SamplingParams, prompt_token_ids, starts_with_bos
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,15 @@ class VLLMBackend:
             )
             for index in range(len(prompts))
         ]
-        outputs = self.llm.generate(prompts, sampling, use_tqdm=False)
+        # A prompt whose chat template wrote the BOS goes as token ids: vLLM tokenizes text prompts with
+        # the special tokens, which would put a second BOS in front (TokensPrompt, vLLM's PromptType).
+        requests = [
+            {"prompt_token_ids": prompt_token_ids(self.tokenizer, p)}
+            if starts_with_bos(self.tokenizer, p)
+            else p
+            for p in prompts
+        ]
+        outputs = self.llm.generate(requests, sampling, use_tqdm=False)
         results = []
         for request in outputs:
             completions = []

@@ -70,7 +70,14 @@ def prm_model_card(args: PRMConfig, metadata: dict[str, Any], model_name: str) -
             f"sep = {separator!r}",
             f"previous = {template!r}.format(question=question)",
             *_chat_lines(contract, "previous"),
-            "ids = tok(previous).input_ids",
+            *(
+                # A chat template that writes the BOS itself (Llama, Mistral) must not get a second.
+                [
+                    "ids = tok(previous, add_special_tokens=not (tok.bos_token and previous.startswith(tok.bos_token))).input_ids"
+                ]
+                if contract.use_chat_template
+                else ["ids = tok(previous).input_ids"]
+            ),
             "positions = []",
             "for step in steps:",
             "    before = tok(previous, add_special_tokens=False).input_ids",
@@ -196,7 +203,15 @@ def reviser_model_card(args: RevisionConfig, model_id: str, fit_stats: dict[str,
             "",
             f"question = {_EXAMPLE_QUESTION!r}",
             f"attempts = {_EXAMPLE_ATTEMPTS!r}",
-            'inputs = tok(reviser_prompt(question, attempts), return_tensors="pt")',
+            "prompt = reviser_prompt(question, attempts)",
+            *(
+                [
+                    "add_bos = not (tok.bos_token and prompt.startswith(tok.bos_token))  # unless the template wrote it",
+                    'inputs = tok(prompt, return_tensors="pt", add_special_tokens=add_bos)',
+                ]
+                if contract.use_chat_template
+                else ['inputs = tok(prompt, return_tensors="pt")']
+            ),
             "output = model.generate(**inputs, max_new_tokens=256, do_sample=False)",
             'revision = tok.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)',
             "```",

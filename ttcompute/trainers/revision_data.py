@@ -16,6 +16,7 @@ from transformers import PreTrainedTokenizerBase
 from ttcompute.core.errors import InputError
 from ttcompute.core.prompts import DEFAULT_CONTRACT, PromptContract
 from ttcompute.core.shards import read_manifest
+from ttcompute.models.generation import prompt_token_ids
 from ttcompute.models.reviser import (
     FORMAT_VERSION,
     MAX_ATTEMPTS_IN_CONTEXT,
@@ -104,6 +105,25 @@ def check_reviser_format(data: str) -> None:
             )
 
 
+def sft_example(tokenizer: PreTrainedTokenizerBase, prompt: str, target: str) -> tuple[list[int], list[int]]:
+    """``input_ids`` and ``completion_mask`` of a prompt-completion pair, as TRL's SFTTrainer tokenizes
+    one (the pair jointly; the completion from where the prompt's own ids stop agreeing) -- but with
+    :func:`~ttcompute.models.generation.prompt_token_ids`: a BOS that a chat template wrote as text
+    (Llama-2/3, Mistral) is not doubled, so training sees the ids the reviser sees at inference. TRL
+    adds the special tokens to a plain-text prompt whatever it holds.
+
+    >>> from ttcompute.models.tiny import build_char_tokenizer
+    >>> sft_example(build_char_tokenizer(), "Q\\n", "d</s>")  # <s> Q \\n | d </s>
+    ([1, 54, 4, 73, 2], [0, 0, 0, 1, 1])
+    """
+    prompt_ids = prompt_token_ids(tokenizer, prompt)
+    ids = prompt_token_ids(tokenizer, prompt + target)
+    start = 0
+    while start < min(len(ids), len(prompt_ids)) and ids[start] == prompt_ids[start]:
+        start += 1
+    return ids, [0] * start + [1] * (len(ids) - start)
+
+
 def fit_trajectory(
     row: dict[str, Any],
     tokenizer: PreTrainedTokenizerBase,
@@ -136,7 +156,7 @@ def fit_trajectory(
     target = completion if not eos or completion.endswith(eos) else completion + eos
 
     def count_tokens(prompt: str) -> int:
-        return len(tokenizer(prompt + target).input_ids)
+        return len(sft_example(tokenizer, prompt, target)[0])
 
     attempts = list(row["previous_attempts"])
     shown = min(len(attempts), MAX_ATTEMPTS_IN_CONTEXT)
@@ -212,3 +232,22 @@ def fit_trajectories(
     if stats["num_examples"] < len(fits):
         fitted = fitted.filter(lambda fit: fit, input_columns="fits")
     return fitted.select_columns(["prompt", "completion"]), stats
+
+
+def tokenize_trajectories(
+    fitted: datasets.Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    eos_token: str | None = None,
+    name: str = "train",
+) -> datasets.Dataset:
+    """The fitted ``prompt``/``completion`` rows as SFTTrainer's pre-tokenized ``input_ids`` and
+    ``completion_mask`` (:func:`sft_example`; EOS appended to the completion, as TRL does)."""
+    eos = eos_token if eos_token is not None else tokenizer.eos_token
+
+    def tokenize(row: dict[str, Any]) -> dict[str, list[int]]:
+        completion = row["completion"]
+        target = completion if not eos or completion.endswith(eos) else completion + eos
+        ids, mask = sft_example(tokenizer, row["prompt"], target)
+        return {"input_ids": ids, "completion_mask": mask}
+
+    return fitted.map(tokenize, remove_columns=fitted.column_names, desc=f"Tokenizing {name} trajectories")

@@ -33,7 +33,12 @@ from ttcompute.trainers.launch import check_deepspeed_active, init_deepspeed_com
 from ttcompute.trainers.lora import lora_config, merge_lora_checkpoint
 from ttcompute.trainers.model_cards import reviser_model_card
 from ttcompute.trainers.revision_config import RevisionConfig
-from ttcompute.trainers.revision_data import check_reviser_format, fit_trajectories, validate_revision_rows
+from ttcompute.trainers.revision_data import (
+    check_reviser_format,
+    fit_trajectories,
+    tokenize_trajectories,
+    validate_revision_rows,
+)
 from ttcompute.trainers.training_data import load_training_dataset, split_by_problem
 from ttcompute.trainers.training_run import TrainingRun, finish_training, match_eval_strategy, resume_point
 
@@ -165,6 +170,10 @@ def train_reviser(config: RevisionConfig) -> dict[str, Any]:
     model.config.ttc_reviser = metadata
     num_params = count_parameters(model)
     hub = HubUpload.take_from(config)
+    # Tokenized here, not by TRL: a BOS a chat template wrote must not be doubled (revision_data.sft_example).
+    train_dataset = tokenize_trajectories(train_dataset, tokenizer, config.eos_token, "train")
+    if eval_dataset is not None:
+        eval_dataset = tokenize_trajectories(eval_dataset, tokenizer, config.eos_token, "eval")
     trainer = RevisionTrainer(
         model=model,
         args=config,

@@ -32,7 +32,7 @@ from ttcompute.eval.search.step_search import (
     split_into_steps,
     start_fresh,
 )
-from ttcompute.models.generation import GenerationBackend, SamplingParams
+from ttcompute.models.generation import GenerationBackend, SamplingParams, prompt_token_ids
 from ttcompute.models.prm import PRM
 from ttcompute.models.reviser import fit_attempts, recent_attempts, verifier_question
 
@@ -77,7 +77,7 @@ def revision_chains(
     context = getattr(reviser, "max_context", None) if tokenizer is not None else None
 
     def count_tokens(text: str) -> int:
-        return len(tokenizer(text, add_special_tokens=True)["input_ids"])
+        return len(prompt_token_ids(tokenizer, text))
 
     outcomes = [SearchOutcome(candidates=[]) for _ in questions]
     shown: list[list[list[str]]] = [[[] for _ in range(num_chains)] for _ in questions]  # context per chain
