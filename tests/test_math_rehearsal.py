@@ -43,7 +43,13 @@ from ttcompute.models.generation import build_prompt
 from ttcompute.models.hf_backend import TransformersBackend
 from ttcompute.models.prm_formats import load_prm
 from ttcompute.models.reviser import FORMAT_VERSION, format_reviser_prompt
-from ttcompute.testing import build_bpe_chat_tokenizer, build_sentencepiece_llama_tokenizer, build_tiny_qwen2
+from ttcompute.testing import (
+    LLAMA2_CHAT_TEMPLATE,
+    build_bpe_chat_tokenizer,
+    build_sentencepiece_llama_tokenizer,
+    build_tiny_llama_on,
+    build_tiny_qwen2,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "configs" / "math"
@@ -93,6 +99,7 @@ def put_reference_solutions(samples_dir: Path, rows: list[dict], which) -> None:
 class Rehearsal:
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.kind = ""
         self.seconds: dict[str, float] = {}
 
     def __getattr__(self, name: str) -> Path:
@@ -105,16 +112,34 @@ class Rehearsal:
         return result
 
 
-@pytest.fixture(scope="module")
-def rehearsal(tmp_path_factory) -> Rehearsal:
-    root = tmp_path_factory.mktemp("math_recipe")
+# How each stand-in renders the recipe's system prompt and a question: Qwen2.5-Math-Instruct's
+# conversation, and Llama-2-chat's (whose template writes the BOS itself).
+TURN_HEAD = {
+    "bpe": f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n",
+    "sentencepiece": f"<s>[INST] <<SYS>>\n{SYSTEM}\n<</SYS>>\n\n",
+}
+TURN_TAIL = {"bpe": "<|im_end|>\n<|im_start|>assistant\n", "sentencepiece": " [/INST]"}
+
+
+@pytest.fixture(scope="module", params=["bpe", "sentencepiece"])
+def rehearsal(request, tmp_path_factory) -> Rehearsal:
+    kind = request.param
+    root = tmp_path_factory.mktemp(f"math_recipe_{kind}")
     r = Rehearsal(root)
+    r.kind = kind
     rows = [json.loads(line) for line in MATH500.read_text().splitlines()]
     texts = [row["problem"] + "\n\n" + row["solution"] for row in rows]
     texts += [json.loads(line)["answer"] for line in GSM8K_TEST_HEAD.read_text().splitlines()]
-    tokenizer = build_bpe_chat_tokenizer(texts)
-    # Newline tokens favoured: the policy ends a step every few tokens, as a MATH policy ends paragraphs.
-    policy = build_tiny_qwen2(tokenizer, root / "policy", seed=0, favoured_text="\n", favoured_boost=4.0)
+    # Newline tokens favoured: the policy ends a step every few tokens, as a MATH policy ends paragraphs
+    # (a newline is a single byte token for SentencePiece: it needs the larger boost).
+    if kind == "bpe":
+        tokenizer = build_bpe_chat_tokenizer(texts)
+        policy = build_tiny_qwen2(tokenizer, root / "policy", seed=0, favoured_text="\n", favoured_boost=4.0)
+    else:
+        tokenizer = build_sentencepiece_llama_tokenizer(texts, chat_template=LLAMA2_CHAT_TEMPLATE)
+        policy = build_tiny_llama_on(
+            tokenizer, root / "policy", seed=0, favoured_text="\n", favoured_boost=10.0
+        )
     # Short problems with multi-paragraph solutions keep the toy run short.
     picked = sorted(
         (row for row in rows if row["solution"].count("\n\n") >= 2), key=lambda x: len(x["solution"])
@@ -365,12 +390,9 @@ def test_every_stage_records_and_reads_one_prompt_contract(rehearsal):
     ):
         assert read_contract(directory) == CONTRACT, directory
     assert read_manifest(rehearsal.revisions)["info"]["reviser_format"] == FORMAT_VERSION
-    # The prompts are Qwen2.5-Math-Instruct's conversation, question alone in the user turn.
+    # The prompts are the stand-in's conversation, the question alone in the user turn.
     for row in load_sharded(rehearsal.train_samples):
-        assert row["prompt"] == (
-            f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n{row['question']}<|im_end|>\n"
-            "<|im_start|>assistant\n"
-        )
+        assert row["prompt"] == TURN_HEAD[rehearsal.kind] + row["question"] + TURN_TAIL[rehearsal.kind]
     for row in load_sharded(rehearsal.labels):
         assert row["prompt"] == build_prompt(row["question"], CONTRACT, tokenizer)
     # Trajectories: one user turn holding the attempts, then the question (a real conversation).
@@ -457,7 +479,7 @@ def test_orm_data_gives_the_history_verifier_the_revisers_prompts(rehearsal, tmp
     assert rows and any("Attempt:" in row["question"] for row in rows)
     for row in rows:
         assert build_prompt(row["question"], contract, tokenizer) == row["prompt"]
-        assert row["prompt"].startswith(f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n")
+        assert row["prompt"].startswith(TURN_HEAD[rehearsal.kind])
 
 
 # --------------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from ttcompute.models.likelihood_prm import LikelihoodPRM
 from ttcompute.models.prm import encode_steps
 from ttcompute.models.prm_formats import load_prm
 from ttcompute.testing import (
+    LLAMA2_CHAT_TEMPLATE,
     LLAMA_BYTE_TOKENS,
     build_bpe_chat_tokenizer,
     build_sentencepiece_llama_tokenizer,
@@ -679,13 +680,6 @@ def test_a_prompt_flag_that_contradicts_the_samples_is_an_error(stand_ins, chat_
         with pytest.raises(InputError, match=message):
             run_stage("train-prm", [*base, *flag, "--output_dir", str(out), "--use_cpu", "true"])
         assert not out.exists()
-
-
-# A Llama-2-chat-style template writes the BOS itself, as Llama-2/3 and Mistral chat templates do.
-LLAMA2_CHAT_TEMPLATE = (
-    "{% for message in messages %}{% if message['role'] == 'user' %}"
-    "{{ bos_token + '[INST] ' + message['content'] + ' [/INST]' }}{% endif %}{% endfor %}"
-)
 
 
 def test_a_chat_template_that_writes_the_bos_gets_no_second_one(stand_ins, solutions, tmp_path, monkeypatch):

@@ -174,8 +174,20 @@ LLAMA_BYTE_TOKENS = tuple(f"<0x{byte:02X}>" for byte in range(256))
 _LLAMA_BYTE_ONLY_CHARACTERS = "\n\r\t"
 
 
+# Llama-2-chat's conversation format (the `chat_template` transformers ships for Llama-2-chat checkpoints,
+# reduced to system + user turns): the template itself writes the BOS, the system prompt goes in a
+# <<SYS>> block inside the first user turn.
+LLAMA2_CHAT_TEMPLATE = (
+    "{% if messages[0]['role'] == 'system' %}{% set system = messages[0]['content'] %}"
+    "{% set messages = messages[1:] %}{% else %}{% set system = '' %}{% endif %}"
+    "{% for message in messages %}{% if message['role'] == 'user' %}"
+    "{{ bos_token + '[INST] ' + ('<<SYS>>\\n' + system + '\\n<</SYS>>\\n\\n' if system and loop.first else '')"
+    " + message['content'] + ' [/INST]' }}{% endif %}{% endfor %}"
+)
+
+
 def build_sentencepiece_llama_tokenizer(
-    texts: Iterable[str], vocab_size: int = 2000, limit_alphabet: int = 120
+    texts: Iterable[str], vocab_size: int = 2000, limit_alphabet: int = 120, chat_template: str | None = None
 ) -> LlamaTokenizer:
     """A Llama-2-format tokenizer (``"▁"`` spaces, prefix space, byte fallback, BOS) trained on ``texts``.
 
@@ -187,6 +199,7 @@ def build_sentencepiece_llama_tokenizer(
         texts: Training text.
         vocab_size: Size of the learnt part before the byte tokens are added.
         limit_alphabet: Most single characters kept as pieces.
+        chat_template: None (a base model's tokenizer) or e.g. :data:`LLAMA2_CHAT_TEMPLATE`.
     """
     backend = Tokenizer(models.BPE(unk_token=LLAMA_UNK))
     # Trained on "▁"-prefixed words so that no piece spans a word boundary (SentencePiece's default);
@@ -200,7 +213,7 @@ def build_sentencepiece_llama_tokenizer(
     )
     backend.train_from_iterator(texts, trainer)
     vocab, merges = _byte_fallback_vocab(*_vocab_and_merges(backend))
-    return LlamaTokenizer(
+    tokenizer = LlamaTokenizer(
         vocab=vocab,
         merges=merges,
         unk_token=LLAMA_UNK,
@@ -211,6 +224,8 @@ def build_sentencepiece_llama_tokenizer(
         legacy=False,
         clean_up_tokenization_spaces=False,
     )
+    tokenizer.chat_template = chat_template
+    return tokenizer
 
 
 def _byte_fallback_vocab(
