@@ -121,12 +121,21 @@ def test_load_math_missing_answer(tmp_path: Path) -> None:
         load_math(str(path), strict=True)
 
 
-def test_load_math_never_derives_answer_from_boxed_solution(tmp_path: Path) -> None:
-    rows = [_math_row(1)]
-    del rows[0]["answer"]
+def test_load_math_derives_answers_only_for_a_source_without_an_answer_column(tmp_path: Path) -> None:
+    # A source with the column: a row missing its answer is malformed, never given the \boxed{} one.
+    rows = [_math_row(1), _math_row(2)]
+    del rows[1]["answer"]
     path = write_jsonl(tmp_path / "data.jsonl", rows)
-    with pytest.raises(InputError, match=r"data\.jsonl:1: missing field 'answer' \(the solution has"):
+    with pytest.raises(InputError, match=r"data\.jsonl:2: missing field 'answer' \(the solution has"):
         load_math(str(path), strict=True)
+    # A source without the column (hendrycks_math's layout): every answer is its solution's last box.
+    for row in rows:
+        row.pop("answer", None)
+    path = write_jsonl(tmp_path / "no_answers.jsonl", rows)
+    assert [p.answer for p in load_math(str(path), strict=True)] == ["2", "4"]
+    # ... unless the answer column is named and missing: then it is an error listing the columns.
+    with pytest.raises(InputError, match=r"no column 'answer' \(--answer_field\); its columns: problem, "):
+        load_math(str(path), answer_field="answer")
 
 
 def test_load_math_bad_level(tmp_path: Path) -> None:

@@ -16,6 +16,13 @@ class ProblemConfig:
         dataset: For math/gsm8k: a local .json/.jsonl/.parquet file or directory, or a Hub dataset id
             (e.g. ``HuggingFaceH4/MATH-500``, ``openai/gsm8k``).
         split: Dataset split when loading through ``datasets``.
+        dataset_config: A Hub/directory dataset's config(s) to read, one after the other; ``all``:
+            every config (EleutherAI/hendrycks_math splits MATH by subject).
+        question_field / answer_field / solution_field / id_field: Column names, for copies laid
+            out differently (defaults: MATH-500's ``problem``, ``answer``, ``solution``,
+            ``unique_id``; GSM8K's ``question``, ``answer``). A MATH source without the answer column
+            takes the solution's last ``\\boxed{}``; without the id column, a hash of the question.
+        shuffle_seed: Shuffle the problems before taking ``num_problems`` (a seeded subset).
         num_problems: Use the first N problems (all when unset; required for arithmetic).
         problem_seed: Seed of the arithmetic generator (held-out sets use a seed unseen in training).
         min_ops / max_ops / max_operand / max_value / ops: Arithmetic difficulty knobs.
@@ -27,6 +34,24 @@ class ProblemConfig:
     task: str = field(default="arithmetic", metadata={"help": "arithmetic | math | gsm8k"})
     dataset: str | None = field(default=None, metadata={"help": "file, directory or Hub id (math/gsm8k)"})
     split: str = field(default="test", metadata={"help": "split for Hub/directory datasets"})
+    dataset_config: list[str] | None = field(
+        default=None, metadata={"help": "config(s) of a Hub/directory dataset; 'all' for every one"}
+    )
+    question_field: str | None = field(default=None, metadata={"help": "question column (math: problem)"})
+    answer_field: str | None = field(default=None, metadata={"help": "gold answer column (answer)"})
+    solution_field: str | None = field(
+        default=None,
+        metadata={
+            "help": "math: reference solution column (solution); its last \\boxed{} "
+            "is the answer when there is no answer column"
+        },
+    )
+    id_field: str | None = field(
+        default=None, metadata={"help": "problem id column (math: unique_id; absent: a hash of the question)"}
+    )
+    shuffle_seed: int | None = field(
+        default=None, metadata={"help": "shuffle before taking --num_problems (a seeded subset)"}
+    )
     num_problems: int | None = field(
         default=None, metadata={"help": "first N problems (arithmetic: how many)"}
     )
@@ -48,6 +73,22 @@ class ProblemConfig:
             self.num_problems = DEFAULT_NUM_ARITHMETIC_PROBLEMS
         if self.task in ("math", "gsm8k") and not self.dataset:
             raise ValueError(f"task {self.task!r} needs --dataset (a file, directory or Hub id)")
+        if self.task == "arithmetic" and self.source_options():
+            raise ValueError(
+                f"the arithmetic task is generated: {', '.join(sorted(self.source_options()))} do not apply"
+            )
+
+    def source_options(self) -> dict:
+        """The options of a math/gsm8k source (configs, shuffle seed, field names) that are set."""
+        options = {
+            "configs": self.dataset_config,
+            "shuffle_seed": self.shuffle_seed,
+            "question_field": self.question_field,
+            "answer_field": self.answer_field,
+            "solution_field": self.solution_field,
+            "id_field": self.id_field,
+        }
+        return {name: value for name, value in options.items() if value is not None}
 
     def load(self) -> ProblemList:
         """The problems; malformed rows skipped are in the result's ``skipped`` (see ``strict``)."""
@@ -57,6 +98,7 @@ class ProblemConfig:
             self.split,
             self.num_problems,
             strict=self.strict,
+            source=self.source_options() if self.task != "arithmetic" else None,
             seed=self.problem_seed,
             min_ops=self.min_ops,
             max_ops=self.max_ops,

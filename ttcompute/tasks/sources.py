@@ -13,10 +13,12 @@ sources are ``data.parquet: row 3``, counting from 0 as in ``dataset[3]``) and c
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
-from collections.abc import Callable, Iterable, Iterator
+import random
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ import datasets
 import pyarrow.parquet as pq
 
 from ttcompute.core.errors import InputError
+from ttcompute.core.grading import _last_boxed as last_boxed  # TODO public name
 from ttcompute.tasks.arithmetic import ArithmeticConfig, generate_problems
 from ttcompute.tasks.problem import Problem
 
@@ -126,7 +129,28 @@ def _read_parquet(path: Path) -> Iterator[tuple[str, Row]]:
         yield f"{path}: row {index}", row
 
 
-def _read_datasets(path_or_id: str, split: str) -> Iterator[tuple[str, Row]]:
+def dataset_configs(path_or_id: str, requested: Sequence[str]) -> list[str | None]:
+    """The configs of a datasets source to read: ``requested`` checked against the source's own;
+    ``["all"]`` is every config, unless the source has one named "all" (lighteval's MATH copy).
+
+    Raises:
+        InputError: a requested config the source does not have (the message lists those it has).
+    """
+    try:
+        names = datasets.get_dataset_config_names(path_or_id)
+    except (datasets.exceptions.DatasetNotFoundError, OSError, ValueError) as err:
+        raise InputError(f"{path_or_id}: cannot list its configs ({err})") from None
+    if list(requested) == ["all"] and "all" not in names:
+        return list(names)
+    unknown = [name for name in requested if name not in names]
+    if unknown:
+        raise InputError(
+            f"{path_or_id}: no config {', '.join(map(repr, unknown))}; it has {', '.join(names)}"
+        )
+    return list(requested)
+
+
+def _load_split(path_or_id: str, config: str | None, split: str) -> datasets.Dataset:
     local = Path(path_or_id)
     try:
         if (local / "state.json").is_file() or (local / "dataset_dict.json").is_file():
@@ -136,33 +160,69 @@ def _read_datasets(path_or_id: str, split: str) -> Iterator[tuple[str, Row]]:
                 if split not in dataset:
                     raise ValueError(f"no split {split!r}; it has {sorted(dataset)}")
                 dataset = dataset[split]
-        else:
-            dataset = datasets.load_dataset(path_or_id, _HUB_CONFIGS.get(path_or_id), split=split)
+            return dataset
+        return datasets.load_dataset(path_or_id, config or _HUB_CONFIGS.get(path_or_id), split=split)
     except (datasets.exceptions.DatasetNotFoundError, OSError, ValueError) as err:
         # ValueError covers an unknown split or a missing config name; OSError a missing file and
         # an unreachable (or offline) Hub -- ConnectionError is an OSError.
-        raise InputError(f"{path_or_id}: cannot load split {split!r} ({err})") from None
-    for index, row in enumerate(dataset):
-        yield f"{path_or_id}[{split}]: row {index}", row
+        name = f" of config {config!r}" if config else ""
+        raise InputError(f"{path_or_id}: cannot load split {split!r}{name} ({err})") from None
 
 
-def _read_rows(path_or_id: str, split: str) -> Iterator[tuple[str, Row | MalformedRow]]:
-    """``(where, row)`` for every row; ``where`` locates it in messages, a row that is not even an
-    object comes as the :class:`MalformedRow` that says so."""
+def _read_datasets(
+    path_or_id: str, split: str, configs: Sequence[str] | None = None
+) -> tuple[list[str], Iterator[tuple[str, Row]]]:
+    names = dataset_configs(path_or_id, configs) if configs else [None]
+    loaded = [(name, _load_split(path_or_id, name, split)) for name in names]
+    columns = list(loaded[0][1].column_names)
+    for name, dataset in loaded[1:]:
+        if sorted(dataset.column_names) != sorted(columns):
+            raise InputError(
+                f"{path_or_id}: config {name!r} has columns {dataset.column_names}, config "
+                f"{loaded[0][0]!r} {columns}: they cannot be read as one problem set"
+            )
+
+    def rows() -> Iterator[tuple[str, Row]]:
+        for name, dataset in loaded:
+            at = f"{name}/{split}" if name else split
+            for index, row in enumerate(dataset):
+                yield f"{path_or_id}[{at}]: row {index}", row
+
+    return columns, rows()
+
+
+def _read_rows(
+    path_or_id: str, split: str, configs: Sequence[str] | None = None
+) -> tuple[list[str], Iterator[tuple[str, Row | MalformedRow]]]:
+    """The source's columns and ``(where, row)`` for every row; ``where`` locates it in messages, a
+    row that is not even an object comes as the :class:`MalformedRow` that says so. A file's
+    columns are the keys of its first row; ``configs`` are a datasets source's configs to read."""
     path = Path(path_or_id).expanduser()
     if _looks_local(path_or_id) and not path.exists():
         raise InputError(f"{path_or_id}: no such file")
     suffix = path.suffix.lower()
+    if path.is_file() and configs:
+        raise InputError(f"{path_or_id}: --dataset_config names configs of a dataset, not of a file")
     if path.is_file() and suffix == ".jsonl":
-        return _read_jsonl(path)
+        return _with_columns(_read_jsonl(path))
     if path.is_file() and suffix == ".json":
-        return _read_json(path)
+        return _with_columns(_read_json(path))
     if path.is_file() and suffix == ".parquet":
-        return _read_parquet(path)
+        return _with_columns(_read_parquet(path))
     if path.is_file():
         raise InputError(f"{path_or_id}: unsupported file type {suffix!r} (use .jsonl, .json or .parquet)")
     # A local dataset directory or a Hub id.
-    return _read_datasets(str(path) if path.exists() else path_or_id, split)
+    return _read_datasets(str(path) if path.exists() else path_or_id, split, configs)
+
+
+def _with_columns(
+    rows: Iterator[tuple[str, Row | MalformedRow]],
+) -> tuple[list[str], Iterator[tuple[str, Row | MalformedRow]]]:
+    """A file's columns -- every key of any of its rows, in order of first appearance -- and its rows
+    (read into memory: problem files are small; samples are never read through here)."""
+    rows = list(rows)
+    columns = list(dict.fromkeys(key for _, row in rows if isinstance(row, dict) for key in row))
+    return columns, iter(rows)
 
 
 def _text_field(row: Row, name: str, where: str) -> str:
@@ -190,8 +250,10 @@ def _load_rows(
     to_problem: Callable[[int, str, Row], Problem],
     limit: int | None,
     strict: bool,
+    shuffle_seed: int | None = None,
 ) -> ProblemList:
-    """The problems ``to_problem(index, where, row)`` makes of ``rows``, up to ``limit`` of them.
+    """The problems ``to_problem(index, where, row)`` makes of ``rows``, up to ``limit`` of them
+    (after shuffling the rows with ``shuffle_seed``, when given: the same seed, the same subset).
 
     ``to_problem`` raises :class:`MalformedRow` for a row it cannot use: raised on when ``strict``,
     else the row is skipped, warned about and counted. A later row with an id already loaded is
@@ -201,7 +263,11 @@ def _load_rows(
         raise InputError(f"limit must be >= 0, got {limit}")
     problems = ProblemList()
     seen: set[str] = set()
-    for index, (where, row) in enumerate(rows):
+    numbered: Iterable[tuple[int, tuple[str, Row | MalformedRow]]] = enumerate(rows)
+    if shuffle_seed is not None:
+        numbered = list(numbered)  # each row keeps its index (GSM8K ids), the order is drawn
+        random.Random(shuffle_seed).shuffle(numbered)
+    for index, (where, row) in numbered:
         if limit is not None and len(problems) >= limit:
             break
         try:
@@ -253,84 +319,220 @@ def _math_level(value: Any, where: str) -> int | None:
     raise MalformedRow(where, "level", f"field 'level' must be an int or 'Level N', got {value!r}")
 
 
-def _math_problem(index: int, where: str, row: Row) -> Problem:
-    if row.get("answer") is None and "\\boxed" in str(row.get("solution") or ""):
-        raise MalformedRow(
-            where,
-            "answer",
-            "missing field 'answer' (the solution has a \\boxed{} answer, but gold answers are not "
-            "derived from solutions: add an 'answer' field)",
+@dataclass(frozen=True)
+class Fields:
+    """Which columns of a source hold what (``--question_field`` ...), resolved against its columns.
+
+    Attributes:
+        question / answer / solution: The columns of the question, the gold answer and the reference
+            solution. ``answer`` None: the source has no answer column, and the gold answer is the
+            last ``\\boxed{}`` of the solution (EleutherAI/hendrycks_math, lighteval's MATH copy).
+        id: The column of a stable problem id; None: ``math-`` + a hash of the question text.
+    """
+
+    question: str
+    answer: str | None
+    solution: str | None
+    id: str | None
+
+
+def resolve_fields(
+    columns: Sequence[str],
+    source: str,
+    *,
+    question: str,
+    answer: str,
+    solution: str,
+    id_field: str | None,
+    default_id: str | None,
+    given: Sequence[str] = (),
+) -> Fields:
+    """The fields of a source with ``columns``: a field given on the command line (its name in
+    ``given``) must be a column; the answer may be derived from the solution; the id falls back to
+    a hash.
+
+    Raises:
+        InputError: a field that is not a column (the message lists the columns there are).
+    """
+    have = set(columns)
+
+    def missing(option: str, name: str) -> InputError:
+        return InputError(f"{source}: no column {name!r} (--{option}); its columns: {', '.join(columns)}")
+
+    if columns and question not in have:
+        raise missing("question_field", question)
+    solution_field = solution if solution in have or not columns else None
+    if "solution_field" in given and solution_field is None:
+        raise missing("solution_field", solution)
+    answer_field: str | None = answer
+    if columns and answer not in have:
+        if "answer_field" in given or solution_field is None:
+            raise missing("answer_field", answer)
+        answer_field = None
+        logger.info("%s: no %r column: gold answers are the last \\boxed{} of %r", source, answer, solution)
+    if id_field is not None and columns and id_field not in have:
+        raise missing("id_field", id_field)
+    if id_field is None and default_id is not None and (default_id in have or not columns):
+        id_field = default_id
+    return Fields(question, answer_field, solution_field, id_field)
+
+
+def stable_id(prefix: str, text: str) -> str:
+    """An id that only the text decides (the same problem in any copy, config or order of a source).
+
+    >>> stable_id("math", "What is 1+1?")
+    'math-60c2ec2a7c4ef6bb'
+    """
+    return f"{prefix}-{hashlib.sha256(text.encode('utf-8')).hexdigest()[:16]}"
+
+
+def _math_problem(fields: Fields) -> Callable[[int, str, Row], Problem]:
+    def to_problem(index: int, where: str, row: Row) -> Problem:
+        solution = row.get(fields.solution) if fields.solution else None
+        if solution is not None and not isinstance(solution, str):
+            raise MalformedRow(
+                where,
+                fields.solution,
+                f"field {fields.solution!r} must be a string, got {type(solution).__name__}",
+            )
+        if fields.answer is None:  # no answer column: the reference solution's last \boxed{}
+            boxed = last_boxed(solution or "")
+            if not boxed:
+                raise MalformedRow(
+                    where, fields.solution, f"field {fields.solution!r} has no \\boxed{{}} answer"
+                )
+            answer = boxed
+        else:
+            if row.get(fields.answer) is None and "\\boxed" in str(solution or ""):
+                raise MalformedRow(
+                    where,
+                    fields.answer,
+                    f"missing field {fields.answer!r} (the solution has a \\boxed{{}} answer, but a source "
+                    "with an answer column never has one derived: fill it in)",
+                )
+            answer = _text_field(row, fields.answer, where).strip()
+        question = _text_field(row, fields.question, where)
+        metadata = {"level": _math_level(row.get("level"), where)}
+        subject = row.get("subject", row.get("type"))  # MATH-500 says subject, hendrycks_math type
+        if subject is not None:
+            metadata["subject"] = str(subject)
+        problem_id = _text_field(row, fields.id, where) if fields.id else stable_id("math", question)
+        return Problem(
+            problem_id=problem_id,
+            question=question,
+            answer=answer,
+            solution=solution if solution and solution.strip() else None,
+            metadata=metadata,
         )
-    solution = row.get("solution")
-    if solution is not None and not isinstance(solution, str):
-        raise MalformedRow(
-            where, "solution", f"field 'solution' must be a string, got {type(solution).__name__}"
-        )
-    metadata = {"level": _math_level(row.get("level"), where)}
-    if row.get("subject") is not None:
-        metadata["subject"] = str(row["subject"])
-    return Problem(
-        problem_id=_text_field(row, "unique_id", where),
-        question=_text_field(row, "problem", where),
-        answer=_text_field(row, "answer", where).strip(),
-        solution=solution if solution and solution.strip() else None,
-        metadata=metadata,
-    )
+
+    return to_problem
 
 
 def load_math(
-    path_or_id: str, split: str = "test", limit: int | None = None, strict: bool = False
+    path_or_id: str,
+    split: str = "test",
+    limit: int | None = None,
+    strict: bool = False,
+    *,
+    configs: Sequence[str] | None = None,
+    shuffle_seed: int | None = None,
+    question_field: str | None = None,
+    answer_field: str | None = None,
+    solution_field: str | None = None,
+    id_field: str | None = None,
 ) -> ProblemList:
-    """MATH problems (``problem, solution, answer, level, subject, unique_id`` rows).
+    """MATH problems, from any copy's column layout.
 
     Args:
         path_or_id: A local ``.jsonl``, ``.json`` or ``.parquet`` file, a local dataset directory or
-            a Hub dataset id (e.g. ``HuggingFaceH4/MATH-500``).
+            a Hub dataset id (``HuggingFaceH4/MATH-500``, ``EleutherAI/hendrycks_math`` ...).
         split: The split to load from a directory or Hub id (a single file has just one).
-        limit: Load only the first ``limit`` problems.
+        limit: Load only the first ``limit`` problems (after the shuffle, with ``shuffle_seed``).
         strict: Raise on the first malformed row instead of skipping it (see the module docstring).
+        configs: A datasets source's configs to read, one after the other (``["all"]``: every one).
+        shuffle_seed: Shuffle the rows first (a seeded subset with ``limit``).
+        question_field / answer_field / solution_field / id_field: The columns; defaults
+            ``problem``, ``answer``, ``solution`` and ``unique_id`` (MATH-500's layout).
 
-    ``problem``, ``answer`` and ``unique_id`` are required, ``solution`` is optional text. An
-    ``answer`` is never derived from the solution's ``\\boxed{}``: a row without it is malformed,
-    since a wrong gold answer silently corrupts every downstream label.
+    A source without the answer column (hendrycks_math and lighteval's copy have only
+    ``problem, level, type, solution``) takes the gold answer from the solution's last
+    ``\\boxed{}``; a source *with* it never has a missing answer derived (a malformed row: a wrong
+    gold answer silently corrupts every downstream label). Without the id column, a problem's id is
+    a hash of its question (:func:`stable_id`). ``level`` ("Level 3" or 3) and ``subject`` (or
+    ``type``) go into the metadata.
 
     Raises:
-        InputError: a missing or unreadable source, a source with no usable row, or (``strict``)
-            a malformed row, naming the file, line and field.
+        InputError: a missing or unreadable source, a field or config it does not have (listing
+            those it has), a source with no usable row, or (``strict``) a malformed row, naming the
+            file, line and field.
     """
-    problems = _load_rows(path_or_id, _read_rows(path_or_id, split), _math_problem, limit, strict)
+    columns, rows = _read_rows(path_or_id, split, configs)
+    given = [
+        name for name, value in (("answer_field", answer_field), ("solution_field", solution_field)) if value
+    ]
+    fields = resolve_fields(
+        columns,
+        path_or_id,
+        question=question_field or "problem",
+        answer=answer_field or "answer",
+        solution=solution_field or "solution",
+        id_field=id_field,
+        default_id="unique_id",
+        given=given,
+    )
+    problems = _load_rows(path_or_id, rows, _math_problem(fields), limit, strict, shuffle_seed)
     logger.info("loaded %d MATH problems from %s", len(problems), path_or_id)
     return problems
 
 
 def load_gsm8k(
-    path_or_id: str, split: str = "test", limit: int | None = None, strict: bool = False
+    path_or_id: str,
+    split: str = "test",
+    limit: int | None = None,
+    strict: bool = False,
+    *,
+    configs: Sequence[str] | None = None,
+    shuffle_seed: int | None = None,
+    question_field: str | None = None,
+    answer_field: str | None = None,
+    id_field: str | None = None,
 ) -> ProblemList:
     """GSM8K problems (``question, answer`` rows, the answer ending in ``#### N``).
 
     The gold answer is ``N`` without thousands commas, the solution is the text before ``####``, and
-    ``problem_id`` is ``gsm8k-<split>-<row index>`` (malformed rows keep their index, so ids do not
-    depend on them). Sources, ``limit`` and ``strict`` as in :func:`load_math`; ``openai/gsm8k`` is
-    loaded with its ``main`` config.
+    ``problem_id`` is ``gsm8k-<split>-<row index>`` (the index counted on through several configs;
+    malformed rows keep their index, so ids do not depend on them), or the ``id_field`` column. Sources, ``limit``, ``strict``, ``configs``, ``shuffle_seed`` and the field
+    names as in :func:`load_math`; ``openai/gsm8k`` is loaded with its ``main`` config by default.
 
     Raises:
         InputError: as :func:`load_math`; an answer without ``#### N`` is a malformed row.
     """
+    columns, rows = _read_rows(path_or_id, split, configs)
+    fields = resolve_fields(
+        columns,
+        path_or_id,
+        question=question_field or "question",
+        answer=answer_field or "answer",
+        solution="",
+        id_field=id_field,
+        default_id=None,
+        given=["answer_field"],  # GSM8K's answer column holds the worked solution: it must be there
+    )
 
     def gsm8k_problem(index: int, where: str, row: Row) -> Problem:
-        question = _text_field(row, "question", where)
-        worked = _text_field(row, "answer", where)
+        question = _text_field(row, fields.question, where)
+        worked = _text_field(row, fields.answer, where)
         if "####" not in worked:
-            raise MalformedRow(where, "answer", "field 'answer' has no '#### <answer>' line")
+            raise MalformedRow(where, fields.answer, f"field {fields.answer!r} has no '#### <answer>' line")
         solution, _, final = worked.rpartition("####")
         answer = final.strip().replace(",", "")
         if not answer:
-            raise MalformedRow(where, "answer", "field 'answer' has nothing after '####'")
-        return Problem(
-            problem_id=f"gsm8k-{split}-{index}", question=question, answer=answer, solution=solution.strip()
-        )
+            raise MalformedRow(where, fields.answer, f"field {fields.answer!r} has nothing after '####'")
+        # The index runs on across several configs, so their ids never collide.
+        problem_id = _text_field(row, fields.id, where) if fields.id else f"gsm8k-{split}-{index}"
+        return Problem(problem_id=problem_id, question=question, answer=answer, solution=solution.strip())
 
-    problems = _load_rows(path_or_id, _read_rows(path_or_id, split), gsm8k_problem, limit, strict)
+    problems = _load_rows(path_or_id, rows, gsm8k_problem, limit, strict, shuffle_seed)
     logger.info("loaded %d GSM8K problems from %s", len(problems), path_or_id)
     return problems
 
@@ -367,15 +569,18 @@ def load_arithmetic(
 
 
 def _load_math(
-    dataset: str | None, split: str, limit: int | None, strict: bool = False, **_: Any
+    dataset: str | None, split: str, limit: int | None, strict: bool = False, *, source=None, **_: Any
 ) -> ProblemList:
-    return load_math(dataset or DEFAULT_DATASETS["math"], split, limit, strict)
+    return load_math(dataset or DEFAULT_DATASETS["math"], split, limit, strict, **(source or {}))
 
 
 def _load_gsm8k(
-    dataset: str | None, split: str, limit: int | None, strict: bool = False, **_: Any
+    dataset: str | None, split: str, limit: int | None, strict: bool = False, *, source=None, **_: Any
 ) -> ProblemList:
-    return load_gsm8k(dataset or DEFAULT_DATASETS["gsm8k"], split, limit, strict)
+    options = dict(source or {})
+    if options.pop("solution_field", None):
+        raise InputError("--solution_field: a GSM8K answer column holds the worked solution itself")
+    return load_gsm8k(dataset or DEFAULT_DATASETS["gsm8k"], split, limit, strict, **options)
 
 
 TASKS: dict[str, Callable[..., ProblemList]] = {
@@ -391,6 +596,7 @@ def load_problems(
     split: str,
     limit: int | None,
     strict: bool = False,
+    source: dict[str, Any] | None = None,
     **arithmetic_kwargs: Any,
 ) -> ProblemList:
     """The problems of ``task`` (``math``, ``gsm8k`` or ``arithmetic``).
@@ -403,6 +609,8 @@ def load_problems(
         limit: Load only the first ``limit`` problems.
         strict: Reject a malformed row (raise) instead of skipping and counting it; the skipped
             rows are in the result's ``skipped``.
+        source: math/gsm8k: the keyword options of :func:`load_math` / :func:`load_gsm8k` (configs,
+            shuffle seed, field names).
         **arithmetic_kwargs: Options of :func:`load_arithmetic`; ignored by the other tasks.
 
     Raises:
@@ -410,4 +618,10 @@ def load_problems(
     """
     if task not in TASKS:
         raise InputError(f"unknown task {task!r}; known tasks: {', '.join(TASKS)}")
-    return TASKS[task](dataset, split, limit, strict=strict, **arithmetic_kwargs)
+    if task == "arithmetic":
+        if any(v is not None for v in (source or {}).values()):
+            raise InputError(
+                "the arithmetic task is generated: field, config and shuffle options do not apply"
+            )
+        return TASKS[task](dataset, split, limit, strict=strict, **arithmetic_kwargs)
+    return TASKS[task](dataset, split, limit, strict=strict, source=source)

@@ -35,6 +35,7 @@ from transformers import (
 
 from ttcompute.core.config import save_resolved_config
 from ttcompute.core.errors import InputError
+from ttcompute.core.prompts import PromptContract
 from ttcompute.models.prm import encode_steps, ttc_prm_metadata
 from ttcompute.models.tiny import count_parameters
 from ttcompute.trainers.hub import HubUpload
@@ -253,8 +254,11 @@ def train_prm(config: PRMConfig) -> dict[str, Any]:
             "ttc train-prm: a likelihood PRM refers to its base model, and a local path means nothing on "
             "the Hub; push the base model first and pass its Hub id as --model_name_or_path"
         )
-    contract = config.resolve_prompt_contract(config.dataset_name, "ttc train-prm")
     train_dataset = load_training_dataset(config.dataset_name, config.dataset_split)
+    # Rows without a question column (TRL's stepwise datasets: prompt = the problem text) were seen
+    # as their prompt verbatim: unless told otherwise, the PRM records that the question *is* it.
+    verbatim = None if "question" in train_dataset.column_names else PromptContract("{question}")
+    contract = config.resolve_prompt_contract(config.dataset_name, "ttc train-prm", default=verbatim)
     # Validate everything before the first file is written.
     validate_stepwise_rows(train_dataset, config.dataset_name, config.step_separator)
     prompt_tokenizer = None

@@ -27,9 +27,12 @@ class PromptOptions:
         default=None, metadata={"help": "the chat template's system turn; default: the data's record"}
     )
 
-    def resolve_prompt_contract(self, data: str, stage: str) -> PromptContract:
+    def resolve_prompt_contract(
+        self, data: str, stage: str, default: PromptContract | None = None
+    ) -> PromptContract:
         """The contract of ``data`` (comma-separated ttc outputs) checked against these options, which
-        are then set to it (so the resolved config, the checkpoint and the card say what was used).
+        are then set to it (so the resolved config, the checkpoint and the card say what was used);
+        without a record, the options over ``default`` (``"{question}\\n"``, no chat template).
 
         Raises:
             InputError: an option contradicts the record (one line naming both), or the records of
@@ -41,7 +44,7 @@ class PromptOptions:
             "use_chat_template": self.use_chat_template,
             "system_prompt": self.system_prompt,
         }
-        contract = contract_from_flags(recorded, given, where, stage)
+        contract = contract_from_flags(recorded, given, where, stage, default)
         self.prompt_template = contract.prompt_template
         self.use_chat_template = contract.use_chat_template
         self.system_prompt = contract.system_prompt

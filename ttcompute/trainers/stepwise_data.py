@@ -68,6 +68,16 @@ def check_prompt_template(
     """The prompt contract to be stored must rebuild the data's prompts, or scoring would see other
     inputs (``tokenizer``: the base model's, for the chat template)."""
     if "question" not in dataset.column_names:
+        if contract.use_chat_template:
+            return  # the question cannot be taken back out of a rendered conversation
+        # The prompts must still be the template's text around a question: its fixed head and tail.
+        head, _, tail = contract.prompt_template.partition("{question}")
+        for i, prompt in enumerate(dataset["prompt"][:100]):
+            if not (prompt.startswith(head) and prompt.endswith(tail) and len(prompt) >= len(head + tail)):
+                raise InputError(
+                    f"{where}: row {i}: prompt {prompt[:80]!r} is not --prompt_template "
+                    f"{contract.prompt_template!r} around a question (the data has no question column)"
+                )
         return
     for i, (question, prompt) in enumerate(zip(dataset["question"][:100], dataset["prompt"][:100])):
         if build_prompt(question, contract, tokenizer) != prompt:
