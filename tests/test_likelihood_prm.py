@@ -124,6 +124,19 @@ def test_train_prm_likelihood_round_trip(tmp_path, random_policy_dir):
     assert prm.score(QUESTIONS, STEPS)[1] == pytest.approx(
         [1 / (1 + math.exp(-(spec["weight"] * v + spec["bias"]))) for v in raw[1]]
     )
+    # Its card states the calibration, the base model and the prompt, and loads it by its name.
+    card = (out / "README.md").read_text()
+    for fact in (
+        f"{spec['weight']:.6g}",
+        f"{spec['bias']:.6g}",
+        str(random_policy_dir),
+        "'{question}\\n'",
+        'load_prm("prm")',
+    ):
+        assert fact in card, fact
+    scope: dict = {"question": QUESTIONS[1], "steps": STEPS[1]}
+    exec(card.split("```python\n", 1)[1].split("```", 1)[0].replace('"prm"', repr(str(out))), scope)
+    assert scope["step_scores"] == pytest.approx(prm.score(QUESTIONS, STEPS)[1])
 
 
 def test_a_broken_spec_is_an_input_error(tmp_path):

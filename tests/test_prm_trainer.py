@@ -683,6 +683,8 @@ def test_push_to_hub_uploads_the_final_folder_once_without_the_token(
     )
     assert (out / "checkpoint-2").is_dir()  # there were checkpoints to leave out
     assert connects == []
+    # The card's code loads the model by the id it was pushed to.
+    assert 'from_pretrained("me/tiny-prm")' in (out / "README.md").read_text()
 
     uploaded = [
         p

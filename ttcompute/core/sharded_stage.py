@@ -35,6 +35,7 @@ from ttcompute.core.shards import (
     write_json,
     write_shard,
 )
+from ttcompute.core.tracking import TRACKING_OPTIONS, StageTracker
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,9 @@ def run_sharded_stage(
     progress_unit: str = "shard",
     units_per_shard: Callable[[int], int] | None = None,
     describe_shard: Callable[[int], str] | None = None,
+    tracking: Any = None,
+    shard_metrics: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None,
+    on_complete: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Build every unfinished shard of this worker, then the stats when the output is complete.
 
@@ -77,6 +81,10 @@ def run_sharded_stage(
         info: What the stats need besides the rows (model sizes ...), kept in the manifest.
         progress / progress_unit / units_per_shard / describe_shard: The progress bar: its label,
             unit, how far one shard moves it (default 1) and a postfix naming the shard in progress.
+        tracking: The config holding :class:`~ttcompute.core.tracking.TrackingOptions`
+            (``--report_to wandb``); ``shard_metrics``: a shard's rows -> what it spent (tokens,
+            FLOPs), logged after it with the shards done; the stats become the run's summary.
+        on_complete: Called with the stats once the output is complete (a Hub push).
 
     Returns:
         ``{"output_dir", **stats}``, or ``{"output_dir", "remaining_shards"}`` when shards remain
@@ -84,9 +92,10 @@ def run_sharded_stage(
     """
     worker, num_workers = parse_shard_spec(shard)
     values = {**config_to_dict(*configs), **(hash_extra or {})}
-    digest = config_hash(values, ignore=RUN_OPTIONS | set(hash_ignore))
+    digest = config_hash(values, ignore=RUN_OPTIONS | TRACKING_OPTIONS | set(hash_ignore))
     prepare_output(output_dir, stage, digest, num_shards, overwrite, info)
     save_resolved_config(output_dir, stage, *configs)
+    tracker = StageTracker(stage, tracking, config_to_dict(*configs), output_dir)
 
     done = finished_shards(output_dir)
     todo = [j for j in range(num_shards) if j % num_workers == worker and j not in done]
@@ -94,18 +103,27 @@ def run_sharded_stage(
         logger.info("Resuming: %d of %d shards already finished in %s", len(done), num_shards, output_dir)
     units = units_per_shard or (lambda j: 1)
     bar = tqdm(total=sum(units(j) for j in todo), desc=progress, unit=progress_unit)
-    for j in todo:
+    for done_now, j in enumerate(todo, 1):
         if describe_shard is not None:
             bar.set_postfix_str(describe_shard(j))
-        write_shard(output_dir, j, build_shard(j), schema)
+        rows = build_shard(j)
+        write_shard(output_dir, j, rows, schema)
         bar.update(units(j))
+        spent = shard_metrics(rows) if shard_metrics is not None else {}
+        tracker.log(
+            {"shards_done": len(done) + done_now, "shards_total": num_shards, "rows": len(rows), **spent}
+        )
     bar.close()
 
     pending = left_for_other_workers(output_dir, worker, num_workers)
     if pending is not None:
+        tracker.finish(None)
         return pending
     result = stats(output_dir)
     write_json(Path(output_dir) / "stats.json", result)
+    tracker.finish(result)
+    if on_complete is not None:
+        on_complete(result)
     return {"output_dir": output_dir, **result}
 
 

@@ -24,13 +24,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
-from ttcompute.core.budget import ComputeSpent
+from ttcompute.core.budget import ComputeSpent, inference_flops
 from ttcompute.core.config import read_resolved_config
 from ttcompute.core.errors import InputError
 from ttcompute.core.outputs import malformed_rows
 from ttcompute.core.prompts import read_contract
 from ttcompute.core.sharded_stage import is_complete, run_sharded_stage
 from ttcompute.core.shards import MANIFEST, ShardReader, load_sharded, parse_shard_spec, read_manifest
+from ttcompute.core.tracking import push_dataset
 from ttcompute.data_gen.label_config import LabelConfig
 from ttcompute.data_gen.mc_labels import LABEL_RULES_VERSION, label_rows
 from ttcompute.models.backends import load_backend
@@ -71,6 +72,31 @@ def _check_sample_columns(dataset, samples_dir: str) -> None:
 def _contract_record(samples_dir: str) -> dict[str, Any] | None:
     contract = read_contract(samples_dir)
     return contract.to_dict() if contract is not None else None
+
+
+def _shard_compute(rows: list[dict[str, Any]], policy_parameters: int) -> dict[str, Any]:
+    """What one shard's rollouts spent, for the W&B progress log."""
+    tokens = sum(row["rollout_tokens"] for row in rows)
+    return {
+        "solutions": len(rows),
+        "rollout_tokens": tokens,
+        "rollout_flops": inference_flops(policy_parameters, tokens),
+    }
+
+
+def _push(config: LabelConfig, gen_args: GeneratorConfig, stats: dict[str, Any]) -> None:
+    contract = read_contract(config.output_dir)
+    facts = {
+        "policy (rollouts)": gen_args.model_name_or_path,
+        "samples": config.samples_dir,
+        "labeller": config.labeller,
+        "rollouts per step": config.num_rollouts,
+        "label type (the labels column)": config.label_type,
+        "step separator": config.step_separator,
+        "prompt contract": contract.describe() if contract else "not recorded",
+        "columns": "prompt, completions (steps), labels (per step, in [0, 1]) -- TRL's stepwise shape",
+    }
+    push_dataset("label", config.output_dir, config, facts)
 
 
 def run_label(gen_args: GeneratorConfig, config: LabelConfig) -> dict[str, Any]:
@@ -134,6 +160,9 @@ def run_label(gen_args: GeneratorConfig, config: LabelConfig) -> dict[str, Any]:
         },
         hash_ignore=("samples_dir",),
         progress="Label shards",
+        tracking=config,
+        shard_metrics=lambda rows: _shard_compute(rows, backend.num_parameters),
+        on_complete=lambda stats: _push(config, gen_args, stats) if config.push_to_hub else None,
     )
     rollouts.close()
     if not is_complete(result):

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ttcompute.core.tracking import HubDatasetOptions, TrackingOptions
+
 LABELLERS = ("exhaustive", "binary_search")
 
 
 @dataclass
-class LabelConfig:
+class LabelConfig(TrackingOptions, HubDatasetOptions):
     """Options of ``ttc label`` (the policy that rolls out comes from the generation options).
 
     Attributes:
@@ -47,6 +49,7 @@ class LabelConfig:
     overwrite: bool = field(default=False, metadata={"help": "replace output of a different config"})
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.labeller not in LABELLERS:
             raise ValueError(f"labeller must be one of {LABELLERS}, got {self.labeller!r}")
         if self.label_type not in ("soft", "hard"):

@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ttcompute.core.budget import ComputeSpent
+from ttcompute.core.budget import ComputeSpent, inference_flops
 from ttcompute.core.errors import InputError
 from ttcompute.core.sharded_stage import is_complete, run_sharded_stage
 from ttcompute.core.shards import load_sharded, parse_shard_spec, read_manifest
@@ -89,6 +89,8 @@ def run_sample(
         progress="Sampling",
         progress_unit="problem",
         units_per_shard=lambda j: len(shards[j]),
+        tracking=config,
+        shard_metrics=lambda rows: _shard_compute(rows, backend.num_parameters),
     )
     if is_complete(result):
         logger.info(
@@ -101,6 +103,12 @@ def run_sample(
             config.output_dir,
         )
     return result
+
+
+def _shard_compute(rows: list[dict[str, Any]], policy_parameters: int) -> dict[str, Any]:
+    """What one shard spent, for the W&B progress log."""
+    tokens = sum(sum(row["num_tokens"]) for row in rows)
+    return {"policy_tokens": tokens, "policy_flops": inference_flops(policy_parameters, tokens)}
 
 
 def sample_stats(output_dir: str) -> dict[str, Any]:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ttcompute.core.tracking import TrackingOptions
+
 
 @dataclass
-class SampleConfig:
+class SampleConfig(TrackingOptions):
     """Options of ``ttc sample`` (besides the problem and generation options).
 
     Attributes:
@@ -27,6 +29,7 @@ class SampleConfig:
     overwrite: bool = field(default=False, metadata={"help": "replace output of a different config"})
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not 1 <= self.num_samples <= 1 << 16:
             raise ValueError(f"num_samples must be in [1, 65536], got {self.num_samples}")
         if self.problems_per_shard < 1:

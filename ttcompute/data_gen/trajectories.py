@@ -43,6 +43,7 @@ from ttcompute.core.outputs import length_mismatches, malformed_rows
 from ttcompute.core.prompts import DEFAULT_CONTRACT, PromptContract, contract_from_flags, read_contract
 from ttcompute.core.sharded_stage import is_complete, run_sharded_stage
 from ttcompute.core.shards import ShardReader, parse_shard_spec, read_manifest
+from ttcompute.core.tracking import push_dataset
 from ttcompute.data_gen.trajectories_config import TrajectoryConfig
 from ttcompute.models.generation import render_turn
 from ttcompute.models.reviser import FORMAT_VERSION, format_reviser_prompt
@@ -179,6 +180,9 @@ def run_revisions(config: TrajectoryConfig) -> dict[str, Any]:
         # Where the chat template came from is not what it renders (the prompts are, via the hash).
         hash_ignore=("tokenizer_name_or_path",),
         progress="Building trajectories",
+        tracking=config,
+        shard_metrics=lambda rows: {"trajectories": len(rows)},
+        on_complete=lambda stats: _push(config, contract) if config.push_to_hub else None,
     )
     if not is_complete(result):
         return result
@@ -238,6 +242,18 @@ def _prompt_contract(config: TrajectoryConfig) -> tuple[PromptContract, Any]:
         raise InputError(f"ttc revisions: {load_error(name, 'the tokenizer', err)}") from None
     render_turn("{question}", contract, tokenizer)  # no chat template: refused before anything is written
     return contract, tokenizer
+
+
+def _push(config: TrajectoryConfig, contract: PromptContract) -> None:
+    facts = {
+        "samples": config.samples_dir,
+        "incorrect attempts per trajectory": f"0-{config.max_previous}, the closest by edit distance last",
+        "reviser format": f"{FORMAT_VERSION} (ttcompute/models/reviser.py)",
+        "prompt contract": contract.describe(),
+        "seed": config.seed,
+        "columns": "prompt (the reviser prompt), completion (a correct solution), previous_attempts, ...",
+    }
+    push_dataset("revisions", config.output_dir, config, facts)
 
 
 def revisions_stats(output_dir: str, malformed: set[int] | None = None) -> dict[str, Any]:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ttcompute.core.tracking import HubDatasetOptions, TrackingOptions
 from ttcompute.models.reviser import MAX_ATTEMPTS_IN_CONTEXT
 
 
 @dataclass
-class TrajectoryConfig:
+class TrajectoryConfig(TrackingOptions, HubDatasetOptions):
     """Options of ``ttc revisions``.
 
     Attributes:
@@ -46,6 +47,7 @@ class TrajectoryConfig:
     overwrite: bool = field(default=False, metadata={"help": "replace output of a different config"})
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not 0 <= self.max_previous <= MAX_ATTEMPTS_IN_CONTEXT:
             raise ValueError(
                 f"max_previous must be in [0, {MAX_ATTEMPTS_IN_CONTEXT}], got {self.max_previous}"

@@ -22,6 +22,7 @@ from ttcompute.core.prompts import PromptContract
 from ttcompute.models.likelihood_prm import LikelihoodPRM, fit_calibration, save_likelihood_prm
 from ttcompute.trainers.hub import HubUpload, push_folder
 from ttcompute.trainers.launch import launch_command
+from ttcompute.trainers.model_cards import likelihood_prm_card
 from ttcompute.trainers.prm_config import PRMConfig
 from ttcompute.trainers.stepwise_data import step_metrics
 from ttcompute.trainers.training_run import TRAINING_LOG
@@ -69,7 +70,7 @@ def fit_likelihood_prm(
             "eval_loss": float(torch.nn.functional.binary_cross_entropy_with_logits(logits, y)),
             **{f"eval_{name}": value for name, value in step.items()},
         }
-    save_likelihood_prm(
+    spec_path = save_likelihood_prm(
         out,
         {
             "base_model": config.model_name_or_path,
@@ -81,6 +82,8 @@ def fit_likelihood_prm(
             "dataset": config.dataset_name,
         },
     )
+    spec = json.loads(spec_path.read_text())
+    (out / "README.md").write_text(likelihood_prm_card(config, spec, config.hub_model_id or out.name))
     log = {
         "command": launch_command("train-prm"),
         "prm_kind": "likelihood",

@@ -97,6 +97,54 @@ def prm_model_card(args: PRMConfig, metadata: dict[str, Any], model_name: str) -
     )
 
 
+def likelihood_prm_card(args: PRMConfig, spec: dict[str, Any], model_id: str) -> str:
+    """A Hub model card for a likelihood PRM (``likelihood_prm.json`` over its base causal LM)."""
+    contract = PromptContract.from_record(spec, "likelihood_prm.json")
+    base, data = spec["base_model"], spec.get("dataset", args.dataset_name)
+    header = {
+        "library_name": "ttcompute",
+        "tags": ["process-reward-model", "prm", "ttcompute"],
+        "base_model": base,
+    }
+    if data and not Path(data).exists():
+        header["datasets"] = [data]
+    return "\n".join(
+        [
+            "---",
+            yaml.safe_dump(header, sort_keys=False).strip(),
+            "---",
+            "",
+            f"# {model_id.split('/')[-1]}",
+            "",
+            "A *likelihood* process reward model trained with ttcompute (`ttc train-prm --prm_kind likelihood`):",
+            "no weights of its own, two numbers calibrated on Monte Carlo step labels over the token",
+            f"log-probabilities of its base causal LM `{base}` (loaded from there).",
+            "",
+            f"- **Score of step i:** `sigmoid({spec['weight']:.6g} * x_i + {spec['bias']:.6g})`, where `x_i` is the",
+            "  lowest log-probability the base LM gives any token of steps 0..i (a running minimum; the",
+            "  separator's own tokens excluded), each step read after the prompt and the steps before it.",
+            f"- **Step separator:** `{spec['step_separator']!r}`, after every step.",
+            f"- **Prompt:** the question formatted with `{contract.prompt_template!r}`"
+            + _chat_sentence(contract),
+            f"- **Training data:** `{data}`",
+            "",
+            "## How to use it",
+            "",
+            "```python",
+            "from ttcompute.models.prm_formats import load_prm",
+            "",
+            f'prm = load_prm("{model_id}")  # reads likelihood_prm.json, loads the base model',
+            "step_scores = prm.score([question], [steps])[0]",
+            "```",
+            "",
+            f"or as the verifier of a search: `ttc search --prm {model_id} ...`. The same facts are in",
+            "`likelihood_prm.json`.",
+            "",
+        ]
+        + _training_section(args)
+    )
+
+
 # A worked example for the card, in the built-in arithmetic task's format.
 _EXAMPLE_QUESTION = "Start at 3. Add 4. Multiply by 2."
 _EXAMPLE_ATTEMPTS = [

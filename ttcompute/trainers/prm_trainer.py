@@ -224,10 +224,12 @@ class PRMTrainer(Trainer):
         """Write README.md stating everything a user needs to score with this PRM without our code."""
         if not self.is_world_process_zero():
             return
+        # The usage snippet loads the model by the id it will have on the Hub; TRL passes only the
+        # last part of it as model_name.
         card = prm_model_card(
             self.args,
             getattr(self.model.config, "ttc_prm", {}),
-            model_name or Path(self.args.output_dir).name,
+            self.args.hub_model_id or model_name or Path(self.args.output_dir).name,
         )
         (Path(self.args.output_dir) / "README.md").write_text(card)
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from ttcompute.core.budget import resolve_beam_width
 from ttcompute.core.prompts import PRMPromptOptions
 from ttcompute.core.steps import AGGREGATIONS
+from ttcompute.core.tracking import TrackingOptions
 
 SEARCH_METHODS = ("best_of_n", "beam_search", "lookahead", "dvts", "revisions")
 # Methods that select with majority vote alone when there is no verifier.
@@ -15,7 +16,7 @@ DEFAULT_BUDGETS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 
 
 @dataclass
-class SearchConfig(PRMPromptOptions):
+class SearchConfig(PRMPromptOptions, TrackingOptions):
     """Options of ``ttc search`` (besides the problem and policy generation options).
 
     Attributes:
@@ -96,6 +97,7 @@ class SearchConfig(PRMPromptOptions):
     overwrite: bool = field(default=False, metadata={"help": "replace output of a different config"})
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         unknown = [m for m in self.methods if m not in SEARCH_METHODS]
         if unknown or not self.methods:
             raise ValueError(f"unknown search method(s) {unknown}; choose from {SEARCH_METHODS}")

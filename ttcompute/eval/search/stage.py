@@ -321,6 +321,7 @@ def run_search(problem_args, gen_args, config: SearchConfig) -> dict[str, Any]:
             max_batch_tokens=config.prm_max_batch_tokens,
             max_cache_tokens=config.prm_cache_tokens,
             trust_remote_code=gen_args.trust_remote_code,
+            step_separator=config.prm_step_separator,
             prompt_contract=config.prm_prompt_contract(),
         )
     contract = gen_args.prompt_contract()
@@ -379,6 +380,8 @@ def run_search(problem_args, gen_args, config: SearchConfig) -> dict[str, Any]:
         hash_ignore=("prm_device", "prm_max_batch_tokens", "prm_cache_tokens"),
         progress="Searching",
         describe_shard=describe,
+        tracking=config,
+        shard_metrics=_shard_compute,
     )
     if not is_complete(stats):
         return stats
@@ -408,6 +411,16 @@ def run_search(problem_args, gen_args, config: SearchConfig) -> dict[str, Any]:
         config.output_dir,
     )
     return stats
+
+
+def _shard_compute(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """What one (run, chunk) shard spent, for the W&B progress log: each problem's outcome once (the
+    rows of other width settings repeat it; best-of-N's smaller budgets are prefixes of the largest)."""
+    if not rows:
+        return {}
+    budget, setting = max(row["budget"] for row in rows), rows[0]["width_setting"]
+    spent = [row for row in rows if row["budget"] == budget and row["width_setting"] == setting]
+    return {name: sum(row[name] for row in spent) for name in ("policy_tokens", "prm_tokens", "total_flops")}
 
 
 def search_output_stats(output_dir: str) -> dict[str, Any]:
