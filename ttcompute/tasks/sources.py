@@ -27,7 +27,7 @@ import datasets
 import pyarrow.parquet as pq
 
 from ttcompute.core.errors import InputError
-from ttcompute.core.grading import _last_boxed as last_boxed  # TODO public name
+from ttcompute.core.grading import extract_answer
 from ttcompute.tasks.arithmetic import ArithmeticConfig, generate_problems
 from ttcompute.tasks.problem import Problem
 
@@ -395,8 +395,8 @@ def _math_problem(fields: Fields) -> Callable[[int, str, Row], Problem]:
                 fields.solution,
                 f"field {fields.solution!r} must be a string, got {type(solution).__name__}",
             )
-        if fields.answer is None:  # no answer column: the reference solution's last \boxed{}
-            boxed = last_boxed(solution or "")
+        if fields.answer is None:  # no answer column: the reference solution's boxed answer
+            boxed = extract_answer(solution or "") if "\\boxed" in (solution or "") else None
             if not boxed:
                 raise MalformedRow(
                     where, fields.solution, f"field {fields.solution!r} has no \\boxed{{}} answer"
