@@ -132,6 +132,15 @@ def test_stage_merges_select_runs_charges_difficulty_and_writes_report(tmp_path)
     # Baseline at 8 (0.5) is matched at budget 2: 4x, and 8 / (2 + 4) with the difficulty estimate.
     assert summary["efficiency_vs_best_of_n"] == 4.0
     assert summary["efficiency_vs_best_of_n_with_difficulty_cost"] == round(8 / 6, 3)
+    # Every decision carries its paired-bootstrap interval (over the 8 problems).
+    intervals = summary["intervals"]
+    assert intervals["num_problems"] == 8
+    assert intervals["efficiency_vs_best_of_n"]["estimate"] == summary["efficiency_vs_best_of_n"]
+    difference = intervals["accuracy_difference"]["8"]
+    assert difference["estimate"] == pytest.approx(0.5) and difference["low"] < 0.5 < difference["high"]
+    assert (
+        intervals["accuracy_difference"]["2"]["low"] == intervals["accuracy_difference"]["2"]["high"] == 1.0
+    )
     assert (out / "compute_optimal_vs_best_of_n.png").stat().st_size > 10_000
     assert "| 8 | 0.500 | 8 | 2 | 4.0 | 1.333 |" in (out / "compute_optimal.md").read_text()
     # At 1, 2 and 4 the baseline is flat at 0: it spends 1, compute-optimal 1, no saving claimed.

@@ -34,6 +34,7 @@ from typing import Any
 
 import datasets
 
+from ttcompute.core.bootstrap import paired_interval
 from ttcompute.core.config import save_resolved_config
 from ttcompute.core.errors import InputError
 from ttcompute.core.shards import write_json
@@ -170,6 +171,53 @@ def efficiency(
     return out
 
 
+def bootstrap_intervals(
+    per_problem: dict[int, dict[str, bool]],
+    baseline_per_problem: dict[int, dict[str, bool]],
+    headline_budget: int | None,
+    cost_generations: float,
+    num_resamples: int,
+    seed: int,
+) -> dict[str, Any]:
+    """Paired bootstrap intervals (over problems) of compute-optimal minus the baseline at every
+    budget, and of the headline efficiency ratio without and with the difficulty estimate's cost.
+
+    The held-out correctness of each problem is held fixed (each fold's choice made on all problems):
+    the intervals say how much the problems drawn move the result. A resample in which the
+    compute-optimal curve never reaches the baseline's accuracy at the headline budget counts as
+    ratio 0 (no saving shown) -- the conservative reading.
+    """
+    budgets = sorted(b for b in per_problem if b in baseline_per_problem)
+    problems = sorted(
+        set.intersection(*(set(per_problem[b]) & set(baseline_per_problem[b]) for b in budgets))
+    )
+    if not budgets or not problems:
+        return {}
+    outcomes = {f"co/{b}": [per_problem[b][p] for p in problems] for b in budgets}
+    outcomes |= {f"base/{b}": [baseline_per_problem[b][p] for p in problems] for b in budgets}
+    options = {"num_resamples": num_resamples, "seed": seed}
+    out: dict[str, Any] = {"num_problems": len(problems), "accuracy_difference": {}}
+    for b in budgets:
+        out["accuracy_difference"][str(b)] = paired_interval(
+            outcomes, lambda x, b=b: float(x[f"co/{b}"].mean() - x[f"base/{b}"].mean()), **options
+        )
+
+    def ratio_at_headline(x, cost: float) -> float | None:
+        curve = {b: float(x[f"co/{b}"].mean()) for b in budgets}
+        baseline = {b: float(x[f"base/{b}"].mean()) for b in budgets}
+        return efficiency(curve, baseline, cost)[headline_budget]["ratio"]
+
+    if headline_budget in budgets:
+        for name, cost in (
+            ("efficiency_vs_best_of_n", 0.0),
+            ("efficiency_vs_best_of_n_with_difficulty_cost", cost_generations),
+        ):
+            out[name] = paired_interval(
+                outcomes, lambda x, c=cost: ratio_at_headline(x, c), undefined=0.0, **options
+            )
+    return out
+
+
 def headline_ratio(table: dict[int, dict[str, Any]]) -> tuple[int | None, float | None]:
     """The ratio at the largest baseline budget where it is defined (and that budget)."""
     defined = [b for b, v in table.items() if v["ratio"] is not None]
@@ -243,6 +291,44 @@ def flops_per_generation(records: list[dict[str, Any]]) -> float:
     return sum(values) / len(values)
 
 
+def format_interval(interval: dict[str, Any] | None, digits: int = 3) -> str:
+    """``"0.123 [0.050, 0.200]"``; ``"-"`` without an estimate.
+
+    >>> format_interval({"estimate": 0.1234, "low": 0.05, "high": 0.2})
+    '0.123 [0.050, 0.200]'
+    """
+    if not interval or interval.get("estimate") is None:
+        return "-"
+    low, high = interval.get("low"), interval.get("high")
+    bounds = f" [{low:.{digits}f}, {high:.{digits}f}]" if low is not None and high is not None else ""
+    return f"{interval['estimate']:.{digits}f}{bounds}"
+
+
+def _difference_row(result: dict[str, Any], budgets: list[str]) -> list[str]:
+    differences = result.get("intervals", {}).get("accuracy_difference", {})
+    if not differences:
+        return []
+    return [
+        "| difference [95% CI] | " + " | ".join(format_interval(differences.get(b)) for b in budgets) + " |"
+    ]
+
+
+def _headline_lines(result: dict[str, Any]) -> list[str]:
+    intervals = result.get("intervals", {})
+    if "efficiency_vs_best_of_n" not in intervals:
+        return []
+    n = intervals["num_problems"]
+    return [
+        f"Headline at baseline budget {result['efficiency_at_budget']}: "
+        f"**{format_interval(intervals['efficiency_vs_best_of_n'], 2)}x** fewer generations, "
+        f"**{format_interval(intervals['efficiency_vs_best_of_n_with_difficulty_cost'], 2)}x** with the "
+        f"difficulty estimate charged (95% paired bootstrap over {n} problems, "
+        f"{intervals['efficiency_vs_best_of_n']['resamples']} resamples; a resample that never matches "
+        "counts as 0).",
+        "",
+    ]
+
+
 def markdown_report(result: dict[str, Any]) -> str:
     """Tables: compute-optimal vs the baseline per bin, the choices, and the efficiency ratios."""
     budgets = sorted(result["all"], key=int)
@@ -258,7 +344,9 @@ def markdown_report(result: dict[str, Any]) -> str:
         f"| {result['baseline']} | "
         + " | ".join(f"{result['baseline_curve'].get(b, math.nan):.3f}" for b in budgets)
         + " |",
+        *_difference_row(result, budgets),
         "",
+        *_headline_lines(result),
         "## Efficiency (baseline budget B -> smallest compute-optimal budget b with the same accuracy)",
         "",
         f"Difficulty estimate: {result['difficulty_cost_generations']:.2f} generations per problem.",
@@ -301,6 +389,18 @@ def run_compute_optimal(config: ComputeOptimalConfig) -> dict[str, Any]:
     cost_generations = cost_flops / flops_per_generation(records) if cost_flops else 0.0
     plain = efficiency(result["all"], baseline)
     charged = efficiency(result["all"], baseline, cost_generations)
+    baseline_per_problem: dict[int, dict[str, bool]] = defaultdict(dict)
+    for r in records:
+        if r["strategy"] == config.baseline:
+            baseline_per_problem[int(r["budget"])][r["problem_id"]] = bool(r["correct"])
+    intervals = bootstrap_intervals(
+        result["per_problem"],
+        baseline_per_problem,
+        headline_ratio(plain)[0],
+        cost_generations,
+        config.bootstrap_resamples,
+        config.bootstrap_seed,
+    )
     summary = {
         "baseline": config.baseline,
         "num_folds": config.num_folds,
@@ -317,6 +417,8 @@ def run_compute_optimal(config: ComputeOptimalConfig) -> dict[str, Any]:
         "efficiency_vs_best_of_n": headline_ratio(plain)[1],
         "efficiency_vs_best_of_n_with_difficulty_cost": headline_ratio(charged)[1],
         "efficiency_at_budget": headline_ratio(plain)[0],
+        # Paired bootstrap over problems, 95% (ttcompute/core/bootstrap.py).
+        "intervals": intervals,
     }
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)

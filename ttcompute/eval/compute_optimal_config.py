@@ -20,6 +20,8 @@ class ComputeOptimalConfig:
         seed: Seeds the split of each bin into folds.
         difficulty_cost_flops: FLOPs per problem spent estimating difficulty (default: read from the
             difficulty output's ``stats.json``; 0 if unknown).
+        bootstrap_resamples / bootstrap_seed: The paired bootstrap over problems behind every
+            interval (accuracy differences, efficiency ratios; 95%).
     """
 
     select_dirs: list[str] = field(
@@ -33,12 +35,18 @@ class ComputeOptimalConfig:
     difficulty_cost_flops: float | None = field(
         default=None, metadata={"help": "difficulty estimate FLOPs per problem (default: its stats.json)"}
     )
+    bootstrap_resamples: int = field(
+        default=1000, metadata={"help": "paired bootstrap resamples (intervals)"}
+    )
+    bootstrap_seed: int = field(default=0, metadata={"help": "seed of the bootstrap draws"})
 
     def __post_init__(self) -> None:
         if isinstance(self.select_dirs, str):
             self.select_dirs = [self.select_dirs]
         if not self.select_dirs:
             raise ValueError("select_dirs: name at least one ttc select output")
+        if self.bootstrap_resamples < 100:
+            raise ValueError(f"bootstrap_resamples must be >= 100, got {self.bootstrap_resamples}")
         if self.num_folds < 2:
             raise ValueError(
                 f"num_folds must be >= 2 (choose on some folds, score on another), got {self.num_folds}"

@@ -37,6 +37,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 from ttcompute.core.config import save_resolved_config
 from ttcompute.core.errors import InputError
 from ttcompute.core.shards import load_sharded, write_json
+from ttcompute.eval.compute_optimal import format_interval
 from ttcompute.eval.plots import plot_accuracy_vs_budget, plot_revision_ratio
 from ttcompute.eval.report_config import ReportConfig
 
@@ -189,6 +190,7 @@ def build_report(config: ReportConfig) -> dict[str, Any]:
             ],
             "efficiency_at_budget": summary.get("efficiency_at_budget"),
             "difficulty_cost_generations": summary.get("difficulty_cost_generations"),
+            "intervals": summary.get("intervals", {}),
         }
     if config.compute_optimal_predicted_dir:
         summary = _read_json(Path(config.compute_optimal_predicted_dir) / "compute_optimal.json")
@@ -289,6 +291,7 @@ def markdown_report(report: dict[str, Any], images: dict[str, str], tables: dict
             f"when the difficulty estimate ({_fmt(co.get('difficulty_cost_generations'))} generations per problem) "
             "is charged too.",
             "",
+            *_interval_lines(co.get("intervals") or {}),
         ]
         predicted = report.get("compute_optimal_predicted")
         if predicted:
@@ -409,6 +412,19 @@ def log_to_wandb(report: dict[str, Any], out: Path, images: dict[str, str]) -> N
         run.log({"search_accuracy": wandb.Table(columns=["method", "budget", "accuracy"], data=rows)})
     if wandb.run is run and run.job_type == "report":
         run.finish()
+
+
+def _interval_lines(intervals: dict[str, Any]) -> list[str]:
+    """The 95% intervals of the headline ratios (paired bootstrap over problems), when computed."""
+    if "efficiency_vs_best_of_n" not in intervals:
+        return []
+    return [
+        f"95% intervals (paired bootstrap over {intervals['num_problems']} problems, "
+        f"{intervals['efficiency_vs_best_of_n']['resamples']} resamples): "
+        f"{format_interval(intervals['efficiency_vs_best_of_n'], 2)}x, and "
+        f"{format_interval(intervals['efficiency_vs_best_of_n_with_difficulty_cost'], 2)}x with the cost.",
+        "",
+    ]
 
 
 def _rounded(value: float | None) -> float | None:
