@@ -79,16 +79,41 @@ def test_stage_compares_per_bin_and_reads_the_checkpoints_logs(tmp_path):
         15.77, abs=0.01
     )
     # R = 0.16: X ~ 258 is beyond the searched 64 (capped); R = 22: X ~ 15.8 uses budget 1.
-    assert low["bins"]["2"] == {"small_ttc": 0.6, "large": round(1 / 3, 4), "budget_used": 64, "capped": True}
+    # (No per-problem verdicts in this compute-optimal output: no interval, the plain comparison.)
+    assert low["bins"]["2"] == {
+        "small_ttc": 0.6, "large": round(1 / 3, 4), "budget_used": 64, "capped": True, "difference": None,
+    }  # fmt: skip
     assert high["bins"]["2"] == {
         "small_ttc": 0.1,
         "large": round(1 / 3, 4),
         "budget_used": 1,
         "capped": False,
+        "difference": None,
     }
     assert high["bins"]["all"]["large"] == round(4 / 6, 4)
-    assert "| 22 | 15.77 | 2 | 0.100 | 1 | 0.333 | large |" in (out / "flops_matched.md").read_text()
+    assert "| 22 | 15.77 | 2 | 0.100 | 1 | 0.333 | - | large |" in (out / "flops_matched.md").read_text()
     assert (out / "flops_matched.png").stat().st_size > 10_000
+
+    # With each problem's held-out verdicts (ttc compute-optimal writes them), every row carries the
+    # paired-bootstrap interval of the difference, and a winner needs an interval that excludes 0.
+    summary = json.loads((co / "compute_optimal.json").read_text())
+    small_at_1 = {"p0": True, "p1": False, "p2": True, "p3": False, "p4": False, "p5": False}
+    summary["per_problem"] = {b: small_at_1 for b in ("1", "16", "64")}
+    (co / "compute_optimal.json").write_text(json.dumps(summary))
+    run_stage(
+        "flops-matched",
+        ["--compute_optimal_dir", str(co), "--large_samples_dir", str(large), "--small_model",
+         str(tmp_path / "small"), "--large_model", str(tmp_path / "large"), "--output_dir", str(out)],
+    )  # fmt: skip
+    everything = json.loads((out / "flops_matched.json").read_text())["ratios"]["22"]["bins"]["all"]
+    difference = everything["difference"]
+    assert difference["estimate"] == pytest.approx(2 / 6 - 4 / 6)  # small right on 2 of 6, large on 4
+    assert (
+        difference["low"] <= difference["estimate"] <= difference["high"] and difference["resamples"] == 1000
+    )
+    table = (out / "flops_matched.md").read_text()
+    expected_winner = "large" if difference["high"] < 0 else "no clear winner"
+    assert f"| {expected_winner} |" in table.split("| 22 | 15.77 | all |")[1].splitlines()[0]
 
 
 def test_stage_errors(tmp_path):

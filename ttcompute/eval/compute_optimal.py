@@ -419,6 +419,8 @@ def run_compute_optimal(config: ComputeOptimalConfig) -> dict[str, Any]:
         "efficiency_at_budget": headline_ratio(plain)[0],
         # Paired bootstrap over problems, 95% (ttcompute/core/bootstrap.py).
         "intervals": intervals,
+        # Each problem's held-out verdict per budget: later comparisons pair problems (flops-matched).
+        "per_problem": {str(b): dict(sorted(v.items())) for b, v in result["per_problem"].items()},
     }
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -30,10 +30,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from ttcompute.core.bootstrap import paired_interval
 from ttcompute.core.config import save_resolved_config
 from ttcompute.core.errors import InputError
 from ttcompute.core.outputs import require_unique_ids
 from ttcompute.core.shards import load_sharded, write_json
+from ttcompute.eval.compute_optimal import format_interval
 from ttcompute.eval.flops_matched_config import FlopsMatchedConfig
 from ttcompute.eval.plots import plot_flops_matched
 from ttcompute.eval.select import load_bins
@@ -92,8 +94,8 @@ def _model_numbers(path: str | None, params: int | None, tokens: int | None, whi
     return params or log["num_parameters"], tokens or log["num_train_tokens"]
 
 
-def large_accuracy_by_bin(samples_dir: str, bins: dict[str, Any]) -> tuple[dict[str, float], dict[str, int]]:
-    """The large policy's accuracy (first sample of each problem) per bin and over ``"all"``."""
+def large_verdicts(samples_dir: str, bins: dict[str, Any]) -> dict[str, bool]:
+    """The large policy's verdict (its first sample) on every compared problem."""
     samples = load_sharded(samples_dir)
     for column in ("problem_id", "correct"):
         if column not in samples.column_names:
@@ -106,16 +108,35 @@ def large_accuracy_by_bin(samples_dir: str, bins: dict[str, Any]) -> tuple[dict[
             f"{samples_dir}: no answer of the large policy for {len(missing)} problem(s) of the comparison, "
             f"e.g. {missing[:3]} (sample the same problems)"
         )
-    groups: dict[str, list[bool]] = {"all": []}
-    for problem_id, group in bins.items():
+    out = {}
+    for problem_id in bins:
         if not verdicts[problem_id]:
             raise InputError(f"{samples_dir}: problem {problem_id} has no samples")
-        hit = bool(verdicts[problem_id][0])
+        out[problem_id] = bool(verdicts[problem_id][0])
+    return out
+
+
+def large_accuracy_by_bin(samples_dir: str, bins: dict[str, Any]) -> tuple[dict[str, float], dict[str, int]]:
+    """The large policy's accuracy (first sample of each problem) per bin and over ``"all"``."""
+    groups: dict[str, list[bool]] = {"all": []}
+    for problem_id, hit in large_verdicts(samples_dir, bins).items():
         groups["all"].append(hit)
-        groups.setdefault(str(group), []).append(hit)
+        groups.setdefault(str(bins[problem_id]), []).append(hit)
     return (
         {g: round(sum(v) / len(v), 4) for g, v in groups.items()},
         {g: len(v) for g, v in groups.items()},
+    )
+
+
+def difference_interval(
+    small: dict[str, bool], large: dict[str, bool], problems: list[str], resamples: int, seed: int
+) -> dict[str, Any] | None:
+    """Small + TTC minus the large policy on ``problems``, paired bootstrap 95% (None if unpaired)."""
+    if not problems or any(p not in small or p not in large for p in problems):
+        return None
+    outcomes = {"small": [small[p] for p in problems], "large": [large[p] for p in problems]}
+    return paired_interval(
+        outcomes, lambda x: float(x["small"].mean() - x["large"].mean()), num_resamples=resamples, seed=seed
     )
 
 
@@ -156,6 +177,11 @@ def run_flops_matched(config: FlopsMatchedConfig) -> dict[str, Any]:
     )
     bins = _problem_bins(config, summary)
     large, sizes = large_accuracy_by_bin(config.large_samples_dir, bins)
+    large_hits = large_verdicts(config.large_samples_dir, bins)
+    small_hits = {int(b): v for b, v in summary.get("per_problem", {}).items()}
+    members: dict[str, list[str]] = {"all": sorted(bins)}
+    for problem_id in sorted(bins):
+        members.setdefault(str(bins[problem_id]), []).append(problem_id)
     groups = ["all"] + sorted((g for g in curves if g != "all"), key=lambda g: (len(g), g))
     table: dict[str, Any] = {}
     for ratio in config.ratios:
@@ -172,7 +198,12 @@ def run_flops_matched(config: FlopsMatchedConfig) -> dict[str, Any]:
                 "large": large[group],
                 "budget_used": used,
                 "capped": capped,
-            }
+                # Paired over the group's problems; None for a compute-optimal output without verdicts.
+                "difference": difference_interval(
+                    small_hits.get(used, {}), large_hits, members.get(group, []),
+                    config.bootstrap_resamples, config.bootstrap_seed,
+                ),
+            }  # fmt: skip
         table[f"{ratio:g}"] = {"matched_generations": round(generations, 2), "bins": rows}
     result = {
         "small": {"params": small_params, "pretrain_tokens": small_tokens},
@@ -197,6 +228,25 @@ def run_flops_matched(config: FlopsMatchedConfig) -> dict[str, Any]:
     return {"output_dir": str(out), "ratios": table}
 
 
+def winner(row: dict[str, Any]) -> str:
+    """Who wins a row: the side the difference's 95% interval lies on, else no clear winner (the
+    plain comparison of the two accuracies when there is no interval).
+
+    >>> winner({"small_ttc": 0.6, "large": 0.5, "difference": {"estimate": 0.1, "low": -0.02, "high": 0.2}})
+    'no clear winner'
+    """
+    interval = row.get("difference")
+    if interval and interval.get("low") is not None:
+        if interval["low"] > 0:
+            return "small + TTC"
+        if interval["high"] < 0:
+            return "large"
+        return "no clear winner"
+    if row["small_ttc"] == row["large"]:
+        return "tie"
+    return "small + TTC" if row["small_ttc"] > row["large"] else "large"
+
+
 def markdown_table(result: dict[str, Any]) -> str:
     lines = [
         "# FLOPs-matched: small policy + compute-optimal test-time compute vs the large policy (greedy)",
@@ -206,21 +256,14 @@ def markdown_table(result: dict[str, Any]) -> str:
         f"{result['large']['pretrain_tokens']:,} tokens. Budget X = matched generations per problem "
         "(`capped`: X is beyond the largest searched budget, the small model is given less).",
         "",
-        "| R | X | bin | small + TTC | budget used | large | winner |",
-        "|---:|---:|---|---:|---:|---:|---|",
+        "| R | X | bin | small + TTC | budget used | large | difference [95% CI] | winner |",
+        "|---:|---:|---|---:|---:|---:|---:|---|",
     ]
     for ratio, entry in result["ratios"].items():
         for group, row in entry["bins"].items():
-            winner = (
-                "small + TTC"
-                if row["small_ttc"] > row["large"]
-                else "large"
-                if row["large"] > row["small_ttc"]
-                else "tie"
-            )
             used = f"{row['budget_used']}{' (capped)' if row['capped'] else ''}"
             lines.append(
                 f"| {ratio} | {entry['matched_generations']} | {group} | {row['small_ttc']:.3f} | {used} | "
-                f"{row['large']:.3f} | {winner} |"
+                f"{row['large']:.3f} | {format_interval(row.get('difference'))} | {winner(row)} |"
             )
     return "\n".join(lines) + "\n"

@@ -40,6 +40,11 @@ class FlopsMatchedConfig:
     )
     output_dir: str = field(default="runs/flops_matched", metadata={"help": "output directory"})
 
+    bootstrap_resamples: int = field(
+        default=1000, metadata={"help": "paired bootstrap resamples (intervals)"}
+    )
+    bootstrap_seed: int = field(default=0, metadata={"help": "seed of the bootstrap draws"})
+
     def __post_init__(self) -> None:
         if not self.ratios or any(r <= 0 for r in self.ratios):
             raise ValueError(f"ratios must be positive, got {self.ratios}")

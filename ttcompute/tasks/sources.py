@@ -381,7 +381,7 @@ def stable_id(prefix: str, text: str) -> str:
     """An id that only the text decides (the same problem in any copy, config or order of a source).
 
     >>> stable_id("math", "What is 1+1?")
-    'math-60c2ec2a7c4ef6bb'
+    'math-31adf3e245f99d7b'
     """
     return f"{prefix}-{hashlib.sha256(text.encode('utf-8')).hexdigest()[:16]}"
 
