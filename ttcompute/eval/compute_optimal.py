@@ -196,8 +196,15 @@ def bootstrap_intervals(
     outcomes = {f"co/{b}": [per_problem[b][p] for p in problems] for b in budgets}
     outcomes |= {f"base/{b}": [baseline_per_problem[b][p] for p in problems] for b in budgets}
     options = {"num_resamples": num_resamples, "seed": seed}
-    out: dict[str, Any] = {"num_problems": len(problems), "accuracy_difference": {}}
+    out: dict[str, Any] = {
+        "num_problems": len(problems),
+        "accuracy_difference": {},
+        "compute_optimal_accuracy": {},
+        "baseline_accuracy": {},
+    }
     for b in budgets:
+        for name, key in (("compute_optimal_accuracy", f"co/{b}"), ("baseline_accuracy", f"base/{b}")):
+            out[name][str(b)] = paired_interval(outcomes, lambda x, k=key: float(x[k].mean()), **options)
         out["accuracy_difference"][str(b)] = paired_interval(
             outcomes, lambda x, b=b: float(x[f"co/{b}"].mean() - x[f"base/{b}"].mean()), **options
         )
@@ -289,6 +296,16 @@ def flops_per_generation(records: list[dict[str, Any]]) -> float:
     if not values:
         raise InputError("no best-of-N selections: cannot express the difficulty cost in generations")
     return sum(values) / len(values)
+
+
+def _bands(intervals: dict[str, Any]) -> dict[str, dict[int, tuple[float, float]]]:
+    """The shaded 95% bands of the plot's two curves."""
+    bands: dict[str, dict[int, tuple[float, float]]] = {}
+    for key, name in (("compute-optimal", "compute_optimal_accuracy"), ("baseline", "baseline_accuracy")):
+        bands[key] = {
+            int(b): (v["low"], v["high"]) for b, v in intervals.get(name, {}).items() if v["low"] is not None
+        }
+    return bands
 
 
 def format_interval(interval: dict[str, Any] | None, digits: int = 3) -> str:
@@ -433,6 +450,7 @@ def run_compute_optimal(config: ComputeOptimalConfig) -> dict[str, Any]:
         {g: {int(b): c["accuracy"] for b, c in v.items()} for g, v in summary["bins"].items()},
         config.baseline,
         out / "compute_optimal_vs_best_of_n.png",
+        bands=_bands(intervals),
     )
     logger.info(
         "Compute-optimal vs %s: %s vs %s; efficiency %s (%s with the difficulty estimate's %.1f generations) "

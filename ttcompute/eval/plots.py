@@ -82,14 +82,23 @@ def plot_compute_optimal(
     by_bin: dict[str, dict[int, float]],
     baseline_name: str,
     path: str | Path,
+    bands: dict[str, dict[int, tuple[float, float]]] | None = None,
 ) -> Path:
-    """Left: compute-optimal vs the baseline over all problems; right: compute-optimal per bin."""
+    """Left: compute-optimal vs the baseline over all problems (``bands``: each curve's 95% interval
+    per budget, ``{"compute-optimal" | "baseline": {budget: (low, high)}}``, shaded); right:
+    compute-optimal per bin."""
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for values, label, colour in (
-        (curve, "compute-optimal", "#d62728"),
-        (baseline, baseline_name, "#1f77b4"),
+    for values, label, key, colour in (
+        (curve, "compute-optimal", "compute-optimal", "#d62728"),
+        (baseline, baseline_name, "baseline", "#1f77b4"),
     ):
         _curve(left, values, label=label, color=colour)
+        band = (bands or {}).get(key)
+        if band:
+            xs = sorted(band)
+            left.fill_between(
+                xs, [band[x][0] for x in xs], [band[x][1] for x in xs], color=colour, alpha=0.15
+            )
     left.set_title("all problems (held-out folds)")
     left.legend(fontsize=8, frameon=False)
     cmap = plt.get_cmap("viridis")
