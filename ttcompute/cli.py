@@ -42,6 +42,11 @@ STAGES: dict[str, tuple[str, list[tuple[str, str]], tuple[str, str]]] = {
         [GENERATOR, ("ttcompute.data_gen.label_config", "LabelConfig")],
         ("ttcompute.data_gen.label", "run_label"),
     ),
+    "convert-labels": (
+        "PRM800K or Math-Shepherd step labels as train-prm's stepwise rows (sharded, resumable)",
+        [("ttcompute.data_gen.convert_labels_config", "ConvertLabelsConfig")],
+        ("ttcompute.data_gen.convert_labels", "run_convert_labels"),
+    ),
     "train-prm": (
         "train a process reward model on (soft) step labels; LoRA, DeepSpeed, W&B, Hub",
         [("ttcompute.trainers.prm_config", "PRMConfig")],

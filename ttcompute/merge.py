@@ -17,6 +17,7 @@ from typing import Any
 
 from ttcompute.core.errors import InputError
 from ttcompute.core.shards import merge_outputs, write_json
+from ttcompute.data_gen.convert_labels import convert_labels_stats
 from ttcompute.data_gen.label import label_output_stats
 from ttcompute.data_gen.sample import sample_stats
 from ttcompute.data_gen.trajectories import revisions_stats
@@ -30,6 +31,7 @@ logger = logging.getLogger(__name__)
 STATS_OF: dict[str, Callable[[str], dict[str, Any]]] = {
     "sample": sample_stats,
     "label": label_output_stats,
+    "convert-labels": convert_labels_stats,
     "revisions": revisions_stats,
     "search": search_output_stats,
 }
