@@ -6,6 +6,7 @@ from __future__ import annotations
 import doctest
 import json
 import math
+import shutil
 
 import pytest
 import torch
@@ -158,6 +159,9 @@ def qwen_prm(tmp_path_factory):
 
 
 FORMAT_FIXTURES = {"ttcompute": "ttcompute_prm", "math-shepherd": "shepherd_prm", "qwen-prm": "qwen_prm"}
+# What "auto" finds in each: a Math-Shepherd PRM is a plain causal LM, nothing in it says what it is
+# (tests/test_public_prms.py), so it is named.
+AUTO_FORMAT = {"ttcompute": "auto", "math-shepherd": "math-shepherd", "qwen-prm": "auto"}
 
 
 def assert_scores_close(actual, expected, tol=1e-5):
@@ -230,7 +234,10 @@ def test_ttc_prm_metadata():
 )
 def test_format_auto_detected_and_matches_reference(request, prm_format, fixture):
     path, reference = request.getfixturevalue(fixture)
-    prm = load_prm(str(path), device="cpu")
+    if AUTO_FORMAT[prm_format] != "auto":
+        with pytest.raises(InputError, match="cannot tell the PRM format"):
+            load_prm(str(path), device="cpu")
+    prm = load_prm(str(path), AUTO_FORMAT[prm_format], device="cpu")
     assert isinstance(prm, PRM)
     scores = prm.score(QUESTIONS, STEPS)
     assert_scores_close(scores, [reference(q, s) for q, s in zip(QUESTIONS, STEPS)])
@@ -299,8 +306,8 @@ def ttc_length(question, steps):
 def test_prefix_reuse_gives_identical_scores_for_fewer_tokens(request, prm_format):
     path, reference = request.getfixturevalue(FORMAT_FIXTURES[prm_format])
     rounds = search_rounds()
-    fresh = load_prm(str(path), device="cpu", reuse_prefixes=False)
-    reused = load_prm(str(path), device="cpu", reuse_prefixes=True)
+    fresh = load_prm(str(path), AUTO_FORMAT[prm_format], device="cpu", reuse_prefixes=False)
+    reused = load_prm(str(path), AUTO_FORMAT[prm_format], device="cpu", reuse_prefixes=True)
     without, with_reuse = run_rounds(fresh, rounds), run_rounds(reused, rounds)
     for scores_off, scores_on in zip(without, with_reuse):
         assert_scores_close(scores_on, scores_off)
@@ -449,6 +456,49 @@ def test_ttcompute_checkpoint_without_metadata(ttcompute_prm, tmp_path):
     contract = PromptContract("{question}\n")
     prm = load_prm(str(bare), "ttcompute", device="cpu", step_separator="\n\n", prompt_contract=contract)
     assert_scores_close(prm.score(QUESTIONS, STEPS), [reference(q, s) for q, s in zip(QUESTIONS, STEPS)])
+
+
+def test_prm_step_separator_flag_loads_a_checkpoint_without_metadata(ttcompute_prm, tmp_path, monkeypatch):
+    """``ttc eval-prm --prm_step_separator``: the PRM's separator reaches load_prm, which then loads a
+    token-classification checkpoint that records none and scores it as the reference does."""
+    from ttcompute.cli import run_stage
+    from ttcompute.core.shards import prepare_output, write_shard
+    from ttcompute.eval import prm_eval
+
+    path, reference = ttcompute_prm
+    bare = tmp_path / "bare"
+    shutil.copytree(path, bare)
+    config = json.loads((bare / "config.json").read_text())
+    del config["ttc_prm"]
+    (bare / "config.json").write_text(json.dumps(config))
+    dataset = tmp_path / "labels"  # a `ttc label` output
+    prepare_output(dataset, "label", "test", 1, overwrite=False)
+    rows = [
+        {"problem_id": f"p{i}", "question": q, "prompt": q + "\n", "completions": s, "labels": [1.0] * len(s)}
+        for i, (q, s) in enumerate(zip(QUESTIONS, STEPS))
+    ]
+    write_shard(dataset, 0, [{**row, "correct": True} for row in rows])
+    loaded = []
+
+    def recording_load_prm(*args, **kwargs):
+        loaded.append(load_prm(*args, **kwargs))
+        return loaded[-1]
+
+    monkeypatch.setattr(prm_eval, "load_prm", recording_load_prm)
+    argv = ["--prm", str(bare), "--dataset", str(dataset), "--gold", "labels", "--device", "cpu"]
+    argv += ["--prm_format", "ttcompute"]
+    argv += ["--prm_prompt_template", "{question}\n", "--output_dir", str(tmp_path / "eval")]
+    with pytest.raises(InputError, match="step_separator"):
+        run_stage("eval-prm", argv)  # the checkpoint says nothing about its separator
+    result = run_stage("eval-prm", [*argv, "--prm_step_separator", "\n\n"])
+    assert result["num_solutions"] == 2 and result["num_steps"] == 5
+    (prm,) = loaded
+    assert_scores_close(prm.score(QUESTIONS, STEPS), [reference(q, s) for q, s in zip(QUESTIONS, STEPS)])
+    # A wrong separator reaches the PRM too: other tokens, other scores.
+    result = run_stage(
+        "eval-prm", [*argv, "--prm_step_separator", "\n", "--output_dir", str(tmp_path / "e2")]
+    )
+    assert loaded[-1].score(QUESTIONS, STEPS) != prm.score(QUESTIONS, STEPS)
 
 
 def test_a_given_prompt_contract_must_agree_with_the_recorded_one(ttcompute_prm):

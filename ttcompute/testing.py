@@ -23,6 +23,16 @@ as hf-internal-testing/llama-tokenizer ships it) and as transformers' own tokeni
   ``Prepend("▁")`` normalizer; transformers' ``LlamaTokenizer`` rebuilds every Llama checkpoint it loads
   as ``Metaspace(prepend_scheme="first", split=False)`` (``legacy=False``), and that rebuilt tokenizer
   is what the package really sees, so that is the stand-in.
+- **Llama-3.1-Instruct** (the tokenizer of RLHFlow/Llama3.1-8B-PRM-*-Data): byte-level BPE with
+  Llama-3's pre-tokenizer regex (digits in runs of up to three, ``"\\n\\n"`` a token of its own),
+  ``ignore_merges``, BOS ``<|begin_of_text|>`` added by the post-processor, eos ``<|eot_id|>``, the chat
+  markers ``<|start_header_id|>``, ``<|end_header_id|>``, ``<|eot_id|>`` after the learnt vocabulary (as
+  Llama-3's ids 128000+ are), and Llama-3.1-Instruct's chat template (a system turn with its knowledge
+  and today dates always written; every turn's content trimmed).
+
+Two public PRM layouts sit on them: :func:`build_tiny_rlhflow_prm` (a plain ``LlamaForCausalLM``, as
+RLHFlow's PRMs are) and :func:`build_tiny_skywork_prm` (``Qwen2ForPrmModel``: ``model.*``, ``lm_head.*``
+and the value head ``v_head.summary.*`` in the weights, BOS ``<|im_start|>``, as Skywork-o1-Open-PRM).
 """
 
 from __future__ import annotations
@@ -32,7 +42,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
-from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
+from safetensors.torch import save_file
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import (
     GenerationConfig,
     LlamaConfig,
@@ -41,6 +52,7 @@ from transformers import (
     LlamaTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
     Qwen2Config,
     Qwen2ForCausalLM,
     Qwen2ForTokenClassification,
@@ -251,6 +263,177 @@ def _vocab_and_merges(backend: Tokenizer) -> tuple[dict[str, int], list[tuple[st
 
 
 # --------------------------------------------------------------------------------------------------
+# Llama-3.1-Instruct: byte-level BPE, its special tokens and chat template
+
+LLAMA3_BOS, LLAMA3_END_OF_TEXT = "<|begin_of_text|>", "<|end_of_text|>"
+LLAMA3_START_HEADER, LLAMA3_END_HEADER, LLAMA3_EOT = "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"
+LLAMA3_SPECIAL_TOKENS = (LLAMA3_BOS, LLAMA3_END_OF_TEXT, LLAMA3_START_HEADER, LLAMA3_END_HEADER, LLAMA3_EOT)
+# The `pattern` of the Split pre-tokenizer in Llama-3's tokenizer.json (tiktoken's cl100k-style split).
+LLAMA3_PRETOKENIZE_REGEX = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+# The `chat_template` of meta-llama/Llama-3.1-8B-Instruct's tokenizer_config.json, JSON-decoded.
+LLAMA3_1_CHAT_TEMPLATE = r"""{{- bos_token }}
+{%- if custom_tools is defined %}
+    {%- set tools = custom_tools %}
+{%- endif %}
+{%- if not tools_in_user_message is defined %}
+    {%- set tools_in_user_message = true %}
+{%- endif %}
+{%- if not date_string is defined %}
+    {%- set date_string = "26 Jul 2024" %}
+{%- endif %}
+{%- if not tools is defined %}
+    {%- set tools = none %}
+{%- endif %}
+
+{#- This block extracts the system message, so we can slot it into the right place. #}
+{%- if messages[0]['role'] == 'system' %}
+    {%- set system_message = messages[0]['content']|trim %}
+    {%- set messages = messages[1:] %}
+{%- else %}
+    {%- set system_message = "" %}
+{%- endif %}
+
+{#- System message + builtin tools #}
+{{- "<|start_header_id|>system<|end_header_id|>\n\n" }}
+{%- if builtin_tools is defined or tools is not none %}
+    {{- "Environment: ipython\n" }}
+{%- endif %}
+{%- if builtin_tools is defined %}
+    {{- "Tools: " + builtin_tools | reject('equalto', 'code_interpreter') | join(", ") + "\n\n"}}
+{%- endif %}
+{{- "Cutting Knowledge Date: December 2023\n" }}
+{{- "Today Date: " + date_string + "\n\n" }}
+{%- if tools is not none and not tools_in_user_message %}
+    {{- "You have access to the following functions. To call a function, please respond with JSON for a function call." }}
+    {{- 'Respond in the format {"name": function name, "parameters": dictionary of argument name and its value}.' }}
+    {{- "Do not use variables.\n\n" }}
+    {%- for t in tools %}
+        {{- t | tojson(indent=4) }}
+        {{- "\n\n" }}
+    {%- endfor %}
+{%- endif %}
+{{- system_message }}
+{{- "<|eot_id|>" }}
+
+{#- Custom tools are passed in a user message with some extra guidance #}
+{%- if tools_in_user_message and not tools is none %}
+    {#- Extract the first user message so we can plug it in here #}
+    {%- if messages | length != 0 %}
+        {%- set first_user_message = messages[0]['content']|trim %}
+        {%- set messages = messages[1:] %}
+    {%- else %}
+        {{- raise_exception("Cannot put tools in the first user message when there's no first user message!") }}
+{%- endif %}
+    {{- '<|start_header_id|>user<|end_header_id|>\n\n' -}}
+    {{- "Given the following functions, please respond with a JSON for a function call " }}
+    {{- "with its proper arguments that best answers the given prompt.\n\n" }}
+    {{- 'Respond in the format {"name": function name, "parameters": dictionary of argument name and its value}.' }}
+    {{- "Do not use variables.\n\n" }}
+    {%- for t in tools %}
+        {{- t | tojson(indent=4) }}
+        {{- "\n\n" }}
+    {%- endfor %}
+    {{- first_user_message + "<|eot_id|>"}}
+{%- endif %}
+
+{%- for message in messages %}
+    {%- if not (message.role == 'ipython' or message.role == 'tool' or 'tool_calls' in message) %}
+        {{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' }}
+    {%- elif 'tool_calls' in message %}
+        {%- if not message.tool_calls|length == 1 %}
+            {{- raise_exception("This model only supports single tool-calls at once!") }}
+        {%- endif %}
+        {%- set tool_call = message.tool_calls[0].function %}
+        {%- if builtin_tools is defined and tool_call.name in builtin_tools %}
+            {{- '<|start_header_id|>assistant<|end_header_id|>\n\n' -}}
+            {{- "<|python_tag|>" + tool_call.name + ".call(" }}
+            {%- for arg_name, arg_val in tool_call.arguments | items %}
+                {{- arg_name + '="' + arg_val + '"' }}
+                {%- if not loop.last %}
+                    {{- ", " }}
+                {%- endif %}
+                {%- endfor %}
+            {{- ")" }}
+        {%- else  %}
+            {{- '<|start_header_id|>assistant<|end_header_id|>\n\n' -}}
+            {{- '{"name": "' + tool_call.name + '", ' }}
+            {{- '"parameters": ' }}
+            {{- tool_call.arguments | tojson }}
+            {{- "}" }}
+        {%- endif %}
+        {%- if builtin_tools is defined %}
+            {#- This means we're in ipython mode #}
+            {{- "<|eom_id|>" }}
+        {%- else %}
+            {{- "<|eot_id|>" }}
+        {%- endif %}
+    {%- elif message.role == "tool" or message.role == "ipython" %}
+        {{- "<|start_header_id|>ipython<|end_header_id|>\n\n" }}
+        {%- if message.content is mapping or message.content is iterable %}
+            {{- message.content | tojson }}
+        {%- else %}
+            {{- message.content }}
+        {%- endif %}
+        {{- "<|eot_id|>" }}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|start_header_id|>assistant<|end_header_id|>\n\n' }}
+{%- endif %}
+"""
+
+
+def build_llama3_chat_tokenizer(texts: Iterable[str], vocab_size: int = 2000) -> PreTrainedTokenizerFast:
+    """A Llama-3.1-Instruct-format tokenizer (byte-level BPE, BOS added, chat template) trained on ``texts``.
+
+    The learnt vocabulary comes first and the special tokens after it, as in Llama-3 (ids 128000+).
+    ``"+"`` and ``"-"`` are single tokens (byte symbols); after ``<|end_header_id|>`` the ``"\\n\\n"``
+    run is one pre-token, so an assistant turn ``"+"`` tokenizes as that byte alone.
+
+    Args:
+        texts: Training text.
+        vocab_size: Size of the learnt vocabulary (the 256 byte symbols included), before the specials.
+    """
+    backend = Tokenizer(models.BPE(ignore_merges=True))
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(LLAMA3_PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False),
+        ]
+    )
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+    )
+    backend.train_from_iterator(texts, trainer)
+    backend.add_special_tokens(list(LLAMA3_SPECIAL_TOKENS))
+    bos_id = backend.token_to_id(LLAMA3_BOS)
+    backend.post_processor = processors.Sequence(
+        [
+            processors.ByteLevel(trim_offsets=False),
+            processors.TemplateProcessing(
+                single=f"{LLAMA3_BOS}:0 $A:0",
+                pair=f"{LLAMA3_BOS}:0 $A:0 {LLAMA3_BOS}:1 $B:1",
+                special_tokens=[(LLAMA3_BOS, bos_id)],
+            ),
+        ]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token=LLAMA3_BOS,
+        eos_token=LLAMA3_EOT,
+        # RLHFlow's axolotl recipe (math-rm/llama-3.1-prm.yaml) sets this pad token.
+        pad_token=LLAMA3_END_OF_TEXT,
+        clean_up_tokenization_spaces=True,
+        model_max_length=131072,
+        chat_template=LLAMA3_1_CHAT_TEMPLATE,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
 # Tiny random models on those tokenizers
 
 
@@ -320,6 +503,55 @@ def build_tiny_prm_on(
     with torch.no_grad():
         model.score.weight.mul_(20)
     return _save(model, tokenizer, path)
+
+
+def build_tiny_rlhflow_prm(tokenizer: PreTrainedTokenizerBase, path: str | Path, seed: int = 0) -> Path:
+    """A tiny random stand-in for RLHFlow/Llama3.1-8B-PRM-*-Data saved at ``path``: like the real ones, a
+    plain ``LlamaForCausalLM`` on a Llama-3.1-Instruct tokenizer (:func:`build_llama3_chat_tokenizer`),
+    with nothing in it that says it is a PRM (it reads P("+") vs P("-") from the LM head)."""
+    return build_tiny_llama_on(tokenizer, path, seed=seed)
+
+
+def build_tiny_skywork_prm(
+    tokenizer: Qwen2Tokenizer, path: str | Path, seed: int = 0, head_scale: float = 5.0
+) -> Path:
+    """A tiny random stand-in for Skywork/Skywork-o1-Open-PRM-Qwen-2.5-* saved at ``path`` in its layout:
+    ``architectures: ["Qwen2ForPrmModel"]`` with an ``auto_map`` to its own code (never run here), one
+    safetensors file holding the causal LM's ``model.*`` and ``lm_head.weight`` plus the value head
+    ``v_head.summary.weight`` (1, hidden) and ``v_head.summary.bias`` (1,), and the Qwen2.5 tokenizer
+    with ``bos_token`` ``<|im_start|>`` (Skywork's special_tokens_map.json; its prompt starts with it).
+
+    The published checkpoints ship ``pytorch_model.bin`` (a pickle, which ttcompute never loads); the
+    safetensors layout here is that of the converted variant (refs/pr/4 of the 7B's Hub repo).
+    ``head_scale`` multiplies the random value head so that scores spread over (0, 1).
+    """
+    config = _qwen2_config(tokenizer)
+    torch.manual_seed(seed)
+    model = Qwen2ForCausalLM(config).eval()
+    value_head = torch.nn.Linear(config.hidden_size, 1)
+    with torch.no_grad():
+        value_head.weight.mul_(head_scale)
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    weights = {key: value.contiguous() for key, value in model.state_dict().items()}
+    weights.update(
+        {f"v_head.summary.{k}": v.detach().contiguous() for k, v in value_head.state_dict().items()}
+    )
+    save_file(weights, str(path / "model.safetensors"), metadata={"format": "pt"})
+    config.architectures = ["Qwen2ForPrmModel"]
+    config.save_pretrained(path)
+    config_json = json.loads((path / "config.json").read_text())
+    # The Hub repos ship configuration_qwen2_rm.py and modeling_qwen2_rm.py ("custom_code").
+    config_json["auto_map"] = {
+        "AutoConfig": "configuration_qwen2_rm.Qwen2RMConfig",
+        "AutoModel": "modeling_qwen2_rm.Qwen2ForPrmModel",
+    }
+    (path / "config.json").write_text(json.dumps(config_json, indent=2))
+    tokenizer.save_pretrained(path)
+    tokenizer_config = json.loads((path / "tokenizer_config.json").read_text())
+    tokenizer_config["bos_token"] = QWEN_IM_START
+    (path / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2))
+    return path
 
 
 def token_ids_containing(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:

@@ -178,13 +178,21 @@ def recorded_contract(
 class PRMPromptOptions:
     """The prompt contract of a PRM checkpoint that does not record one (a mixin of the configs of
     the stages that load a PRM: ``search``, ``eval-prm``, ``difficulty``). Unset, the checkpoint's
-    record is used; given for a checkpoint that records one, they must agree with it."""
+    record is used; given for a checkpoint that records one, they must agree with it.
+
+    ``prm_step_separator``: the text that ends each step for a ``ttcompute``-format PRM, overriding the
+    checkpoint's ``ttc_prm.step_separator`` (and letting one without that metadata load); the public
+    formats fix their own and ignore it (logged)."""
 
     prm_prompt_template: str | None = field(
         default=None, metadata={"help": "PRM without a recorded prompt: its template over {question}"}
     )
     prm_use_chat_template: bool | None = field(
         default=None, metadata={"help": "PRM without a recorded prompt: its prompt is a chat user turn"}
+    )
+    prm_step_separator: str | None = field(
+        default=None,
+        metadata={"help": "ttcompute-format PRM: the text ending each step (default: its ttc_prm record)"},
     )
 
     def prm_prompt_contract(self) -> PromptContract | None:

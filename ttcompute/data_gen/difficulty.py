@@ -135,7 +135,11 @@ def run_difficulty(config: DifficultyConfig) -> dict[str, Any]:
         compute = sample_compute
     else:
         prm = load_prm(
-            config.prm, config.prm_format, device=config.device, prompt_contract=config.prm_prompt_contract()
+            config.prm,
+            config.prm_format,
+            device=config.device,
+            step_separator=config.prm_step_separator,
+            prompt_contract=config.prm_prompt_contract(),
         )
         limit = config.probe_samples if config.predictor == "prm_probe" else None
         used = [min(n, limit) if limit else n for n in num_samples]

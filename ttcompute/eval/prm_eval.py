@@ -60,7 +60,7 @@ from ttcompute.eval.prm_metrics import (
 from ttcompute.models.prm import score_solutions
 from ttcompute.models.prm_formats import load_prm
 from ttcompute.tasks.arithmetic import STEP_SEPARATOR, first_wrong_step, parse_question
-from ttcompute.tasks.sources import MalformedRow, _read_rows
+from ttcompute.tasks.sources import MalformedRow, read_rows
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def _read_dataset(dataset: str, split: str, limit: int | None) -> list[tuple[str
             table = table.select(range(min(limit, len(table))))
         return [(f"{dataset}: row {i}", row) for i, row in enumerate(table.to_list())]
     rows = []
-    for where, row in itertools.islice(_read_rows(dataset, split), limit):
+    for where, row in itertools.islice(read_rows(dataset, split)[1], limit):
         if isinstance(row, MalformedRow):  # not even a JSON object: nothing to evaluate on
             raise row
         rows.append((where, row))
@@ -353,7 +353,10 @@ def run_eval_prm(config: EvalPRMConfig) -> dict[str, Any]:
         device=config.device,
         max_batch_tokens=config.max_batch_tokens,
         trust_remote_code=config.trust_remote_code,
-        step_separator=config.step_separator,
+        # The PRM's own separator; --step_separator (which splits the samples) served before it existed.
+        step_separator=config.step_separator
+        if config.prm_step_separator is None
+        else config.prm_step_separator,
         prompt_contract=config.prm_prompt_contract(),
     )
     threshold, calibration = config.threshold, None

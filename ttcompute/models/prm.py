@@ -8,7 +8,7 @@ Every supported format is a decoder-only transformer: a backbone producing hidde
 mapping the hidden state at some token positions to a score. So there is one engine,
 :class:`TransformersPRM`, parameterized by an ``encode`` function (question, steps -> token ids and the
 positions to score) and a ``head`` function (hidden states -> scores). The formats (ours, Math-Shepherd,
-Qwen2.5-Math-PRM, the likelihood PRM) and :func:`~ttcompute.models.prm_formats.load_prm`, which
+Qwen2.5-Math-PRM, RLHFlow, Skywork, the likelihood PRM) and :func:`~ttcompute.models.prm_formats.load_prm`, which
 detects them, are in :mod:`ttcompute.models.prm_formats`.
 
 The engine packs requests into batches by a token budget (a fixed batch size ran out of memory at

@@ -191,7 +191,7 @@ def _read_datasets(
     return columns, rows()
 
 
-def _read_rows(
+def read_rows(
     path_or_id: str, split: str, configs: Sequence[str] | None = None
 ) -> tuple[list[str], Iterator[tuple[str, Row | MalformedRow]]]:
     """The source's columns and ``(where, row)`` for every row; ``where`` locates it in messages, a
@@ -466,7 +466,7 @@ def load_math(
             those it has), a source with no usable row, or (``strict``) a malformed row, naming the
             file, line and field.
     """
-    columns, rows = _read_rows(path_or_id, split, configs)
+    columns, rows = read_rows(path_or_id, split, configs)
     given = [
         name for name, value in (("answer_field", answer_field), ("solution_field", solution_field)) if value
     ]
@@ -507,7 +507,7 @@ def load_gsm8k(
     Raises:
         InputError: as :func:`load_math`; an answer without ``#### N`` is a malformed row.
     """
-    columns, rows = _read_rows(path_or_id, split, configs)
+    columns, rows = read_rows(path_or_id, split, configs)
     fields = resolve_fields(
         columns,
         path_or_id,
