@@ -257,9 +257,14 @@ def train_prm(config: PRMConfig) -> dict[str, Any]:
             "the Hub; push the base model first and pass its Hub id as --model_name_or_path"
         )
     train_dataset = load_training_dataset(config.dataset_name, config.dataset_split)
-    # Rows without a question column (TRL's stepwise datasets: prompt = the problem text) were seen
-    # as their prompt verbatim: unless told otherwise, the PRM records that the question *is* it.
-    verbatim = None if "question" in train_dataset.column_names else PromptContract("{question}")
+    # Rows without a question column (TRL's stepwise datasets: prompt = the problem text) were seen as
+    # their prompt verbatim: unless told otherwise, the PRM records a template that rebuilds exactly
+    # that -- "{question}\n" when every prompt ends in a newline (the question is the rest), else
+    # "{question}" (the question *is* the prompt).
+    verbatim = None
+    if "question" not in train_dataset.column_names:
+        newline = all(prompt.endswith("\n") for prompt in train_dataset["prompt"])
+        verbatim = PromptContract("{question}\n" if newline else "{question}")
     contract = config.resolve_prompt_contract(config.dataset_name, "ttc train-prm", default=verbatim)
     # Validate everything before the first file is written.
     validate_stepwise_rows(train_dataset, config.dataset_name, config.step_separator)
