@@ -147,8 +147,10 @@ def test_extract_answer_total_and_never_invents(text: str) -> None:
 @settings(FUZZ, max_examples=300, deadline=2000)
 @given(hostile_text, balanced.filter(lambda x: x.strip()))
 def test_extract_answer_reads_an_appended_box(prefix: str, content: str) -> None:
-    # The space keeps a trailing backslash of the prefix from escaping the box's own.
-    assert extract_answer(f"{prefix} \\boxed{{{content}}}") == content.strip()
+    # On a line of its own: boxes on one line joined by commas ("\\boxed{2}, \\boxed{3}") are one answer,
+    # a line break always ends a group. The newline also keeps a trailing backslash of the prefix from
+    # escaping the box's own.
+    assert extract_answer(f"{prefix}\n\\boxed{{{content}}}") == content.strip()
     assert extract_answer(f"{prefix}\n\\fbox{{{content}}}.") == content.strip()
 
 

@@ -90,12 +90,12 @@ class _Prefix:
 class _Grader:
     """Grades rollout answers against one problem's gold answer, each distinct answer once."""
 
-    def __init__(self, gold: str) -> None:
-        self.gold = gold
+    def __init__(self, gold: str, answer_extraction: str = "strict") -> None:
+        self.gold, self.answer_extraction = gold, answer_extraction
         self.verdicts: dict[str, bool] = {}
 
     def __call__(self, text: str) -> bool:
-        answer = extract_answer(text)
+        answer = extract_answer(text, self.answer_extraction)
         if answer is None:
             return False
         if answer not in self.verdicts:
@@ -157,7 +157,9 @@ class _RolloutPool:
         if key not in self.prefixes:
             text = row["prompt"] + self.separator.join(solution.steps[:num_steps]) + self.separator
             self.prefixes[key] = _Prefix(text, owner=solution, witnessed=key in self.witnessed)
-            self.graders.setdefault(row["problem_id"], _Grader(row["gold_answer"]))
+            self.graders.setdefault(
+                row["problem_id"], _Grader(row["gold_answer"], self.gen_args.answer_extraction)
+            )
         return self.prefixes[key]
 
     def add_witnesses(self, solutions: list[_Solution]) -> None:

@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 from ttcompute.core.prompts import PromptContract
 from ttcompute.models.generation import SamplingParams
 
+# core.grading.ANSWER_EXTRACTIONS (tested equal): not imported, so that parsing a command line does
+# not load SymPy.
+ANSWER_EXTRACTIONS = ("strict", "lenient")
+
 
 @dataclass
 class GeneratorConfig:
@@ -30,6 +34,10 @@ class GeneratorConfig:
         enable_prefix_caching: Reuse the KV cache of a prompt's longest already-seen prefix (vLLM's
             automatic prefix caching; the transformers backend's own cache of stopped outputs).
         trust_remote_code: Off unless asked.
+        answer_extraction: How a final answer is read from an output to grade it
+            (:func:`ttcompute.core.grading.extract_answer`): ``strict`` takes marked answers only
+            (boxes, "Final Answer: ...", "The answer is ...", ``#### N``); ``lenient`` falls back to
+            the output's last mathematical expression, as peer graders do.
     """
 
     model_name_or_path: str | None = field(default=None, metadata={"help": "policy: Hub id or local path"})
@@ -57,9 +65,19 @@ class GeneratorConfig:
         metadata={"help": "reuse the KV cache of prompts that extend earlier outputs (both backends)"},
     )
     trust_remote_code: bool = field(default=False, metadata={"help": "allow custom model code (off)"})
+    answer_extraction: str = field(
+        default="strict",
+        metadata={
+            "help": "strict (marked answers only) | lenient (else the last expression): how outputs are graded"
+        },
+    )
 
     def __post_init__(self) -> None:
         self.prompt_contract()  # a template without {question}, a system prompt without chat: refused
+        if self.answer_extraction not in ANSWER_EXTRACTIONS:
+            raise ValueError(
+                f"answer_extraction must be one of {ANSWER_EXTRACTIONS}, got {self.answer_extraction!r}"
+            )
         if self.data_parallel_size != 1:
             raise ValueError(
                 f"data_parallel_size {self.data_parallel_size}: vLLM runs offline data parallelism as one "

@@ -25,7 +25,7 @@ def sample_rows(
     outputs = backend.generate(prompts, gen_args.sampling_params(n=n, seed=seed))
     rows = []
     for problem, prompt, completions in zip(problems, prompts, outputs):
-        answers = [extract_answer(c.text) for c in completions]
+        answers = [extract_answer(c.text, gen_args.answer_extraction) for c in completions]
         verdicts: dict[str, bool] = {}  # samples repeat answers; grade each distinct one once
         for answer in set(a for a in answers if a is not None):
             verdicts[answer] = is_equivalent(answer, problem.answer)

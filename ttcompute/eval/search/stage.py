@@ -230,12 +230,19 @@ def search_chunk(
 
 
 def outcome_rows(
-    problems, run: SearchRun, budget: int, outcomes: list[SearchOutcome], policy_params: int, prm_params: int
+    problems,
+    run: SearchRun,
+    budget: int,
+    outcomes: list[SearchOutcome],
+    policy_params: int,
+    prm_params: int,
+    answer_extraction: str = "strict",
 ) -> list[dict[str, Any]]:
-    """Dataset rows (one per problem and width setting) for one run's outcomes, graded."""
+    """Dataset rows (one per problem and width setting) for one run's outcomes, graded (answers read
+    with ``answer_extraction``, see :func:`~ttcompute.core.grading.extract_answer`)."""
     rows = []
     for problem, outcome in zip(problems, outcomes):
-        answers = [extract_answer(c.text) for c in outcome.candidates]
+        answers = [extract_answer(c.text, answer_extraction) for c in outcome.candidates]
         verdicts = {a: is_equivalent(a, problem.answer) for a in set(answers) if a is not None}
         policy_flops = inference_flops(policy_params, outcome.policy_tokens)
         prm_flops = inference_flops(prm_params, outcome.prm_tokens)
@@ -353,7 +360,9 @@ def run_search(problem_args, gen_args, config: SearchConfig) -> dict[str, Any]:
         generator_params = (reviser if run.method == "revisions" else policy).num_parameters
         rows = []
         for budget, outcomes in outcomes_by_budget:
-            rows += outcome_rows(chunks[c], run, budget, outcomes, generator_params, prm_params)
+            rows += outcome_rows(
+                chunks[c], run, budget, outcomes, generator_params, prm_params, gen_args.answer_extraction
+            )
         return rows
 
     def describe(j: int) -> str:
