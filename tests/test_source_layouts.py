@@ -230,3 +230,17 @@ def test_a_field_or_config_that_does_not_exist_is_one_line_naming_what_does(layo
 def test_source_options_do_not_apply_to_the_generated_task():
     with pytest.raises(ValueError, match="arithmetic task is generated: shuffle_seed do not apply"):
         ProblemConfig(task="arithmetic", shuffle_seed=1)
+
+
+def test_answers_derived_from_every_math500_solution_match_its_answer_column(math500_rows, tmp_path):
+    # The rule a copy without an answer column relies on, checked on all 500 reference solutions.
+    path = tmp_path / "hendrycks_style.jsonl"
+    path.write_text("".join(json.dumps(hendrycks_row(r)) + "\n" for r in math500_rows))
+    problems = load(task="math", dataset=str(path))
+    assert len(problems) == 500
+    wrong = [
+        (p.question[:40], p.answer, r["answer"])
+        for p, r in zip(problems, math500_rows)
+        if not is_equivalent(p.answer, r["answer"])
+    ]
+    assert wrong == []
