@@ -171,8 +171,8 @@ def test_report_fills_every_documented_key_from_the_stage_outputs(stage_outputs,
     assert report["search"]["best_of_n_weighted"] == {"1": 0.4, "4": 0.6}
     assert flat["compute_optimal.4"] == 0.72 and flat["compute_optimal.efficiency_vs_best_of_n"] == 4.0
     assert flat["flops_matched.0.16.all.small_ttc"] == 0.72 and flat["flops_matched.22.1.large"] == 0.5
-    assert report["flops_matched"]["0.16"]["all"] == {"small_ttc": 0.72, "large": 0.5}
-    assert report["flops_matched"]["22"]["1"] == {"small_ttc": 0.45, "large": 0.5}
+    assert report["flops_matched"]["0.16"]["all"] == {"small_ttc": 0.72, "large": 0.5, "difference": None}
+    assert report["flops_matched"]["22"]["1"] == {"small_ttc": 0.45, "large": 0.5, "difference": None}
     assert flat["cost.total_flops"] == 350 and flat["wall_seconds"] == 12.5
 
     markdown = (out / "report.md").read_text()

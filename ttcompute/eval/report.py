@@ -17,7 +17,7 @@ rebuilt at any time, and the same tables and plots go to W&B with ``--report_to 
 * ``compute_optimal.<budget>``, ``compute_optimal.efficiency_vs_best_of_n``,
   ``compute_optimal.efficiency_vs_best_of_n_with_difficulty_cost`` (ratios at the largest budget
   where they are defined);
-* ``flops_matched.<R>.<bin>.small_ttc`` / ``.large`` (bin ``all`` too);
+* ``flops_matched.<R>.<bin>.small_ttc`` / ``.large`` / ``.difference`` (its 95% interval; bin ``all`` too);
 * ``cost.total_flops`` (every stage whose output is given: sampling, labelling, training, search,
   difficulty), ``wall_seconds``.
 """
@@ -207,7 +207,12 @@ def build_report(config: ReportConfig) -> dict[str, Any]:
         matched = _read_json(Path(config.flops_matched_dir) / "flops_matched.json")
         report["flops_matched"] = {
             ratio: {
-                group: {"small_ttc": row["small_ttc"], "large": row["large"]}
+                group: {
+                    "small_ttc": row["small_ttc"],
+                    "large": row["large"],
+                    # Small + TTC minus large, paired bootstrap 95% (None from an older output).
+                    "difference": row.get("difference"),
+                }
                 for group, row in entry["bins"].items()
             }
             for ratio, entry in matched["ratios"].items()
