@@ -38,6 +38,7 @@ from ttcompute.core.bootstrap import paired_interval
 from ttcompute.core.config import save_resolved_config
 from ttcompute.core.errors import InputError
 from ttcompute.core.shards import write_json
+from ttcompute.eval.allocation import allocation_choices, realised
 from ttcompute.eval.compute_optimal_config import ComputeOptimalConfig
 from ttcompute.eval.plots import plot_compute_optimal
 from ttcompute.eval.select import accuracy_by_bin, load_bins
@@ -67,17 +68,13 @@ def choose_strategy(accuracy: dict[str, float], flops: dict[str, float]) -> str:
     return min(accuracy, key=lambda s: (-accuracy[s], flops.get(s, 0.0), s))
 
 
-def compute_optimal(
-    records: list[dict[str, Any]], bins: dict[str, Any], num_folds: int = 2, seed: int = 0
-) -> dict[str, Any]:
-    """Cross-validated compute-optimal accuracy per bin and budget.
+def selection_table(
+    records: list[dict[str, Any]], bins: dict[str, Any]
+) -> tuple[dict[tuple[int, str], dict[str, tuple[bool, float]]], dict[str, list[str]]]:
+    """``(budget, strategy) -> problem -> (correct, flops)`` and each bin's problems (sorted).
 
-    ``records``: selections (problem_id, strategy, budget, correct, total_flops). A strategy competes
-    in a bin at a budget only if it has a result for every problem of the bin there (a method skipped
-    at some budget, e.g. lookahead below k + 1, is not chosen on a subset).
-
-    Returns ``{"bins": {bin: {budget: {"accuracy", "num_problems", "chosen": [strategy per fold]}}},
-    "all": {budget: accuracy}, "per_problem": {budget: {problem_id: correct}}}``.
+    Raises:
+        InputError: a problem without a bin.
     """
     table: dict[tuple[int, str], dict[str, tuple[bool, float]]] = defaultdict(dict)
     for r in records:
@@ -90,6 +87,67 @@ def compute_optimal(
         if problem_id not in bins:
             raise InputError(f"problem {problem_id}: no difficulty bin")
         members[str(bins[problem_id])].append(problem_id)
+    return table, dict(members)
+
+
+def per_problem_allocation(
+    records: list[dict[str, Any]],
+    bins: dict[str, Any],
+    per_bin: dict[int, dict[str, bool]],
+    baseline: dict[int, dict[str, bool]],
+    num_folds: int,
+    seed: int,
+    num_resamples: int,
+) -> dict[str, Any]:
+    """Per-problem allocation (:mod:`ttcompute.eval.allocation`) at every budget B: the total ``N * B``
+    spread by predicted difficulty, its held-out accuracy, and its paired-bootstrap differences from
+    the baseline and from per-bin compute-optimal at the same total."""
+    table, members = selection_table(records, bins)
+    folds = {group: assign_folds(problems, num_folds, seed) for group, problems in members.items()}
+    out: dict[str, Any] = {}
+    for budget in sorted(per_bin):
+        choices = allocation_choices(table, members, folds, num_folds, budget)
+        if not choices or set(choices) != set(per_bin[budget]):
+            continue
+        result = realised(table, choices)
+        problems = sorted(choices)
+        outcomes = {"allocation": [result["per_problem"][p] for p in problems]}
+        outcomes["per_bin"] = [per_bin[budget][p] for p in problems]
+        entry = {
+            "accuracy": result["accuracy"],
+            "generations": result["generations"],
+            "total_allowed": budget * len(problems),
+            "budgets_used": sorted(set(result["budgets"].values())),
+        }
+
+        def difference(x, other):
+            return float(x["allocation"].mean() - x[other].mean())
+
+        entry["vs_per_bin"] = paired_interval(
+            outcomes, lambda x: difference(x, "per_bin"), num_resamples=num_resamples, seed=seed
+        )
+        if budget in baseline and all(p in baseline[budget] for p in problems):
+            outcomes["baseline"] = [baseline[budget][p] for p in problems]
+            entry["vs_baseline"] = paired_interval(
+                outcomes, lambda x: difference(x, "baseline"), num_resamples=num_resamples, seed=seed
+            )
+        out[str(budget)] = entry
+    return out
+
+
+def compute_optimal(
+    records: list[dict[str, Any]], bins: dict[str, Any], num_folds: int = 2, seed: int = 0
+) -> dict[str, Any]:
+    """Cross-validated compute-optimal accuracy per bin and budget.
+
+    ``records``: selections (problem_id, strategy, budget, correct, total_flops). A strategy competes
+    in a bin at a budget only if it has a result for every problem of the bin there (a method skipped
+    at some budget, e.g. lookahead below k + 1, is not chosen on a subset).
+
+    Returns ``{"bins": {bin: {budget: {"accuracy", "num_problems", "chosen": [strategy per fold]}}},
+    "all": {budget: accuracy}, "per_problem": {budget: {problem_id: correct}}}``.
+    """
+    table, members = selection_table(records, bins)
     budgets = sorted({b for b, _ in table})
     out: dict[str, Any] = {"bins": {}, "all": {}, "per_problem": {}}
     for budget in budgets:
@@ -330,6 +388,29 @@ def _difference_row(result: dict[str, Any], budgets: list[str]) -> list[str]:
     ]
 
 
+def _allocation_lines(result: dict[str, Any]) -> list[str]:
+    allocation = result.get("per_problem_allocation") or {}
+    if not allocation:
+        return []
+    lines = [
+        "",
+        "## Per-problem allocation at the same total (N x B generations)",
+        "",
+        "Each problem's own budget from its bin's curve on the other fold (greedy on the curves' concave",
+        "hulls, ttcompute/eval/allocation.py); differences paired over problems, 95% intervals.",
+        "",
+        "| B | allocation | generations used / allowed | budgets used | - per-bin compute-optimal | - baseline |",
+        "|---:|---:|---:|---|---:|---:|",
+    ]
+    for b, entry in allocation.items():
+        lines.append(
+            f"| {b} | {entry['accuracy']:.3f} | {entry['generations']} / {entry['total_allowed']} | "
+            f"{', '.join(map(str, entry['budgets_used']))} | {format_interval(entry.get('vs_per_bin'))} | "
+            f"{format_interval(entry.get('vs_baseline'))} |"
+        )
+    return lines
+
+
 def _headline_lines(result: dict[str, Any]) -> list[str]:
     intervals = result.get("intervals", {})
     if "efficiency_vs_best_of_n" not in intervals:
@@ -377,6 +458,7 @@ def markdown_report(result: dict[str, Any]) -> str:
             f"| {b} | {row['baseline_accuracy']:.3f} | {row['baseline_budget']} | {row['matching_budget'] or '-'} | "
             f"{row['ratio'] if row['ratio'] is not None else '-'} | {with_cost if with_cost is not None else '-'} |"
         )
+    lines += _allocation_lines(result)
     lines += ["", "## Per bin: held-out accuracy and the strategy chosen on each fold", ""]
     for group, per_budget in result["bins"].items():
         n = next(iter(per_budget.values()))["num_problems"]
@@ -410,6 +492,10 @@ def run_compute_optimal(config: ComputeOptimalConfig) -> dict[str, Any]:
     for r in records:
         if r["strategy"] == config.baseline:
             baseline_per_problem[int(r["budget"])][r["problem_id"]] = bool(r["correct"])
+    allocation = per_problem_allocation(
+        records, bins, result["per_problem"], baseline_per_problem, config.num_folds, config.seed,
+        config.bootstrap_resamples,
+    )  # fmt: skip
     intervals = bootstrap_intervals(
         result["per_problem"],
         baseline_per_problem,
@@ -436,6 +522,8 @@ def run_compute_optimal(config: ComputeOptimalConfig) -> dict[str, Any]:
         "efficiency_at_budget": headline_ratio(plain)[0],
         # Paired bootstrap over problems, 95% (ttcompute/core/bootstrap.py).
         "intervals": intervals,
+        # The total N * B spread per problem by difficulty, vs the baseline and per-bin at that total.
+        "per_problem_allocation": allocation,
         # Each problem's held-out verdict per budget: later comparisons pair problems (flops-matched).
         "per_problem": {str(b): dict(sorted(v.items())) for b, v in result["per_problem"].items()},
     }
