@@ -7,7 +7,11 @@ bin 5 the hardest. The score comes from a ``--predictor``:
 * ``prm``: the mean PRM final-answer score over the samples -- no ground truth (the paper's
   "predicted" difficulty);
 * ``prm_probe``: the same over only the first ``--probe_samples`` samples, a cheap predictor whose
-  cost is a few generations and their PRM scoring -- a small fraction of a search budget.
+  cost is a few generations and their PRM scoring -- a small fraction of a search budget;
+* ``question``: pass@1 predicted before any sampling, from the policy's hidden states of the prompt
+  by a probe trained on other problems' oracle pass@1 (``question_probe.py``); its cost is one prompt
+  forward pass per problem. The samples are read only for their prompts and, for reporting, the
+  oracle agreement.
 
 Every predictor reports its own compute (``estimation_compute``: the generations it read and the
 PRM tokens it ran), so compute-optimal selection can be charged for it. Edges are saved, so another
@@ -15,7 +19,8 @@ problem set is binned on the same scale with ``--bin_edges_file``.
 
 Output (``output_dir``): ``difficulty.parquet`` with columns ``problem_id, pass_at_1, predicted_score
 (null for oracle), num_samples (used), bin``; ``bin_edges.json``; ``stats.json`` (bin sizes, the
-estimate's compute and, for PRM predictors, agreement with the oracle bins); ``ttc_config.yaml``.
+estimate's compute and, for the other predictors, agreement with the oracle bins); ``ttc_config.yaml``;
+for ``question``, ``question_probe.json`` (the probe, reusable with ``--question_probe``).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from ttcompute.core.outputs import require_unique_ids
 from ttcompute.core.shards import ShardReader, write_json
 from ttcompute.core.steps import split_into_steps
 from ttcompute.data_gen.difficulty_config import DifficultyConfig
+from ttcompute.data_gen.question_probe import predict_question_difficulty
 from ttcompute.models.prm_formats import load_prm
 
 logger = logging.getLogger(__name__)
@@ -103,7 +109,9 @@ def _sample_compute(samples_dir: str) -> dict[str, Any] | None:
 def run_difficulty(config: DifficultyConfig) -> dict[str, Any]:
     """The ``ttc difficulty`` stage."""
     samples = ShardReader(config.samples_dir)  # streamed: memory stays at one shard
-    needed = ["problem_id", "correct"] + (["question", "completions"] if config.predictor != "oracle" else [])
+    needed = ["problem_id", "correct"] + {"oracle": [], "question": ["prompt"]}.get(
+        config.predictor, ["question", "completions"]
+    )
     for column in needed:
         if column not in samples.column_names:
             raise InputError(f"{config.samples_dir}: missing column '{column}' (not ttc sample output?)")
@@ -129,10 +137,20 @@ def run_difficulty(config: DifficultyConfig) -> dict[str, Any]:
     sample_compute = _sample_compute(config.samples_dir)
     predicted: list[float | None] = [None] * len(pass_at_1)
     used = num_samples
+    probe = None
     if config.predictor == "oracle":
         scores = pass_at_1
         # Oracle difficulty costs the samples it was computed from (the paper did not count this).
         compute = sample_compute
+    elif config.predictor == "question":
+        prompts = [
+            p
+            for batch in samples.iter_batches(["prompt"], batch_size=1024)
+            for p in batch.column(0).to_pylist()
+        ]
+        predicted, compute, probe, probe_report = predict_question_difficulty(config, problem_ids, prompts)
+        scores = predicted
+        used = [0] * len(problem_ids)  # no sample is read to predict
     else:
         prm = load_prm(
             config.prm,
@@ -177,7 +195,9 @@ def run_difficulty(config: DifficultyConfig) -> dict[str, Any]:
             "total_flops": policy_flops + prm_flops,
         }
 
-    metric = "pass_at_1" if config.predictor == "oracle" else "mean_prm_score"
+    metric = {"oracle": "pass_at_1", "question": "predicted_pass_at_1"}.get(
+        config.predictor, "mean_prm_score"
+    )
     if config.bin_edges_file:
         saved = json.loads(Path(config.bin_edges_file).read_text())
         edges = saved["edges"]
@@ -195,6 +215,8 @@ def run_difficulty(config: DifficultyConfig) -> dict[str, Any]:
     bins = assign_bins(scores, edges)
     out.mkdir(parents=True, exist_ok=True)
     save_resolved_config(out, "difficulty", config)
+    if probe is not None:
+        probe.save(out / "question_probe.json")
 
     table = datasets.Dataset.from_dict(
         {
@@ -238,6 +260,8 @@ def run_difficulty(config: DifficultyConfig) -> dict[str, Any]:
         "edges": edges,
         "estimation_compute": compute,
     }
+    if probe is not None:
+        stats["question_probe"] = probe_report
     if config.predictor != "oracle":
         stats["agreement_with_oracle"] = oracle_agreement(pass_at_1, predicted, config.num_bins)
     write_json(out / "stats.json", stats)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from ttcompute.core.prompts import PRMPromptOptions
 
-PREDICTORS = ("oracle", "prm", "prm_probe")
+PREDICTORS = ("oracle", "prm", "prm_probe", "question")
 
 
 @dataclass
@@ -19,11 +19,19 @@ class DifficultyConfig(PRMPromptOptions):
         num_bins: Number of quantile bins (the paper uses 5).
         bin_edges_file: Reuse the edges of an earlier run (its ``bin_edges.json``) instead of computing
             new ones from these samples.
-        predictor: ``oracle`` (pass@1), ``prm`` (mean PRM score of all samples) or ``prm_probe``
-            (mean PRM score of the first ``probe_samples``).
-        prm / prm_format / device: The PRM of the ``prm*`` predictors.
+        predictor: ``oracle`` (pass@1), ``prm`` (mean PRM score of all samples), ``prm_probe``
+            (mean PRM score of the first ``probe_samples``) or ``question`` (pass@1 predicted from the
+            policy's hidden states of the prompt, before any sampling: ``data_gen/question_probe.py``).
+        prm / prm_format / device: The PRM of the ``prm*`` predictors (``device``: also the policy's
+            of ``question``).
         probe_samples: Samples per problem ``prm_probe`` reads.
         step_separator: How the samples split into steps for the PRM.
+        probe_train_samples_dir: ``question``: a ``ttc sample`` output of *other* problems whose oracle
+            pass@1 trains the probe.
+        question_probe: ``question``: a saved ``question_probe.json`` to reuse instead of training one.
+        model_name_or_path: ``question``: the policy (default: the one ``samples_dir`` was sampled with).
+        probe_folds: ``question``: folds of the cross-validation that picks layer, pooling and penalty.
+        probe_layers: ``question``: hidden-state layers to consider (0 = embeddings; default: all).
     """
 
     samples_dir: str = field(default="runs/samples", metadata={"help": "output directory of ttc sample"})
@@ -36,13 +44,33 @@ class DifficultyConfig(PRMPromptOptions):
     device: str | None = field(default=None, metadata={"help": "PRM device (default: cuda if available)"})
     probe_samples: int = field(default=4, metadata={"help": "samples per problem prm_probe scores"})
     step_separator: str = field(default="\n\n", metadata={"help": "text between steps"})
+    probe_train_samples_dir: str | None = field(
+        default=None, metadata={"help": "question: ttc sample output of other problems to train the probe on"}
+    )
+    question_probe: str | None = field(
+        default=None, metadata={"help": "question: a saved question_probe.json to reuse (no training)"}
+    )
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "question: the policy (default: the samples' own)"}
+    )
+    probe_folds: int = field(default=5, metadata={"help": "question: cross-validation folds"})
+    probe_layers: list[int] | None = field(
+        default=None, metadata={"help": "question: layers to consider (0 = embeddings; default all)"}
+    )
 
     def __post_init__(self) -> None:
         if self.num_bins < 1:
             raise ValueError(f"num_bins must be >= 1, got {self.num_bins}")
         if self.predictor not in PREDICTORS:
             raise ValueError(f"unknown predictor {self.predictor!r}; choose one of {PREDICTORS}")
-        if self.predictor != "oracle" and not self.prm:
+        if self.predictor in ("prm", "prm_probe") and not self.prm:
             raise ValueError(f"predictor {self.predictor} needs --prm")
         if self.probe_samples < 1:
             raise ValueError(f"probe_samples must be >= 1, got {self.probe_samples}")
+        if self.predictor == "question" and bool(self.probe_train_samples_dir) == bool(self.question_probe):
+            raise ValueError(
+                "predictor question needs exactly one of --probe_train_samples_dir (train a probe) "
+                "and --question_probe (reuse one)"
+            )
+        if self.probe_folds < 2:
+            raise ValueError(f"probe_folds must be >= 2, got {self.probe_folds}")
