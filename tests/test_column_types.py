@@ -19,7 +19,8 @@ from ttcompute.core.shards import (
     shard_path,
     write_shard,
 )
-from ttcompute.data_gen.sample import SAMPLE_SCHEMA, sample_stats
+from ttcompute.data_gen.sample import SAMPLE_SCHEMA
+from ttcompute.data_gen.stage_stats import sample_stats
 from ttcompute.trainers.training_data import load_training_dataset
 
 

@@ -18,10 +18,9 @@ from typing import Any
 from ttcompute.core.errors import InputError
 from ttcompute.core.shards import merge_outputs, write_json
 from ttcompute.data_gen.convert_labels import convert_labels_stats
-from ttcompute.data_gen.label import label_output_stats
-from ttcompute.data_gen.sample import sample_stats
+from ttcompute.data_gen.stage_stats import label_output_stats, sample_stats
 from ttcompute.data_gen.trajectories import revisions_stats
-from ttcompute.eval.search.stage import search_output_stats
+from ttcompute.eval.search.search_stats import search_output_stats
 from ttcompute.merge_config import MergeConfig
 
 logger = logging.getLogger(__name__)

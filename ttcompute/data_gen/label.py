@@ -24,16 +24,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
-from ttcompute.core.budget import ComputeSpent, inference_flops
+from ttcompute.core.budget import inference_flops
 from ttcompute.core.config import read_resolved_config
 from ttcompute.core.errors import InputError
 from ttcompute.core.outputs import malformed_rows
 from ttcompute.core.prompts import read_contract
 from ttcompute.core.sharded_stage import is_complete, run_sharded_stage
-from ttcompute.core.shards import MANIFEST, ShardReader, load_sharded, parse_shard_spec, read_manifest
+from ttcompute.core.shards import MANIFEST, ShardReader, parse_shard_spec
 from ttcompute.core.tracking import push_dataset
 from ttcompute.data_gen.label_config import LabelConfig
 from ttcompute.data_gen.mc_labels import LABEL_RULES_VERSION, label_rows
+from ttcompute.data_gen.stage_stats import label_output_stats
 from ttcompute.models.backends import load_backend
 from ttcompute.models.generation_config import GeneratorConfig
 
@@ -180,17 +181,6 @@ def run_label(gen_args: GeneratorConfig, config: LabelConfig) -> dict[str, Any]:
     return result
 
 
-def label_output_stats(output_dir: str) -> dict[str, Any]:
-    """`label_stats` of a finished ``ttc label`` output with its compute (the policy's size comes from
-    the manifest), whichever workers and runs wrote the shards."""
-    info = read_manifest(output_dir)["info"]
-    if "policy_parameters" not in info:
-        raise InputError(f"{output_dir}: its manifest does not record the policy's size; rerun ttc label")
-    stats = label_stats(load_sharded(output_dir))
-    spent = ComputeSpent(policy_parameters=info["policy_parameters"], policy_tokens=stats["rollout_tokens"])
-    return {**stats, "compute": spent.to_dict()}
-
-
 def _any_completion_contains(samples, separator: str) -> bool:
     """Whether any completion holds ``separator``, reading a batch of rows at a time."""
     for batch in samples.iter_batches(["completions"]):
@@ -198,22 +188,3 @@ def _any_completion_contains(samples, separator: str) -> bool:
         if pc.any(pc.match_substring(texts, separator)).as_py():
             return True
     return False
-
-
-def label_stats(dataset) -> dict[str, Any]:
-    """Counts, rollout cost and label distribution of a labelled dataset."""
-    num = len(dataset)
-    steps = [len(c) for c in dataset["completions"]]
-    hard = [v for row in dataset["hard_labels"] for v in row]
-    rollouts = int(sum(dataset["num_rollouts"]))
-    return {
-        "stage": "label",
-        "num_solutions": num,
-        "num_problems": len(set(dataset["problem_id"])),
-        "num_steps": int(sum(steps)),
-        "fraction_correct": round(sum(dataset["correct"]) / max(num, 1), 4),
-        "fraction_steps_hard_positive": round(sum(hard) / max(len(hard), 1), 4),
-        "num_rollouts": rollouts,
-        "rollouts_per_solution": round(rollouts / max(num, 1), 2),
-        "rollout_tokens": int(sum(dataset["rollout_tokens"])),
-    }

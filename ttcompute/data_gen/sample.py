@@ -12,13 +12,13 @@ import logging
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from ttcompute.core.budget import ComputeSpent, inference_flops
+from ttcompute.core.budget import inference_flops
 from ttcompute.core.errors import InputError
 from ttcompute.core.sharded_stage import is_complete, run_sharded_stage
-from ttcompute.core.shards import load_sharded, parse_shard_spec, read_manifest
+from ttcompute.core.shards import parse_shard_spec
 from ttcompute.data_gen.sample_config import SampleConfig
+from ttcompute.data_gen.stage_stats import sample_stats
 from ttcompute.models.backends import load_backend
 from ttcompute.models.generation import build_prompt
 from ttcompute.models.generation_config import GeneratorConfig
@@ -109,29 +109,3 @@ def _shard_compute(rows: list[dict[str, Any]], policy_parameters: int) -> dict[s
     """What one shard spent, for the W&B progress log."""
     tokens = sum(sum(row["num_tokens"]) for row in rows)
     return {"policy_tokens": tokens, "policy_flops": inference_flops(policy_parameters, tokens)}
-
-
-def sample_stats(output_dir: str) -> dict[str, Any]:
-    """Counts, pass@1 and compute of a finished ``ttc sample`` output, from its shards and manifest.
-
-    Sums run in Arrow a batch at a time, so memory does not grow with the number of samples.
-    """
-    info = read_manifest(output_dir)["info"]
-    if "policy_parameters" not in info:
-        raise InputError(f"{output_dir}: its manifest does not record the policy's size; rerun ttc sample")
-    dataset = load_sharded(output_dir)
-    tokens = num_samples = num_correct = 0
-    for batch in dataset.select_columns(["num_tokens", "correct"]).with_format("arrow").iter(10_000):
-        tokens += pc.sum(pc.list_flatten(batch.column("num_tokens"))).as_py() or 0
-        verdicts = pc.list_flatten(batch.column("correct"))
-        num_samples += len(verdicts)
-        num_correct += pc.sum(verdicts.cast("int64")).as_py() or 0
-    spent = ComputeSpent(policy_parameters=info["policy_parameters"], policy_tokens=tokens)
-    return {
-        "stage": "sample",
-        "num_problems": len(dataset),
-        "num_samples": num_samples,
-        "pass_at_1": round(num_correct / max(num_samples, 1), 4),
-        "malformed_rows_skipped": info.get("malformed_rows_skipped", 0),
-        "compute": spent.to_dict(),
-    }
