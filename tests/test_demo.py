@@ -165,7 +165,12 @@ def _check_report_against_stage_outputs(out: Path, report: dict) -> None:
         assert abs(generations - (multiple + 3 * (multiple - 1) / float(ratio))) <= 0.005
         assert generations > 2  # beyond the largest budget searched: the small model gets budget 2
         table = report["flops_matched"][ratio]
-        assert table["all"] == {"small_ttc": compute_optimal["2"], "large": large_pass}
+        everything = table["all"]
+        assert (everything["small_ttc"], everything["large"]) == (compute_optimal["2"], large_pass)
+        # The difference, paired over the same problems, with its 95% interval.
+        difference = everything["difference"]
+        assert difference["estimate"] == pytest.approx(compute_optimal["2"] - large_pass, abs=1e-4)
+        assert difference["low"] <= difference["estimate"] <= difference["high"]
         for group, row in table.items():
             problems = [p for p in bins if group == "all" or str(bins[p]) == group]
             large = [answer["correct"][0] for answer in large_greedy if answer["problem_id"] in problems]
