@@ -181,13 +181,6 @@ def save_resolved_config(output_dir: str | Path, stage: str, *configs: Any) -> P
     return path
 
 
-def read_resolved_config(output_dir: str | Path) -> dict[str, Any]:
-    """The options a stage recorded in ``<output_dir>/ttc_config.yaml`` ({} when there is none): how
-    a later stage learns what an earlier one was run with (its policy, its prompt template ...)."""
-    path = Path(output_dir) / "ttc_config.yaml"
-    return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
-
-
 def config_hash(values: dict[str, Any], ignore: set[str] = frozenset()) -> str:
     """Stable hash of the options that determine a stage's outputs."""
     kept = {k: v for k, v in sorted(values.items()) if k not in ignore}

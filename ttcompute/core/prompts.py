@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ttcompute.core.errors import InputError
-from ttcompute.core.shards import read_manifest
+from ttcompute.core.shards import read_manifest, read_resolved_config
 
 DEFAULT_TEMPLATE = "{question}\n"
 
@@ -115,11 +115,16 @@ def contract_from_flags(
 
 def read_contract(output_dir: str | Path) -> PromptContract | None:
     """The prompt contract a ttc output recorded in its manifest; None for anything else (a file, a Hub
-    dataset, an output written before contracts were recorded)."""
+    dataset, an output written before contracts were recorded -- but a ``ttc sample`` output of then
+    still says it by its resolved options)."""
     if not (Path(output_dir) / "manifest.json").is_file():
         return None
-    record = read_manifest(output_dir)["info"].get("prompt_contract")
+    manifest = read_manifest(output_dir)
+    record = manifest["info"].get("prompt_contract")
     if record is None:
+        options = read_resolved_config(output_dir)
+        if manifest.get("stage") == "sample" and "prompt_template" in options:
+            return PromptContract.from_record(options, f"{output_dir}/ttc_config.yaml")
         return None
     if not isinstance(record, Mapping):
         raise InputError(f"{output_dir}/manifest.json: info.prompt_contract is not a mapping")
@@ -205,3 +210,45 @@ class PRMPromptOptions:
             )
         except ValueError as err:
             raise InputError(f"--prm_prompt_template: {err}") from None
+
+
+@dataclass
+class PromptOptions:
+    """How the data's questions became its prompts (a mixin of the configs of the stages that read a
+    recorded contract: ``revisions``, ``train-prm``, ``train-reviser``). Unset (None), each option is
+    read from the ttc output the data is; given, it must agree with that record; data without a
+    record (a file, a Hub dataset) takes the options over the defaults."""
+
+    prompt_template: str | None = field(
+        default=None, metadata={"help": "question -> prompt over {question}; default: the data's record"}
+    )
+    use_chat_template: bool | None = field(
+        default=None,
+        metadata={"help": "template's text as the chat template's user turn; default: the data's"},
+    )
+    system_prompt: str | None = field(
+        default=None, metadata={"help": "the chat template's system turn; default: the data's record"}
+    )
+
+    def resolve_prompt_contract(
+        self, data: str, stage: str, default: PromptContract | None = None
+    ) -> PromptContract:
+        """The contract of ``data`` (comma-separated ttc outputs) checked against these options, which
+        are then set to it (so the resolved config, the checkpoint and the card say what was used);
+        without a record, the options over ``default`` (``"{question}\\n"``, no chat template).
+
+        Raises:
+            InputError: an option contradicts the record (one line naming both), or the records of
+                two outputs differ.
+        """
+        recorded, where = read_contracts(data)
+        given = {
+            "prompt_template": self.prompt_template,
+            "use_chat_template": self.use_chat_template,
+            "system_prompt": self.system_prompt,
+        }
+        contract = contract_from_flags(recorded, given, where, stage, default)
+        self.prompt_template = contract.prompt_template
+        self.use_chat_template = contract.use_chat_template
+        self.system_prompt = contract.system_prompt
+        return contract

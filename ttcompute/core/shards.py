@@ -27,6 +27,7 @@ from typing import Any
 import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
+import yaml
 
 from ttcompute.core.errors import InputError
 
@@ -98,6 +99,13 @@ def prepare_output(
 
 def _identity(manifest: dict[str, Any]) -> dict[str, Any]:
     return {k: manifest.get(k) for k in ("stage", "config_hash", "num_shards")}
+
+
+def read_resolved_config(output_dir: str | Path) -> dict[str, Any]:
+    """The options a stage recorded in ``<output_dir>/ttc_config.yaml`` ({} when there is none): how
+    a later stage learns what an earlier one was run with (its policy, its prompt template ...)."""
+    path = Path(output_dir) / "ttc_config.yaml"
+    return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
 
 
 def read_manifest(output_dir: str | Path) -> dict[str, Any]:

@@ -69,11 +69,10 @@ import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ttcompute.core.config import read_resolved_config
 from ttcompute.core.errors import InputError
 from ttcompute.core.prompts import PromptContract
 from ttcompute.core.sharded_stage import is_complete, run_sharded_stage
-from ttcompute.core.shards import ShardReader, parse_shard_spec, read_manifest
+from ttcompute.core.shards import ShardReader, parse_shard_spec, read_manifest, read_resolved_config
 from ttcompute.core.tracking import push_dataset
 from ttcompute.data_gen.convert_labels_config import PRM800K_FINISH_REASONS, ConvertLabelsConfig
 from ttcompute.models.generation import build_prompt

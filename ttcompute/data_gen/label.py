@@ -25,12 +25,11 @@ import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
 from ttcompute.core.budget import inference_flops
-from ttcompute.core.config import read_resolved_config
 from ttcompute.core.errors import InputError
 from ttcompute.core.outputs import malformed_rows
 from ttcompute.core.prompts import read_contract
 from ttcompute.core.sharded_stage import is_complete, run_sharded_stage
-from ttcompute.core.shards import MANIFEST, ShardReader, parse_shard_spec
+from ttcompute.core.shards import MANIFEST, ShardReader, parse_shard_spec, read_resolved_config
 from ttcompute.core.tracking import push_dataset
 from ttcompute.data_gen.label_config import LabelConfig
 from ttcompute.data_gen.mc_labels import LABEL_RULES_VERSION, label_rows

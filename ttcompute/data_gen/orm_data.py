@@ -25,12 +25,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from transformers import AutoConfig, AutoTokenizer
 
-from ttcompute.core.config import read_resolved_config
 from ttcompute.core.errors import InputError
 from ttcompute.core.outputs import misaligned_candidates
 from ttcompute.core.prompts import PromptContract, read_contract
 from ttcompute.core.sharded_stage import run_sharded_stage
-from ttcompute.core.shards import load_sharded, read_manifest, shard_path
+from ttcompute.core.shards import load_sharded, read_manifest, read_resolved_config, shard_path
 from ttcompute.core.steps import split_into_steps
 from ttcompute.data_gen.orm_data_config import OrmDataConfig
 from ttcompute.models.generation import build_prompt, prompt_token_ids

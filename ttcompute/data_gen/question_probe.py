@@ -42,11 +42,10 @@ import torch
 from tqdm.auto import tqdm
 
 from ttcompute.core.budget import inference_flops
-from ttcompute.core.config import read_resolved_config
 from ttcompute.core.errors import InputError
 from ttcompute.core.outputs import require_unique_ids
 from ttcompute.core.prompts import read_contract
-from ttcompute.core.shards import ShardReader, write_json
+from ttcompute.core.shards import ShardReader, read_resolved_config, write_json
 from ttcompute.models.backends import load_backend
 
 logger = logging.getLogger(__name__)

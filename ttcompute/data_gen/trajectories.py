@@ -37,12 +37,11 @@ from rapidfuzz.distance import Levenshtein
 from rapidfuzz.process import cdist
 from transformers import PreTrainedTokenizerFast
 
-from ttcompute.core.config import read_resolved_config
 from ttcompute.core.errors import InputError
 from ttcompute.core.outputs import length_mismatches, malformed_rows
-from ttcompute.core.prompts import DEFAULT_CONTRACT, PromptContract, contract_from_flags, read_contract
+from ttcompute.core.prompts import DEFAULT_CONTRACT, PromptContract
 from ttcompute.core.sharded_stage import is_complete, run_sharded_stage
-from ttcompute.core.shards import ShardReader, parse_shard_spec, read_manifest
+from ttcompute.core.shards import ShardReader, parse_shard_spec, read_manifest, read_resolved_config
 from ttcompute.core.tracking import push_dataset
 from ttcompute.data_gen.trajectories_config import TrajectoryConfig
 from ttcompute.models.generation import render_turn
@@ -209,21 +208,9 @@ def _prompt_contract(config: TrajectoryConfig) -> tuple[PromptContract, Any]:
     """The samples' prompt contract (the flags checked against it, then set to it for the resolved
     config), and the tokenizer that renders it (None without the chat template).
 
-    Samples written before contracts were recorded give theirs by their resolved options.
     """
+    contract = config.resolve_prompt_contract(config.samples_dir, "ttc revisions")
     samples_options = read_resolved_config(config.samples_dir)
-    recorded = read_contract(config.samples_dir)
-    if recorded is None and "prompt_template" in samples_options:
-        recorded = PromptContract.from_record(samples_options, f"{config.samples_dir}/ttc_config.yaml")
-    given = {
-        "prompt_template": config.prompt_template,
-        "use_chat_template": config.use_chat_template,
-        "system_prompt": config.system_prompt,
-    }
-    contract = contract_from_flags(recorded, given, config.samples_dir, "ttc revisions")
-    config.prompt_template = contract.prompt_template
-    config.use_chat_template = contract.use_chat_template
-    config.system_prompt = contract.system_prompt
     if not contract.use_chat_template:
         return contract, None
     name = config.tokenizer_name_or_path or samples_options.get("model_name_or_path")

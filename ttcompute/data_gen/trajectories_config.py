@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ttcompute.core.prompts import PromptOptions
 from ttcompute.core.tracking import HubDatasetOptions, TrackingOptions
 from ttcompute.models.reviser import MAX_ATTEMPTS_IN_CONTEXT
 
 
 @dataclass
-class TrajectoryConfig(TrackingOptions, HubDatasetOptions):
+class TrajectoryConfig(PromptOptions, TrackingOptions, HubDatasetOptions):
     """Options of ``ttc revisions``.
 
     Attributes:
@@ -34,9 +35,6 @@ class TrajectoryConfig(TrackingOptions, HubDatasetOptions):
     max_previous: int = field(
         default=MAX_ATTEMPTS_IN_CONTEXT, metadata={"help": "most incorrect attempts per trajectory"}
     )
-    prompt_template: str | None = field(default=None, metadata={"help": "default: the samples' template"})
-    use_chat_template: bool | None = field(default=None, metadata={"help": "default: as the samples"})
-    system_prompt: str | None = field(default=None, metadata={"help": "default: as the samples"})
     tokenizer_name_or_path: str | None = field(
         default=None, metadata={"help": "chat template's tokenizer; default: the samples' policy"}
     )

@@ -7,10 +7,10 @@ from typing import Any
 
 from trl import SFTConfig
 
+from ttcompute.core.prompts import PromptOptions
 from ttcompute.trainers.dataset_options import DatasetOptions
 from ttcompute.trainers.launch import CPUDeepSpeedMixin
 from ttcompute.trainers.lora import LoraOptions
-from ttcompute.trainers.prompt_options import PromptOptions
 from ttcompute.trainers.training_defaults import SmallModelDefaults
 
 
