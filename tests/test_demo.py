@@ -20,7 +20,8 @@ from ttcompute.eval.report import flatten
 
 REPO = Path(__file__).resolve().parents[1]
 COST_STAGES = ("samples", "prm/train_samples", "prm/train_labels", "prm/prm", "reviser/train_samples",
-               "reviser/reviser", "search", "difficulty_probe", "large_greedy")  # fmt: skip
+               "reviser/reviser", "search", "probe_samples", "difficulty_probe", "difficulty_prm",
+               "difficulty_question", "large_greedy")  # fmt: skip
 TOY = ["--fast", "true", "--num_problems", "6", "--num_samples", "4", "--budgets", "1", "2",
        "--prm_problems", "6", "--reviser_problems", "12", "--reviser_samples", "8"]  # fmt: skip
 
@@ -44,12 +45,32 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path, monkeypatch, caplog):
     markdown = (out / "report" / "report.md").read_text()
     assert "![compute-optimal](compute_optimal_vs_best_of_n.png)" in markdown
     assert (out / "report" / "flops_matched.png").is_file()
+    # The headline for every difficulty predictor, and where the time went.
+    assert set(saved["compute_optimal_by_predictor"]) == {"oracle", "question", "prm", "prm_probe"}
+    for predictor, entry in saved["compute_optimal_by_predictor"].items():
+        assert "efficiency_vs_best_of_n_with_difficulty_cost" in entry["intervals"], predictor
+    assert saved["compute_optimal_by_predictor"]["prm_probe"]["difficulty_samples_reused"] is True
+    assert "| question |" in markdown and "## Where the time went" in markdown
+    profile = json.loads((out / "profile.json").read_text())
+    assert {"search", "train-reviser", "difficulty: question", "sample: prm_probe"} <= set(profile)
+    assert saved["profile_seconds"].items() <= profile.items()
 
     # A rerun resumes: every sharded stage finds its shards, trained models are reused.
     caplog.set_level(logging.INFO, logger="ttcompute.demo")
     run_stage("demo", [*TOY, "--output_dir", str(out)])
     assert "train-prm: reusing" in caplog.text and "train-reviser: reusing" in caplog.text
     assert json.loads((out / "report" / "report.json").read_text())["search"] == saved["search"]
+
+    # Another draw of evaluation problems with the same PRM and reviser: nothing trained again.
+    other = tmp_path / "other"
+    run_stage("demo", [*TOY, "--problem_seed", "77", "--trained_from", str(out), "--output_dir", str(other)])
+    assert not (other / "prm").exists() and not (other / "reviser").exists()
+    again = json.loads((other / "report" / "report.json").read_text())
+    assert again["prm"] == saved["prm"] and str(out / "reviser" / "reviser") in again["cost"]["by_stage"]
+    first = {row["problem_id"] for row in _rows(out / "samples")}
+    assert first.isdisjoint(row["problem_id"] for row in _rows(other / "samples"))
+    with pytest.raises(InputError, match="--trained_from takes a finished demo"):
+        run_stage("demo", [*TOY, "--trained_from", str(tmp_path / "none"), "--output_dir", str(tmp_path / "x")])
 
 
 def _rows(directory: Path) -> list[dict]:
@@ -132,11 +153,16 @@ def _check_report_against_stage_outputs(out: Path, report: dict) -> None:
         _json(out / "prm" / "train_labels" / "stats.json")["compute"]["total_flops"]
         == 2 * small_params * rollouts
     )
-    # Smaller best-of-N budgets reuse the largest budget's candidates, so search pays for those once.
+    # Smaller best-of-N and revisions budgets reuse the largest budget's candidates, so search pays
+    # for those once; best-of-N's first candidates are the samples the prm_probe estimate scored.
+    probe = {row["problem_id"]: row["completions"] for row in _rows(out / "probe_samples")}
     for problem in gold:
-        smaller, largest = runs[(problem, "best_of_n", 1)], runs[(problem, "best_of_n", 2)]
-        assert set(smaller["completions"]) <= set(largest["completions"])
-    paid = [row for row in search if row["method"] != "best_of_n" or row["budget"] == 2]
+        for method in ("best_of_n", "revisions"):
+            smaller, largest = runs[(problem, method, 1)], runs[(problem, method, 2)]
+            assert smaller["completions"] == largest["completions"][:1]
+        best_of_2 = runs[(problem, "best_of_n", 2)]
+        assert best_of_2["completions"] == probe[problem][:2] and best_of_2["reused_samples"] == 2
+    paid = [row for row in search if row["method"] not in ("best_of_n", "revisions") or row["budget"] == 2]
     compute = _json(out / "search" / "stats.json")["compute"]
     tokens = sum(row["policy_tokens"] for row in paid), sum(row["prm_tokens"] for row in paid)
     assert (compute["policy_tokens"], compute["verifier_tokens"]) == tokens

@@ -254,8 +254,8 @@ def test_search_recipe_resolves(small_policy_dir) -> None:
     assert revisions_gen.backend == "vllm" and revisions.output_dir == "runs/math/search_revisions"
     assert revisions.budgets == BUDGETS and revisions.revision_lengths == BUDGETS
     assert (revisions.verifier_context, revisions.prm) == ("question", search.prm)
-    # one run per (budget N, chain length L dividing N): 1 + 2 + ... + 9.
-    assert len(plan_runs(revisions)) == sum(range(1, len(BUDGETS) + 1))
+    # one run per chain length L, at the largest budget (smaller budgets are its first chains).
+    assert [(r.chain_length, r.budget) for r in plan_runs(revisions)] == [(b, max(BUDGETS)) for b in BUDGETS]
 
     problem_args, gen, search = parse(
         "search.yaml",

@@ -216,6 +216,28 @@ def revision_run(tmp_path_factory, prm_dir, small_policy_dir):
     return out
 
 
+def test_revision_budgets_nest_with_their_exact_cost(revision_run):
+    """Budget b of chain length L is the first b / L chains of L's largest budget; its row's cost is
+    what those chains spent, and the search's totals count each attempt once."""
+    rows = rows_of(load_sharded(revision_run))
+    by_key = {(r["problem_id"], r["chain_length"], r["budget"]): r for r in rows}
+    runs = set()
+    for (problem, length, budget), row in by_key.items():
+        top = by_key[(problem, length, 4)]
+        runs.add((problem, length))
+        assert row["completions"] == top["completions"][:budget]
+        assert row["step_scores"] == top["step_scores"][:budget]
+        assert row["policy_tokens"] == sum(top["num_tokens"][:budget])
+        assert row["rounds"] == length
+        assert 0 < row["prm_tokens"] <= top["prm_tokens"]
+        if budget < 4:
+            assert row["prm_tokens"] < top["prm_tokens"]
+    stats = json.loads((revision_run / "stats.json").read_text())
+    tops = [by_key[(p, length, 4)] for p, length in runs]
+    assert stats["compute"]["policy_tokens"] == sum(r["policy_tokens"] for r in tops)
+    assert stats["compute"]["verifier_tokens"] == sum(r["prm_tokens"] for r in tops)
+
+
 def test_revision_chains_through_search_and_select(tmp_path, revision_run):
     out = revision_run
     rows = rows_of(load_sharded(out))
@@ -240,7 +262,8 @@ def test_revision_chains_through_search_and_select(tmp_path, revision_run):
     assert {"revisions L=2 majority", "revisions L=2 weighted", "revisions L=2 hierarchical"} <= set(
         summary["accuracy"]["all"]
     )
-    assert summary["revisions"]["attempts_by_step"] == [3 * (1 + 2 + 1 + 4 + 2 + 1), 3 * (1 + 2 + 1), 3, 3]
+    # Each attempt once: per problem the largest budget's chains of each length (4 x L=1, 2 x L=2, 1 x L=4).
+    assert summary["revisions"]["attempts_by_step"] == [3 * (4 + 2 + 1), 3 * (2 + 1), 3, 3]
 
     # ORM rows from those attempts, each with the prompt it was written from as its question.
     stats = run_stage(

@@ -87,6 +87,11 @@ STAGES: dict[str, tuple[str, list[tuple[str, str]], tuple[str, str]]] = {
         [("ttcompute.eval.compute_optimal_config", "ComputeOptimalConfig")],
         ("ttcompute.eval.compute_optimal", "run_compute_optimal"),
     ),
+    "route": (
+        "run a compute-optimal routing policy on new problems: predict difficulty, search, select (resumable)",
+        [PROBLEMS, ("ttcompute.route_config", "RouteConfig")],
+        ("ttcompute.route", "run_route"),
+    ),
     "flops-matched": (
         "small policy + compute-optimal test-time compute vs a larger policy at matched FLOPs",
         [("ttcompute.eval.flops_matched_config", "FlopsMatchedConfig")],

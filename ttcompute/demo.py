@@ -19,6 +19,7 @@ from typing import Any
 from ttcompute.cli import run_stage
 from ttcompute.core.config import save_resolved_config
 from ttcompute.core.errors import InputError
+from ttcompute.core.shards import write_json
 from ttcompute.demo_config import DemoConfig
 
 logger = logging.getLogger(__name__)
@@ -48,22 +49,31 @@ def _policy(config: DemoConfig, name: str, recipe: str) -> Path:
 
 
 class _Stages:
-    """Runs ``ttc`` stages for the demo, logging each and timing the whole."""
+    """Runs ``ttc`` stages for the demo, logging each and timing each (``profile.json``: seconds per
+    step of the demo, in order; a step reused from an earlier run counts what it took now)."""
 
     def __init__(self, out: Path) -> None:
         self.out = out
         self.start = time.time()
+        self.profile: dict[str, float] = {}
 
     def dir(self, name: str) -> str:
         return str(self.out / name)
 
-    def run(self, stage: str, *args: Any, done_if: str | None = None) -> Any:
-        """``ttc <stage> args``; skipped when ``done_if`` (a file under output_dir) exists."""
+    def run(self, stage: str, *args: Any, done_if: str | None = None, step: str | None = None) -> Any:
+        """``ttc <stage> args``; skipped when ``done_if`` (a file under output_dir) exists. ``step``:
+        the name it is timed under (default: the stage)."""
         if done_if and (self.out / done_if).is_file():
             logger.info("[demo %5.0fs] %s: reusing %s", time.time() - self.start, stage, done_if)
             return None
         logger.info("[demo %5.0fs] ttc %s", time.time() - self.start, stage)
-        return run_stage(stage, [str(a) for a in args])
+        began = time.time()
+        try:
+            return run_stage(stage, [str(a) for a in args])
+        finally:
+            name = step or stage
+            self.profile[name] = round(self.profile.get(name, 0.0) + time.time() - began, 1)
+            write_json(self.out / "profile.json", self.profile)
 
 
 def run_demo(config: DemoConfig) -> dict[str, Any]:
@@ -76,21 +86,103 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     small = _policy(config, "policy_small", config.policy_small_config)
     large = _policy(config, "policy_large", config.policy_large_config)
     s = _Stages(out)
-    fast = config.fast
     budgets = [str(b) for b in config.budgets]
     max_budget = max(config.budgets)
     sample = ["--config", "configs/sample.yaml", "--model_name_or_path", small, "--seed", config.seed]
 
     # 1. The evaluation problems: samples, pass@1, oracle difficulty bins.
     evaluation = ["--num_problems", config.num_problems, "--problem_seed", config.problem_seed]
-    s.run(
-        "sample", *sample, *evaluation, "--num_samples", config.num_samples, "--output_dir", s.dir("samples")
-    )
-    s.run("difficulty", "--samples_dir", s.dir("samples"), "--output_dir", s.dir("difficulty"))
+    s.run("sample", *sample, *evaluation, "--num_samples", config.num_samples, "--output_dir", s.dir("samples"),
+          step="sample: evaluation")  # fmt: skip
+    s.run("difficulty", "--samples_dir", s.dir("samples"), "--output_dir", s.dir("difficulty"),
+          step="difficulty: oracle")  # fmt: skip
 
+    # 2-3. The PRM and the reviser, trained here -- or those of an earlier demo (``--trained_from``:
+    # they never saw the evaluation problems, so other draws of those can reuse them).
+    t = _Stages(Path(config.trained_from)) if config.trained_from else s
+    if config.trained_from:
+        for done in (
+            "prm/prm/training_log.json",
+            "reviser/reviser/training_log.json",
+            "prm/eval/prm_eval.json",
+        ):
+            if not (Path(config.trained_from) / done).is_file():
+                raise InputError(
+                    f"{Path(config.trained_from) / done}: missing (--trained_from takes a finished demo)"
+                )
+        logger.info("Using the PRM and reviser of %s", config.trained_from)
+    else:
+        _train_verifier_and_reviser(s, config, small, sample)
+
+    # 4. Difficulty without ground truth. question: a probe on the policy's hidden states of the
+    # prompt, trained on the reviser data's problems (64 samples each: their pass@1 is precise),
+    # before any sample of the evaluation problems; prm: the PRM's mean score of the 16 samples;
+    # prm_probe: of 4 samples drawn for it -- which best-of-N then reuses as its first candidates.
+    oracle = ["--oracle_dir", s.dir("difficulty")]
+    s.run("difficulty", "--samples_dir", s.dir("samples"), "--predictor", "question", "--probe_train_samples_dir",
+          t.dir("reviser/train_samples"), "--output_dir", s.dir("difficulty_question"),
+          step="difficulty: question")  # fmt: skip
+    s.run("difficulty", "--samples_dir", s.dir("samples"), "--predictor", "prm", "--prm", t.dir("prm/prm"),
+          "--output_dir", s.dir("difficulty_prm"), step="difficulty: prm")  # fmt: skip
+    probe_samples = min(4, config.num_samples)
+    s.run("sample", *sample, *evaluation, "--num_samples", probe_samples, "--seed", config.seed + 1,
+          "--output_dir", s.dir("probe_samples"), step="sample: prm_probe")  # fmt: skip
+    s.run("difficulty", "--samples_dir", s.dir("probe_samples"), "--predictor", "prm_probe", "--prm",
+          t.dir("prm/prm"), "--probe_samples", probe_samples, *oracle, "--output_dir", s.dir("difficulty_probe"),
+          step="difficulty: prm_probe")  # fmt: skip
+
+    # 5. Search on the evaluation problems, every method under the same budgets; selection per bin.
+    methods = config.methods
+    lengths = [length for length in config.revision_lengths if length <= max_budget]
+    s.run("search", "--config", "configs/search.yaml", "--model_name_or_path", small, *evaluation, "--prm",
+          t.dir("prm/prm"), "--reviser", t.dir("reviser/reviser"), "--methods", *methods, "--budgets", *budgets,
+          "--beam_widths", "4", "--revision_lengths", *lengths, "--seed", config.seed,
+          "--initial_samples_dir", s.dir("probe_samples"), "--initial_samples", min(probe_samples, max_budget),
+          "--problems_per_shard", config.problems_per_shard,
+          "--output_dir", s.dir("search"))  # fmt: skip
+    s.run("select", "--search_dir", s.dir("search"), "--difficulty_dir", s.dir("difficulty"),
+          "--output_dir", s.dir("select"))  # fmt: skip
+    predicted = {"question": "difficulty_question", "prm": "difficulty_prm", "prm_probe": "difficulty_probe"}
+    s.run("compute-optimal", "--select_dirs", s.dir("select"), "--difficulty_dir", s.dir("difficulty"),
+          "--output_dir", s.dir("compute_optimal"), step="compute-optimal")  # fmt: skip
+    for predictor, bins in predicted.items():
+        s.run("compute-optimal", "--select_dirs", s.dir("select"), "--difficulty_dir", s.dir(bins),
+              "--output_dir", s.dir(f"compute_optimal_{predictor}"), step="compute-optimal")  # fmt: skip
+    s.run("sample", *sample, *evaluation, "--model_name_or_path", large, "--temperature", 0, "--num_samples", 1,
+          "--output_dir", s.dir("large_greedy"), step="sample: large greedy")  # fmt: skip
+    s.run("flops-matched", "--compute_optimal_dir", s.dir("compute_optimal"), "--large_samples_dir",
+          s.dir("large_greedy"), "--small_model", small, "--large_model", large, "--output_dir",
+          s.dir("flops_matched"))  # fmt: skip
+    trained_dirs = [
+        "prm/train_samples",
+        "prm/train_labels",
+        "prm/prm",
+        "reviser/train_samples",
+        "reviser/reviser",
+    ]
+    cost_dirs = [s.dir(d) for d in ("samples", "search", "probe_samples", "difficulty_probe", "difficulty_prm",
+                                     "difficulty_question", "large_greedy")] + [t.dir(d) for d in trained_dirs]  # fmt: skip
+    report = s.run(
+        "report", "--output_dir", s.dir("report"), "--policy_small", small, "--policy_large", large,
+        "--small_samples_dir", s.dir("samples"), "--large_samples_dir", s.dir("large_greedy"),
+        "--prm_eval_dir", t.dir("prm/eval"), "--select_dirs", s.dir("select"),
+        "--compute_optimal_dir", s.dir("compute_optimal"),
+        "--compute_optimal_predicted_dirs", *[s.dir(f"compute_optimal_{p}") for p in predicted],
+        "--flops_matched_dir", s.dir("flops_matched"), "--cost_dirs", *cost_dirs,
+        "--profile_file", s.dir("profile.json"),
+        "--wall_seconds", round(time.time() - s.start, 1), "--report_to", config.report_to,
+    )  # fmt: skip
+    _print_headline(report, out)
+    return report
+
+
+def _train_verifier_and_reviser(s: _Stages, config: DemoConfig, small: Path, sample: list) -> None:
+    """The demo's PRM (MC labels of the small policy's samples, the likelihood PRM, its evaluation)
+    and reviser (trajectories, SFT)."""
+    fast = config.fast
     # 2. The PRM: MC labels of the small policy's own samples (on-policy), then the likelihood PRM.
     s.run("sample", *sample, "--num_problems", config.prm_problems, "--problem_seed", 5000, "--num_samples",
-          4 if fast else 8, "--output_dir", s.dir("prm/train_samples"))  # fmt: skip
+          4 if fast else 8, "--output_dir", s.dir("prm/train_samples"), step="sample: PRM data")  # fmt: skip
     label = [
         "--config",
         "configs/label.yaml",
@@ -100,67 +192,27 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         4 if fast else 16,
     ]
     s.run("label", *label, "--samples_dir", s.dir("prm/train_samples"), "--max_solutions_per_problem", 4,
-          "--output_dir", s.dir("prm/train_labels"))  # fmt: skip
+          "--output_dir", s.dir("prm/train_labels"), step="label: PRM data")  # fmt: skip
     s.run("train-prm", "--config", "configs/prm.yaml", "--prm_kind", "likelihood", "--model_name_or_path", small,
           "--dataset_name", s.dir("prm/train_labels"), "--output_dir", s.dir("prm/prm"),
           done_if="prm/prm/training_log.json")  # fmt: skip
     s.run("sample", *sample, "--num_problems", 12 if fast else 48, "--problem_seed", 6000, "--num_samples", 4,
-          "--output_dir", s.dir("prm/heldout_samples"))  # fmt: skip
-    s.run(
-        "label",
-        *label,
-        "--samples_dir",
-        s.dir("prm/heldout_samples"),
-        "--output_dir",
-        s.dir("prm/heldout_labels"),
-    )
+          "--output_dir", s.dir("prm/heldout_samples"), step="sample: PRM held-out")  # fmt: skip
+    s.run("label", *label, "--samples_dir", s.dir("prm/heldout_samples"), "--output_dir",
+          s.dir("prm/heldout_labels"), step="label: PRM held-out")  # fmt: skip
     # The first-error threshold is calibrated on the training problems, scored on held-out ones.
     s.run("eval-prm", "--prm", s.dir("prm/prm"), "--dataset", s.dir("prm/heldout_labels"), "--gold", "checker",
           "--calibration_dataset", s.dir("prm/train_labels"), "--output_dir", s.dir("prm/eval"))  # fmt: skip
 
     # 3. The reviser: trajectories from many samples per problem, SFT on the revision only.
     s.run("sample", *sample, "--num_problems", config.reviser_problems, "--problem_seed", 12000, "--num_samples",
-          config.reviser_samples, "--output_dir", s.dir("reviser/train_samples"))  # fmt: skip
+          config.reviser_samples, "--output_dir", s.dir("reviser/train_samples"),
+          step="sample: reviser data")  # fmt: skip
     s.run("revisions", "--config", "configs/revisions.yaml", "--samples_dir", s.dir("reviser/train_samples"),
           "--output_dir", s.dir("reviser/trajectories"))  # fmt: skip
     s.run("train-reviser", "--config", "configs/reviser.yaml", "--model_name_or_path", small, "--dataset_name",
           s.dir("reviser/trajectories"), "--num_train_epochs", 1, "--output_dir", s.dir("reviser/reviser"),
           "--disable_tqdm", "true", done_if="reviser/reviser/training_log.json")  # fmt: skip
-
-    # 4. Search on the evaluation problems, every method under the same budgets; selection per bin.
-    methods = ["best_of_n", "beam_search", "revisions"] + ([] if fast else ["lookahead", "dvts"])
-    lengths = [b for b in ("1", "4", "16") if int(b) <= max_budget]
-    s.run("search", "--config", "configs/search.yaml", "--model_name_or_path", small, *evaluation, "--prm",
-          s.dir("prm/prm"), "--reviser", s.dir("reviser/reviser"), "--methods", *methods, "--budgets", *budgets,
-          "--beam_widths", "4", "--revision_lengths", *lengths, "--seed", config.seed,
-          "--output_dir", s.dir("search"))  # fmt: skip
-    s.run("select", "--search_dir", s.dir("search"), "--difficulty_dir", s.dir("difficulty"),
-          "--output_dir", s.dir("select"))  # fmt: skip
-
-    # 5. Difficulty without ground truth: the PRM on the first 4 samples (cheap) -- and the analyses.
-    s.run("difficulty", "--samples_dir", s.dir("samples"), "--predictor", "prm_probe", "--prm", s.dir("prm/prm"),
-          "--probe_samples", min(4, config.num_samples), "--output_dir", s.dir("difficulty_probe"))  # fmt: skip
-    for name, bins in (("compute_optimal", "difficulty"), ("compute_optimal_probe", "difficulty_probe")):
-        s.run("compute-optimal", "--select_dirs", s.dir("select"), "--difficulty_dir", s.dir(bins),
-              "--output_dir", s.dir(name))  # fmt: skip
-    s.run("sample", *sample, *evaluation, "--model_name_or_path", large, "--temperature", 0, "--num_samples", 1,
-          "--output_dir", s.dir("large_greedy"))  # fmt: skip
-    s.run("flops-matched", "--compute_optimal_dir", s.dir("compute_optimal"), "--large_samples_dir",
-          s.dir("large_greedy"), "--small_model", small, "--large_model", large, "--output_dir",
-          s.dir("flops_matched"))  # fmt: skip
-    cost_dirs = ["samples", "prm/train_samples", "prm/train_labels", "prm/prm", "reviser/train_samples",
-                 "reviser/reviser", "search", "difficulty_probe", "large_greedy"]  # fmt: skip
-    report = s.run(
-        "report", "--output_dir", s.dir("report"), "--policy_small", small, "--policy_large", large,
-        "--small_samples_dir", s.dir("samples"), "--large_samples_dir", s.dir("large_greedy"),
-        "--prm_eval_dir", s.dir("prm/eval"), "--select_dirs", s.dir("select"),
-        "--compute_optimal_dir", s.dir("compute_optimal"),
-        "--compute_optimal_predicted_dir", s.dir("compute_optimal_probe"),
-        "--flops_matched_dir", s.dir("flops_matched"), "--cost_dirs", *[s.dir(d) for d in cost_dirs],
-        "--wall_seconds", round(time.time() - s.start, 1), "--report_to", config.report_to,
-    )  # fmt: skip
-    _print_headline(report, out)
-    return report
 
 
 def _print_headline(report: dict[str, Any], out: Path) -> None:

@@ -17,10 +17,21 @@ class DemoConfig:
         num_problems / num_samples: Evaluation problems and samples per problem for their oracle
             difficulty (``--fast`` shrinks them).
         problem_seed: Seed of the evaluation problems (differs from every training seed below).
-        budgets: Search budgets (generations per problem).
+        budgets: Search budgets (generations per problem); every power of 2, so that an efficiency
+            ratio moves in steps of 2x, not 4x.
+        methods / revision_lengths: The search settings (beam and lookahead with M = 4, lookahead
+            k = 3). Left out by default to stay within 20 minutes: DVTS (within 0.04 of beam search
+            at every budget on 100 problems) and revision chains of 1 (the reviser sampling without
+            context: best-of-N of another model) and 16 attempts (the slowest setting: 16 sequential
+            rounds).
+        problems_per_shard: Search problems per shard: the unit of batching (a tiny policy on a CPU
+            spends most of a step on per-call overhead, so larger batches are faster) and resumption.
         prm_problems / reviser_problems / reviser_samples: Training data of the PRM and the reviser.
         seed: Sampling seed.
         report_to: ``none`` or ``wandb`` (the report's tables and plots).
+        trained_from: A finished demo output whose PRM and reviser (and their evaluation) this run
+            uses instead of training its own: they never saw the evaluation problems, so another
+            draw of those (``--problem_seed``) costs only its evaluation (bench/headline_spread.py).
     """
 
     output_dir: str = field(default="runs/demo", metadata={"help": "output directory (cached, resumable)"})
@@ -32,10 +43,20 @@ class DemoConfig:
     policy_large_config: str = field(
         default="configs/policy_large.yaml", metadata={"help": "recipe for --retrain"}
     )
-    num_problems: int = field(default=100, metadata={"help": "evaluation problems"})
+    num_problems: int = field(default=400, metadata={"help": "evaluation problems"})
     num_samples: int = field(default=16, metadata={"help": "samples per problem for oracle difficulty"})
     problem_seed: int = field(default=2024, metadata={"help": "seed of the evaluation problems"})
-    budgets: list[int] = field(default_factory=lambda: [1, 4, 16, 64], metadata={"help": "search budgets"})
+    budgets: list[int] = field(
+        default_factory=lambda: [1, 2, 4, 8, 16, 32, 64], metadata={"help": "search budgets"}
+    )
+    problems_per_shard: int = field(default=50, metadata={"help": "search problems per shard"})
+    methods: list[str] = field(
+        default_factory=lambda: ["best_of_n", "beam_search", "lookahead", "revisions"],
+        metadata={"help": "search methods (dvts, and longer revision chains, cost the most time)"},
+    )
+    revision_lengths: list[int] = field(
+        default_factory=lambda: [4], metadata={"help": "revision chain lengths"}
+    )
     prm_problems: int = field(default=192, metadata={"help": "problems whose samples are MC-labelled"})
     reviser_problems: int = field(
         default=800, metadata={"help": "problems sampled for revision trajectories"}
@@ -43,12 +64,17 @@ class DemoConfig:
     reviser_samples: int = field(default=64, metadata={"help": "samples per reviser training problem"})
     seed: int = field(default=0, metadata={"help": "sampling seed"})
     report_to: str = field(default="none", metadata={"help": "none | wandb"})
+    trained_from: str | None = field(
+        default=None, metadata={"help": "reuse the PRM and reviser of this finished demo output"}
+    )
 
     def __post_init__(self) -> None:
         if self.fast:
             self.num_problems = min(self.num_problems, 24)
             self.num_samples = min(self.num_samples, 4)
             self.budgets = [b for b in self.budgets if b <= 4] or [1, 4]
+            self.methods = [m for m in self.methods if m in ("best_of_n", "beam_search", "revisions")]
+            self.revision_lengths = [min(self.revision_lengths + [1])]
             self.prm_problems = min(self.prm_problems, 24)
             self.reviser_problems = min(self.reviser_problems, 48)
             self.reviser_samples = min(self.reviser_samples, 16)

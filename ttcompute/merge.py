@@ -22,6 +22,7 @@ from ttcompute.data_gen.stage_stats import label_output_stats, sample_stats
 from ttcompute.data_gen.trajectories import revisions_stats
 from ttcompute.eval.search.search_stats import search_output_stats
 from ttcompute.merge_config import MergeConfig
+from ttcompute.route_stats import route_stats
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ STATS_OF: dict[str, Callable[[str], dict[str, Any]]] = {
     "convert-labels": convert_labels_stats,
     "revisions": revisions_stats,
     "search": search_output_stats,
+    "route": route_stats,
 }
 
 

@@ -43,6 +43,53 @@ def misaligned_candidates(row: dict[str, Any]) -> str | None:
     return f"per-candidate lists differ in length ({described})"
 
 
+def distinct_revision_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Search rows of method ``revisions`` holding each attempt once: per problem and chain length
+    the row of the largest budget (the rows of smaller budgets are its first chains, ``ttc search``
+    writes nested budgets).
+
+    >>> rows = [{"problem_id": "p", "method": "revisions", "chain_length": 2, "budget": b} for b in (2, 8, 4)]
+    >>> [r["budget"] for r in distinct_revision_rows(rows)]
+    [8]
+    """
+    top: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for index, row in enumerate(rows):
+        if row.get("method", "revisions") != "revisions":
+            continue
+        # A row that does not say its problem or budget is its own.
+        known = "problem_id" in row and "budget" in row
+        key = (row["problem_id"], row.get("chain_length")) if known else (index,)
+        if key not in top or row["budget"] > top[key]["budget"]:
+            top[key] = row
+    return list(top.values())
+
+
+def read_sample_solutions(samples_dir: str | Path) -> dict[str, list[tuple[str, int, str]]]:
+    """Each problem's solutions in a ``ttc sample`` output: ``problem_id -> [(text, num_tokens,
+    finish_reason)]`` in sampling order.
+
+    Raises:
+        InputError: not a sample output (a column missing), a repeated problem, lists of unequal length.
+    """
+    reader = ShardReader(samples_dir)
+    columns = ["problem_id", "completions", "num_tokens", "finish_reasons"]
+    missing = [c for c in columns if c not in reader.column_names]
+    if missing:
+        raise InputError(f"{samples_dir}: missing column(s) {missing} (not a ttc sample output?)")
+    out: dict[str, list[tuple[str, int, str]]] = {}
+    for index, row in enumerate(reader.iter_rows(0, len(reader), columns)):
+        problem = row["problem_id"]
+        if problem in out:
+            raise InputError(f"{samples_dir}: row {index}: problem {problem!r} appears twice")
+        texts, tokens, reasons = row["completions"], row["num_tokens"], row["finish_reasons"]
+        if not len(texts) == len(tokens) == len(reasons):
+            raise InputError(
+                f"{samples_dir}: row {index} (problem {problem!r}): per-sample lists differ in length"
+            )
+        out[problem] = list(zip(texts, tokens, reasons))
+    return out
+
+
 def load_difficulty(output_dir: str | Path):
     """The ``difficulty.parquet`` of a ``ttc difficulty`` run as a ``datasets.Dataset``."""
     path = Path(output_dir) / "difficulty.parquet"

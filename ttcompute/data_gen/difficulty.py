@@ -101,6 +101,23 @@ def prm_difficulty_scores(
     return means, prm.num_tokens_encoded - before
 
 
+def _oracle_pass_at_1(oracle_dir: str, problem_ids: list[str]) -> list[float]:
+    """The pass@1 an oracle ``ttc difficulty`` output gives each of ``problem_ids``.
+
+    Raises:
+        InputError: not a difficulty output, or a problem it does not hold.
+    """
+    path = Path(oracle_dir) / "difficulty.parquet"
+    if not path.is_file():
+        raise InputError(f"{path}: no such file (--oracle_dir takes a ttc difficulty output)")
+    table = datasets.Dataset.from_parquet(str(path))
+    known = dict(zip(table["problem_id"], table["pass_at_1"]))
+    missing = [p for p in problem_ids if p not in known]
+    if missing:
+        raise InputError(f"{path}: no pass@1 of problem {missing[0]!r} ({len(missing)} missing)")
+    return [float(known[p]) for p in problem_ids]
+
+
 def _sample_compute(samples_dir: str) -> dict[str, Any] | None:
     stats_file = Path(samples_dir) / "stats.json"
     return json.loads(stats_file.read_text()).get("compute") if stats_file.exists() else None
@@ -132,6 +149,8 @@ def run_difficulty(config: DifficultyConfig) -> dict[str, Any]:
             problem_ids.append(problem_id)
             pass_at_1.append(sum(verdicts) / len(verdicts))
             num_samples.append(len(verdicts))
+    # Read before anything is written: a wrong --oracle_dir must leave no output behind.
+    reference = _oracle_pass_at_1(config.oracle_dir, problem_ids) if config.oracle_dir else pass_at_1
 
     require_unique_ids(problem_ids, config.samples_dir)
     sample_compute = _sample_compute(config.samples_dir)
@@ -263,7 +282,9 @@ def run_difficulty(config: DifficultyConfig) -> dict[str, Any]:
     if probe is not None:
         stats["question_probe"] = probe_report
     if config.predictor != "oracle":
-        stats["agreement_with_oracle"] = oracle_agreement(pass_at_1, predicted, config.num_bins)
+        stats["agreement_with_oracle"] = oracle_agreement(reference, predicted, config.num_bins)
+        if config.oracle_dir:
+            stats["agreement_with_oracle"]["oracle_dir"] = config.oracle_dir
     write_json(out / "stats.json", stats)
     logger.info(
         "Binned %d problems into %d bins by %s (sizes %s, mean pass@1 %s%s) -> %s",

@@ -32,6 +32,9 @@ class DifficultyConfig(PRMPromptOptions):
         model_name_or_path: ``question``: the policy (default: the one ``samples_dir`` was sampled with).
         probe_folds: ``question``: folds of the cross-validation that picks layer, pooling and penalty.
         probe_layers: ``question``: hidden-state layers to consider (0 = embeddings; default: all).
+        oracle_dir: The predictors' agreement with the oracle is measured against this oracle
+            ``ttc difficulty`` output of the same problems (its pass@1, e.g. from more samples);
+            default: the pass@1 of ``samples_dir`` itself.
     """
 
     samples_dir: str = field(default="runs/samples", metadata={"help": "output directory of ttc sample"})
@@ -56,6 +59,9 @@ class DifficultyConfig(PRMPromptOptions):
     probe_folds: int = field(default=5, metadata={"help": "question: cross-validation folds"})
     probe_layers: list[int] | None = field(
         default=None, metadata={"help": "question: layers to consider (0 = embeddings; default all)"}
+    )
+    oracle_dir: str | None = field(
+        default=None, metadata={"help": "oracle ttc difficulty output the agreement is measured against"}
     )
 
     def __post_init__(self) -> None:

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from transformers import AutoConfig, AutoTokenizer
 
 from ttcompute.core.errors import InputError
-from ttcompute.core.outputs import misaligned_candidates
+from ttcompute.core.outputs import distinct_revision_rows, misaligned_candidates
 from ttcompute.core.prompts import PromptContract, read_contract
 from ttcompute.core.sharded_stage import run_sharded_stage
 from ttcompute.core.shards import load_sharded, read_manifest, read_resolved_config, shard_path
@@ -65,6 +65,14 @@ def run_orm_data(config: OrmDataConfig) -> dict[str, Any]:
         rows = [r for r in rows if r["chain_length"] == config.chain_length]
     if not rows:
         raise InputError(f"{config.search_dir}: no revisions rows (chain_length {config.chain_length})")
+    for index, row in enumerate(rows):
+        # A misaligned row would give one attempt another's verdict: refused, as `ttc select` does.
+        problem = misaligned_candidates(row)
+        if problem:
+            raise InputError(
+                f"{config.search_dir}: revisions row {index} (problem {row['problem_id']}): {problem}"
+            )
+    rows = distinct_revision_rows(rows)  # smaller budgets are the largest's first chains: each attempt once
     # The search's own choice; explicit, because left unset transformers asks on a terminal.
     trust = bool(settings.get("trust_remote_code", False))
     tokenizer = AutoTokenizer.from_pretrained(settings["reviser"], trust_remote_code=trust)
@@ -84,13 +92,7 @@ def run_orm_data(config: OrmDataConfig) -> dict[str, Any]:
         return len(prompt_token_ids(tokenizer, text))
 
     out_rows, empty = [], 0
-    for index, row in enumerate(rows):
-        # A misaligned row would give one attempt another's verdict: refused, as `ttc select` does.
-        problem = misaligned_candidates(row)
-        if problem:
-            raise InputError(
-                f"{config.search_dir}: revisions row {index} (problem {row['problem_id']}): {problem}"
-            )
+    for row in rows:
         chains: dict[int, list[int]] = {}
         for index, chain in enumerate(row["subtrees"]):
             chains.setdefault(chain, []).append(index)

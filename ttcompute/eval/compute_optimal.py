@@ -37,10 +37,11 @@ import datasets
 from ttcompute.core.bootstrap import paired_interval
 from ttcompute.core.config import save_resolved_config
 from ttcompute.core.errors import InputError
-from ttcompute.core.shards import write_json
+from ttcompute.core.shards import read_resolved_config, write_json
 from ttcompute.eval.allocation import allocation_choices, realised
 from ttcompute.eval.compute_optimal_config import ComputeOptimalConfig
 from ttcompute.eval.plots import plot_compute_optimal
+from ttcompute.eval.routing_policy import write_routing_policy
 from ttcompute.eval.select import accuracy_by_bin, load_bins
 
 logger = logging.getLogger(__name__)
@@ -145,13 +146,15 @@ def compute_optimal(
     at some budget, e.g. lookahead below k + 1, is not chosen on a subset).
 
     Returns ``{"bins": {bin: {budget: {"accuracy", "num_problems", "chosen": [strategy per fold]}}},
-    "all": {budget: accuracy}, "per_problem": {budget: {problem_id: correct}}}``.
+    "all": {budget: accuracy}, "per_problem": {budget: {problem_id: correct}},
+    "strategy_per_problem": {budget: {problem_id: the strategy its fold was given}}}``.
     """
     table, members = selection_table(records, bins)
     budgets = sorted({b for b, _ in table})
-    out: dict[str, Any] = {"bins": {}, "all": {}, "per_problem": {}}
+    out: dict[str, Any] = {"bins": {}, "all": {}, "per_problem": {}, "strategy_per_problem": {}}
     for budget in budgets:
         per_problem: dict[str, bool] = {}
+        given: dict[str, str] = {}
         for group in sorted(members, key=lambda g: (len(g), g)):
             problems = members[group]
             strategies = [
@@ -176,6 +179,7 @@ def compute_optimal(
                 chosen.append(pick)
                 for p in test:
                     per_problem[p] = table[(budget, pick)][p][0]
+                    given[p] = pick
             out["bins"].setdefault(group, {})[budget] = {
                 "accuracy": round(_mean([per_problem[p] for p in problems]), 4),
                 "num_problems": len(problems),
@@ -184,6 +188,7 @@ def compute_optimal(
         if per_problem and len(per_problem) == sum(len(v) for v in members.values()):
             out["all"][budget] = round(_mean(list(per_problem.values())), 4)
         out["per_problem"][budget] = per_problem
+        out["strategy_per_problem"][budget] = given
     return out
 
 
@@ -200,10 +205,11 @@ def matching_budget(curve: dict[int, float], target: float) -> int | None:
 
 
 def efficiency(
-    curve: dict[int, float], baseline: dict[int, float], cost_generations: float = 0.0
+    curve: dict[int, float], baseline: dict[int, float], cost_generations: float | dict[int, float] = 0.0
 ) -> dict[int, dict[str, Any]]:
     """For every baseline budget B: the smallest compute-optimal budget b matching its accuracy, and
-    B' / (b + ``cost_generations``) -- None where the curve never matches.
+    B' / (b + ``cost_generations``) -- None where the curve never matches. ``cost_generations`` may
+    depend on b (``{b: cost}``: a probe whose samples the strategies at b reuse costs less there).
 
     B' is the smallest budget at which the *baseline itself* reaches its accuracy at B (B' = B on a
     rising curve): on a flat or falling stretch the baseline does not need B, and B / b would credit
@@ -219,7 +225,8 @@ def efficiency(
     for budget in sorted(baseline):
         match = matching_budget(curve, baseline[budget])
         spent = matching_budget(baseline, baseline[budget])
-        ratio = round(spent / (match + cost_generations), 3) if match is not None else None
+        cost = cost_generations.get(match, 0.0) if isinstance(cost_generations, dict) else cost_generations
+        ratio = round(spent / (match + cost), 3) if match is not None else None
         out[budget] = {
             "baseline_accuracy": baseline[budget],
             "baseline_budget": spent,
@@ -233,7 +240,7 @@ def bootstrap_intervals(
     per_problem: dict[int, dict[str, bool]],
     baseline_per_problem: dict[int, dict[str, bool]],
     headline_budget: int | None,
-    cost_generations: float,
+    cost_generations: float | dict[int, float],
     num_resamples: int,
     seed: int,
 ) -> dict[str, Any]:
@@ -267,7 +274,7 @@ def bootstrap_intervals(
             outcomes, lambda x, b=b: float(x[f"co/{b}"].mean() - x[f"base/{b}"].mean()), **options
         )
 
-    def ratio_at_headline(x, cost: float) -> float | None:
+    def ratio_at_headline(x, cost: float | dict[int, float]) -> float | None:
         curve = {b: float(x[f"co/{b}"].mean()) for b in budgets}
         baseline = {b: float(x[f"base/{b}"].mean()) for b in budgets}
         return efficiency(curve, baseline, cost)[headline_budget]["ratio"]
@@ -344,6 +351,72 @@ def _bins_and_cost(
     return bins, float(config.difficulty_cost_flops or 0.0), "ttc select"
 
 
+def probe_reuse(config: ComputeOptimalConfig) -> dict[str, float] | None:
+    """What the searches reuse of a ``prm_probe`` difficulty estimate: its samples per problem and
+    the policy and verifier FLOPs it spent per problem -- None unless the bins are a ``prm_probe``
+    estimate whose samples are the searches' ``--initial_samples_dir``."""
+    if not config.difficulty_dir or config.difficulty_cost_flops is not None:
+        return None
+    options = read_resolved_config(config.difficulty_dir)
+    if options.get("predictor") != "prm_probe" or not options.get("samples_dir"):
+        return None
+    probed = Path(options["samples_dir"]).resolve()
+    for directory in config.select_dirs:
+        search_dir = read_resolved_config(directory).get("search_dir")
+        initial = read_resolved_config(search_dir).get("initial_samples_dir") if search_dir else None
+        if initial and Path(initial).resolve() == probed:
+            break
+    else:
+        return None
+    stats = json.loads((Path(config.difficulty_dir) / "stats.json").read_text())
+    compute, n = stats.get("estimation_compute") or {}, max(stats.get("num_problems", 1), 1)
+    return {
+        "probe_samples": int(options.get("probe_samples", 4)),
+        "policy_flops": compute.get("policy_flops", 0) / n,
+        "verifier_flops": compute.get("verifier_flops", 0) / n,
+    }
+
+
+def charged_difficulty_cost(
+    cost_flops: float,
+    reuse: dict[str, float] | None,
+    records: list[dict[str, Any]],
+    strategy_per_problem: dict[int, dict[str, str]],
+) -> dict[int, float]:
+    """The difficulty estimate's mean FLOPs per problem still to charge at each budget: all of it,
+    less -- where the strategy given to a problem reuses ``r`` of the probe's ``k`` samples as its
+    first candidates -- ``min(r, k) / k`` of the probe's sampling, and of its scoring when the
+    strategy's rule reads the verifier (its selection spent PRM FLOPs).
+
+    >>> records = [{"problem_id": "p", "strategy": "bon", "budget": 2, "reused_samples": 2, "prm_flops": 1},
+    ...            {"problem_id": "p", "strategy": "beam", "budget": 2, "reused_samples": 0, "prm_flops": 1}]
+    >>> reuse = {"probe_samples": 4, "policy_flops": 80.0, "verifier_flops": 20.0}
+    >>> charged_difficulty_cost(100.0, reuse, records, {2: {"p": "bon"}})
+    {2: 50.0}
+    >>> charged_difficulty_cost(100.0, reuse, records, {2: {"p": "beam"}})
+    {2: 100.0}
+    """
+    index = {(r["problem_id"], r["strategy"], int(r["budget"])): r for r in records}
+    out = {}
+    for budget, given in strategy_per_problem.items():
+        if not given:
+            out[budget] = cost_flops
+            continue
+        costs = []
+        for problem, strategy in given.items():
+            record = index[(problem, strategy, budget)]
+            reused = min(int(record.get("reused_samples") or 0), reuse["probe_samples"]) if reuse else 0
+            saved = 0.0
+            if reused:
+                share = reused / reuse["probe_samples"]
+                saved = share * (
+                    reuse["policy_flops"] + (reuse["verifier_flops"] if record["prm_flops"] else 0.0)
+                )
+            costs.append(max(cost_flops - saved, 0.0))
+        out[budget] = sum(costs) / len(costs)
+    return out
+
+
 def flops_per_generation(records: list[dict[str, Any]]) -> float:
     """Mean policy FLOPs of one generation, from the best-of-N selections (N generations each)."""
     values = [
@@ -377,6 +450,15 @@ def format_interval(interval: dict[str, Any] | None, digits: int = 3) -> str:
     low, high = interval.get("low"), interval.get("high")
     bounds = f" [{low:.{digits}f}, {high:.{digits}f}]" if low is not None and high is not None else ""
     return f"{interval['estimate']:.{digits}f}{bounds}"
+
+
+def _reuse_note(result: dict[str, Any]) -> str:
+    if not result.get("difficulty_samples_reused"):
+        return ""
+    charged = result["difficulty_cost_generations_charged"]
+    return "; the searches reuse its samples, so what is charged at budget b is " + ", ".join(
+        f"{c:.2f} (b={b})" for b, c in charged.items()
+    )
 
 
 def _difference_row(result: dict[str, Any], budgets: list[str]) -> list[str]:
@@ -447,7 +529,9 @@ def markdown_report(result: dict[str, Any]) -> str:
         *_headline_lines(result),
         "## Efficiency (baseline budget B -> smallest compute-optimal budget b with the same accuracy)",
         "",
-        f"Difficulty estimate: {result['difficulty_cost_generations']:.2f} generations per problem.",
+        f"Difficulty estimate: {result['difficulty_cost_generations']:.2f} generations per problem"
+        + _reuse_note(result)
+        + ".",
         "",
         "| B | baseline accuracy | B' (baseline's own first budget there) | b | B' / b | B' / (b + difficulty cost) |",
         "|---:|---:|---:|---:|---:|---:|",
@@ -485,9 +569,18 @@ def run_compute_optimal(config: ComputeOptimalConfig) -> dict[str, Any]:
     result = compute_optimal(records, bins, config.num_folds, config.seed)
     baseline_records = (r for r in records if r["strategy"] == config.baseline)
     baseline = accuracy_by_bin(baseline_records)["all"][config.baseline]
-    cost_generations = cost_flops / flops_per_generation(records) if cost_flops else 0.0
+    per_generation = flops_per_generation(records) if cost_flops else 1.0
+    cost_generations = cost_flops / per_generation
+    reuse = probe_reuse(config)
+    # Per budget: what is left to charge once the strategies' reuse of the probe's samples is counted.
+    charged_cost = {
+        b: c / per_generation
+        for b, c in charged_difficulty_cost(
+            cost_flops, reuse, records, result["strategy_per_problem"]
+        ).items()
+    }
     plain = efficiency(result["all"], baseline)
-    charged = efficiency(result["all"], baseline, cost_generations)
+    charged = efficiency(result["all"], baseline, charged_cost)
     baseline_per_problem: dict[int, dict[str, bool]] = defaultdict(dict)
     for r in records:
         if r["strategy"] == config.baseline:
@@ -500,7 +593,7 @@ def run_compute_optimal(config: ComputeOptimalConfig) -> dict[str, Any]:
         result["per_problem"],
         baseline_per_problem,
         headline_ratio(plain)[0],
-        cost_generations,
+        charged_cost,
         config.bootstrap_resamples,
         config.bootstrap_seed,
     )
@@ -515,6 +608,9 @@ def run_compute_optimal(config: ComputeOptimalConfig) -> dict[str, Any]:
         "bins": {g: {str(b): cell for b, cell in v.items()} for g, v in result["bins"].items()},
         "difficulty_cost_flops_per_problem": cost_flops,
         "difficulty_cost_generations": round(cost_generations, 3),
+        # Less where the strategies reuse a prm_probe estimate's samples (search --initial_samples_dir).
+        "difficulty_cost_generations_charged": {str(b): round(c, 3) for b, c in sorted(charged_cost.items())},
+        "difficulty_samples_reused": reuse is not None,
         "efficiency": {str(b): v for b, v in plain.items()},
         "efficiency_with_difficulty_cost": {str(b): v for b, v in charged.items()},
         "efficiency_vs_best_of_n": headline_ratio(plain)[1],
@@ -532,6 +628,7 @@ def run_compute_optimal(config: ComputeOptimalConfig) -> dict[str, Any]:
     save_resolved_config(out, "compute-optimal", config)
     write_json(out / "compute_optimal.json", summary)
     (out / "compute_optimal.md").write_text(markdown_report(summary))
+    write_routing_policy(out, config, records, bins, choose_strategy)  # for ttc route
     plot = plot_compute_optimal(
         {int(b): a for b, a in summary["all"].items()},
         baseline,

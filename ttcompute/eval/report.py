@@ -182,27 +182,18 @@ def build_report(config: ReportConfig) -> dict[str, Any]:
             }
     if config.compute_optimal_dir:
         summary = _read_json(Path(config.compute_optimal_dir) / "compute_optimal.json")
-        report["compute_optimal"] = {
-            **summary["all"],
-            "efficiency_vs_best_of_n": summary["efficiency_vs_best_of_n"],
-            "efficiency_vs_best_of_n_with_difficulty_cost": summary[
-                "efficiency_vs_best_of_n_with_difficulty_cost"
-            ],
-            "efficiency_at_budget": summary.get("efficiency_at_budget"),
-            "difficulty_cost_generations": summary.get("difficulty_cost_generations"),
-            "intervals": summary.get("intervals", {}),
-        }
-    if config.compute_optimal_predicted_dir:
-        summary = _read_json(Path(config.compute_optimal_predicted_dir) / "compute_optimal.json")
-        report["compute_optimal_predicted"] = {
-            **summary["all"],
-            "bins_from": summary.get("bins_from"),
-            "efficiency_vs_best_of_n": summary["efficiency_vs_best_of_n"],
-            "efficiency_vs_best_of_n_with_difficulty_cost": summary[
-                "efficiency_vs_best_of_n_with_difficulty_cost"
-            ],
-            "difficulty_cost_generations": summary.get("difficulty_cost_generations"),
-        }
+        report["compute_optimal"] = _compute_optimal_entry(summary)
+        report["num_evaluation_problems"] = summary.get("num_problems")
+    by_predictor = {}
+    for directory in ([config.compute_optimal_dir] if config.compute_optimal_dir else []) + list(
+        config.compute_optimal_predicted_dirs
+    ):
+        summary = _read_json(Path(directory) / "compute_optimal.json")
+        by_predictor[_predictor_of(summary)] = _compute_optimal_entry(summary)
+    if config.compute_optimal_predicted_dirs:
+        report["compute_optimal_by_predictor"] = by_predictor
+    if config.profile_file:
+        report["profile_seconds"] = _read_json(Path(config.profile_file))
     if config.flops_matched_dir:
         matched = _read_json(Path(config.flops_matched_dir) / "flops_matched.json")
         report["flops_matched"] = {
@@ -298,18 +289,8 @@ def markdown_report(report: dict[str, Any], images: dict[str, str], tables: dict
             "",
             *_interval_lines(co.get("intervals") or {}),
         ]
-        predicted = report.get("compute_optimal_predicted")
-        if predicted:
-            budgets = sorted((k for k in predicted if k.isdigit()), key=int)
-            lines += [
-                "With bins *predicted* without ground truth "
-                f"(`{predicted.get('bins_from')}`): "
-                + ", ".join(f"N={b}: {_fmt(predicted[b])}" for b in budgets)
-                + f"; efficiency {_fmt(predicted['efficiency_vs_best_of_n'])}x, "
-                f"{_fmt(predicted['efficiency_vs_best_of_n_with_difficulty_cost'])}x charging its "
-                f"{_fmt(predicted.get('difficulty_cost_generations'))} generations per problem.",
-                "",
-            ]
+        lines += _predictor_lines(report)
+        lines += _allocation_report_lines(co)
         if "compute_optimal" in images:
             lines += [f"![compute-optimal]({images['compute_optimal']})", ""]
         if "compute_optimal" in tables:
@@ -320,6 +301,7 @@ def markdown_report(report: dict[str, Any], images: dict[str, str], tables: dict
             lines += [f"![FLOPs-matched]({images['flops_matched']})", ""]
         if "flops_matched" in tables:
             lines += [tables["flops_matched"], ""]
+    lines += _profile_lines(report)
     cost = report["cost"]
     lines += [
         "## Cost",
@@ -417,6 +399,106 @@ def log_to_wandb(report: dict[str, Any], out: Path, images: dict[str, str]) -> N
         run.log({"search_accuracy": wandb.Table(columns=["method", "budget", "accuracy"], data=rows)})
     if wandb.run is run and run.job_type == "report":
         run.finish()
+
+
+def _compute_optimal_entry(summary: dict[str, Any]) -> dict[str, Any]:
+    """What the report keeps of one ``compute_optimal.json``."""
+    return {
+        **summary["all"],
+        "bins_from": summary.get("bins_from"),
+        "efficiency_vs_best_of_n": summary["efficiency_vs_best_of_n"],
+        "efficiency_vs_best_of_n_with_difficulty_cost": summary[
+            "efficiency_vs_best_of_n_with_difficulty_cost"
+        ],
+        "efficiency_at_budget": summary.get("efficiency_at_budget"),
+        "difficulty_cost_generations": summary.get("difficulty_cost_generations"),
+        "difficulty_cost_generations_charged": summary.get("difficulty_cost_generations_charged"),
+        "difficulty_samples_reused": summary.get("difficulty_samples_reused", False),
+        "agreement_with_oracle": _agreement(summary.get("bins_from")),
+        "intervals": summary.get("intervals", {}),
+        "per_problem_allocation": {
+            b: {
+                k: v
+                for k, v in entry.items()
+                if k in ("accuracy", "generations", "total_allowed", "vs_per_bin", "vs_baseline")
+            }
+            for b, entry in (summary.get("per_problem_allocation") or {}).items()
+        },
+    }
+
+
+def _predictor_of(summary: dict[str, Any]) -> str:
+    """The predictor behind a compute-optimal run's bins (its difficulty output's), else where they came from."""
+    bins_from = summary.get("bins_from") or ""
+    stats_file = Path(bins_from) / "stats.json"
+    if stats_file.is_file():
+        return json.loads(stats_file.read_text()).get("predictor", bins_from)
+    return bins_from
+
+
+def _agreement(bins_from: str | None) -> dict[str, Any] | None:
+    stats_file = Path(bins_from or "") / "stats.json"
+    return json.loads(stats_file.read_text()).get("agreement_with_oracle") if stats_file.is_file() else None
+
+
+def _predictor_lines(report: dict[str, Any]) -> list[str]:
+    """One row per difficulty predictor: its agreement with the oracle, its cost, and the headline."""
+    by_predictor = report.get("compute_optimal_by_predictor")
+    if not by_predictor:
+        return []
+    lines = [
+        "### The headline by difficulty predictor",
+        "",
+        "Each row is `ttc compute-optimal` over that predictor's bins (the oracle's need ground truth;",
+        "the others do not). Cost: the estimate's compute per problem in generations, and what is",
+        "charged at the matching budget when the search reuses the estimate's samples. 95% paired",
+        "bootstrap intervals over problems.",
+        "",
+        "| predictor | Spearman vs oracle | same bin | within one | cost (generations) | efficiency | with the cost |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, entry in by_predictor.items():
+        agreement = entry.get("agreement_with_oracle") or {}
+        intervals = entry.get("intervals") or {}
+        cost = _fmt(entry.get("difficulty_cost_generations"))
+        charged = entry.get("difficulty_cost_generations_charged") or {}
+        if entry.get("difficulty_samples_reused") and charged:
+            cost += " (charged " + ", ".join(f"{_fmt(c)} at {b}" for b, c in charged.items()) + ")"
+        lines.append(
+            f"| {name} | {_fmt(agreement.get('spearman'))} | {_fmt(agreement.get('same_bin'))} | "
+            f"{_fmt(agreement.get('within_one_bin'))} | {cost} | "
+            f"{format_interval(intervals.get('efficiency_vs_best_of_n'), 2)} | "
+            f"{format_interval(intervals.get('efficiency_vs_best_of_n_with_difficulty_cost'), 2)} |"
+        )
+    return [*lines, ""]
+
+
+def _allocation_report_lines(co: dict[str, Any]) -> list[str]:
+    allocation = co.get("per_problem_allocation") or {}
+    if not allocation:
+        return []
+    lines = [
+        "### Per-problem allocation at the same total generations",
+        "",
+        "| B | allocation | generations used / allowed | - per-bin compute-optimal [95% CI] | - weighted best-of-N [95% CI] |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for b, entry in allocation.items():
+        lines.append(
+            f"| {b} | {_fmt(entry['accuracy'])} | {entry['generations']} / {entry['total_allowed']} | "
+            f"{format_interval(entry.get('vs_per_bin'))} | {format_interval(entry.get('vs_baseline'))} |"
+        )
+    return [*lines, ""]
+
+
+def _profile_lines(report: dict[str, Any]) -> list[str]:
+    profile = report.get("profile_seconds")
+    if not profile:
+        return []
+    total = sum(profile.values())
+    lines = ["## Where the time went", "", "| stage | seconds | share |", "|---|---:|---:|"]
+    lines += [f"| {stage} | {seconds:.0f} | {seconds / total:.0%} |" for stage, seconds in profile.items()]
+    return [*lines, f"| total | {total:.0f} | |", ""]
 
 
 def _interval_lines(intervals: dict[str, Any]) -> list[str]:

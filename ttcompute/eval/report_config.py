@@ -17,8 +17,9 @@ class ReportConfig:
         prm_eval_dir: ``ttc eval-prm`` output.
         select_dirs: ``ttc select`` outputs (accuracy vs budget, revision steps).
         compute_optimal_dir / flops_matched_dir: Outputs of those stages.
-        compute_optimal_predicted_dir: ``ttc compute-optimal`` over predicted bins (reported as
-            ``compute_optimal_predicted``).
+        compute_optimal_predicted_dirs: ``ttc compute-optimal`` outputs over predicted bins, one per
+            predictor (reported side by side with the oracle's as ``compute_optimal_by_predictor``).
+        profile_file: A JSON ``{stage: seconds}`` of the run being reported (the demo writes one).
         cost_dirs: Stage outputs whose compute is summed into ``cost.total_flops``.
         wall_seconds: Wall time of the run being reported (the demo passes its own).
         report_to: ``none`` or ``wandb``.
@@ -32,9 +33,13 @@ class ReportConfig:
     prm_eval_dir: str | None = field(default=None, metadata={"help": "ttc eval-prm output"})
     select_dirs: list[str] = field(default_factory=list, metadata={"help": "ttc select outputs"})
     compute_optimal_dir: str | None = field(default=None, metadata={"help": "ttc compute-optimal output"})
-    compute_optimal_predicted_dir: str | None = field(
-        default=None, metadata={"help": "ttc compute-optimal output over predicted (no ground truth) bins"}
+    compute_optimal_predicted_dirs: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "ttc compute-optimal outputs over predicted (no ground truth) bins, one per predictor"
+        },
     )
+    profile_file: str | None = field(default=None, metadata={"help": "JSON {stage: seconds} of the run"})
     flops_matched_dir: str | None = field(default=None, metadata={"help": "ttc flops-matched output"})
     cost_dirs: list[str] = field(default_factory=list, metadata={"help": "outputs whose compute is summed"})
     wall_seconds: float | None = field(default=None, metadata={"help": "wall time of the reported run"})

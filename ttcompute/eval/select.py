@@ -10,8 +10,11 @@ length L: ``revisions L=4 majority``, ``... weighted`` (over all attempts) and `
 
 Outputs (``output_dir``): ``selections.parquet`` (problem_id, bin, strategy, method, budget,
 generations, selected, answer, correct, policy_flops, prm_flops, total_flops -- majority vote is
-charged no PRM compute, nor is any majority rule), ``accuracy.json``, ``accuracy.md`` (a table per bin) and
-``accuracy_vs_budget.png`` (one panel for all problems and one per bin).
+charged no PRM compute, nor is any majority rule -- and reused_samples, the search's), ``accuracy.json``, ``accuracy.md`` (a table per bin) and
+``accuracy_vs_budget.png`` (one panel for all problems and one per bin), and ``strategies.json``: the
+search directory read and, for every strategy name, the search setting and selection rule behind it
+(method, width_setting, beam_width per budget, lookahead, search_aggregation, chain_length, rule,
+selection_aggregation), so that ``ttc route`` can run a chosen strategy again on new problems.
 """
 
 from __future__ import annotations
@@ -102,9 +105,40 @@ def select_row(row: dict[str, Any], aggregation: str) -> list[dict[str, Any]]:
                 "policy_flops": row["policy_flops"],
                 "prm_flops": prm_flops,
                 "total_flops": row["policy_flops"] + prm_flops,
+                # Candidates drawn before the search (a difficulty probe's samples): compute-optimal
+                # charges the probe only for what the strategy did not reuse.
+                "reused_samples": int(row.get("reused_samples") or 0),
             }
         )
     return records
+
+
+def strategy_settings(row: dict[str, Any], strategy: str, aggregation: str) -> dict[str, Any]:
+    """The search setting and selection rule behind one of ``select_row``'s strategies of ``row``
+    (``rule``: majority | best_of_n | best_of_n_weighted, revisions' weighted | hierarchical, or
+    ``tree``: weighted best-of-N over a tree search's final beams).
+
+    >>> row = {"method": "revisions", "width_setting": "L=4", "beam_width": 0, "lookahead": 0,
+    ...        "search_aggregation": "last", "chain_length": 4, "budget": 8}
+    >>> strategy_settings(row, "revisions L=4 hierarchical", "min")["rule"]
+    'hierarchical'
+    """
+    if row["method"] == "best_of_n":
+        rule = strategy
+    elif row["method"] == "revisions":
+        rule = strategy.rsplit(" ", 1)[1]
+    else:
+        rule = "tree"
+    return {
+        "method": row["method"],
+        "width_setting": row["width_setting"],
+        "beam_width": {str(row["budget"]): row.get("beam_width", 0)},
+        "lookahead": row["lookahead"],
+        "search_aggregation": row["search_aggregation"],
+        "chain_length": row.get("chain_length") or 0,
+        "rule": rule,
+        "selection_aggregation": aggregation,
+    }
 
 
 def accuracy_by_bin(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, dict[int, float]]]:
@@ -181,6 +215,7 @@ def run_select(config: SelectConfig) -> dict[str, Any]:
     bins = load_bins(config.difficulty_dir, set(search["problem_id"])) if config.difficulty_dir else {}
 
     records = []
+    settings: dict[str, dict[str, Any]] = {}
     for index, row in enumerate(search):
         # Rejected, not skipped: leaving a problem out would silently change every accuracy here.
         problem = misaligned_candidates(row)
@@ -189,6 +224,9 @@ def run_select(config: SelectConfig) -> dict[str, Any]:
         for record in select_row(row, config.aggregation):
             record["bin"] = bins.get(record["problem_id"])
             records.append(record)
+            found = strategy_settings(row, record["strategy"], config.aggregation)
+            known = settings.setdefault(record["strategy"], found)
+            known["beam_width"].update(found["beam_width"])
     accuracy = accuracy_by_bin(records)
     problems_in = {"all": len(set(search["problem_id"]))}
     for problem_id in set(search["problem_id"]):
@@ -208,7 +246,10 @@ def run_select(config: SelectConfig) -> dict[str, Any]:
     table.to_parquet(str(tmp))
     tmp.replace(out / "selections.parquet")
     revision_rows = [
-        {k: row[k] for k in ("correct", "subtrees", "positions")}
+        {
+            k: row[k]
+            for k in ("problem_id", "method", "budget", "chain_length", "correct", "subtrees", "positions")
+        }
         for row in search
         if row["method"] == "revisions"
     ]
@@ -229,6 +270,14 @@ def run_select(config: SelectConfig) -> dict[str, Any]:
             summary["revisions"]["incorrect_to_correct"],
         )
     write_json(out / "accuracy.json", summary)
+    write_json(
+        out / "strategies.json",
+        {
+            "search_dir": str(Path(config.search_dir).resolve()),
+            "selection_aggregation": config.aggregation,
+            "strategies": dict(sorted(settings.items())),
+        },
+    )
     revision_lines = ""
     if "revisions" in summary:
         metrics = summary["revisions"]

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from ttcompute.core.errors import InputError
 from ttcompute.core.steps import split_into_steps
 from ttcompute.eval.search.step_search import Candidate, SearchOutcome, start_fresh
-from ttcompute.models.generation import GenerationBackend, SamplingParams
+from ttcompute.models.generation import Completion, GenerationBackend, SamplingParams
 from ttcompute.models.prm import PRM
 
 
@@ -29,10 +29,14 @@ def sample_best_of_n(
     step_separator: str = "\n\n",
     seed: int = 0,
     problem_ids: Sequence[str] | None = None,
+    initial: Sequence[Sequence[Completion]] | None = None,
 ) -> list[SearchOutcome]:
     """N sampled solutions per problem with the PRM's score of every step; one outcome per problem.
 
-    With ``prm=None`` the candidates carry no step scores (majority vote needs none).
+    With ``prm=None`` the candidates carry no step scores (majority vote needs none). ``initial``:
+    per problem, solutions already sampled from this policy with these options (the same number for
+    every problem, at most ``n``): they are the first candidates, and only the rest are generated
+    (what a ``prm_probe`` difficulty estimate drew is not drawn again).
 
     Raises:
         InputError: the PRM returned NaN or failed (the message names the problem).
@@ -40,9 +44,20 @@ def sample_best_of_n(
     if len(questions) != len(prompts):
         raise ValueError(f"{len(questions)} questions but {len(prompts)} prompts")
     ids = list(problem_ids) if problem_ids is not None else [str(i) for i in range(len(questions))]
+    given = [list(c) for c in initial] if initial is not None else [[] for _ in questions]
+    if len(given) != len(questions) or len({len(c) for c in given}) > 1 or len(given[0]) > n:
+        raise ValueError(
+            f"initial: the same number (<= {n}) of solutions for each of {len(questions)} problems"
+        )
     start_fresh(policy, prm)
-    params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed)
-    outputs = policy.generate(list(prompts), params)
+    fresh = n - len(given[0])
+    drawn: list[list[Completion]] = [[] for _ in prompts]
+    if fresh:
+        params = SamplingParams(
+            n=fresh, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed
+        )
+        drawn = policy.generate(list(prompts), params)
+    outputs = [[*first, *rest] for first, rest in zip(given, drawn)]
     outcomes = []
     for completions in outputs:
         candidates = [
@@ -87,7 +102,9 @@ def sample_best_of_n(
 
 
 def first_candidates(outcome: SearchOutcome, b: int) -> SearchOutcome:
-    """The best-of-b outcome inside a best-of-N one: its first ``b`` candidates and their exact cost.
+    """The budget-``b`` outcome inside a larger nested one (best-of-N, or revision chains in
+    chain-major order with ``b`` a multiple of the chain length): its first ``b`` candidates and
+    their exact cost.
 
     Each candidate's PRM tokens were charged to the first candidate that needed them, so the first
     ``b`` charges are what scoring only those ``b`` costs.
@@ -96,16 +113,19 @@ def first_candidates(outcome: SearchOutcome, b: int) -> SearchOutcome:
         raise ValueError(f"b must be in [1, {len(outcome.candidates)}], got {b}")
     kept = outcome.candidates[:b]
     if outcome.prm_tokens_by_candidate is None:
-        raise ValueError("not a best-of-N outcome: no per-candidate PRM cost to take the first b of")
+        raise ValueError("not a nested outcome: no per-candidate PRM cost to take the first b of")
     charged = outcome.prm_tokens_by_candidate[:b]
     requested = (outcome.prm_tokens_requested_by_candidate or [0] * len(outcome.candidates))[:b]
+    dropped = (outcome.attempts_dropped_by_candidate or [0] * len(outcome.candidates))[:b]
     return SearchOutcome(
         kept,
         policy_tokens=sum(c.num_tokens for c in kept),
         prm_tokens=sum(charged),
         prm_tokens_requested=sum(requested),
-        rounds=1,
+        rounds=outcome.rounds,
         capped_steps=sum(c.finish_reason == "length" for c in kept),
+        attempts_dropped=sum(dropped),
         prm_tokens_by_candidate=list(charged),
         prm_tokens_requested_by_candidate=list(requested),
+        attempts_dropped_by_candidate=list(dropped) if outcome.attempts_dropped_by_candidate else None,
     )

@@ -8,6 +8,11 @@ backend for every chain of every problem. Every attempt is kept, with its chain 
 selection -- majority or verifier-weighted over all attempts, or hierarchical (within each chain,
 then across) -- is recomputed later; the verifier scores every attempt in one call at the end.
 
+Budgets nest as best-of-N's do: chains are independent, so the first ``b / L`` chains of a run at
+budget N are a run at budget b (:func:`~ttcompute.eval.search.best_of_n.first_candidates` takes them
+with their exact cost: each attempt's reviser tokens, its verifier tokens, the attempts its prompt
+left out). ``ttc search`` runs each chain length once, at its largest budget.
+
 The prompts follow the search's prompt contract (``contract``, which a trained reviser records and
 ``ttc search`` checks; with a chat template the attempts are inside the user turn). The verifier sees
 either the bare question (a PRM trained on the policy's samples) or, with
@@ -24,6 +29,7 @@ import math
 from collections.abc import Sequence
 
 from ttcompute.core.errors import InputError
+from ttcompute.core.outputs import distinct_revision_rows
 from ttcompute.core.prompts import DEFAULT_CONTRACT, PromptContract
 from ttcompute.eval.search.step_search import (
     Candidate,
@@ -79,13 +85,21 @@ def revision_chains(
     def count_tokens(text: str) -> int:
         return len(prompt_token_ids(tokenizer, text))
 
-    outcomes = [SearchOutcome(candidates=[]) for _ in questions]
+    outcomes = [
+        SearchOutcome(
+            candidates=[],
+            prm_tokens_by_candidate=[],
+            prm_tokens_requested_by_candidate=[],
+            attempts_dropped_by_candidate=[],
+        )
+        for _ in questions
+    ]
     shown: list[list[list[str]]] = [[[] for _ in range(num_chains)] for _ in questions]  # context per chain
     # What a history verifier reads for each candidate, in order (the reviser's turn, see
     # models/reviser.verifier_question).
     histories: list[list[str]] = [[] for _ in questions]
     for position in range(chain_length):
-        prompts, owners, seen = [], [], []
+        prompts, owners, seen, left_out = [], [], [], []
         for p, question in enumerate(questions):
             for chain in range(num_chains):
                 prompt, dropped = fit_attempts(
@@ -102,6 +116,7 @@ def revision_chains(
                         f"max_tokens {max_tokens} exceeds the reviser's context of {context} tokens"
                     )
                 outcomes[p].attempts_dropped += dropped
+                left_out.append(dropped)
                 prompts.append(prompt)
                 owners.append((p, chain))
         params = SamplingParams(
@@ -112,7 +127,7 @@ def revision_chains(
             seed=round_seed(seed, position, "revision"),
         )
         outputs = reviser.generate(prompts, params)
-        for (p, chain), history, (completion,) in zip(owners, seen, outputs):
+        for (p, chain), history, dropped, (completion,) in zip(owners, seen, left_out, outputs):
             text = completion.text
             outcomes[p].candidates.append(
                 Candidate(
@@ -126,6 +141,7 @@ def revision_chains(
                 )
             )
             histories[p].append(history)
+            outcomes[p].attempts_dropped_by_candidate.append(dropped)
             outcomes[p].policy_tokens += completion.num_tokens
             outcomes[p].capped_steps += completion.finish_reason == "length"
             if text.strip():
@@ -138,17 +154,23 @@ def revision_chains(
             "Revisions: %d earlier attempts left out of prompts to fit the context (oldest first)", dropped
         )
     for p, outcome in enumerate(outcomes):  # chain-major order: chain 0's attempts, then chain 1's ...
-        pairs = sorted(
-            zip(outcome.candidates, histories[p]), key=lambda pair: (pair[0].subtree, pair[0].position)
+        order = sorted(
+            range(len(outcome.candidates)),
+            key=lambda k: (outcome.candidates[k].subtree, outcome.candidates[k].position),
         )
-        outcome.candidates = [candidate for candidate, _ in pairs]
-        histories[p] = [history for _, history in pairs]
+        outcome.candidates = [outcome.candidates[k] for k in order]
+        outcome.attempts_dropped_by_candidate = [outcome.attempts_dropped_by_candidate[k] for k in order]
+        histories[p] = [histories[p][k] for k in order]
+        outcome.prm_tokens_by_candidate = [0] * len(order)
+        outcome.prm_tokens_requested_by_candidate = [0] * len(order)
     if prm is not None:
         _score_attempts(questions, outcomes, histories, prm, verifier_context, ids)
     return outcomes
 
 
 def _score_attempts(questions, outcomes, histories, prm: PRM, verifier_context: str, ids) -> None:
+    # In candidate order, so that prefixes the verifier reuses are charged to the first attempt
+    # that needed them: the first b attempts' charges are what scoring only those costs.
     pairs = [
         (p, k) for p, outcome in enumerate(outcomes) for k, c in enumerate(outcome.candidates) if c.steps
     ]
@@ -168,6 +190,8 @@ def _score_attempts(questions, outcomes, histories, prm: PRM, verifier_context: 
         if any(math.isnan(s) for s in step_scores):
             raise InputError(f"the verifier returned NaN for problem {ids[p]!r}, attempt {k}")
         outcomes[p].candidates[k].step_scores = [float(s) for s in step_scores]
+        outcomes[p].prm_tokens_by_candidate[k] = encoded
+        outcomes[p].prm_tokens_requested_by_candidate[k] = requested
         outcomes[p].prm_tokens += encoded
         outcomes[p].prm_tokens_requested += requested
 
@@ -176,7 +200,8 @@ def revision_step_metrics(rows: list[dict]) -> dict:
     """Pass@1 at each revision step and how often a revision flips correctness (Snell et al., fig. 6).
 
     ``rows`` are ``ttc search`` rows of method ``revisions`` (``correct``, ``subtrees`` = chain,
-    ``positions``). Pass@1 at step t is the mean correctness of every chain's t-th attempt; a flip
+    ``positions``); of a problem's nested rows only the largest budget's counts, so that each attempt
+    is counted once. Pass@1 at step t is the mean correctness of every chain's t-th attempt; a flip
     is counted between consecutive attempts of a chain.
 
     >>> rows = [{"correct": [False, True, False, True, True, True], "subtrees": [0, 0, 0, 1, 1, 1],
@@ -187,7 +212,7 @@ def revision_step_metrics(rows: list[dict]) -> dict:
     """
     by_step: dict[int, list[bool]] = {}
     stays = {True: [0, 0], False: [0, 0]}  # previous verdict -> [transitions, flips]
-    for row in rows:
+    for row in distinct_revision_rows(rows):
         chains: dict[int, list[tuple[int, bool]]] = {}
         for correct, chain, position in zip(row["correct"], row["subtrees"], row["positions"]):
             by_step.setdefault(position, []).append(bool(correct))

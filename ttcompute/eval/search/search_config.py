@@ -51,6 +51,14 @@ class SearchConfig(PRMPromptOptions, TrackingOptions):
         max_step_tokens: Most tokens of one step; a step hitting it ends its beam and is counted.
         step_separator: The text that ends a step.
         filter_duplicates: Tree searches rank each distinct prefix once (search-and-learn's option).
+        initial_samples_dir: Best-of-N: a ``ttc sample`` output of these problems, drawn from this
+            policy with these sampling options and prompts (checked), whose solutions are each
+            problem's first candidates -- e.g. the samples a ``prm_probe`` difficulty estimate
+            scored, so that the estimate's samples are not drawn twice. Rows record how many of their
+            candidates are such reused samples (``reused_samples``); ``ttc compute-optimal`` then
+            charges only the part of the estimate the search did not reuse.
+        initial_samples: How many of each problem's samples to reuse (default: all; the same number
+            for every problem).
         seed: Base seed; each (run, chunk of problems) gets its own seed derived from it.
         problems_per_shard: Problems per shard: the unit of batching and of resumption.
         shard: ``i/n``: this worker takes every shard ``j`` with ``j % n == i``.
@@ -91,6 +99,12 @@ class SearchConfig(PRMPromptOptions, TrackingOptions):
     max_step_tokens: int = field(default=128, metadata={"help": "most tokens of one step"})
     step_separator: str = field(default="\n\n", metadata={"help": "text between steps"})
     filter_duplicates: bool = field(default=False, metadata={"help": "rank each distinct prefix once"})
+    initial_samples_dir: str | None = field(
+        default=None, metadata={"help": "best_of_n: ttc sample output whose samples are the first candidates"}
+    )
+    initial_samples: int | None = field(
+        default=None, metadata={"help": "samples per problem reused from --initial_samples_dir (default all)"}
+    )
     seed: int = field(default=0, metadata={"help": "base seed"})
     problems_per_shard: int = field(default=16, metadata={"help": "problems per shard"})
     shard: str = field(default="0/1", metadata={"help": "i/n: this worker's part of the shards"})
@@ -124,5 +138,11 @@ class SearchConfig(PRMPromptOptions, TrackingOptions):
             raise ValueError("method revisions needs --reviser (a ttc train-reviser checkpoint)")
         if any(length < 1 for length in self.revision_lengths):
             raise ValueError(f"revision_lengths must be >= 1, got {self.revision_lengths}")
+        if self.initial_samples is not None and self.initial_samples < 1:
+            raise ValueError(f"initial_samples must be >= 1, got {self.initial_samples}")
+        if self.initial_samples_dir and "best_of_n" not in self.methods:
+            raise ValueError(
+                "--initial_samples_dir gives best_of_n its first candidates: add best_of_n to --methods"
+            )
         if self.verifier_context not in ("question", "history"):
             raise ValueError(f"verifier_context must be question or history, got {self.verifier_context!r}")

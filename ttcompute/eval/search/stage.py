@@ -4,7 +4,9 @@ A *run* is one search setting: a method with its hyperparameters (beam width M, 
 aggregation that ranks beams) at one budget. Runs x chunks of problems are the shards of the output,
 so a killed search resumes at the first unfinished (run, chunk), and ``--shard i/n`` workers split
 them. Best-of-N is one run at the largest budget: the candidates of a smaller budget b are its first
-b (nested, as in the paper), written as one row per budget with that subset's exact cost.
+b (nested, as in the paper), written as one row per budget with that subset's exact cost. Revision
+chains nest the same way, one run per chain length L at the largest budget L divides: budget b is
+its first b / L chains.
 
 Budget (README, "Search budgets"): N generations. Best-of-N samples N solutions; beam search and DVTS
 keep N beams; lookahead search with k steps gets ``N = budget // (k + 1)`` beams (and is skipped at
@@ -22,7 +24,9 @@ Output rows (one per problem x run x budget):
     chain), chain_length (revisions: L; N / L chains), attempts_dropped (revisions: earlier attempts
     left out of prompts to fit the context),
     policy_tokens, lookahead_tokens, prm_tokens, prm_tokens_requested, policy_flops, prm_flops,
-    total_flops, rounds, capped_steps
+    total_flops, rounds, capped_steps,
+    reused_samples (best-of-N with ``--initial_samples_dir``: how many of its first candidates are
+    those samples, drawn before the search -- its cost columns count them as the row's own)
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import json
 import logging
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -39,8 +44,10 @@ from transformers import PretrainedConfig
 from ttcompute.core.budget import beams_for_budget, inference_flops, resolve_beam_width
 from ttcompute.core.errors import InputError
 from ttcompute.core.grading import extract_answer, is_equivalent
+from ttcompute.core.outputs import read_sample_solutions
+from ttcompute.core.prompts import PromptContract, read_contract
 from ttcompute.core.sharded_stage import is_complete, run_sharded_stage
-from ttcompute.core.shards import parse_shard_spec
+from ttcompute.core.shards import parse_shard_spec, read_manifest, read_resolved_config
 from ttcompute.eval.search.beam_search import beam_search
 from ttcompute.eval.search.best_of_n import first_candidates, sample_best_of_n
 from ttcompute.eval.search.dvts import dvts
@@ -49,10 +56,10 @@ from ttcompute.eval.search.revision_chains import revision_chains
 from ttcompute.eval.search.search_config import (
     SearchConfig,
 )
-from ttcompute.eval.search.search_stats import search_output_stats
+from ttcompute.eval.search.search_stats import NESTED_METHODS, search_output_stats
 from ttcompute.eval.search.step_search import SearchOutcome
 from ttcompute.models.backends import load_backend
-from ttcompute.models.generation import build_prompt
+from ttcompute.models.generation import Completion, build_prompt
 from ttcompute.models.prm_formats import load_prm
 from ttcompute.models.reviser import reviser_contract
 
@@ -91,6 +98,7 @@ ROW_SCHEMA = pa.schema(
         ("total_flops", pa.int64()),
         ("rounds", pa.int64()),
         ("capped_steps", pa.int64()),
+        ("reused_samples", pa.int64()),
     ]
 )
 
@@ -154,14 +162,24 @@ def plan_runs(config: SearchConfig) -> list[SearchRun]:
             if "dvts" in config.methods:
                 for setting in config.dvts_widths:
                     add("dvts", budget, budget, 0, aggregation, setting)
-        if "revisions" in config.methods:  # ranking aggregation plays no part: one run per length
-            for length in sorted(set(config.revision_lengths)):
-                if length <= budget and budget % length == 0:
-                    key = ("revisions", budget, length)
-                    runs[key] = SearchRun(
-                        "revisions", budget, budget, width_settings=(f"L={length}",), chain_length=length
-                    )
+    if "revisions" in config.methods:  # ranking aggregation plays no part: one run per length L,
+        for length in sorted(set(config.revision_lengths)):  # at its largest budget (budgets nest)
+            fitting = revision_budgets(config.budgets, length)
+            if fitting:
+                top = fitting[-1]
+                runs[("revisions", length)] = SearchRun(
+                    "revisions", top, top, width_settings=(f"L={length}",), chain_length=length
+                )
     return list(runs.values())
+
+
+def revision_budgets(budgets: list[int], length: int) -> list[int]:
+    """The budgets that chains of ``length`` attempts fill exactly (N / L whole chains).
+
+    >>> revision_budgets([1, 2, 4, 8, 16], 4)
+    [4, 8, 16]
+    """
+    return [b for b in sorted(budgets) if b >= length and b % length == 0]
 
 
 def search_seed(seed: int, run: SearchRun, chunk: int) -> int:
@@ -170,9 +188,20 @@ def search_seed(seed: int, run: SearchRun, chunk: int) -> int:
 
 
 def search_chunk(
-    problems, prompts, run: SearchRun, config: SearchConfig, policy, prm, gen_args, chunk: int, reviser=None
+    problems,
+    prompts,
+    run: SearchRun,
+    config: SearchConfig,
+    policy,
+    prm,
+    gen_args,
+    chunk: int,
+    reviser=None,
+    initial: dict[str, list[Completion]] | None = None,
 ):
-    """Run one search setting on one chunk of problems: ``[(budget, outcome per problem)]``."""
+    """Run one search setting on one chunk of problems: ``[(budget, outcome per problem)]``.
+
+    ``initial``: best-of-N's first candidates per problem id (:func:`initial_solutions`)."""
     questions = [p.question for p in problems]
     ids = [p.problem_id for p in problems]
     seed = search_seed(config.seed, run, chunk)
@@ -192,7 +221,8 @@ def search_chunk(
             verifier_context=config.verifier_context,
             problem_ids=ids,
         )
-        return [(run.budget, outcomes)]
+        nested = [b for b in revision_budgets(config.budgets, run.chain_length) if b <= run.budget]
+        return [(b, [first_candidates(o, b) for o in outcomes]) for b in nested]
     if run.method == "best_of_n":
         outcomes = sample_best_of_n(
             questions,
@@ -206,6 +236,7 @@ def search_chunk(
             step_separator=config.step_separator,
             seed=seed,
             problem_ids=ids,
+            initial=[initial[i] for i in ids] if initial else None,
         )
         return [(b, [first_candidates(o, b) for o in outcomes]) for b in config.budgets]
     options = dict(
@@ -238,16 +269,18 @@ def outcome_rows(
     policy_params: int,
     prm_params: int,
     answer_extraction: str = "strict",
+    reused: int = 0,
 ) -> list[dict[str, Any]]:
     """Dataset rows (one per problem and width setting) for one run's outcomes, graded (answers read
-    with ``answer_extraction``, see :func:`~ttcompute.core.grading.extract_answer`)."""
+    with ``answer_extraction``, see :func:`~ttcompute.core.grading.extract_answer`); ``reused``: how
+    many of a best-of-N run's first candidates are initial samples."""
     rows = []
     for problem, outcome in zip(problems, outcomes):
         answers = [extract_answer(c.text, answer_extraction) for c in outcome.candidates]
         verdicts = {a: is_equivalent(a, problem.answer) for a in set(answers) if a is not None}
         policy_flops = inference_flops(policy_params, outcome.policy_tokens)
         prm_flops = inference_flops(prm_params, outcome.prm_tokens)
-        num_beams = budget if run.method == "best_of_n" else run.num_beams
+        num_beams = budget if run.method in NESTED_METHODS else run.num_beams
         for setting in run.width_settings:
             rows.append(
                 {
@@ -282,9 +315,58 @@ def outcome_rows(
                     "total_flops": policy_flops + prm_flops,
                     "rounds": outcome.rounds,
                     "capped_steps": outcome.capped_steps,
+                    "reused_samples": min(reused, budget) if run.method == "best_of_n" else 0,
                 }
             )
     return rows
+
+
+def initial_solutions(
+    config: SearchConfig, gen_args, problems, contract: PromptContract, budget: int
+) -> tuple[dict[str, list[Completion]], int]:
+    """Best-of-N's first candidates from ``--initial_samples_dir`` and how many per problem.
+
+    Raises:
+        InputError: the samples are not this policy's with these options and prompts, a problem has
+            none or too few, or more per problem than the largest budget.
+    """
+    where = config.initial_samples_dir
+    recorded = read_resolved_config(where)
+    if read_manifest(where).get("stage") != "sample":
+        raise InputError(f"{where}: not a ttc sample output (--initial_samples_dir)")
+    theirs, ours = recorded.get("model_name_or_path"), gen_args.model_name_or_path
+    if theirs is None or Path(theirs).resolve() != Path(ours).resolve() and theirs != ours:
+        raise InputError(f"{where}: sampled from {theirs}, not this search's policy {ours}")
+    for name in ("temperature", "top_p", "max_new_tokens"):
+        if recorded.get(name) != getattr(gen_args, name):
+            raise InputError(
+                f"{where}: sampled with {name}={recorded.get(name)}, this search samples with "
+                f"{name}={getattr(gen_args, name)}: its samples are not candidates of this search"
+            )
+    theirs_contract = read_contract(where)
+    if theirs_contract is None or theirs_contract != contract:
+        raise InputError(
+            f"{where}: sampled with prompts {theirs_contract.to_dict() if theirs_contract else None}, this "
+            f"search's are {contract.to_dict()}"
+        )
+    solutions = read_sample_solutions(where)
+    missing = [p.problem_id for p in problems if p.problem_id not in solutions]
+    if missing:
+        raise InputError(f"{where}: no samples of problem {missing[0]!r} ({len(missing)} problems missing)")
+    count = config.initial_samples or min(len(solutions[p.problem_id]) for p in problems)
+    short = [p.problem_id for p in problems if len(solutions[p.problem_id]) < count]
+    if short or count > budget:
+        raise InputError(
+            f"{where}: {count} samples per problem to reuse, but "
+            + (f"problem {short[0]!r} has fewer" if short else f"the largest budget is {budget}")
+        )
+    initial = {
+        p.problem_id: [
+            Completion(text, tokens, reason) for text, tokens, reason in solutions[p.problem_id][:count]
+        ]
+        for p in problems
+    }
+    return initial, count
 
 
 def run_search(problem_args, gen_args, config: SearchConfig) -> dict[str, Any]:
@@ -333,6 +415,14 @@ def run_search(problem_args, gen_args, config: SearchConfig) -> dict[str, Any]:
             prompt_contract=config.prm_prompt_contract(),
         )
     contract = gen_args.prompt_contract()
+    initial, reused = ({}, 0)
+    if config.initial_samples_dir:
+        initial, reused = initial_solutions(config, gen_args, problems, contract, config.budgets[-1])
+        logger.info(
+            "Best-of-N: the first %d candidates of each problem are %s's samples",
+            reused,
+            config.initial_samples_dir,
+        )
     reviser = None
     if "revisions" in config.methods:
         reviser = load_backend(gen_args.backend, config.reviser, **gen_args.backend_kwargs())
@@ -356,14 +446,15 @@ def run_search(problem_args, gen_args, config: SearchConfig) -> dict[str, Any]:
     def build_shard(j: int) -> list[dict[str, Any]]:
         run, c = shards[j]
         outcomes_by_budget = search_chunk(
-            chunks[c], prompt_chunks[c], run, config, policy, prm, gen_args, c, reviser
+            chunks[c], prompt_chunks[c], run, config, policy, prm, gen_args, c, reviser, initial
         )
         generator_params = (reviser if run.method == "revisions" else policy).num_parameters
         rows = []
         for budget, outcomes in outcomes_by_budget:
             rows += outcome_rows(
-                chunks[c], run, budget, outcomes, generator_params, prm_params, gen_args.answer_extraction
-            )
+                chunks[c], run, budget, outcomes, generator_params, prm_params, gen_args.answer_extraction,
+                reused if run.method == "best_of_n" else 0,
+            )  # fmt: skip
         return rows
 
     def describe(j: int) -> str:

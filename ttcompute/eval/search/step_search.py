@@ -141,9 +141,10 @@ class SearchOutcome:
         rounds: Step rounds run (1 for best-of-N).
         capped_steps: Generations that hit their token cap before a step separator or the end.
         attempts_dropped: Revisions only: earlier attempts left out of a prompt to fit the context.
-        prm_tokens_by_candidate / prm_tokens_requested_by_candidate: Best-of-N only: the PRM tokens
-            charged to (and asked for by) each candidate, so the first ``b`` candidates' cost is known
-            exactly (nested budgets).
+        prm_tokens_by_candidate / prm_tokens_requested_by_candidate: Best-of-N and revisions only:
+            the PRM tokens charged to (and asked for by) each candidate, so the first ``b``
+            candidates' cost is known exactly (nested budgets).
+        attempts_dropped_by_candidate: Revisions only: ``attempts_dropped`` per candidate.
     """
 
     candidates: list[Candidate]
@@ -156,6 +157,7 @@ class SearchOutcome:
     attempts_dropped: int = 0
     prm_tokens_by_candidate: list[int] | None = None
     prm_tokens_requested_by_candidate: list[int] | None = None
+    attempts_dropped_by_candidate: list[int] | None = None
 
 
 @dataclass
