@@ -167,3 +167,62 @@ def test_a_bin_of_one_problem_takes_the_cheapest_strategy():
     # Nothing is left to choose on: the cheaper strategy is used, and it is scored honestly.
     assert set(result["bins"]["3"][4]["chosen"]) == {"cheap", None}
     assert result["all"] == {4: 0.0}
+
+
+def test_a_probe_whose_samples_the_search_reused_is_charged_only_for_the_rest(tmp_path):
+    """prm_probe scored 4 samples per problem (300 policy + 100 PRM FLOPs); best-of-N's first 2
+    candidates are 2 of them. Where a reusing rule that reads the verifier is chosen, half the probe
+    is already paid for; a majority vote reuses the samples but not their scores; beam search nothing."""
+    problems = {f"p{i}": 1 + i % 2 for i in range(8)}
+    records = []
+    for p, budget in product(problems, (1, 2, 4, 8)):
+        reused = min(budget, 2)
+        # The one strategy right at each budget: beam at 1 and 2, weighted best-of-N at 4, majority at 8.
+        for strategy, method, right in (("beam_search M=4", "beam_search", budget <= 2),
+                                        ("best_of_n_weighted", "best_of_n", budget == 4),
+                                        ("majority", "best_of_n", budget == 8)):  # fmt: skip
+            row = record(p, strategy, budget, right, method=method)
+            uses_verifier = strategy != "majority"
+            row |= {
+                "prm_flops": 10.0 if uses_verifier else 0.0,
+                "reused_samples": reused if method == "best_of_n" else 0,
+            }
+            records.append(row)
+    probe, search, select = tmp_path / "probe_samples", tmp_path / "search", tmp_path / "select"
+    probe.mkdir()
+    search.mkdir()
+    _write_select(select, records)
+    (select / "ttc_config.yaml").write_text(json.dumps({"search_dir": str(search)}))
+    (search / "ttc_config.yaml").write_text(json.dumps({"initial_samples_dir": str(probe)}))
+    difficulty = tmp_path / "difficulty"
+    difficulty.mkdir()
+    datasets.Dataset.from_dict(
+        {
+            "problem_id": list(problems),
+            "pass_at_1": [0.5] * 8,
+            "num_samples": [4] * 8,
+            "bin": list(problems.values()),
+        }
+    ).to_parquet(str(difficulty / "difficulty.parquet"))
+    (difficulty / "ttc_config.yaml").write_text(
+        json.dumps({"predictor": "prm_probe", "samples_dir": str(probe), "probe_samples": 4})
+    )
+    compute = {"policy_flops": 8 * 300, "verifier_flops": 8 * 100, "total_flops": 8 * 400}
+    (difficulty / "stats.json").write_text(json.dumps({"num_problems": 8, "estimation_compute": compute}))
+    out = tmp_path / "co"
+    run_stage("compute-optimal", ["--select_dirs", str(select), "--difficulty_dir", str(difficulty),
+                                  "--bootstrap_resamples", "100", "--output_dir", str(out)])  # fmt: skip
+    summary = json.loads((out / "compute_optimal.json").read_text())
+    assert summary["all"] == {"1": 1.0, "2": 1.0, "4": 1.0, "8": 1.0}
+    # 100 policy FLOPs per generation: the probe is 4 generations; at 4, 400 - 2/4 x 400; at 8, 400 - 2/4 x 300.
+    assert summary["difficulty_cost_generations"] == 4.0 and summary["difficulty_samples_reused"] is True
+    assert summary["difficulty_cost_generations_charged"] == {"1": 4.0, "2": 4.0, "4": 2.0, "8": 2.5}
+    assert "the searches reuse its samples" in (out / "compute_optimal.md").read_text()
+
+    # The same selections without the reuse on record (another samples dir): all of it is charged.
+    (search / "ttc_config.yaml").write_text(json.dumps({"initial_samples_dir": str(tmp_path / "elsewhere")}))
+    run_stage("compute-optimal", ["--select_dirs", str(select), "--difficulty_dir", str(difficulty),
+                                  "--bootstrap_resamples", "100", "--output_dir", str(tmp_path / "co2")])  # fmt: skip
+    summary = json.loads((tmp_path / "co2" / "compute_optimal.json").read_text())
+    assert summary["difficulty_samples_reused"] is False
+    assert set(summary["difficulty_cost_generations_charged"].values()) == {4.0}

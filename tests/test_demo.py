@@ -70,7 +70,9 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path, monkeypatch, caplog):
     first = {row["problem_id"] for row in _rows(out / "samples")}
     assert first.isdisjoint(row["problem_id"] for row in _rows(other / "samples"))
     with pytest.raises(InputError, match="--trained_from takes a finished demo"):
-        run_stage("demo", [*TOY, "--trained_from", str(tmp_path / "none"), "--output_dir", str(tmp_path / "x")])
+        run_stage(
+            "demo", [*TOY, "--trained_from", str(tmp_path / "none"), "--output_dir", str(tmp_path / "x")]
+        )
 
 
 def _rows(directory: Path) -> list[dict]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -364,3 +365,39 @@ def test_prm_predictor_needs_a_prm():
         DifficultyConfig(predictor="prm")
     with pytest.raises(ValueError, match="unknown predictor"):
         DifficultyConfig(predictor="psychic")
+
+
+def test_agreement_is_measured_against_another_oracle_output(tmp_path, likelihood_prm_dir):
+    """--oracle_dir: a probe of few samples is compared with the pass@1 of an oracle run of more."""
+    from ttcompute.data_gen.difficulty import oracle_agreement
+
+    rows = []
+    for i, start in enumerate((3, 10, 25, 40, 61, 77)):
+        right = f"{start} + 4 = {start + 4}\n\nThe answer is \\boxed{{{start + 4}}}"
+        wrong = f"{start} + 4 = {start + 5}\n\nThe answer is \\boxed{{{start + 5}}}"
+        completions = [right, wrong][: 1 + i % 2]
+        rows.append(_arithmetic_row(f"p{i}", start, completions, [c == right for c in completions]))
+    samples = _sample_dir(tmp_path / "samples", [rows])
+    oracle = _sample_dir(tmp_path / "many", [[_row(f"p{i}", [T] * (6 - i) + [F] * i) for i in range(6)]])
+    run_difficulty(DifficultyConfig(samples_dir=str(oracle), output_dir=str(tmp_path / "oracle"), num_bins=2))
+    config = DifficultyConfig(
+        samples_dir=str(samples), output_dir=str(tmp_path / "probe"), num_bins=2, predictor="prm_probe",
+        prm=str(likelihood_prm_dir), probe_samples=2, oracle_dir=str(tmp_path / "oracle"),
+    )  # fmt: skip
+    stats = run_difficulty(config)
+    predicted = load_difficulty(tmp_path / "probe")["predicted_score"]
+    expected = oracle_agreement([(6 - i) / 6 for i in range(6)], predicted, 2)
+    assert stats["agreement_with_oracle"] == {**expected, "oracle_dir": str(tmp_path / "oracle")}
+    own = oracle_agreement([r["correct"].count(True) / len(r["correct"]) for r in rows], predicted, 2)
+    assert own != expected  # the samples' own pass@1 would have said something else
+
+    # An oracle output that lacks a problem, or is not one: one line, nothing written.
+    partial = _sample_dir(tmp_path / "few", [[_row(f"p{i}", [T]) for i in range(5)]])
+    run_difficulty(
+        DifficultyConfig(samples_dir=str(partial), output_dir=str(tmp_path / "oracle5"), num_bins=2)
+    )
+    for bad, message in ((tmp_path / "oracle5", "no pass@1 of problem 'p5'"), (tmp_path, "no such file")):
+        out = tmp_path / f"refused-{bad.name}"
+        with pytest.raises(InputError, match=message):
+            run_difficulty(dataclasses.replace(config, output_dir=str(out), oracle_dir=str(bad)))
+        assert not out.exists()

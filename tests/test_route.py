@@ -412,3 +412,50 @@ def test_an_oracle_binned_policy_is_written_but_not_routed(pipeline, tmp_path):
 def test_the_loaded_policy_points_at_its_probe(pipeline):
     policy = load_routing_policy(pipeline["policy_file"])
     assert policy["predictor"]["probe_file"] == str(pipeline["policy_file"].parent / "question_probe.json")
+
+
+def test_a_revisions_strategy_is_routed_to_its_nested_chains(pipeline, tmp_path, small_policy_dir):
+    """A policy whose rule gives every bin revision chains (L = 2) at budget 2: each new problem gets
+    exactly what ``ttc search``'s revisions run at budget 2 (one chain of two attempts) and weighted
+    best-of-N over its attempts give. The shipped policy stands in for a reviser (plumbing, not skill)."""
+    from ttcompute.eval.search.revision_chains import revision_chains
+    from ttcompute.eval.search.stage import search_seed
+
+    root, reviser = pipeline["root"], str(small_policy_dir)
+    run_stage(
+        "search",
+        ["--model_name_or_path", reviser, "--prm", str(pipeline["prm"]), "--reviser", reviser,
+         "--methods", "revisions", "--revision_lengths", "1", "2", "--num_problems", "8", "--problem_seed", "11",
+         *TASK, *GENERATION, "--budgets", "1", "2", "--problems_per_shard", "8", "--output_dir", str(tmp_path / "rs")],
+    )  # fmt: skip
+    run_stage("select", ["--search_dir", str(tmp_path / "rs"), "--difficulty_dir", str(root / "difficulty"),
+                         "--output_dir", str(tmp_path / "rsel")])  # fmt: skip
+    run_stage("compute-optimal", ["--select_dirs", str(root / "select"), str(tmp_path / "rsel"), "--difficulty_dir",
+              str(root / "difficulty"), "--bootstrap_resamples", "100", "--output_dir", str(tmp_path / "co")])  # fmt: skip
+    path = tmp_path / "co" / "routing_policy.json"
+    policy = json.loads(path.read_text())
+    searches = [s["search_dir"] for s in policy["searches"]]
+    assert searches == [str((root / "search").resolve()), str((tmp_path / "rs").resolve())]
+    name = "revisions L=2 weighted"
+    policy["strategies"][name] = json.loads((tmp_path / "rsel" / "strategies.json").read_text())["strategies"][name]
+    policy["strategies"][name]["search"] = 1
+    for entry in policy["rule"]["2"].values():
+        entry["strategy"] = name
+    path.write_text(json.dumps(policy))
+    run_stage("route", ["--policy", str(path), *NEW, *TASK, "--budget", "2", "--problems_per_shard", "6",
+                        "--output_dir", str(tmp_path / "routed")])  # fmt: skip
+    rows = list(load_sharded(tmp_path / "routed"))
+    assert {r["strategy"] for r in rows} == {name} and all(r["generations"] == 2 for r in rows)
+
+    backend = load_backend("transformers", reviser, device="cpu")
+    prm = load_prm(str(pipeline["prm"]), device="cpu")
+    problems = ProblemConfig(num_problems=6, problem_seed=31, max_ops=3).load()
+    seed = search_seed(0, SearchRun("revisions", 2, 2, width_settings=("L=2",), chain_length=2), 0)
+    outcomes = revision_chains([p.question for p in problems], backend, prm, num_chains=1, chain_length=2,
+                               max_tokens=80, seed=seed, problem_ids=[p.problem_id for p in problems])  # fmt: skip
+    for row, problem, outcome in zip(rows, problems, outcomes):
+        answers = [extract_answer(c.text) for c in outcome.candidates]
+        scores = [aggregate(c.step_scores, "last") if c.step_scores else 0.0 for c in outcome.candidates]
+        assert row["answer"] == answers[weighted_best_of_n(answers, scores)], problem.problem_id
+        assert row["policy_flops"] == 2 * backend.num_parameters * outcome.policy_tokens
+        assert row["prm_flops"] == 2 * prm.num_parameters * outcome.prm_tokens

@@ -390,3 +390,78 @@ def test_merge_joins_worker_directories_and_writes_the_same_stats(search_run, tm
     (other / "manifest.json").write_text(json.dumps({**manifest, "config_hash": "0" * 16}))
     with pytest.raises(InputError, match="another run"):
         run_stage("merge", ["--inputs", str(workers[0]), str(other), "--output_dir", str(merged)])
+
+
+# --- best-of-N's first candidates from a sample output (a prm_probe's samples, reused) -----------
+
+
+@pytest.fixture(scope="module")
+def probe_samples(tmp_path_factory, small_policy_dir):
+    """Two samples of the search's problems, drawn by ``ttc sample`` with the search's options."""
+    out = tmp_path_factory.mktemp("probe")
+    run_stage(
+        "sample",
+        ["--model_name_or_path", str(small_policy_dir), "--num_problems", "3", "--problem_seed", "4242",
+         "--max_ops", "4", "--max_new_tokens", "120", "--num_samples", "2", "--seed", "9",
+         "--output_dir", str(out)],
+    )  # fmt: skip
+    return out
+
+
+def test_best_of_n_reuses_initial_samples_as_its_first_candidates(
+    tmp_path, prm_dir, small_policy_dir, probe_samples
+):
+    out = tmp_path / "reuse"
+    run_stage("search", search_args(out, prm_dir, small_policy_dir, "--methods", "best_of_n",
+                                    "--initial_samples_dir", str(probe_samples)))  # fmt: skip
+    drawn = {row["problem_id"]: row for row in rows_of(load_sharded(probe_samples))}
+    rows = rows_of(load_sharded(out))
+    assert sorted({r["budget"] for r in rows}) == [1, 2, 4]
+    for row in rows:
+        sample = drawn[row["problem_id"]]
+        reused = min(2, row["budget"])
+        assert row["reused_samples"] == reused
+        assert row["completions"][:reused] == sample["completions"][:reused]
+        assert row["num_tokens"][:reused] == sample["num_tokens"][:reused]
+        # The row's cost counts its reused candidates as its own: the same as had it drawn them.
+        assert row["policy_tokens"] == sum(row["num_tokens"])
+        assert len(row["completions"]) == len(row["step_scores"]) == row["budget"]
+    top = {r["problem_id"]: r for r in rows if r["budget"] == 4}
+    for row in rows:  # smaller budgets are still the largest's first candidates
+        assert row["completions"] == top[row["problem_id"]]["completions"][: row["budget"]]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--temperature", "0.7"], "temperature=1.0, this search samples with temperature=0.7"),
+        (["--max_new_tokens", "100"], "max_new_tokens=120, this search samples with max_new_tokens=100"),
+        (["--prompt_template", "Q: {question}\nA:"], "sampled with prompts"),
+        (["--problem_seed", "4243"], "no samples of problem"),
+        (["--initial_samples", "3"], "3 samples per problem to reuse, but problem"),
+        (["--initial_samples", "2", "--budgets", "1"], "the largest budget is 1"),
+    ],
+)
+def test_initial_samples_that_are_not_this_searchs_are_refused(
+    tmp_path, prm_dir, small_policy_dir, probe_samples, extra, message
+):
+    out = tmp_path / "refused"
+    args = search_args(out, prm_dir, small_policy_dir, "--methods", "best_of_n", "--initial_samples_dir",
+                       str(probe_samples), *extra)  # fmt: skip
+    with pytest.raises(InputError, match=message):
+        run_stage("search", args)
+    assert not out.exists()
+
+
+def test_initial_samples_of_another_policy_are_refused(tmp_path, prm_dir, small_policy_dir, probe_samples):
+    import shutil
+
+    other = tmp_path / "other_policy"
+    shutil.copytree(small_policy_dir, other)
+    out = tmp_path / "refused"
+    args = search_args(
+        out, prm_dir, other, "--methods", "best_of_n", "--initial_samples_dir", str(probe_samples)
+    )
+    with pytest.raises(InputError, match="not this search's policy"):
+        run_stage("search", args)
+    assert not out.exists()

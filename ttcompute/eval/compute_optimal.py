@@ -457,7 +457,7 @@ def _reuse_note(result: dict[str, Any]) -> str:
         return ""
     charged = result["difficulty_cost_generations_charged"]
     return "; the searches reuse its samples, so what is charged at budget b is " + ", ".join(
-        f"{c:.2f} (b={b})" for b, c in charged.items()
+        f"{charged[b]:.2f} (b={b})" for b in sorted(charged, key=int)
     )
 
 

@@ -463,7 +463,9 @@ def _predictor_lines(report: dict[str, Any]) -> list[str]:
         cost = _fmt(entry.get("difficulty_cost_generations"))
         charged = entry.get("difficulty_cost_generations_charged") or {}
         if entry.get("difficulty_samples_reused") and charged:
-            cost += " (charged " + ", ".join(f"{_fmt(c)} at {b}" for b, c in charged.items()) + ")"
+            cost += (
+                " (charged " + ", ".join(f"{_fmt(charged[b])} at {b}" for b in sorted(charged, key=int)) + ")"
+            )
         lines.append(
             f"| {name} | {_fmt(agreement.get('spearman'))} | {_fmt(agreement.get('same_bin'))} | "
             f"{_fmt(agreement.get('within_one_bin'))} | {cost} | "
@@ -483,7 +485,7 @@ def _allocation_report_lines(co: dict[str, Any]) -> list[str]:
         "| B | allocation | generations used / allowed | - per-bin compute-optimal [95% CI] | - weighted best-of-N [95% CI] |",
         "|---:|---:|---:|---:|---:|",
     ]
-    for b, entry in allocation.items():
+    for b, entry in sorted(allocation.items(), key=lambda item: int(item[0])):
         lines.append(
             f"| {b} | {_fmt(entry['accuracy'])} | {entry['generations']} / {entry['total_allowed']} | "
             f"{format_interval(entry.get('vs_per_bin'))} | {format_interval(entry.get('vs_baseline'))} |"
