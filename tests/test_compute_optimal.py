@@ -92,6 +92,14 @@ def _write_select(directory, records):
     datasets.Dataset.from_list(records).to_parquet(str(directory / "selections.parquet"))
 
 
+def _write_difficulty(directory, problems):
+    """A ``ttc difficulty`` table of ``problems`` (id -> bin), 4 samples each."""
+    datasets.Dataset.from_dict(
+        {"problem_id": list(problems), "pass_at_1": [0.5] * len(problems), "num_samples": [4] * len(problems),
+         "bin": list(problems.values())}
+    ).to_parquet(str(directory / "difficulty.parquet"))  # fmt: skip
+
+
 def test_stage_merges_select_runs_charges_difficulty_and_writes_report(tmp_path):
     problems = {f"p{i}": 1 + i % 2 for i in range(8)}
     bon, tree = [], []
@@ -107,14 +115,7 @@ def test_stage_merges_select_runs_charges_difficulty_and_writes_report(tmp_path)
     _write_select(tmp_path / "b", [dict(r, correct=True) for r in bon])
     difficulty = tmp_path / "difficulty"
     difficulty.mkdir()
-    datasets.Dataset.from_dict(
-        {
-            "problem_id": list(problems),
-            "pass_at_1": [0.5] * 8,
-            "num_samples": [4] * 8,
-            "bin": list(problems.values()),
-        }
-    ).to_parquet(str(difficulty / "difficulty.parquet"))
+    _write_difficulty(difficulty, problems)
     # 4 samples per problem of 100 FLOPs each: 4 generations per problem.
     (difficulty / "stats.json").write_text(
         json.dumps({"num_problems": 8, "estimation_compute": {"total_flops": 8 * 400}})
@@ -196,14 +197,7 @@ def test_a_probe_whose_samples_the_search_reused_is_charged_only_for_the_rest(tm
     (search / "ttc_config.yaml").write_text(json.dumps({"initial_samples_dir": str(probe)}))
     difficulty = tmp_path / "difficulty"
     difficulty.mkdir()
-    datasets.Dataset.from_dict(
-        {
-            "problem_id": list(problems),
-            "pass_at_1": [0.5] * 8,
-            "num_samples": [4] * 8,
-            "bin": list(problems.values()),
-        }
-    ).to_parquet(str(difficulty / "difficulty.parquet"))
+    _write_difficulty(difficulty, problems)
     (difficulty / "ttc_config.yaml").write_text(
         json.dumps({"predictor": "prm_probe", "samples_dir": str(probe), "probe_samples": 4})
     )

@@ -437,7 +437,9 @@ def test_a_revisions_strategy_is_routed_to_its_nested_chains(pipeline, tmp_path,
     searches = [s["search_dir"] for s in policy["searches"]]
     assert searches == [str((root / "search").resolve()), str((tmp_path / "rs").resolve())]
     name = "revisions L=2 weighted"
-    policy["strategies"][name] = json.loads((tmp_path / "rsel" / "strategies.json").read_text())["strategies"][name]
+    policy["strategies"][name] = json.loads((tmp_path / "rsel" / "strategies.json").read_text())[
+        "strategies"
+    ][name]
     policy["strategies"][name]["search"] = 1
     for entry in policy["rule"]["2"].values():
         entry["strategy"] = name

@@ -481,10 +481,17 @@ def _allocation_lines(result: dict[str, Any]) -> list[str]:
         "Each problem's own budget from its bin's curve on the other fold (greedy on the curves' concave",
         "hulls, ttcompute/eval/allocation.py); differences paired over problems, 95% intervals.",
         "",
+    ]
+    return lines + allocation_table(allocation)
+
+
+def allocation_table(allocation: dict[str, dict[str, Any]]) -> list[str]:
+    """The per-problem allocation table of ``compute_optimal.json`` (also in ``ttc report``)."""
+    lines = [
         "| B | allocation | generations used / allowed | budgets used | - per-bin compute-optimal | - baseline |",
         "|---:|---:|---:|---|---:|---:|",
     ]
-    for b, entry in allocation.items():
+    for b, entry in sorted(allocation.items(), key=lambda item: int(item[0])):
         lines.append(
             f"| {b} | {entry['accuracy']:.3f} | {entry['generations']} / {entry['total_allowed']} | "
             f"{', '.join(map(str, entry['budgets_used']))} | {format_interval(entry.get('vs_per_bin'))} | "

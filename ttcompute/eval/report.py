@@ -37,7 +37,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 from ttcompute.core.config import save_resolved_config
 from ttcompute.core.errors import InputError
 from ttcompute.core.shards import load_sharded, write_json
-from ttcompute.eval.compute_optimal import format_interval
+from ttcompute.eval.compute_optimal import allocation_table, format_interval
 from ttcompute.eval.plots import plot_accuracy_vs_budget, plot_revision_ratio
 from ttcompute.eval.report_config import ReportConfig
 
@@ -401,6 +401,9 @@ def log_to_wandb(report: dict[str, Any], out: Path, images: dict[str, str]) -> N
         run.finish()
 
 
+ALLOCATION_KEYS = ("accuracy", "generations", "total_allowed", "budgets_used", "vs_per_bin", "vs_baseline")
+
+
 def _compute_optimal_entry(summary: dict[str, Any]) -> dict[str, Any]:
     """What the report keeps of one ``compute_optimal.json``."""
     return {
@@ -417,11 +420,7 @@ def _compute_optimal_entry(summary: dict[str, Any]) -> dict[str, Any]:
         "agreement_with_oracle": _agreement(summary.get("bins_from")),
         "intervals": summary.get("intervals", {}),
         "per_problem_allocation": {
-            b: {
-                k: v
-                for k, v in entry.items()
-                if k in ("accuracy", "generations", "total_allowed", "vs_per_bin", "vs_baseline")
-            }
+            b: {k: v for k, v in entry.items() if k in ALLOCATION_KEYS}
             for b, entry in (summary.get("per_problem_allocation") or {}).items()
         },
     }
@@ -479,18 +478,8 @@ def _allocation_report_lines(co: dict[str, Any]) -> list[str]:
     allocation = co.get("per_problem_allocation") or {}
     if not allocation:
         return []
-    lines = [
-        "### Per-problem allocation at the same total generations",
-        "",
-        "| B | allocation | generations used / allowed | - per-bin compute-optimal [95% CI] | - weighted best-of-N [95% CI] |",
-        "|---:|---:|---:|---:|---:|",
-    ]
-    for b, entry in sorted(allocation.items(), key=lambda item: int(item[0])):
-        lines.append(
-            f"| {b} | {_fmt(entry['accuracy'])} | {entry['generations']} / {entry['total_allowed']} | "
-            f"{format_interval(entry.get('vs_per_bin'))} | {format_interval(entry.get('vs_baseline'))} |"
-        )
-    return [*lines, ""]
+    title = "### Per-problem allocation at the same total generations (differences: 95% paired intervals)"
+    return [title, "", *allocation_table(allocation), ""]
 
 
 def _profile_lines(report: dict[str, Any]) -> list[str]:
