@@ -5,8 +5,9 @@
 other draws (``--problem_seeds``), reusing the trained PRM and reviser of a finished demo
 (``--demo_dir``, passed as ``ttc demo --trained_from``: each draw costs only its evaluation),
 then prints, per draw and per difficulty predictor, compute-optimal's efficiency vs weighted best-of-N
-with and without the difficulty estimate's cost, each with its 95% paired-bootstrap interval, and the
-spread (max / min) of each headline over the draws.
+-- the ratio at the largest budget and the one averaged over accuracy levels -- with and without the
+difficulty estimate's cost, each with its 95% paired-bootstrap interval, and the spread (max / min) of
+each over the draws.
 
     .venv/bin/python bench/headline_spread.py [--demo_dir runs/demo] [--problem_seeds 2025 2026]
 
@@ -42,6 +43,8 @@ def headline(demo_out: Path) -> dict:
         rows[predictor] = {
             "efficiency": intervals["efficiency_vs_best_of_n"],
             "with_cost": intervals["efficiency_vs_best_of_n_with_difficulty_cost"],
+            "averaged": intervals["iso_accuracy_efficiency"],
+            "averaged_with_cost": intervals["iso_accuracy_efficiency_with_difficulty_cost"],
             "cost_generations": entry["difficulty_cost_generations"],
             "at_budget": entry["efficiency_at_budget"],
         }
@@ -67,18 +70,21 @@ def main() -> int:
     for seed in args.problem_seeds:
         draws[str(seed)] = headline(run_draw(demo_dir, seed))
     predictors = sorted(next(iter(draws.values()))["predictors"])
-    print("\n| draw | problems | predictor | efficiency [95% CI] | with the difficulty cost [95% CI] |")
-    print("|---|---:|---|---:|---:|")
+    print(
+        "\n| draw | problems | predictor | at the largest budget | with the difficulty cost | "
+        "averaged over accuracies | with the difficulty cost |"
+    )
+    print("|---|---:|---|---:|---:|---:|---:|")
     for name, draw in draws.items():
         for predictor in predictors:
             row = draw["predictors"][predictor]
             print(
                 f"| {name} | {draw['num_problems']} | {predictor} | {_fmt(row['efficiency'])} | "
-                f"{_fmt(row['with_cost'])} |"
+                f"{_fmt(row['with_cost'])} | {_fmt(row['averaged'])} | {_fmt(row['averaged_with_cost'])} |"
             )
     spread = {}
     for predictor in predictors:
-        for key in ("efficiency", "with_cost"):
+        for key in ("efficiency", "with_cost", "averaged", "averaged_with_cost"):
             values = [d["predictors"][predictor][key]["estimate"] for d in draws.values()]
             values = [v for v in values if v]
             spread[f"{predictor}/{key}"] = round(max(values) / min(values), 3) if values else None

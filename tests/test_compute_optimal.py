@@ -220,3 +220,28 @@ def test_a_probe_whose_samples_the_search_reused_is_charged_only_for_the_rest(tm
     summary = json.loads((tmp_path / "co2" / "compute_optimal.json").read_text())
     assert summary["difficulty_samples_reused"] is False
     assert set(summary["difficulty_cost_generations_charged"].values()) == {4.0}
+
+
+def test_the_averaged_efficiency_does_not_swing_on_a_plateau():
+    """The demo's curves (seed 2024): the baseline is flat from 32 on. Moving its accuracy at 64 by one
+    problem in 400 halves or doubles the ratio at the largest budget, but barely moves the average."""
+    from ttcompute.eval.compute_optimal import iso_accuracy_efficiency
+
+    co = {1: 0.3625, 2: 0.585, 4: 0.6625, 8: 0.655, 16: 0.6675, 32: 0.6725, 64: 0.685}
+    base = {1: 0.35, 2: 0.4875, 4: 0.5675, 8: 0.615, 16: 0.63, 32: 0.665, 64: 0.6675}
+    ratios, averaged = [], []
+    for shift in (-0.0025, 0.0, 0.0025):
+        moved = {**base, 64: base[64] + shift}
+        ratios.append(headline_ratio(efficiency(co, moved))[1])
+        averaged.append(iso_accuracy_efficiency(co, moved))
+    assert max(ratios) / min(ratios) >= 2
+    assert max(averaged) / min(averaged) < 1.05
+    # By hand at one level, 0.5875: the baseline between 4 (0.5675) and 8 (0.615), compute-optimal
+    # between 2 (0.585) and 4 (0.6625), each interpolated in log2 budget.
+    level = 0.5875
+    from ttcompute.eval.compute_optimal import _first_log_budget
+
+    assert _first_log_budget(base, level) == pytest.approx(2 + (level - 0.5675) / (0.615 - 0.5675))
+    assert _first_log_budget(co, level) == pytest.approx(1 + (level - 0.585) / (0.6625 - 0.585))
+    # A dip (0.655 at 8 after 0.6625 at 4) does not count as falling back: the curve is made non-decreasing.
+    assert _first_log_budget(co, 0.66) == pytest.approx(1 + (0.66 - 0.585) / (0.6625 - 0.585))

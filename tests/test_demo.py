@@ -48,7 +48,11 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path, monkeypatch, caplog):
     # The headline for every difficulty predictor, and where the time went.
     assert set(saved["compute_optimal_by_predictor"]) == {"oracle", "question", "prm", "prm_probe"}
     for predictor, entry in saved["compute_optimal_by_predictor"].items():
-        assert "efficiency_vs_best_of_n_with_difficulty_cost" in entry["intervals"], predictor
+        for key in (
+            "efficiency_vs_best_of_n_with_difficulty_cost",
+            "iso_accuracy_efficiency_with_difficulty_cost",
+        ):
+            assert key in entry["intervals"], (predictor, key)
     assert saved["compute_optimal_by_predictor"]["prm_probe"]["difficulty_samples_reused"] is True
     assert "| question |" in markdown and "## Where the time went" in markdown
     profile = json.loads((out / "profile.json").read_text())

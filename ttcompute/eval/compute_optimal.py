@@ -287,7 +287,74 @@ def bootstrap_intervals(
             out[name] = paired_interval(
                 outcomes, lambda x, c=cost: ratio_at_headline(x, c), undefined=0.0, **options
             )
+
+    def averaged(x, cost: float | dict[int, float]) -> float | None:
+        curve = {b: float(x[f"co/{b}"].mean()) for b in budgets}
+        baseline = {b: float(x[f"base/{b}"].mean()) for b in budgets}
+        return iso_accuracy_efficiency(curve, baseline, cost)
+
+    for name, cost in (
+        ("iso_accuracy_efficiency", 0.0),
+        ("iso_accuracy_efficiency_with_difficulty_cost", cost_generations),
+    ):
+        out[name] = paired_interval(outcomes, lambda x, c=cost: averaged(x, c), **options)
     return out
+
+
+def _first_log_budget(curve: dict[int, float], level: float) -> float | None:
+    """log2 of the budget at which ``curve`` -- made non-decreasing (a strategy may spend less) and
+    interpolated linearly in log2(budget) -- first reaches ``level``; None if it never does."""
+    budgets = sorted(curve)
+    best = -math.inf
+    previous: tuple[float, float] | None = None
+    for budget in budgets:
+        x, y = math.log2(budget), max(best, curve[budget])
+        if y >= level - 1e-12:
+            if previous is None or y == previous[1]:
+                return x
+            return previous[0] + (level - previous[1]) / (y - previous[1]) * (x - previous[0])
+        best, previous = y, (x, y)
+    return None
+
+
+def iso_accuracy_efficiency(
+    curve: dict[int, float],
+    baseline: dict[int, float],
+    cost_generations: float | dict[int, float] = 0.0,
+    num_levels: int = 200,
+) -> float | None:
+    """Compute-optimal's saving averaged over the accuracies both curves reach: the geometric mean,
+    over accuracy levels a evenly spaced above the baseline's accuracy at its smallest budget up to
+    the highest level both reach, of B_baseline(a) / (B(a) + cost), each B(a) the budget at which that
+    curve first reaches a (:func:`_first_log_budget`: interpolated in log budget, and said so).
+
+    Unlike the ratio at one budget it does not hinge on where a flat curve first crosses a level: a
+    plateau spans little accuracy, so it weighs little. ``cost_generations`` per budget is read at the
+    upper of the two budgets around B(a). None when the range is empty.
+
+    >>> iso_accuracy_efficiency({1: 0.2, 2: 0.4, 4: 0.6}, {2: 0.2, 4: 0.4, 8: 0.6})  # 2x at every level
+    2.0
+    >>> iso_accuracy_efficiency({1: 0.2, 2: 0.4, 4: 0.6}, {2: 0.2, 4: 0.4, 8: 0.6}, cost_generations=1.0)
+    1.312
+    >>> iso_accuracy_efficiency({1: 0.5}, {1: 0.5, 2: 0.5}) is None  # nothing above the start
+    True
+    """
+    start = baseline[min(baseline)]
+    top = min(max(curve.values()), max(baseline.values()))
+    if top <= start:
+        return None
+    logs = []
+    for k in range(1, num_levels + 1):
+        level = start + (top - start) * k / num_levels
+        mine, theirs = _first_log_budget(curve, level), _first_log_budget(baseline, level)
+        spent = 2.0**mine
+        if isinstance(cost_generations, dict):
+            above = [b for b in sorted(cost_generations) if b >= spent - 1e-9]
+            cost = cost_generations[above[0]] if above else cost_generations[max(cost_generations)]
+        else:
+            cost = cost_generations
+        logs.append(theirs - math.log2(spent + cost))
+    return round(2.0 ** (sum(logs) / len(logs)), 3)
 
 
 def headline_ratio(table: dict[int, dict[str, Any]]) -> tuple[int | None, float | None]:
@@ -452,6 +519,19 @@ def format_interval(interval: dict[str, Any] | None, digits: int = 3) -> str:
     return f"{interval['estimate']:.{digits}f}{bounds}"
 
 
+def _iso_lines(result: dict[str, Any]) -> list[str]:
+    intervals = result.get("intervals", {})
+    if "iso_accuracy_efficiency" not in intervals:
+        return []
+    return [
+        "Averaged over the accuracies both curves reach (each level's budget ratio, interpolated in log "
+        f"budget; geometric mean): **{format_interval(intervals['iso_accuracy_efficiency'], 2)}x**, "
+        f"**{format_interval(intervals['iso_accuracy_efficiency_with_difficulty_cost'], 2)}x** with the "
+        "difficulty estimate charged.",
+        "",
+    ]
+
+
 def _reuse_note(result: dict[str, Any]) -> str:
     if not result.get("difficulty_samples_reused"):
         return ""
@@ -534,6 +614,7 @@ def markdown_report(result: dict[str, Any]) -> str:
         *_difference_row(result, budgets),
         "",
         *_headline_lines(result),
+        *_iso_lines(result),
         "## Efficiency (baseline budget B -> smallest compute-optimal budget b with the same accuracy)",
         "",
         f"Difficulty estimate: {result['difficulty_cost_generations']:.2f} generations per problem"
@@ -623,6 +704,11 @@ def run_compute_optimal(config: ComputeOptimalConfig) -> dict[str, Any]:
         "efficiency_vs_best_of_n": headline_ratio(plain)[1],
         "efficiency_vs_best_of_n_with_difficulty_cost": headline_ratio(charged)[1],
         "efficiency_at_budget": headline_ratio(plain)[0],
+        # The saving averaged over the accuracies both curves reach (well-conditioned on a plateau).
+        "iso_accuracy_efficiency": iso_accuracy_efficiency(result["all"], baseline),
+        "iso_accuracy_efficiency_with_difficulty_cost": iso_accuracy_efficiency(
+            result["all"], baseline, charged_cost
+        ),
         # Paired bootstrap over problems, 95% (ttcompute/core/bootstrap.py).
         "intervals": intervals,
         # The total N * B spread per problem by difficulty, vs the baseline and per-bin at that total.

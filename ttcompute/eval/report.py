@@ -414,6 +414,10 @@ def _compute_optimal_entry(summary: dict[str, Any]) -> dict[str, Any]:
             "efficiency_vs_best_of_n_with_difficulty_cost"
         ],
         "efficiency_at_budget": summary.get("efficiency_at_budget"),
+        "iso_accuracy_efficiency": summary.get("iso_accuracy_efficiency"),
+        "iso_accuracy_efficiency_with_difficulty_cost": summary.get(
+            "iso_accuracy_efficiency_with_difficulty_cost"
+        ),
         "difficulty_cost_generations": summary.get("difficulty_cost_generations"),
         "difficulty_cost_generations_charged": summary.get("difficulty_cost_generations_charged"),
         "difficulty_samples_reused": summary.get("difficulty_samples_reused", False),
@@ -451,10 +455,13 @@ def _predictor_lines(report: dict[str, Any]) -> list[str]:
         "Each row is `ttc compute-optimal` over that predictor's bins (the oracle's need ground truth;",
         "the others do not). Cost: the estimate's compute per problem in generations, and what is",
         "charged at the matching budget when the search reuses the estimate's samples. 95% paired",
-        "bootstrap intervals over problems.",
+        "bootstrap intervals over problems. At the largest budget: the paper's ratio, B' / b at the",
+        "largest baseline budget; averaged: the geometric mean over the accuracy levels both curves",
+        "reach of the ratio of the budgets each needs (interpolated in log budget), which a plateau",
+        "does not swing.",
         "",
-        "| predictor | Spearman vs oracle | same bin | within one | cost (generations) | efficiency | with the cost |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| predictor | Spearman vs oracle | same bin | within one | cost (generations) | efficiency at the largest budget | with the cost | averaged over accuracies | with the cost |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, entry in by_predictor.items():
         agreement = entry.get("agreement_with_oracle") or {}
@@ -469,7 +476,9 @@ def _predictor_lines(report: dict[str, Any]) -> list[str]:
             f"| {name} | {_fmt(agreement.get('spearman'))} | {_fmt(agreement.get('same_bin'))} | "
             f"{_fmt(agreement.get('within_one_bin'))} | {cost} | "
             f"{format_interval(intervals.get('efficiency_vs_best_of_n'), 2)} | "
-            f"{format_interval(intervals.get('efficiency_vs_best_of_n_with_difficulty_cost'), 2)} |"
+            f"{format_interval(intervals.get('efficiency_vs_best_of_n_with_difficulty_cost'), 2)} | "
+            f"{format_interval(intervals.get('iso_accuracy_efficiency'), 2)} | "
+            f"{format_interval(intervals.get('iso_accuracy_efficiency_with_difficulty_cost'), 2)} |"
         )
     return [*lines, ""]
 
