@@ -2,8 +2,8 @@
 
 Policies (shipped checkpoints, or ``--retrain``) -> samples of the evaluation problems and their
 oracle difficulty -> MC step labels -> a PRM -> revision trajectories -> a reviser -> search (best-of-N,
-beam search, lookahead, DVTS, revision chains) at budgets up to 64 -> selection -> a cheap difficulty
-predictor -> compute-optimal selection -> the large policy greedy -> FLOPs-matched comparison ->
+beam search, revision chains; lookahead and DVTS on request) at budgets up to 64 -> selection ->
+difficulty predictors -> compute-optimal selection -> the large policy greedy -> FLOPs-matched comparison ->
 ``report.md``. Every stage is a ``ttc`` stage writing under ``output_dir``: sampling, labelling and
 search resume shard by shard, trained models are reused once their ``training_log.json`` exists, and
 the analysis stages are cheap to redo -- so a rerun after an interruption picks up where it stopped.

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
 
 from ttcompute.core.bootstrap import paired_interval
 from ttcompute.core.config import save_resolved_config
@@ -301,20 +302,25 @@ def bootstrap_intervals(
     return out
 
 
-def _first_log_budget(curve: dict[int, float], level: float) -> float | None:
+def _first_log_budgets(curve: dict[int, float], levels: np.ndarray) -> np.ndarray:
     """log2 of the budget at which ``curve`` -- made non-decreasing (a strategy may spend less) and
-    interpolated linearly in log2(budget) -- first reaches ``level``; None if it never does."""
+    interpolated linearly in log2(budget) -- first reaches each of ``levels``; NaN where it never does."""
     budgets = sorted(curve)
-    best = -math.inf
-    previous: tuple[float, float] | None = None
-    for budget in budgets:
-        x, y = math.log2(budget), max(best, curve[budget])
-        if y >= level - 1e-12:
-            if previous is None or y == previous[1]:
-                return x
-            return previous[0] + (level - previous[1]) / (y - previous[1]) * (x - previous[0])
-        best, previous = y, (x, y)
-    return None
+    xs = np.log2(np.asarray(budgets, dtype=np.float64))
+    ys = np.maximum.accumulate(np.asarray([curve[b] for b in budgets], dtype=np.float64))
+    first = np.searchsorted(ys, levels - 1e-12, side="left")  # first point at or above the level
+    out = np.full(len(levels), np.nan)
+    out[first == 0] = xs[0]
+    inside = (first > 0) & (first < len(xs))
+    j = first[inside]
+    out[inside] = xs[j - 1] + (levels[inside] - ys[j - 1]) / (ys[j] - ys[j - 1]) * (xs[j] - xs[j - 1])
+    return out
+
+
+def _first_log_budget(curve: dict[int, float], level: float) -> float | None:
+    """:func:`_first_log_budgets` of one level (None if never reached)."""
+    (value,) = _first_log_budgets(curve, np.asarray([level], dtype=np.float64))
+    return None if np.isnan(value) else float(value)
 
 
 def iso_accuracy_efficiency(
@@ -326,11 +332,11 @@ def iso_accuracy_efficiency(
     """Compute-optimal's saving averaged over the accuracies both curves reach: the geometric mean,
     over accuracy levels a evenly spaced above the baseline's accuracy at its smallest budget up to
     the highest level both reach, of B_baseline(a) / (B(a) + cost), each B(a) the budget at which that
-    curve first reaches a (:func:`_first_log_budget`: interpolated in log budget, and said so).
+    curve first reaches a (:func:`_first_log_budgets`: interpolated in log budget, and said so).
 
     Unlike the ratio at one budget it does not hinge on where a flat curve first crosses a level: a
     plateau spans little accuracy, so it weighs little. ``cost_generations`` per budget is read at the
-    upper of the two budgets around B(a). None when the range is empty.
+    smallest budget at or above B(a). None when the range is empty.
 
     >>> iso_accuracy_efficiency({1: 0.2, 2: 0.4, 4: 0.6}, {2: 0.2, 4: 0.4, 8: 0.6})  # 2x at every level
     2.0
@@ -343,18 +349,16 @@ def iso_accuracy_efficiency(
     top = min(max(curve.values()), max(baseline.values()))
     if top <= start:
         return None
-    logs = []
-    for k in range(1, num_levels + 1):
-        level = start + (top - start) * k / num_levels
-        mine, theirs = _first_log_budget(curve, level), _first_log_budget(baseline, level)
-        spent = 2.0**mine
-        if isinstance(cost_generations, dict):
-            above = [b for b in sorted(cost_generations) if b >= spent - 1e-9]
-            cost = cost_generations[above[0]] if above else cost_generations[max(cost_generations)]
-        else:
-            cost = cost_generations
-        logs.append(theirs - math.log2(spent + cost))
-    return round(2.0 ** (sum(logs) / len(logs)), 3)
+    levels = start + (top - start) * np.arange(1, num_levels + 1) / num_levels
+    spent = np.exp2(_first_log_budgets(curve, levels))
+    theirs = _first_log_budgets(baseline, levels)
+    if isinstance(cost_generations, dict):
+        known = sorted(cost_generations)
+        at = np.minimum(np.searchsorted(np.asarray(known, dtype=np.float64), spent - 1e-9), len(known) - 1)
+        cost = np.asarray([cost_generations[b] for b in known])[at]
+    else:
+        cost = cost_generations
+    return round(float(np.exp2(np.mean(theirs - np.log2(spent + cost)))), 3)
 
 
 def headline_ratio(table: dict[int, dict[str, Any]]) -> tuple[int | None, float | None]:
