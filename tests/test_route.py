@@ -26,7 +26,6 @@ from ttcompute.core.shards import load_sharded, read_resolved_config, shard_path
 from ttcompute.core.steps import aggregate
 from ttcompute.data_gen.difficulty import assign_bins
 from ttcompute.data_gen.question_probe import QuestionProbe, prompt_features
-from ttcompute.eval.compute_optimal import choose_strategy
 from ttcompute.eval.routing_policy import load_routing_policy, rule_table
 from ttcompute.eval.search.search_config import SearchConfig
 from ttcompute.eval.search.stage import SearchRun, search_chunk
@@ -66,7 +65,7 @@ def test_the_rule_is_the_brute_force_best_strategy_of_each_bin_on_all_its_proble
         if not (r["strategy"] == "beam_search M=4" and r["problem_id"] == "p0" and r["budget"] == 4)
     ]
     deployable = set(strategies[:3])
-    rule, curves = rule_table(records, problems, deployable, choose_strategy)
+    rule, curves = rule_table(records, problems, deployable)
     for budget, group in product((2, 4), ("1", "2", "3")):
         members = [p for p, b in problems.items() if str(b) == group]
         scores = {}

@@ -27,6 +27,15 @@ from collections.abc import Mapping
 from typing import Any
 
 
+def choose_strategy(accuracy: dict[str, float], flops: dict[str, float]) -> str:
+    """The most accurate strategy; ties go to the cheaper one (mean FLOPs), then to the name.
+
+    >>> choose_strategy({"a": 0.5, "b": 0.7, "c": 0.7}, {"a": 1, "b": 9, "c": 3})
+    'c'
+    """
+    return min(accuracy, key=lambda s: (-accuracy[s], flops.get(s, 0.0), s))
+
+
 def upper_hull(curve: Mapping[int, float]) -> list[tuple[int, float]]:
     """The upper concave hull of a (budget, accuracy) curve, cheapest first, never falling.
 

@@ -39,7 +39,7 @@ from ttcompute.core.bootstrap import paired_interval
 from ttcompute.core.config import save_resolved_config
 from ttcompute.core.errors import InputError
 from ttcompute.core.shards import read_resolved_config, write_json
-from ttcompute.eval.allocation import allocation_choices, realised
+from ttcompute.eval.allocation import allocation_choices, choose_strategy, realised
 from ttcompute.eval.compute_optimal_config import ComputeOptimalConfig
 from ttcompute.eval.plots import plot_compute_optimal
 from ttcompute.eval.routing_policy import write_routing_policy
@@ -59,15 +59,6 @@ def assign_folds(problem_ids: list[str], num_folds: int, seed: int) -> dict[str,
     """
     order = sorted(set(problem_ids), key=lambda p: (zlib.crc32(f"{seed}:{p}".encode()), p))
     return {p: i % num_folds for i, p in enumerate(order)}
-
-
-def choose_strategy(accuracy: dict[str, float], flops: dict[str, float]) -> str:
-    """The most accurate strategy; ties go to the cheaper one (mean FLOPs), then to the name.
-
-    >>> choose_strategy({"a": 0.5, "b": 0.7, "c": 0.7}, {"a": 1, "b": 9, "c": 3})
-    'c'
-    """
-    return min(accuracy, key=lambda s: (-accuracy[s], flops.get(s, 0.0), s))
 
 
 def selection_table(
@@ -725,7 +716,7 @@ def run_compute_optimal(config: ComputeOptimalConfig) -> dict[str, Any]:
     save_resolved_config(out, "compute-optimal", config)
     write_json(out / "compute_optimal.json", summary)
     (out / "compute_optimal.md").write_text(markdown_report(summary))
-    write_routing_policy(out, config, records, bins, choose_strategy)  # for ttc route
+    write_routing_policy(out, config, records, bins)  # for ttc route
     plot = plot_compute_optimal(
         {int(b): a for b, a in summary["all"].items()},
         baseline,

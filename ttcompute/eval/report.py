@@ -189,7 +189,9 @@ def build_report(config: ReportConfig) -> dict[str, Any]:
         config.compute_optimal_predicted_dirs
     ):
         summary = _read_json(Path(directory) / "compute_optimal.json")
-        by_predictor[_predictor_of(summary)] = _compute_optimal_entry(summary)
+        # The predictor behind the bins (its difficulty output's), else where they came from.
+        name = _difficulty_stats(summary).get("predictor", summary.get("bins_from"))
+        by_predictor[name] = _compute_optimal_entry(summary)
     if config.compute_optimal_predicted_dirs:
         report["compute_optimal_by_predictor"] = by_predictor
     if config.profile_file:
@@ -421,7 +423,7 @@ def _compute_optimal_entry(summary: dict[str, Any]) -> dict[str, Any]:
         "difficulty_cost_generations": summary.get("difficulty_cost_generations"),
         "difficulty_cost_generations_charged": summary.get("difficulty_cost_generations_charged"),
         "difficulty_samples_reused": summary.get("difficulty_samples_reused", False),
-        "agreement_with_oracle": _agreement(summary.get("bins_from")),
+        "agreement_with_oracle": _difficulty_stats(summary).get("agreement_with_oracle"),
         "intervals": summary.get("intervals", {}),
         "per_problem_allocation": {
             b: {k: v for k, v in entry.items() if k in ALLOCATION_KEYS}
@@ -430,18 +432,10 @@ def _compute_optimal_entry(summary: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _predictor_of(summary: dict[str, Any]) -> str:
-    """The predictor behind a compute-optimal run's bins (its difficulty output's), else where they came from."""
-    bins_from = summary.get("bins_from") or ""
-    stats_file = Path(bins_from) / "stats.json"
-    if stats_file.is_file():
-        return json.loads(stats_file.read_text()).get("predictor", bins_from)
-    return bins_from
-
-
-def _agreement(bins_from: str | None) -> dict[str, Any] | None:
-    stats_file = Path(bins_from or "") / "stats.json"
-    return json.loads(stats_file.read_text()).get("agreement_with_oracle") if stats_file.is_file() else None
+def _difficulty_stats(summary: dict[str, Any]) -> dict[str, Any]:
+    """The ``stats.json`` of the difficulty output behind a compute-optimal run's bins ({} if none)."""
+    stats_file = Path(summary.get("bins_from") or "") / "stats.json"
+    return json.loads(stats_file.read_text()) if stats_file.is_file() else {}
 
 
 def _predictor_lines(report: dict[str, Any]) -> list[str]:

@@ -29,13 +29,13 @@ import json
 import logging
 import shutil
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from ttcompute.core.errors import InputError
 from ttcompute.core.shards import read_manifest, read_resolved_config, write_json
+from ttcompute.eval.allocation import choose_strategy
 from ttcompute.eval.search.search_config import SearchConfig
 from ttcompute.models.generation_config import GeneratorConfig
 from ttcompute.tasks.problem_config import ProblemConfig
@@ -61,13 +61,12 @@ def rule_table(
     records: list[dict[str, Any]],
     bins: dict[str, Any],
     deployable: set[str],
-    choose: Callable[[dict[str, float], dict[str, float]], str],
 ) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, dict[str, dict[str, float]]]]:
     """The strategy chosen per budget and bin on all of the bin's problems, and every strategy's curve.
 
     ``records``: selections (problem_id, strategy, budget, correct, total_flops); ``bins``: problem ->
-    bin; ``deployable``: the strategies whose settings are known (only they may be chosen);
-    ``choose``: compute-optimal's choice (most accurate, ties to the cheaper). A strategy competes in
+    bin; ``deployable``: the strategies whose settings are known (only they may be chosen), each
+    bin's pick compute-optimal's (:func:`choose_strategy`: most accurate, ties to the cheaper). A strategy competes in
     a bin at a budget only with a result for every problem of the bin (as in compute-optimal).
 
     Returns ``({budget: {bin: {strategy, accuracy, mean_total_flops, num_problems}}},
@@ -97,7 +96,7 @@ def rule_table(
                 continue
             accuracy = {s: sum(rows[p][0] for p in problems) / len(problems) for s, rows in complete.items()}
             flops = {s: sum(rows[p][1] for p in problems) / len(problems) for s, rows in complete.items()}
-            pick = choose(accuracy, flops)
+            pick = choose_strategy(accuracy, flops)
             rule.setdefault(str(budget), {})[group] = {
                 "strategy": pick,
                 "accuracy": round(accuracy[pick], 6),
@@ -183,7 +182,6 @@ def build_routing_policy(
     select_dirs: list[str],
     difficulty_dir: str | None,
     out: Path,
-    choose: Callable[[dict[str, float], dict[str, float]], str],
 ) -> dict[str, Any] | None:
     """The routing policy of a compute-optimal run (None, logged, when a select output predates
     ``strategies.json``). ``out``: where it goes (a question probe is copied there)."""
@@ -191,7 +189,7 @@ def build_routing_policy(
     if found is None:
         return None
     settings, search_dirs = found
-    rule, curves = rule_table(records, bins, set(settings), choose)
+    rule, curves = rule_table(records, bins, set(settings))
     searches = [_search_record(d) for d in search_dirs]
     # The policy: the model of the searches that ran one (a reviser-only search has none of its own).
     main = next((s for s in searches if s["generator"].get("model_name_or_path")), searches[0])
@@ -214,10 +212,10 @@ def build_routing_policy(
 
 
 def write_routing_policy(
-    out: Path, config: Any, records: list[dict[str, Any]], bins: dict[str, Any], choose: Callable
+    out: Path, config: Any, records: list[dict[str, Any]], bins: dict[str, Any]
 ) -> Path | None:
     """``<out>/routing_policy.json`` for ``ttc compute-optimal`` (``config``: its options)."""
-    policy = build_routing_policy(records, bins, config.select_dirs, _difficulty_dir(config), out, choose)
+    policy = build_routing_policy(records, bins, config.select_dirs, _difficulty_dir(config), out)
     if policy is None:
         return None
     write_json(out / POLICY_FILE, policy)
