@@ -16,12 +16,12 @@ from transformers import AutoModelForCausalLM
 from ttcompute.cli import run_stage
 from ttcompute.core.errors import InputError
 from ttcompute.demo import CHECKPOINTS
-from ttcompute.eval.report import flatten
+from ttcompute.eval.report import flatten, search_by_family
 
 REPO = Path(__file__).resolve().parents[1]
-COST_STAGES = ("samples", "prm/train_samples", "prm/train_labels", "prm/prm", "reviser/train_samples",
-               "reviser/reviser", "search", "probe_samples", "difficulty_probe", "difficulty_prm",
-               "difficulty_question", "large_greedy")  # fmt: skip
+COST_STAGES = ("samples", "prm/train_samples", "prm/train_labels", "prm/prm", "prm/prm_token",
+               "reviser/train_samples", "reviser/reviser", "search", "search_token", "probe_samples",
+               "difficulty_probe", "difficulty_prm", "difficulty_question", "large_greedy")  # fmt: skip
 TOY = ["--fast", "true", "--num_problems", "6", "--num_samples", "4", "--budgets", "1", "2",
        "--prm_problems", "6", "--reviser_problems", "12", "--reviser_samples", "8"]  # fmt: skip
 
@@ -42,6 +42,7 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path, monkeypatch, caplog):
     assert report["policy"] == saved["policy"] and saved["cost"]["total_flops"] > 0
     assert 0 < saved["wall_seconds"] <= elapsed
     _check_report_against_stage_outputs(out, saved)
+    _check_token_prm(out, saved)
     markdown = (out / "report" / "report.md").read_text()
     assert "![compute-optimal](compute_optimal_vs_best_of_n.png)" in markdown
     assert (out / "report" / "flops_matched.png").is_file()
@@ -56,7 +57,8 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path, monkeypatch, caplog):
     assert saved["compute_optimal_by_predictor"]["prm_probe"]["difficulty_samples_reused"] is True
     assert "| question |" in markdown and "## Where the time went" in markdown
     profile = json.loads((out / "profile.json").read_text())
-    assert {"search", "train-reviser", "difficulty: question", "sample: prm_probe"} <= set(profile)
+    assert {"search", "train-reviser", "difficulty: question", "sample: best-of-N (prm_probe: first 4)",
+            "train-prm: token classification", "search: token PRM"} <= set(profile)  # fmt: skip
     assert saved["profile_seconds"].items() <= profile.items()
 
     # A rerun resumes: every sharded stage finds its shards, trained models are reused.
@@ -71,12 +73,71 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path, monkeypatch, caplog):
     assert not (other / "prm").exists() and not (other / "reviser").exists()
     again = json.loads((other / "report" / "report.json").read_text())
     assert again["prm"] == saved["prm"] and str(out / "reviser" / "reviser") in again["cost"]["by_stage"]
+    token_prm = again["verifiers"]["by_prm"]["token_classification"]
+    assert (
+        token_prm["first_error_f1"] == saved["verifiers"]["by_prm"]["token_classification"]["first_error_f1"]
+    )
+    assert token_prm["search_prm"] == str(out / "prm" / "prm_token")
     first = {row["problem_id"] for row in _rows(out / "samples")}
     assert first.isdisjoint(row["problem_id"] for row in _rows(other / "samples"))
     with pytest.raises(InputError, match="--trained_from takes a finished demo"):
         run_stage(
             "demo", [*TOY, "--trained_from", str(tmp_path / "none"), "--output_dir", str(tmp_path / "x")]
         )
+
+
+def _check_token_prm(out: Path, report: dict) -> None:
+    """The token-classification PRM: trained on the same labels, evaluated like the likelihood one,
+    searched with on the same problems (best-of-N on the very same candidates), and reported beside
+    it with the numbers of its own eval-prm and select outputs."""
+    trained = _json(out / "prm" / "prm_token" / "training_log.json")
+    assert trained["global_steps"] == 20 and trained["training_flops"] > 0  # --fast: 20 steps
+    evaluation = {name: _json(out / "prm" / name / "prm_eval.json") for name in ("eval", "eval_token")}
+    assert evaluation["eval_token"]["prm"] == str(out / "prm" / "prm_token")
+    assert evaluation["eval_token"]["dataset"] == evaluation["eval"]["dataset"]  # the same held-out labels
+    calibration = [e["config"]["calibration_dataset"] for e in evaluation.values()]
+    assert calibration == [str(out / "prm" / "train_labels")] * 2
+    token_rows = _rows(out / "search_token")
+    assert {(row["method"], row["budget"]) for row in token_rows} == {
+        (m, b) for m in ("best_of_n", "beam_search") for b in (1, 2)
+    }
+    main = {(r["problem_id"], r["budget"]): r for r in _rows(out / "search") if r["method"] == "best_of_n"}
+    for row in token_rows:
+        if row["method"] == "best_of_n":
+            same = main[(row["problem_id"], row["budget"])]
+            assert row["completions"] == same["completions"] and row["reused_samples"] == row["budget"]
+            assert row["step_scores"] != same["step_scores"]  # ranked by the other PRM
+
+    verifiers = report["verifiers"]
+    assert verifiers["headline"] == "likelihood" and set(verifiers["by_prm"]) == {
+        "likelihood",
+        "token_classification",
+    }
+    for name, eval_dir, select_dir in (("likelihood", "eval", "select"), ("token_classification", "eval_token",
+                                                                           "select_token")):  # fmt: skip
+        entry, metrics = verifiers["by_prm"][name], evaluation[eval_dir]
+        assert entry["first_error_f1"] == round(metrics["processbench"]["f1"], 4)
+        assert entry["step_roc_auc"] == round(metrics["step_roc_auc"], 4)
+        accuracy = _json(out / select_dir / "accuracy.json")["accuracy"]["all"]
+        assert entry["best_of_n_weighted"] == accuracy["best_of_n_weighted"]
+        assert (
+            entry["beam_search"]
+            == accuracy["beam_search M=4"]
+            == search_by_family(accuracy)[0]["beam_search"]
+        )
+        assert entry["drove_headline"] is (name == "likelihood")
+    markdown = (out / "report" / "report.md").read_text()
+    token = verifiers["by_prm"]["token_classification"]
+    row = (
+        f"| token_classification | {token['first_error_f1']:.3f} | {token['step_roc_auc']:.3f} | best_of_n_weighted | "
+        + " | ".join(f"{token['best_of_n_weighted'][b]:.3f}" for b in ("1", "2"))
+        + " |"
+    )
+    assert (
+        "## Verifiers side by side" in markdown
+        and row in markdown
+        and "| likelihood (*headline*) |" in markdown
+    )
 
 
 def _rows(directory: Path) -> list[dict]:
@@ -161,7 +222,12 @@ def _check_report_against_stage_outputs(out: Path, report: dict) -> None:
     )
     # Smaller best-of-N and revisions budgets reuse the largest budget's candidates, so search pays
     # for those once; best-of-N's first candidates are the samples the prm_probe estimate scored.
-    probe = {row["problem_id"]: row["completions"] for row in _rows(out / "probe_samples")}
+    probe_rows = _rows(out / "probe_samples")
+    assert all(
+        len(row["completions"]) == 4 for row in probe_rows
+    )  # max(4, the largest budget): prm_probe's 4
+    probe = {row["problem_id"]: row["completions"] for row in probe_rows}
+    probe_tokens = {row["problem_id"]: row["num_tokens"] for row in probe_rows}
     for problem in gold:
         for method in ("best_of_n", "revisions"):
             smaller, largest = runs[(problem, method, 1)], runs[(problem, method, 2)]
@@ -184,6 +250,11 @@ def _check_report_against_stage_outputs(out: Path, report: dict) -> None:
         else:
             stats = _json(path / "stats.json")
             recorded = (stats.get("compute") or stats["estimation_compute"])["total_flops"]
+        if stage.startswith("search"):
+            # The best-of-N candidates drawn by probe_samples (which counts them) are not charged again.
+            top = [r for r in _rows(path) if (r["method"], r["budget"]) == ("best_of_n", 2)]
+            reused = sum(sum(probe_tokens[r["problem_id"]][:2]) for r in top)
+            recorded -= 2 * small_params * reused
         assert by_stage[str(path)] == recorded, stage
     assert report["cost"]["total_flops"] == sum(by_stage.values())
 
@@ -216,3 +287,39 @@ def test_demo_outside_the_repository_says_so(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(InputError, match="run the demo from the repository root"):
         run_stage("demo", ["--fast", "true", "--output_dir", str(tmp_path / "d")])
+
+
+def test_demo_with_a_rest_em_round_searches_with_the_second_reviser(tmp_path, monkeypatch):
+    """``--reviser_rounds 2``: the first reviser's own chains on its training problems become
+    trajectories (each correct attempt with the attempts before it), a second reviser is trained on
+    them plus the paper's, and the search uses it."""
+    from ttcompute.core.outputs import distinct_revision_rows
+    from ttcompute.core.shards import load_sharded, read_resolved_config
+
+    monkeypatch.chdir(REPO)
+    out = tmp_path / "demo"
+    run_stage(
+        "demo", [*TOY, "--reviser_rounds", "2", "--token_prm_methods", "best_of_n", "--output_dir", str(out)]
+    )
+    chains = distinct_revision_rows([dict(r) for r in load_sharded(out / "reviser" / "train_chains")])
+    expected = []
+    for row in sorted(chains, key=lambda r: r["problem_id"]):
+        by_chain: dict[int, list] = {}
+        for text, ok, chain, position in zip(
+            row["completions"], row["correct"], row["subtrees"], row["positions"]
+        ):
+            by_chain.setdefault(chain, []).append((position, text, ok))
+        for attempts in by_chain.values():
+            attempts.sort()
+            for t, (_, text, ok) in enumerate(attempts):
+                if ok and text.strip():
+                    expected.append((row["problem_id"], text, [a for _, a, _ in attempts[max(0, t - 4) : t]]))
+    rows = [dict(r) for r in load_sharded(out / "reviser" / "trajectories_restem")]
+    assert sorted((r["problem_id"], r["completion"], r["previous_attempts"]) for r in rows) == sorted(
+        expected
+    )
+    trained = read_resolved_config(out / "reviser" / "reviser_restem")
+    assert trained["dataset_name"].split(",") == [str(out / "reviser" / "trajectories"),
+                                                 str(out / "reviser" / "trajectories_restem")]  # fmt: skip
+    assert read_resolved_config(out / "search")["reviser"] == str(out / "reviser" / "reviser_restem")
+    assert "train-reviser: ReST^EM" in json.loads((out / "profile.json").read_text())

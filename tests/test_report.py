@@ -7,6 +7,7 @@ from pathlib import Path
 
 import matplotlib.image
 import pytest
+import yaml
 from matplotlib.figure import Figure
 
 from ttcompute.cli import run_stage
@@ -228,3 +229,112 @@ def test_report_to_wandb_logs_the_plots_and_the_search_table_offline(stage_outpu
     (table,) = list((media / "table").glob("search_accuracy_*.table.json"))
     rows = json.loads(table.read_text())["data"]
     assert ["beam_search", 4, 0.7] in rows and ["revisions", 4, 0.62] in rows
+
+
+def _yaml(directory: Path, options: dict) -> Path:
+    """A stage output's recorded options (``ttc_config.yaml``), as read_resolved_config reads them."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "ttc_config.yaml").write_text(yaml.safe_dump(options))
+    return directory
+
+
+def _verifier(
+    tmp_path: Path, name: str, kind: str, f1: float, auc: float, accuracy: dict
+) -> tuple[Path, Path]:
+    """A PRM checkpoint dir, its eval-prm output, a search with it and the select output of that."""
+    prm = _yaml(tmp_path / name / "prm", {"prm_kind": kind})
+    evaluation = tmp_path / name / "eval"
+    evaluation.mkdir()
+    (evaluation / "prm_eval.json").write_text(
+        json.dumps({"prm": str(prm), "processbench": {"f1": f1}, "step_roc_auc": auc})
+    )
+    search = _yaml(tmp_path / name / "search", {"prm": str(prm)})
+    select = _yaml(tmp_path / name / "select", {"search_dir": str(search)})
+    (select / "accuracy.json").write_text(json.dumps({"accuracy": {"all": accuracy}, "problems": {"all": 2}}))
+    return evaluation, select
+
+
+def test_report_puts_the_two_verifiers_side_by_side(tmp_path):
+    likelihood_eval, likelihood_select = _verifier(
+        tmp_path, "lik", "likelihood", 0.91234, 0.98, {**ACCURACY, "beam_search M=4": {"1": 0.3, "4": 0.7}}
+    )
+    token_eval, token_select = _verifier(
+        tmp_path, "tok", "token_classification", 0.5, 0.75,
+        {"best_of_n_weighted": {"1": 0.4, "4": 0.45}, "beam_search M=4": {"1": 0.2, "4": 0.35}, "majority": {"4": 0.5}},
+    )  # fmt: skip
+    # The headline is compute-optimal's: over the likelihood PRM's selections.
+    co = _yaml(tmp_path / "co", {"select_dirs": [str(likelihood_select)]})
+    (co / "compute_optimal.json").write_text(
+        json.dumps({"all": {"4": 0.72}, "efficiency_vs_best_of_n": 2.0, "efficiency_vs_best_of_n_with_difficulty_cost": 1.0})
+    )  # fmt: skip
+    out = tmp_path / "report"
+    run_stage(
+        "report",
+        ["--output_dir", str(out), "--prm_eval_dir", str(likelihood_eval), "--select_dirs", str(likelihood_select),
+         "--compare_prm_eval_dir", str(token_eval), "--compare_prm_select_dir", str(token_select),
+         "--compute_optimal_dir", str(co)],
+    )  # fmt: skip
+    verifiers = json.loads((out / "report.json").read_text())["verifiers"]
+    assert verifiers["headline"] == "likelihood"
+    likelihood, token = verifiers["by_prm"]["likelihood"], verifiers["by_prm"]["token_classification"]
+    assert (likelihood["first_error_f1"], likelihood["step_roc_auc"]) == (0.9123, 0.98)
+    assert likelihood["best_of_n_weighted"] == {"1": 0.4, "4": 0.6}
+    assert likelihood["beam_search"] == {"1": 0.3, "4": 0.7}
+    assert likelihood["drove_headline"] is True and token["drove_headline"] is False
+    assert (token["first_error_f1"], token["step_roc_auc"]) == (0.5, 0.75)
+    assert token["best_of_n_weighted"] == {"1": 0.4, "4": 0.45} and token["beam_search"] == {
+        "1": 0.2,
+        "4": 0.35,
+    }
+    markdown = (out / "report.md").read_text()
+    assert "| verifier | first-error F1 | step ROC-AUC | method | N=1 | N=4 |" in markdown
+    assert "| likelihood (*headline*) | 0.912 | 0.980 | best_of_n_weighted | 0.400 | 0.600 |" in markdown
+    assert "| | | | beam_search | 0.300 | 0.700 |" in markdown
+    assert "| token_classification | 0.500 | 0.750 | best_of_n_weighted | 0.400 | 0.450 |" in markdown
+
+    # Without a second PRM there is no verifiers table, and the one PRM is reported as before.
+    run_stage("report", ["--output_dir", str(tmp_path / "one"), "--prm_eval_dir", str(likelihood_eval)])
+    alone = json.loads((tmp_path / "one" / "report.json").read_text())
+    assert "verifiers" not in alone and alone["prm"]["first_error_f1"] == 0.9123
+    assert "Verifiers side by side" not in (tmp_path / "one" / "report.md").read_text()
+
+
+def test_report_counts_reused_candidates_once(tmp_path):
+    # Two searches whose best-of-N took their first candidates from one sample output: those tokens
+    # are the sample output's compute, not each search's again.
+    samples = _yaml(_samples(tmp_path / "candidates", [[True, False]], flops=2 * 10 * 30), {})
+    searches = []
+    for name in ("a", "b"):
+        search = tmp_path / name
+        prepare_output(search, "search", "test", 1, overwrite=False)
+        rows = [
+            {"problem_id": "p", "method": "best_of_n", "budget": 1, "num_tokens": [10], "reused_samples": 1},
+            {
+                "problem_id": "p",
+                "method": "best_of_n",
+                "budget": 2,
+                "num_tokens": [10, 20],
+                "reused_samples": 2,
+            },
+            {
+                "problem_id": "p",
+                "method": "beam_search",
+                "budget": 2,
+                "num_tokens": [7, 7],
+                "reused_samples": 0,
+            },
+        ]
+        write_shard(search, 0, rows)
+        (search / "stats.json").write_text(
+            json.dumps({"compute": {"total_flops": 2 * 10 * (30 + 14) + 99, "policy_parameters": 10}})
+        )
+        searches.append(_yaml(search, {"initial_samples_dir": str(samples)}))
+    out = tmp_path / "report"
+    run_stage("report", ["--output_dir", str(out), "--cost_dirs", str(samples), *map(str, searches)])
+    cost = json.loads((out / "report.json").read_text())["cost"]
+    assert cost["reused_by_stage"] == {str(s): 600 for s in searches}
+    assert cost["by_stage"] == {str(samples): 600, **{str(s): 2 * 10 * 14 + 99 for s in searches}}
+    assert cost["total_flops"] == 600 + 2 * (280 + 99)
+    # Without the sample output among the costs, each search is charged all of its candidates.
+    run_stage("report", ["--output_dir", str(out), "--cost_dirs", str(searches[0])])
+    assert json.loads((out / "report.json").read_text())["cost"]["by_stage"] == {str(searches[0]): 979}

@@ -142,7 +142,7 @@ def test_fit_drops_the_oldest_attempts_first_and_counts_them(char_tokenizer):
         "num_dropped_attempts": 4,
         "num_attempts_beyond_context": 1,  # row 3 holds 5 attempts; the format shows at most 4
     }
-    assert fitted.column_names == ["prompt", "completion"]
+    assert fitted.column_names == ["prompt", "completion", "copied_chars"]
     assert fitted["completion"] == [c] * 4
     # The most recent attempts survive, oldest first, and the prompt is still the reviser format.
     survivors = [attempts[2:4], attempts[:2], attempts[:1], attempts[3:5]]
@@ -205,6 +205,60 @@ def test_labels_mask_every_prompt_token_and_train_the_revision(tmp_path, random_
         )
         loss = trainer.compute_loss(model, dict(batch))
     assert loss.item() == pytest.approx(expected_loss.item(), rel=1e-4)
+
+
+def test_copied_tokens_weigh_copied_token_weight_in_the_training_loss(tmp_path, random_policy_dir):
+    """``--copied_token_weight``: the revision's tokens that repeat the most recent attempt's start
+    weigh w in the training loss (checked against the cross-entropy written out by hand, with the
+    common prefix counted in characters); the evaluation loss stays unweighted; a run trains."""
+    tokenizer = AutoTokenizer.from_pretrained(random_policy_dir)
+    model = AutoModelForCausalLM.from_pretrained(random_policy_dir)
+    rows = _rows(3, per_problem=1)
+    # Row 1's last attempt repeats the completion up to its last step; row 0 has no attempt.
+    completion = rows["completion"][1]
+    rows["previous_attempts"][1] = [_wrong(rows["question"][1], 2), completion[:-3] + "999"]
+    rows["num_previous"][1] = 2
+    rows["prompt"][1] = format_reviser_prompt(rows["question"][1], rows["previous_attempts"][1], TEMPLATE)
+    copied = [
+        0,
+        len(completion) - 3,
+        len(os.path.commonprefix([rows["previous_attempts"][2][-1], rows["completion"][2]])),
+    ]
+    assert rows["previous_attempts"][0] == [] and copied[1] > 10
+    fitted, _ = fit_trajectories(datasets.Dataset.from_dict(rows), tokenizer, 512, TEMPLATE)
+    assert fitted["copied_chars"] == copied
+    weight = 0.25
+    tokenized = tokenize_trajectories(fitted, tokenizer, copied_token_weight=weight)
+    for feature, prompt, chars in zip(tokenized, fitted["prompt"], copied):
+        n_prompt, n = 1 + len(prompt), len(feature["input_ids"])  # <s> + one token per character
+        assert feature["loss_weights"] == [0.0] * n_prompt + [weight] * chars + [1.0] * (n - n_prompt - chars)
+    assert "loss_weights" not in tokenize_trajectories(fitted, tokenizer).column_names  # w = 1: TRL's loss
+
+    config = trainer_config(RevisionConfig, tmp_path / "out", random_policy_dir, tmp_path / "unused",
+                            max_length=512, copied_token_weight=weight)  # fmt: skip
+    trainer = RevisionTrainer(model=model, args=config, train_dataset=tokenized, processing_class=tokenizer)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(3)])
+    assert batch["loss_weights"].shape == batch["input_ids"].shape
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        per_token = torch.nn.functional.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.shape[-1]).float(), batch["labels"][:, 1:].reshape(-1),
+            ignore_index=IGNORE, reduction="none",
+        ).view(batch["labels"][:, 1:].shape)  # fmt: skip
+        mask = batch["labels"][:, 1:] != IGNORE
+        weighted = (per_token * batch["loss_weights"][:, 1:]).sum() / mask.sum()
+        plain = per_token[mask].mean()
+        model.train()
+        assert trainer.compute_loss(model, dict(batch)).item() == pytest.approx(weighted.item(), rel=1e-4)
+        model.eval()
+        assert trainer.compute_loss(model, dict(batch)).item() == pytest.approx(plain.item(), rel=1e-4)
+    assert weighted < plain  # the copied tokens did weigh less
+
+    # End to end: the column survives TRL's preparation and the dataloader, and the run trains.
+    data = write_rows(rows, tmp_path / "data" / "revisions.parquet")
+    log = train_reviser(trainer_config(RevisionConfig, tmp_path / "run", random_policy_dir, data,
+                                       max_length=512, copied_token_weight=weight))  # fmt: skip
+    assert math.isfinite(log["train_loss"]) and log["global_steps"] == 2
 
 
 # --- 3. a real training run ----------------------------------------------------------------------

@@ -218,3 +218,116 @@ def test_sigkill_mid_stage_then_rerun_and_merge_of_workers_give_the_uninterrupte
     run_stage("merge", ["--inputs", *map(str, nodes), "--output_dir", str(merged)])
     assert shard_bytes(merged) == shard_bytes(whole)
     assert (merged / "stats.json").read_bytes() == (whole / "stats.json").read_bytes()
+
+
+def test_progressive_order_puts_every_attempt_by_decreasing_edit_distance():
+    rng = random.Random(5)
+    for case in range(30):
+        target = random_solution(rng)
+        wrong = list(dict.fromkeys(random_solution(rng) for _ in range(8)))
+        for completion, attempts, distance in problem_trajectories(
+            f"c{case}", [target] * 5, wrong, max_previous=4, seed=case, attempt_order="progressive"
+        ):
+            distances = [levenshtein(a, completion) for a in attempts]
+            assert distances == sorted(distances, reverse=True)
+            if attempts:  # the closest is still last, with its distance
+                assert distances[-1] == min(levenshtein(w, target) for w in wrong) == distance
+    # Off, the paper's draws are exactly what they were (the option costs no extra random draw).
+    same = problem_trajectories("x", ["12"] * 9, ["10", "19", "2", "5"], 4, seed=3)
+    assert same == problem_trajectories(
+        "x", ["12"] * 9, ["10", "19", "2", "5"], 4, seed=3, attempt_order="closest_last"
+    )
+
+
+def test_correct_context_fraction_ends_that_share_of_trajectories_on_a_correct_attempt():
+    rng = random.Random(6)
+    right = [random_solution(rng) for _ in range(2)] * 200
+    wrong = list(dict.fromkeys(random_solution(rng) for _ in range(6)))
+    base = problem_trajectories("p", right, wrong, max_previous=4, seed=0)
+    mixed = problem_trajectories("p", right, wrong, max_previous=4, seed=0, correct_context_fraction=0.5)
+    with_attempts = [t for t in mixed if t[1]]
+    kept = [t for t in with_attempts if t[1][-1] in right]
+    # k > 0 is drawn in 4 of 5 trajectories; half of those end on a correct attempt (binomial, n ~ 320).
+    assert len(with_attempts) == sum(1 for t in base if t[1])
+    assert 0.4 < len(kept) / len(with_attempts) < 0.6
+    for completion, attempts, distance in kept:
+        assert completion in right and all(a in wrong for a in attempts[:-1])
+        assert distance == levenshtein(attempts[-1], completion)
+    # The other trajectories are the paper's: incorrect attempts only, the closest last.
+    for completion, attempts, _ in with_attempts:
+        if attempts[-1] not in right:
+            assert all(a in wrong for a in attempts)
+            assert levenshtein(attempts[-1], completion) == min(levenshtein(w, completion) for w in wrong)
+    # A problem with no incorrect solution still teaches keeping a correct one.
+    easy = problem_trajectories("e", right[:40], [], max_previous=4, seed=1, correct_context_fraction=1.0)
+    assert any(attempts == [attempts[0]] and attempts[0] in right for _, attempts, _ in easy)
+    assert all(len(attempts) <= 1 for _, attempts, _ in easy)
+
+
+def test_chain_trajectories_are_the_correct_attempts_with_what_the_reviser_saw():
+    from ttcompute.data_gen.trajectories import chain_trajectories
+
+    chain = [("a", False), ("b", False), ("c", True), ("c", True), ("d", False), ("e", True)]
+    # Brute force: every correct attempt t, its context the (at most) 2 attempts before it.
+    expected = [(text, [x for x, _ in chain[max(0, t - 2) : t]]) for t, (text, ok) in enumerate(chain) if ok]
+    assert chain_trajectories(chain, max_previous=2) == expected
+    assert chain_trajectories([("x", True)], max_previous=4) == [("x", [])]
+    assert chain_trajectories([("", True), ("y", False)], max_previous=4) == []
+
+
+def test_revisions_from_a_searchs_chains(samples_dir, tmp_path):
+    """``--chains_dir``: trajectories from a ``ttc search`` output's revision chains (nested budgets
+    counted once), refused when the chains were prompted under another contract."""
+    from ttcompute.core.prompts import DEFAULT_CONTRACT, PromptContract
+
+    def search_output(path, contract):
+        prepare_output(path, "search", "h", 1, overwrite=False, info={"prompt_contract": contract.to_dict()})
+        texts = ["1 + 1 = 3", "1 + 1 = 2", "1 + 1 = 2", "1 + 1 = 4"]
+        full = {"problem_id": "p0", "question": "Start at 1. Add 1.", "gold_answer": "2", "method": "revisions",
+                "budget": 4, "chain_length": 2, "completions": texts, "correct": [False, True, True, False],
+                "subtrees": [0, 0, 1, 1], "positions": [0, 1, 0, 1]}  # fmt: skip
+        nested = {
+            **full,
+            "budget": 2,
+            **{k: full[k][:2] for k in ("completions", "correct", "subtrees", "positions")},
+        }
+        other = {**full, "method": "best_of_n", "completions": ["x"], "correct": [True], "subtrees": [0],
+                 "positions": [0]}  # fmt: skip
+        write_shard(path, 0, [nested, full, other])
+
+    chains = tmp_path / "search"
+    search_output(chains, DEFAULT_CONTRACT)
+    out = tmp_path / "restem"
+    stats = run_stage("revisions", ["--samples_dir", str(samples_dir), "--chains_dir", str(chains),
+                                    "--output_dir", str(out)])  # fmt: skip
+    rows = [dict(r) for r in load_sharded(out)]
+    # Chain 0: the correct 2nd attempt after the wrong 1st; chain 1: its correct 1st attempt, alone.
+    assert [(r["completion"], r["previous_attempts"]) for r in rows] == [
+        ("1 + 1 = 2", ["1 + 1 = 3"]),
+        ("1 + 1 = 2", []),
+    ]
+    assert rows[0]["prompt"] == format_reviser_prompt("Start at 1. Add 1.", ["1 + 1 = 3"])
+    assert rows[0]["edit_distance"] == 1 and rows[1]["edit_distance"] == -1
+    assert stats["num_trajectories"] == 2 and stats["num_problems"] == 1
+    assert stats["problems_without_correct_sample"] == 0
+
+    recorded = tmp_path / "samples_recorded"  # samples that record their contract
+    prepare_output(
+        recorded, "sample", "h", 1, overwrite=False, info={"prompt_contract": DEFAULT_CONTRACT.to_dict()}
+    )
+    write_shard(recorded, 0, [dict(r) for r in load_sharded(samples_dir)])
+    other = tmp_path / "search_other_prompt"
+    search_output(other, PromptContract(prompt_template="Q: {question}\n"))
+    with pytest.raises(InputError, match="different prompts"):
+        run_stage("revisions", ["--samples_dir", str(recorded), "--chains_dir", str(other),
+                                "--output_dir", str(tmp_path / "bad")])  # fmt: skip
+    with pytest.raises(InputError, match="no revisions rows"):
+        empty = tmp_path / "search_empty"
+        prepare_output(
+            empty, "search", "h", 1, overwrite=False, info={"prompt_contract": DEFAULT_CONTRACT.to_dict()}
+        )
+        write_shard(empty, 0, [{"problem_id": "p", "question": "q", "method": "best_of_n", "completions": ["x"],
+                                "correct": [True], "subtrees": [0], "positions": [0], "chain_length": 0,
+                                "budget": 1}])  # fmt: skip
+        run_stage("revisions", ["--samples_dir", str(samples_dir), "--chains_dir", str(empty),
+                                "--output_dir", str(tmp_path / "bad2")])  # fmt: skip

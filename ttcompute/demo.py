@@ -1,8 +1,9 @@
 """``ttc demo``: the whole pipeline on the built-in arithmetic task, on a CPU laptop.
 
 Policies (shipped checkpoints, or ``--retrain``) -> samples of the evaluation problems and their
-oracle difficulty -> MC step labels -> a PRM -> revision trajectories -> a reviser -> search (best-of-N,
-beam search, revision chains; lookahead and DVTS on request) at budgets up to 64 -> selection ->
+oracle difficulty -> MC step labels -> two PRMs on them (the likelihood PRM, which drives the search, and
+the paper's token-classification PRM, searched with beside it) -> revision trajectories -> a reviser ->
+search (best-of-N, beam search, revision chains; lookahead and DVTS on request) at budgets up to 64 -> selection ->
 difficulty predictors -> compute-optimal selection -> the large policy greedy -> FLOPs-matched comparison ->
 ``report.md``. Every stage is a ``ttc`` stage writing under ``output_dir``: sampling, labelling and
 search resume shard by shard, trained models are reused once their ``training_log.json`` exists, and
@@ -25,6 +26,15 @@ from ttcompute.demo_config import DemoConfig
 logger = logging.getLogger(__name__)
 
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
+TOKEN_PRM_LOG = "prm/prm_token/training_log.json"
+
+
+def reviser_dir(config: DemoConfig) -> str:
+    """The reviser the demo searches with: the paper's one round, or the ReST^EM round trained on
+    the first one's own chains (``reviser_rounds: 2``)."""
+    return "reviser/reviser_restem" if config.reviser_rounds == 2 else "reviser/reviser"
+
+
 DEMO_CONFIGS = ("configs/sample.yaml", "configs/label.yaml", "configs/prm.yaml", "configs/revisions.yaml",
                 "configs/reviser.yaml", "configs/search.yaml")  # fmt: skip
 
@@ -103,7 +113,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     if config.trained_from:
         for done in (
             "prm/prm/training_log.json",
-            "reviser/reviser/training_log.json",
+            f"{reviser_dir(config)}/training_log.json",
             "prm/eval/prm_eval.json",
         ):
             if not (Path(config.trained_from) / done).is_file():
@@ -113,35 +123,60 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         logger.info("Using the PRM and reviser of %s", config.trained_from)
     else:
         _train_verifier_and_reviser(s, config, small, sample)
+    # The paper's PRM, on the same labels. A --trained_from demo from before it has none: it is
+    # trained here on that demo's labels (a minute) rather than refusing the demo.
+    token_prm = t if (t.out / TOKEN_PRM_LOG).is_file() else s
+    if token_prm is s:
+        if config.trained_from:
+            logger.info("%s has no token-classification PRM: training one here on its labels", t.out)
+        _train_token_prm(s, t, config, small)
 
     # 4. Difficulty without ground truth. question: a probe on the policy's hidden states of the
     # prompt, trained on the reviser data's problems (64 samples each: their pass@1 is precise),
     # before any sample of the evaluation problems; prm: the PRM's mean score of the 16 samples;
-    # prm_probe: of 4 samples drawn for it -- which best-of-N then reuses as its first candidates.
+    # prm_probe: of 4 samples, the first of best-of-N's candidates (drawn once, below).
     oracle = ["--oracle_dir", s.dir("difficulty")]
     s.run("difficulty", "--samples_dir", s.dir("samples"), "--predictor", "question", "--probe_train_samples_dir",
           t.dir("reviser/train_samples"), "--output_dir", s.dir("difficulty_question"),
           step="difficulty: question")  # fmt: skip
     s.run("difficulty", "--samples_dir", s.dir("samples"), "--predictor", "prm", "--prm", t.dir("prm/prm"),
           "--output_dir", s.dir("difficulty_prm"), step="difficulty: prm")  # fmt: skip
+    # Best-of-N's candidates are the same whichever PRM ranks them, so they are drawn once, here, for
+    # both searches; prm_probe reads only the first 4 and is charged for those (compute-optimal
+    # charges what the search did not reuse of them).
     probe_samples = min(4, config.num_samples)
-    s.run("sample", *sample, *evaluation, "--num_samples", probe_samples, "--seed", config.seed + 1,
-          "--output_dir", s.dir("probe_samples"), step="sample: prm_probe")  # fmt: skip
+    candidates = max(probe_samples, max_budget)
+    s.run("sample", *sample, *evaluation, "--num_samples", candidates, "--seed", config.seed + 1,
+          "--output_dir", s.dir("probe_samples"), step="sample: best-of-N (prm_probe: first 4)")  # fmt: skip
     s.run("difficulty", "--samples_dir", s.dir("probe_samples"), "--predictor", "prm_probe", "--prm",
           t.dir("prm/prm"), "--probe_samples", probe_samples, *oracle, "--output_dir", s.dir("difficulty_probe"),
           step="difficulty: prm_probe")  # fmt: skip
 
     # 5. Search on the evaluation problems, every method under the same budgets; selection per bin.
     methods = config.methods
+    reuse = [
+        "--initial_samples_dir",
+        s.dir("probe_samples"),
+        "--initial_samples",
+        min(candidates, max_budget),
+    ]
     lengths = [length for length in config.revision_lengths if length <= max_budget]
     s.run("search", "--config", "configs/search.yaml", "--model_name_or_path", small, *evaluation, "--prm",
-          t.dir("prm/prm"), "--reviser", t.dir("reviser/reviser"), "--methods", *methods, "--budgets", *budgets,
+          t.dir("prm/prm"), "--reviser", t.dir(reviser_dir(config)), "--methods", *methods, "--budgets", *budgets,
           "--beam_widths", "4", "--revision_lengths", *lengths, "--seed", config.seed,
-          "--initial_samples_dir", s.dir("probe_samples"), "--initial_samples", min(probe_samples, max_budget),
-          "--problems_per_shard", config.problems_per_shard,
-          "--output_dir", s.dir("search"))  # fmt: skip
+          *reuse, "--problems_per_shard", config.problems_per_shard, "--output_dir", s.dir("search"))  # fmt: skip
     s.run("select", "--search_dir", s.dir("search"), "--difficulty_dir", s.dir("difficulty"),
           "--output_dir", s.dir("select"))  # fmt: skip
+    # The token-classification PRM on the same problems and budgets: best-of-N scores the same
+    # candidates (no generation of its own), beam search is its own (the PRM steers it).
+    token_methods = [m for m in config.token_prm_methods if m in methods]
+    if token_methods:
+        s.run("search", "--config", "configs/search.yaml", "--model_name_or_path", small, *evaluation, "--prm",
+              token_prm.dir("prm/prm_token"), "--methods", *token_methods, "--budgets", *budgets, "--beam_widths",
+              "4", "--seed", config.seed, *(reuse if "best_of_n" in token_methods else []), "--problems_per_shard",
+              config.problems_per_shard, "--output_dir", s.dir("search_token"), step="search: token PRM")  # fmt: skip
+        s.run("select", "--search_dir", s.dir("search_token"), "--difficulty_dir", s.dir("difficulty"),
+              "--output_dir", s.dir("select_token"), step="select: token PRM")  # fmt: skip
     predicted = {"question": "difficulty_question", "prm": "difficulty_prm", "prm_probe": "difficulty_probe"}
     s.run("compute-optimal", "--select_dirs", s.dir("select"), "--difficulty_dir", s.dir("difficulty"),
           "--output_dir", s.dir("compute_optimal"), step="compute-optimal")  # fmt: skip
@@ -159,13 +194,18 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         "prm/prm",
         "reviser/train_samples",
         "reviser/reviser",
+        *(["reviser/train_chains", reviser_dir(config)] if config.reviser_rounds == 2 else []),
     ]
     cost_dirs = [s.dir(d) for d in ("samples", "search", "probe_samples", "difficulty_probe", "difficulty_prm",
-                                     "difficulty_question", "large_greedy")] + [t.dir(d) for d in trained_dirs]  # fmt: skip
+                                     "difficulty_question", "large_greedy")]  # fmt: skip
+    cost_dirs += [t.dir(d) for d in trained_dirs] + [token_prm.dir("prm/prm_token")]
+    token_search = ["--compare_prm_select_dir", s.dir("select_token")] if token_methods else []
+    cost_dirs += [s.dir("search_token")] if token_methods else []
     report = s.run(
         "report", "--output_dir", s.dir("report"), "--policy_small", small, "--policy_large", large,
         "--small_samples_dir", s.dir("samples"), "--large_samples_dir", s.dir("large_greedy"),
         "--prm_eval_dir", t.dir("prm/eval"), "--select_dirs", s.dir("select"),
+        "--compare_prm_eval_dir", token_prm.dir("prm/eval_token"), *token_search,
         "--compute_optimal_dir", s.dir("compute_optimal"),
         "--compute_optimal_predicted_dirs", *[s.dir(f"compute_optimal_{p}") for p in predicted],
         "--flops_matched_dir", s.dir("flops_matched"), "--cost_dirs", *cost_dirs,
@@ -213,6 +253,37 @@ def _train_verifier_and_reviser(s: _Stages, config: DemoConfig, small: Path, sam
     s.run("train-reviser", "--config", "configs/reviser.yaml", "--model_name_or_path", small, "--dataset_name",
           s.dir("reviser/trajectories"), "--num_train_epochs", 1, "--output_dir", s.dir("reviser/reviser"),
           "--disable_tqdm", "true", done_if="reviser/reviser/training_log.json")  # fmt: skip
+    if config.reviser_rounds == 2:
+        # ReST^EM: the first reviser's own chains on its training problems (4 chains of 8), every
+        # correct attempt with what the reviser saw before it, added to the paper's trajectories;
+        # trained from the policy again (bench/reviser_options.py measured it against the others).
+        s.run("search", "--config", "configs/search.yaml", "--model_name_or_path", small, "--methods", "revisions",
+              "--reviser", s.dir("reviser/reviser"), "--budgets", 4 if fast else 32, "--revision_lengths",
+              2 if fast else 8, "--num_problems",
+              config.reviser_problems, "--problem_seed", 12000, "--seed", config.seed, "--problems_per_shard",
+              config.problems_per_shard, "--output_dir", s.dir("reviser/train_chains"),
+              step="search: reviser's own chains")  # fmt: skip
+        s.run("revisions", "--config", "configs/revisions.yaml", "--samples_dir", s.dir("reviser/train_samples"),
+              "--chains_dir", s.dir("reviser/train_chains"), "--output_dir", s.dir("reviser/trajectories_restem"),
+              step="revisions: own chains")  # fmt: skip
+        s.run("train-reviser", "--config", "configs/reviser.yaml", "--model_name_or_path", small, "--dataset_name",
+              f"{s.dir('reviser/trajectories')},{s.dir('reviser/trajectories_restem')}", "--num_train_epochs", 1,
+              "--output_dir", s.dir("reviser/reviser_restem"), "--disable_tqdm", "true",
+              done_if="reviser/reviser_restem/training_log.json", step="train-reviser: ReST^EM")  # fmt: skip
+
+
+def _train_token_prm(s: _Stages, labels: _Stages, config: DemoConfig, small: Path) -> None:
+    """The token-classification PRM (``configs/prm.yaml``, the paper's) on the MC labels of ``labels``
+    and its evaluation exactly as the likelihood PRM's: the same held-out labels and calibration."""
+    schedule = ["--max_steps", config.token_prm_max_steps]
+    if config.token_prm_learning_rate is not None:
+        schedule += ["--learning_rate", config.token_prm_learning_rate]
+    s.run("train-prm", "--config", "configs/prm.yaml", "--model_name_or_path", small, "--dataset_name",
+          labels.dir("prm/train_labels"), *schedule, "--disable_tqdm", "true", "--output_dir",
+          s.dir("prm/prm_token"), done_if=TOKEN_PRM_LOG, step="train-prm: token classification")  # fmt: skip
+    s.run("eval-prm", "--prm", s.dir("prm/prm_token"), "--dataset", labels.dir("prm/heldout_labels"), "--gold",
+          "checker", "--calibration_dataset", labels.dir("prm/train_labels"), "--output_dir",
+          s.dir("prm/eval_token"), step="eval-prm: token classification")  # fmt: skip
 
 
 def _print_headline(report: dict[str, Any], out: Path) -> None:
@@ -225,7 +296,17 @@ def _print_headline(report: dict[str, Any], out: Path) -> None:
         f"({policy.get('small', {}).get('params')} params); large greedy {policy.get('large', {}).get('pass_at_1')} "
         f"({policy.get('large', {}).get('params')} params)"
     )
-    if "prm" in report:
+    verifiers = report.get("verifiers", {})
+    for name, entry in verifiers.get("by_prm", {}).items():
+        curves = [(label, entry.get(family) or {}) for label, family in (("best-of-N weighted", "best_of_n_weighted"),
+                                                                          ("beam", "beam_search"))]  # fmt: skip
+        top = "; ".join(f"{label} N={max(c, key=int)}: {c[max(c, key=int)]:.2f}" for label, c in curves if c)
+        print(
+            f"PRM {name}{' (headline)' if entry.get('drove_headline') else ''}: first-error F1 "
+            f"{entry.get('first_error_f1')}, step AUC {entry.get('step_roc_auc')}"
+            + (f"; {top}" if top else "")
+        )
+    if "prm" in report and not verifiers:
         print(f"PRM:      first-error F1 {report['prm']['first_error_f1']}")
     if "reviser" in report:
         print(f"reviser:  pass@1 by revision step {report['reviser']['pass_at_1_by_step'][:5]}")

@@ -28,11 +28,25 @@ class DemoConfig:
         problems_per_shard: Search problems per shard: the unit of batching (a tiny policy on a CPU
             spends most of a step on per-call overhead, so larger batches are faster) and resumption.
         prm_problems / reviser_problems / reviser_samples: Training data of the PRM and the reviser.
+        reviser_rounds: 1 trains the paper's reviser; 2 then runs it on its training problems (4
+            chains of 8) and trains a second one from the policy on the paper's trajectories plus every
+            correct attempt of those chains with its context (ReST^EM; ``ttc revisions --chains_dir``).
+            bench/reviser_options.py measured 2 the best option; it costs ~8 more minutes.
+        token_prm_max_steps / token_prm_learning_rate: The schedule of the token-classification PRM
+            (the paper's: ``configs/prm.yaml``, trained on the likelihood PRM's MC labels and reported
+            beside it). ``max_steps`` -1 keeps the recipe's epochs; the learning rate defaults to the
+            recipe's. 400 steps (~9 epochs of the 192 problems' labels) take ~45 s on 2 CPU cores.
+        token_prm_methods: The searches run with the token-classification PRM (beside the likelihood
+            PRM's): ``best_of_n`` ranks the main search's candidates (no generation of its own, ~5 s
+            per 100 problems), ``beam_search`` is its own search (about as long as the main one's,
+            ~55 s per 100 problems); ``[]`` runs neither.
         seed: Sampling seed.
         report_to: ``none`` or ``wandb`` (the report's tables and plots).
-        trained_from: A finished demo output whose PRM and reviser (and their evaluation) this run
+        trained_from: A finished demo output whose PRMs and reviser (and their evaluation) this run
             uses instead of training its own: they never saw the evaluation problems, so another
             draw of those (``--problem_seed``) costs only its evaluation (bench/headline_spread.py).
+            One from before the token-classification PRM gets that PRM trained (and evaluated) in
+            this run's ``output_dir`` on its labels.
     """
 
     output_dir: str = field(default="runs/demo", metadata={"help": "output directory (cached, resumable)"})
@@ -63,6 +77,20 @@ class DemoConfig:
         default=800, metadata={"help": "problems sampled for revision trajectories"}
     )
     reviser_samples: int = field(default=64, metadata={"help": "samples per reviser training problem"})
+    token_prm_max_steps: int = field(
+        default=400, metadata={"help": "token-classification PRM steps (-1: configs/prm.yaml's epochs)"}
+    )
+    token_prm_learning_rate: float | None = field(
+        default=None,
+        metadata={"help": "token-classification PRM learning rate (default: configs/prm.yaml's)"},
+    )
+    token_prm_methods: list[str] = field(
+        default_factory=lambda: ["best_of_n", "beam_search"],
+        metadata={"help": "searches with the token-classification PRM (best_of_n, beam_search)"},
+    )
+    reviser_rounds: int = field(
+        default=1, metadata={"help": "1: the paper's reviser; 2: + a ReST^EM round on its own chains"}
+    )
     seed: int = field(default=0, metadata={"help": "sampling seed"})
     report_to: str = field(default="none", metadata={"help": "none | wandb"})
     trained_from: str | None = field(
@@ -79,5 +107,15 @@ class DemoConfig:
             self.prm_problems = min(self.prm_problems, 24)
             self.reviser_problems = min(self.reviser_problems, 48)
             self.reviser_samples = min(self.reviser_samples, 16)
+            self.token_prm_max_steps = (
+                min(self.token_prm_max_steps, 20) if self.token_prm_max_steps > 0 else 20
+            )
+        if self.reviser_rounds not in (1, 2):
+            raise ValueError(f"reviser_rounds must be 1 or 2, got {self.reviser_rounds}")
         if not self.budgets or any(b < 1 for b in self.budgets):
             raise ValueError(f"budgets must be positive, got {self.budgets}")
+        unknown = [m for m in self.token_prm_methods if m not in ("best_of_n", "beam_search")]
+        if unknown:
+            raise ValueError(f"token_prm_methods: best_of_n and/or beam_search, got {unknown}")
+        if self.token_prm_max_steps == 0 or self.token_prm_max_steps < -1:
+            raise ValueError(f"token_prm_max_steps must be positive or -1, got {self.token_prm_max_steps}")

@@ -29,7 +29,7 @@ import logging
 import random
 import zlib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -38,12 +38,12 @@ from rapidfuzz.process import cdist
 from transformers import PreTrainedTokenizerFast
 
 from ttcompute.core.errors import InputError
-from ttcompute.core.outputs import length_mismatches, malformed_rows
+from ttcompute.core.outputs import distinct_revision_rows, length_mismatches, malformed_rows
 from ttcompute.core.prompts import DEFAULT_CONTRACT, PromptContract
 from ttcompute.core.sharded_stage import is_complete, run_sharded_stage
 from ttcompute.core.shards import ShardReader, parse_shard_spec, read_manifest, read_resolved_config
 from ttcompute.core.tracking import push_dataset
-from ttcompute.data_gen.trajectories_config import TrajectoryConfig
+from ttcompute.data_gen.trajectories_config import ATTEMPT_ORDERS, TrajectoryConfig
 from ttcompute.models.generation import render_turn
 from ttcompute.models.reviser import FORMAT_VERSION, format_reviser_prompt
 from ttcompute.models.weights import load_error
@@ -51,6 +51,16 @@ from ttcompute.models.weights import load_error
 logger = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("problem_id", "question", "completions", "correct")
+CHAIN_COLUMNS = (
+    "problem_id",
+    "question",
+    "method",
+    "completions",
+    "correct",
+    "subtrees",
+    "positions",
+    "chain_length",
+)
 TRAJECTORY_SCHEMA = pa.schema(
     [
         ("problem_id", pa.string()),
@@ -71,29 +81,62 @@ def problem_trajectories(
     incorrect_solutions: list[str],
     max_previous: int,
     seed: int,
+    *,
+    attempt_order: str = "closest_last",
+    correct_context_fraction: float = 0.0,
 ) -> list[tuple[str, list[str], int]]:
     """``(completion, previous attempts oldest first, edit distance)`` per correct solution.
 
     ``correct_solutions`` may repeat a text (one trajectory each); ``incorrect_solutions`` should be
     distinct. Draws come from a generator seeded by ``seed`` and ``problem_id`` only.
+
+    ``attempt_order``: ``closest_last`` (the paper's: the incorrect attempt closest to the completion
+    last, the others in random order) or ``progressive`` (every attempt in order of decreasing edit
+    distance, so each reads as a step closer to the completion). ``correct_context_fraction``: the
+    share of trajectories with attempts whose most recent attempt is a *correct* solution (drawn from
+    the problem's correct ones), preceded by k - 1 incorrect ones; the completion is then a correct
+    solution too. The edit distance is that of the most recent attempt.
+
+    >>> problem_trajectories("p", ["1234"], ["1235", "9999", "1299"], 3, seed=2, attempt_order="progressive")
+    [('1234', ['9999', '1299', '1235'], 1)]
     """
+    if attempt_order not in ATTEMPT_ORDERS:
+        raise ValueError(f"attempt_order must be one of {ATTEMPT_ORDERS}, got {attempt_order!r}")
     rng = random.Random(zlib.crc32(f"{seed}:{problem_id}".encode()))
-    ks = [min(rng.randint(0, max_previous), len(incorrect_solutions)) for _ in correct_solutions]
+    drawn = [rng.randint(0, max_previous) for _ in correct_solutions]
+    ks = [min(k, len(incorrect_solutions)) for k in drawn]
     distinct = list(dict.fromkeys(correct_solutions))
+    keep = [False] * len(correct_solutions)
+    if correct_context_fraction > 0:
+        # Drawn after the ks, so that the other trajectories of a seed do not change with the option.
+        keep = [k > 0 and rng.random() < correct_context_fraction for k in drawn]
+        ks = [min(d, len(incorrect_solutions) + 1) if kept else min(d, len(incorrect_solutions))
+              for d, kept in zip(drawn, keep)]  # fmt: skip
     row_of = {text: row for row, text in enumerate(distinct)}
     distances = None
     if incorrect_solutions and any(ks):
         # One C++ call for the whole (distinct) correct x incorrect matrix of the problem.
         distances = cdist(distinct, incorrect_solutions, scorer=Levenshtein.distance, workers=1)
     out = []
-    for completion, k in zip(correct_solutions, ks):
+    for completion, k, kept in zip(correct_solutions, ks, keep):
         if k == 0:
             out.append((completion, [], -1))
             continue
         row = row_of[completion]
+        if kept:
+            last = rng.choice(distinct)
+            chosen = rng.sample(range(len(incorrect_solutions)), k - 1)
+            if attempt_order == "progressive":
+                chosen.sort(key=lambda i: -int(distances[row][i]))
+            attempts = [incorrect_solutions[i] for i in chosen] + [last]
+            out.append((completion, attempts, Levenshtein.distance(last, completion)))
+            continue
         closest = int(distances[row].argmin())
         others = [i for i in range(len(incorrect_solutions)) if i != closest]
         chosen = rng.sample(others, k - 1)
+        if attempt_order == "progressive":
+            # Stable sort: ties keep their random order; the closest stays last.
+            chosen.sort(key=lambda i: -int(distances[row][i]))
         attempts = [incorrect_solutions[i] for i in chosen] + [incorrect_solutions[closest]]
         out.append((completion, attempts, int(distances[row][closest])))
     return out
@@ -123,7 +166,13 @@ def trajectory_rows(
     for sample in sample_rows:
         right, wrong, _, _ = split_solutions(sample)
         for completion, attempts, distance in problem_trajectories(
-            sample["problem_id"], right, wrong, config.max_previous, config.seed
+            sample["problem_id"],
+            right,
+            wrong,
+            config.max_previous,
+            config.seed,
+            attempt_order=config.attempt_order,
+            correct_context_fraction=config.correct_context_fraction,
         ):
             rows.append(
                 {
@@ -140,6 +189,73 @@ def trajectory_rows(
     return rows
 
 
+def chain_trajectories(chain: Sequence[tuple[str, bool]], max_previous: int) -> list[tuple[str, list[str]]]:
+    """``(completion, previous attempts oldest first)`` for every correct attempt of one revision chain
+    (its attempts in order): the chain's ``max_previous`` attempts before it are its context, exactly
+    what the reviser saw when it wrote it (repeats included). ReST^EM's filter with a 0/1 reward.
+
+    >>> chain_trajectories([("a", False), ("b", True), ("b", True)], max_previous=1)
+    [('b', ['a']), ('b', ['b'])]
+    """
+    out = []
+    for t, (text, correct) in enumerate(chain):
+        if correct and text.strip():
+            out.append((text, [attempt for attempt, _ in chain[max(0, t - max_previous) : t]]))
+    return out
+
+
+def read_chains(chains_dir: str) -> list[dict[str, Any]]:
+    """Per problem of a ``ttc search`` output with ``revisions`` rows (in problem order): its question,
+    gold answer and chains (each attempt's ``(text, correct)`` in order), each attempt once."""
+    reader = ShardReader(chains_dir)
+    missing = [c for c in CHAIN_COLUMNS if c not in reader.column_names]
+    if missing:
+        raise InputError(f"{chains_dir}: missing column(s) {missing} (not a ttc search output?)")
+    columns = [*CHAIN_COLUMNS, "budget", *(["gold_answer"] if "gold_answer" in reader.column_names else [])]
+    rows = distinct_revision_rows(list(reader.iter_rows(0, len(reader), columns)))
+    if not rows:
+        raise InputError(f"{chains_dir}: no revisions rows (run ttc search --methods revisions)")
+    problems: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        problem = problems.setdefault(
+            row["problem_id"],
+            {"problem_id": row["problem_id"], "question": row["question"], "gold_answer": row.get("gold_answer"),
+             "chains": {}},
+        )  # fmt: skip
+        key = len(problem["chains"])
+        chains: dict[int, list[tuple[int, str, bool]]] = {}
+        for text, correct, chain, position in zip(
+            row["completions"], row["correct"], row["subtrees"], row["positions"]
+        ):
+            chains.setdefault(chain, []).append((position, text, bool(correct)))
+        for offset, attempts in enumerate(chains.values()):
+            problem["chains"][key + offset] = [(text, correct) for _, text, correct in sorted(attempts)]
+    return list(problems.values())
+
+
+def chain_trajectory_rows(
+    problems: Iterable[dict[str, Any]], config: TrajectoryConfig, contract: PromptContract, tokenizer=None
+) -> list[dict]:
+    """The trajectory rows of some problems' revision chains (:func:`read_chains`)."""
+    rows = []
+    for problem in problems:
+        for chain in problem["chains"].values():
+            for completion, attempts in chain_trajectories(chain, config.max_previous):
+                rows.append(
+                    {
+                        "problem_id": problem["problem_id"],
+                        "question": problem["question"],
+                        "gold_answer": problem["gold_answer"],
+                        "prompt": format_reviser_prompt(problem["question"], attempts, contract, tokenizer),
+                        "completion": completion,
+                        "num_previous": len(attempts),
+                        "previous_attempts": attempts,
+                        "edit_distance": Levenshtein.distance(attempts[-1], completion) if attempts else -1,
+                    }
+                )
+    return rows
+
+
 def run_revisions(config: TrajectoryConfig) -> dict[str, Any]:
     """The ``ttc revisions`` stage: build every unfinished shard of this worker, then write stats."""
     parse_shard_spec(config.shard)  # a malformed --shard fails before anything is read
@@ -149,15 +265,27 @@ def run_revisions(config: TrajectoryConfig) -> dict[str, Any]:
         raise InputError(f"{config.samples_dir}: missing column(s) {missing} (not ttc sample output?)")
     if len(samples) == 0:
         raise InputError(f"{config.samples_dir}: no problems")
-    malformed = malformed_rows(samples, ["completions", "correct"], config.strict)
-    columns = [c for c in (*REQUIRED_COLUMNS, "gold_answer") if c in samples.column_names]
     contract, tokenizer = _prompt_contract(config)
+    if config.chains_dir:
+        malformed: set[int] = set()
+        chain_problems = read_chains(config.chains_dir)
+        num_problems = len(chain_problems)
 
-    def build_shard(j: int) -> list[dict[str, Any]]:
-        start = j * config.problems_per_shard
-        rows = samples.iter_rows(start, start + config.problems_per_shard, columns)
-        kept = (row for i, row in enumerate(rows, start) if i not in malformed)
-        return trajectory_rows(kept, config, contract, tokenizer)
+        def build_shard(j: int) -> list[dict[str, Any]]:
+            start = j * config.problems_per_shard
+            return chain_trajectory_rows(
+                chain_problems[start : start + config.problems_per_shard], config, contract, tokenizer
+            )
+    else:
+        malformed = malformed_rows(samples, ["completions", "correct"], config.strict)
+        columns = [c for c in (*REQUIRED_COLUMNS, "gold_answer") if c in samples.column_names]
+        num_problems = len(samples)
+
+        def build_shard(j: int) -> list[dict[str, Any]]:
+            start = j * config.problems_per_shard
+            rows = samples.iter_rows(start, start + config.problems_per_shard, columns)
+            kept = (row for i, row in enumerate(rows, start) if i not in malformed)
+            return trajectory_rows(kept, config, contract, tokenizer)
 
     result = run_sharded_stage(
         "revisions",
@@ -165,12 +293,13 @@ def run_revisions(config: TrajectoryConfig) -> dict[str, Any]:
         output_dir=config.output_dir,
         shard=config.shard,
         overwrite=config.overwrite,
-        num_shards=(len(samples) + config.problems_per_shard - 1) // config.problems_per_shard,
+        num_shards=(num_problems + config.problems_per_shard - 1) // config.problems_per_shard,
         schema=TRAJECTORY_SCHEMA,
         build_shard=build_shard,
         stats=lambda output_dir: revisions_stats(output_dir, malformed),
         info={
             "samples_dir": config.samples_dir,
+            "chains_dir": config.chains_dir,
             "max_previous": config.max_previous,
             "prompt_contract": contract.to_dict(),
             "reviser_format": FORMAT_VERSION,
@@ -209,7 +338,9 @@ def _prompt_contract(config: TrajectoryConfig) -> tuple[PromptContract, Any]:
     config), and the tokenizer that renders it (None without the chat template).
 
     """
-    contract = config.resolve_prompt_contract(config.samples_dir, "ttc revisions")
+    # Chains of a search must have been prompted as the samples were: one contract for both, or refused.
+    data = f"{config.samples_dir},{config.chains_dir}" if config.chains_dir else config.samples_dir
+    contract = config.resolve_prompt_contract(data, "ttc revisions")
     samples_options = read_resolved_config(config.samples_dir)
     if not contract.use_chat_template:
         return contract, None
@@ -250,7 +381,9 @@ def revisions_stats(output_dir: str, malformed: set[int] | None = None) -> dict[
     if "samples_dir" not in info:
         raise InputError(f"{output_dir}: its manifest does not name its samples; rerun ttc revisions")
     samples = ShardReader(info["samples_dir"])
-    if malformed is None:  # `ttc merge`: the stage that found them is gone, find them again
+    if info.get("chains_dir"):
+        malformed = set()
+    elif malformed is None:  # `ttc merge`: the stage that found them is gone, find them again
         malformed = set(length_mismatches(samples, ["completions", "correct"]))
     per_problem: Counter = Counter()
     k_histogram: Counter = Counter()
@@ -260,8 +393,16 @@ def revisions_stats(output_dir: str, malformed: set[int] | None = None) -> dict[
         k_histogram.update(batch.column("num_previous").to_pylist())
         distances += [d for d in batch.column("edit_distance").to_pylist() if d >= 0]
     all_counts: Counter = Counter()
+    if info.get("chains_dir"):
+        chains = read_chains(info["chains_dir"])
+        all_counts["problems_without_correct_sample"] = sum(
+            not any(correct for chain in p["chains"].values() for _, correct in chain) for p in chains
+        )
+        num_problems = len(chains)
+    else:
+        num_problems = len(samples)
     index = 0
-    for batch in samples.iter_batches(["completions", "correct"]):
+    for batch in samples.iter_batches(["completions", "correct"]) if not info.get("chains_dir") else ():
         for sample in batch.to_pylist():
             if index not in malformed:
                 right, _, empty, duplicates = split_solutions(sample)
@@ -272,7 +413,7 @@ def revisions_stats(output_dir: str, malformed: set[int] | None = None) -> dict[
     num_trajectories = sum(per_problem.values())
     return {
         "stage": "revisions",
-        "num_problems": len(samples),
+        "num_problems": num_problems,
         "num_trajectories": num_trajectories,
         "problems_with_trajectories": len(per_problem),
         "problems_without_correct_sample": all_counts["problems_without_correct_sample"],

@@ -8,6 +8,8 @@ from ttcompute.core.prompts import PromptOptions
 from ttcompute.core.tracking import HubDatasetOptions, TrackingOptions
 from ttcompute.models.reviser import MAX_ATTEMPTS_IN_CONTEXT
 
+ATTEMPT_ORDERS = ("closest_last", "progressive")
+
 
 @dataclass
 class TrajectoryConfig(PromptOptions, TrackingOptions, HubDatasetOptions):
@@ -17,6 +19,17 @@ class TrajectoryConfig(PromptOptions, TrackingOptions, HubDatasetOptions):
         samples_dir: Output directory of ``ttc sample`` (64 samples per problem in the paper).
         output_dir: Where the trajectory shards, manifest, stats and resolved config go.
         max_previous: Most incorrect attempts in a trajectory (k is drawn from 0..max_previous).
+        chains_dir: A ``ttc search`` output with ``revisions`` rows (a reviser's chains on training
+            problems): the trajectories are then every correct attempt of every chain, its context the
+            chain's attempts before it (ReST^EM with a 0/1 reward) -- the reviser's own contexts, correct
+            ones included. ``samples_dir`` is still read for the prompt contract, which must agree.
+        attempt_order: ``closest_last`` (the paper's: the incorrect attempt closest to the correct
+            completion by edit distance last, the others in random order) or ``progressive`` (all in
+            order of decreasing edit distance: each attempt reads as a step closer to the answer).
+        correct_context_fraction: Share of the trajectories with attempts whose most recent attempt is
+            a correct solution (then k - 1 incorrect ones before it). The paper trains on incorrect
+            contexts only, and its reviser turns 38% of correct answers incorrect: it never saw a
+            right answer to keep.
         prompt_template / use_chat_template / system_prompt: The prompt contract the reviser prompts
             are built with; unset, the one the samples record (a given value must agree with it).
             With the chat template the reviser prompt is one user turn (ttcompute/models/reviser.py).
@@ -35,6 +48,15 @@ class TrajectoryConfig(PromptOptions, TrackingOptions, HubDatasetOptions):
     max_previous: int = field(
         default=MAX_ATTEMPTS_IN_CONTEXT, metadata={"help": "most incorrect attempts per trajectory"}
     )
+    chains_dir: str | None = field(
+        default=None, metadata={"help": "ttc search output with revisions: train on its correct attempts"}
+    )
+    attempt_order: str = field(
+        default="closest_last", metadata={"help": "closest_last (the paper's) | progressive (farthest first)"}
+    )
+    correct_context_fraction: float = field(
+        default=0.0, metadata={"help": "share of trajectories whose most recent attempt is correct"}
+    )
     tokenizer_name_or_path: str | None = field(
         default=None, metadata={"help": "chat template's tokenizer; default: the samples' policy"}
     )
@@ -49,6 +71,12 @@ class TrajectoryConfig(PromptOptions, TrackingOptions, HubDatasetOptions):
         if not 0 <= self.max_previous <= MAX_ATTEMPTS_IN_CONTEXT:
             raise ValueError(
                 f"max_previous must be in [0, {MAX_ATTEMPTS_IN_CONTEXT}], got {self.max_previous}"
+            )
+        if self.attempt_order not in ATTEMPT_ORDERS:
+            raise ValueError(f"attempt_order must be one of {ATTEMPT_ORDERS}, got {self.attempt_order!r}")
+        if not 0 <= self.correct_context_fraction <= 1:
+            raise ValueError(
+                f"correct_context_fraction must be in [0, 1], got {self.correct_context_fraction}"
             )
         if self.problems_per_shard < 1:
             raise ValueError("problems_per_shard must be >= 1")

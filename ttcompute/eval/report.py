@@ -9,6 +9,12 @@ rebuilt at any time, and the same tables and plots go to W&B with ``--report_to 
   ``policy.large.params``;
 * ``prm.first_error_f1`` (ProcessBench-style F1 of ``ttc eval-prm``), ``prm.label_agreement`` (share
   of steps whose hard MC label agrees with the ground truth);
+* ``verifiers.by_prm.<name>`` (with a second PRM's outputs: ``--compare_prm_eval_dir`` /
+  ``--compare_prm_select_dir``; ``<name>`` its ``prm_kind``, e.g. ``likelihood``,
+  ``token_classification``): ``first_error_f1``, ``step_roc_auc`` (its eval-prm's),
+  ``best_of_n_weighted.<budget>``, ``beam_search.<budget>`` (its select's, all problems),
+  ``drove_headline``; ``verifiers.headline``: the name of the PRM the main search (compute-optimal's)
+  used;
 * ``reviser.pass_at_1_by_step`` (list, step 0 first);
 * ``search.<method>.<budget>``: accuracy over all problems of the best setting of each method family
   (``majority``, ``best_of_n``, ``best_of_n_weighted``, ``beam_search``, ``lookahead``, ``dvts``,
@@ -19,7 +25,9 @@ rebuilt at any time, and the same tables and plots go to W&B with ``--report_to 
   where they are defined);
 * ``flops_matched.<R>.<bin>.small_ttc`` / ``.large`` / ``.difference`` (its 95% interval; bin ``all`` too);
 * ``cost.total_flops`` (every stage whose output is given: sampling, labelling, training, search,
-  difficulty), ``wall_seconds``.
+  difficulty), ``cost.by_stage``: each one's, less the policy FLOPs of best-of-N candidates a search
+  took from a ``ttc sample`` output also given (that output counts them; ``cost.reused_by_stage``),
+  ``wall_seconds``.
 """
 
 from __future__ import annotations
@@ -34,15 +42,18 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
+from ttcompute.core.budget import inference_flops
 from ttcompute.core.config import save_resolved_config
 from ttcompute.core.errors import InputError
-from ttcompute.core.shards import load_sharded, write_json
+from ttcompute.core.shards import load_sharded, read_resolved_config, write_json
 from ttcompute.eval.compute_optimal import allocation_table, format_interval
 from ttcompute.eval.plots import plot_accuracy_vs_budget, plot_revision_ratio
 from ttcompute.eval.report_config import ReportConfig
 
 logger = logging.getLogger(__name__)
 
+# The verifiers table: the PRM-weighted rules, one sampling and one tree search.
+VERIFIER_FAMILIES = ("best_of_n_weighted", "beam_search")
 FAMILIES = ("majority", "best_of_n", "best_of_n_weighted", "beam_search", "lookahead", "dvts", "revisions")
 
 
@@ -126,6 +137,39 @@ def stage_flops(directory: str) -> int:
     return 0
 
 
+def reused_sample_flops(search_dir: str) -> int:
+    """Policy FLOPs of the best-of-N candidates a ``ttc search`` took from its ``--initial_samples_dir``
+    (each problem's reused candidates once, at its largest best-of-N budget): the search's rows count
+    them as the strategy's cost, but the ``ttc sample`` output that drew them already records them."""
+    dataset = load_sharded(search_dir)
+    if "reused_samples" not in dataset.column_names:  # a search from before --initial_samples_dir
+        return 0
+    rows = dataset.select_columns(
+        ["problem_id", "method", "budget", "num_tokens", "reused_samples"]
+    ).to_pandas()
+    rows = rows[(rows.method == "best_of_n") & (rows.reused_samples > 0)]
+    if rows.empty:
+        return 0
+    largest = rows.sort_values("budget").groupby("problem_id").tail(1)
+    tokens = sum(int(sum(t[:r])) for t, r in zip(largest.num_tokens, largest.reused_samples))
+    params = (_read_json(Path(search_dir) / "stats.json").get("compute") or {}).get("policy_parameters", 0)
+    return inference_flops(params, tokens)
+
+
+def stage_costs(cost_dirs: list[str]) -> tuple[dict[str, int], dict[str, int]]:
+    """``{dir: FLOPs charged}`` with every generation counted once -- a search's candidates reused from
+    a sample output in ``cost_dirs`` are that output's -- and ``{dir: FLOPs not charged again}``."""
+    listed = {Path(d).resolve() for d in cost_dirs}
+    costs, reused = {}, {}
+    for directory in cost_dirs:
+        costs[directory] = stage_flops(directory)
+        initial = read_resolved_config(directory).get("initial_samples_dir")
+        if initial and Path(initial).resolve() in listed and (Path(directory) / "stats.json").is_file():
+            reused[directory] = reused_sample_flops(directory)
+            costs[directory] -= reused[directory]
+    return costs, reused
+
+
 def _merge_accuracy(select_dirs: list[str]) -> tuple[dict, dict, dict | None]:
     """Accuracy tables of several ``ttc select`` runs (a strategy of an earlier run wins), their
     problem counts, and the revision step metrics of the first run that has them."""
@@ -169,6 +213,8 @@ def build_report(config: ReportConfig) -> dict[str, Any]:
             "step_roc_auc": _rounded(metrics.get("step_roc_auc")),
             "gold": metrics.get("gold"),
         }
+    if config.compare_prm_eval_dir or config.compare_prm_select_dir:
+        report["verifiers"] = build_verifiers(config)
     if config.select_dirs:
         accuracy, _, revisions = _merge_accuracy(config.select_dirs)
         best, which = search_by_family(accuracy.get("all", {}))
@@ -213,10 +259,104 @@ def build_report(config: ReportConfig) -> dict[str, Any]:
         report["flops_matched_generations"] = {
             r: e["matched_generations"] for r, e in matched["ratios"].items()
         }
-    costs = {d: stage_flops(d) for d in config.cost_dirs}
-    report["cost"] = {"total_flops": sum(costs.values()), "by_stage": costs}
+    costs, reused = stage_costs(config.cost_dirs)
+    report["cost"] = {"total_flops": sum(costs.values()), "by_stage": costs, "reused_by_stage": reused}
     report["wall_seconds"] = config.wall_seconds
     return report
+
+
+def build_verifiers(config: ReportConfig) -> dict[str, Any]:
+    """The two PRMs side by side: each one's eval-prm metrics and the accuracy of its own search, and
+    which one the main search (the compute-optimal headline's) used."""
+    compare_select = [config.compare_prm_select_dir] if config.compare_prm_select_dir else []
+    entries = [
+        verifier_entry(config.prm_eval_dir, config.select_dirs),
+        verifier_entry(config.compare_prm_eval_dir, compare_select),
+    ]
+    headline_select = config.select_dirs[:1]
+    if config.compute_optimal_dir:
+        headline_select = (
+            read_resolved_config(config.compute_optimal_dir).get("select_dirs") or headline_select
+        )
+    headline_prm = _searched_with(headline_select[0]) if headline_select else None
+    by_prm: dict[str, dict[str, Any]] = {}
+    headline = None
+    for entry in entries:
+        prm = entry.get("search_prm") or entry.get("prm")
+        name = read_resolved_config(prm).get("prm_kind") if prm else None
+        name = name or (Path(prm).name if prm else "unknown")
+        name = name if name not in by_prm else f"{name} ({prm})"
+        entry["drove_headline"] = bool(headline_prm and prm and _same_path(prm, headline_prm))
+        headline = name if entry["drove_headline"] else headline
+        by_prm[name] = entry
+    return {"headline": headline, "by_prm": by_prm}
+
+
+def verifier_entry(eval_dir: str | None, select_dirs: list[str]) -> dict[str, Any]:
+    """One PRM's row of the verifiers table: its ``prm_eval.json`` metrics and, per
+    ``VERIFIER_FAMILIES``, its best setting's accuracy over all problems at each budget."""
+    entry: dict[str, Any] = {}
+    if eval_dir:
+        metrics = _read_json(Path(eval_dir) / "prm_eval.json")
+        entry["prm"] = metrics.get("prm")
+        entry["first_error_f1"] = _rounded(metrics["processbench"]["f1"])
+        entry["step_roc_auc"] = _rounded(metrics.get("step_roc_auc"))
+    if select_dirs:
+        accuracy, _, _ = _merge_accuracy(select_dirs)
+        best, _ = search_by_family(accuracy.get("all", {}))
+        entry.update({family: best[family] for family in VERIFIER_FAMILIES if family in best})
+        entry["search_prm"] = _searched_with(select_dirs[0])
+        if entry.get("prm") and entry["search_prm"] and not _same_path(entry["prm"], entry["search_prm"]):
+            logger.warning(
+                "%s evaluated %s but %s selected from a search with %s",
+                eval_dir,
+                entry["prm"],
+                select_dirs[0],
+                entry["search_prm"],
+            )
+    return entry
+
+
+def _searched_with(select_dir: str) -> str | None:
+    """The PRM of the search a ``ttc select`` output selected from, as both recorded their options."""
+    search_dir = read_resolved_config(select_dir).get("search_dir")
+    return read_resolved_config(search_dir).get("prm") if search_dir else None
+
+
+def _same_path(a: str, b: str) -> bool:
+    return a == b or Path(a).resolve() == Path(b).resolve()
+
+
+def _verifier_lines(report: dict[str, Any]) -> list[str]:
+    by_prm = (report.get("verifiers") or {}).get("by_prm") or {}
+    if not by_prm:
+        return []
+    curves = [entry.get(f) or {} for entry in by_prm.values() for f in VERIFIER_FAMILIES]
+    budgets = sorted({b for curve in curves for b in curve}, key=int)
+    lines = [
+        "## Verifiers side by side",
+        "",
+        "Each PRM's step metrics are its `ttc eval-prm`'s (first-error F1: ProcessBench-style); each",
+        "accuracy is its own search's over all problems at that budget (weighted best-of-N: the PRM ranks",
+        "the candidates; beam search: it steers the search). *headline*: the PRM the main search -- and",
+        "compute-optimal -- used.",
+        "",
+        "| verifier | first-error F1 | step ROC-AUC | method | "
+        + " | ".join(f"N={b}" for b in budgets)
+        + " |",
+        "|---|---:|---:|---|" + "---:|" * len(budgets),
+    ]
+    for name, entry in by_prm.items():
+        label = f"{name} (*headline*)" if entry.get("drove_headline") else name
+        metrics = f"{_fmt(entry.get('first_error_f1'))} | {_fmt(entry.get('step_roc_auc'))}"
+        families = [f for f in VERIFIER_FAMILIES if f in entry] or [None]
+        for i, family in enumerate(families):
+            head = f"| {label} | {metrics} |" if i == 0 else "| | | |"
+            curve = entry.get(family) or {}
+            lines.append(
+                f"{head} {family or '-'} | " + " | ".join(_fmt(curve.get(b)) for b in budgets) + " |"
+            )
+    return [*lines, ""]
 
 
 def _fmt(value: Any) -> str:
@@ -254,6 +394,7 @@ def markdown_report(report: dict[str, Any], images: dict[str, str], tables: dict
             f"{agreement}step ROC-AUC {_fmt(prm.get('step_roc_auc'))}.",
             "",
         ]
+    lines += _verifier_lines(report)
     if "search" in report:
         budgets = sorted({b for curve in report["search"].values() for b in curve}, key=int)
         lines += ["## Accuracy vs budget (all problems; best setting of each method)", ""]

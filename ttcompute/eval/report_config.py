@@ -16,6 +16,9 @@ class ReportConfig:
         large_samples_dir: ``ttc sample`` of the large policy, greedy, on the same problems.
         prm_eval_dir: ``ttc eval-prm`` output.
         select_dirs: ``ttc select`` outputs (accuracy vs budget, revision steps).
+        compare_prm_eval_dir / compare_prm_select_dir: A second PRM's ``ttc eval-prm`` output and the
+            ``ttc select`` output of a search with it (the demo: the token-classification PRM), put
+            side by side with ``prm_eval_dir`` and ``select_dirs``' in ``verifiers``.
         compute_optimal_dir / flops_matched_dir: Outputs of those stages.
         compute_optimal_predicted_dirs: ``ttc compute-optimal`` outputs over predicted bins, one per
             predictor (reported side by side with the oracle's as ``compute_optimal_by_predictor``).
@@ -32,6 +35,12 @@ class ReportConfig:
     large_samples_dir: str | None = field(default=None, metadata={"help": "large policy greedy samples"})
     prm_eval_dir: str | None = field(default=None, metadata={"help": "ttc eval-prm output"})
     select_dirs: list[str] = field(default_factory=list, metadata={"help": "ttc select outputs"})
+    compare_prm_eval_dir: str | None = field(
+        default=None, metadata={"help": "a second PRM's ttc eval-prm output (the verifiers table)"}
+    )
+    compare_prm_select_dir: str | None = field(
+        default=None, metadata={"help": "ttc select output of a search with that second PRM"}
+    )
     compute_optimal_dir: str | None = field(default=None, metadata={"help": "ttc compute-optimal output"})
     compute_optimal_predicted_dirs: list[str] = field(
         default_factory=list,

@@ -48,6 +48,9 @@ class RevisionConfig(
             ``ttcompute/models/reviser.py``). Unset: the contract a ``ttc revisions`` output records,
             else ``"{question}\n"`` without the chat template; a value that contradicts the record is
             an error. Stored in the checkpoint's ``config.ttc_reviser`` and model card.
+        copied_token_weight (`float`, defaults to `1.0`): Loss weight of the revision's tokens that
+            repeat the most recent attempt in the prompt (their common prefix, in characters); the
+            other revision tokens weigh 1. Evaluation loss is always unweighted.
         max_length (`int` or `None`, defaults to the model's context): Tokens of prompt + revision +
             EOS. Prompts are rebuilt to fit, dropping the *oldest* attempts first; an example whose
             question and revision alone do not fit is skipped. Both counts are logged. ``None``: the
@@ -75,6 +78,13 @@ class RevisionConfig(
         default=True, metadata={"help": "loss on the revision only (must stay true)"}
     )
 
+    # Most of a revision repeats the attempt before it up to the step it fixes; that copying is easy
+    # and dominates the loss. A weight < 1 on it puts the loss on what the revision changes.
+    copied_token_weight: float = field(
+        default=1.0,
+        metadata={"help": "loss weight of the revision tokens that repeat the most recent attempt's start"},
+    )
+
     # The rest of the defaults for a small model: SmallModelDefaults; override any on the command line.
     learning_rate: float = field(default=3e-4, metadata={"help": "peak learning rate"})
     # TRL turns these on for large models on GPUs; a tiny model on CPU only gets slower (bf16 autocast
@@ -93,6 +103,8 @@ class RevisionConfig(
             raise ValueError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
         if self.max_length is not None and self.max_length < 2:
             raise ValueError("max_length must be >= 2")
+        if not 0 <= self.copied_token_weight <= 1:
+            raise ValueError(f"copied_token_weight must be in [0, 1], got {self.copied_token_weight}")
         if not self.completion_only_loss:
             raise ValueError(
                 "completion_only_loss must be true: a reviser learns the revision, not its incorrect attempts"

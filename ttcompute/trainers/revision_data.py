@@ -6,6 +6,7 @@ dropped first, examples that cannot fit skipped; both counted)."""
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -163,9 +164,12 @@ def fit_trajectory(
     prompt, dropped = fit_attempts(row["question"], attempts, max_length, count_tokens, contract, tokenizer)
     # fit_attempts stops at the first prompt that fits; only the one without any attempt is unchecked.
     fits = dropped < shown or count_tokens(prompt) <= max_length
+    # The most recent attempt is the last one dropped: shown at all, it is shown.
+    last = attempts[-1] if attempts and dropped < shown else ""
     return {
         "prompt": prompt,
         "completion": completion,
+        "copied_chars": len(os.path.commonprefix([last, completion])),
         "num_dropped": dropped,
         "num_beyond_context": len(attempts) - shown,
         "fits": fits,
@@ -176,6 +180,7 @@ FITTED_FEATURES = datasets.Features(
     {
         "prompt": datasets.Value("string"),
         "completion": datasets.Value("string"),
+        "copied_chars": datasets.Value("int64"),
         "num_dropped": datasets.Value("int64"),
         "num_beyond_context": datasets.Value("int64"),
         "fits": datasets.Value("bool"),
@@ -231,7 +236,31 @@ def fit_trajectories(
         )
     if stats["num_examples"] < len(fits):
         fitted = fitted.filter(lambda fit: fit, input_columns="fits")
-    return fitted.select_columns(["prompt", "completion"]), stats
+    return fitted.select_columns(["prompt", "completion", "copied_chars"]), stats
+
+
+def copied_token_weights(
+    tokenizer: PreTrainedTokenizerBase, prompt: str, target: str, copied_chars: int, weight: float
+) -> list[float]:
+    """Per token of :func:`sft_example`'s ``input_ids``: ``weight`` for the completion tokens inside
+    its first ``copied_chars`` characters (what repeats the most recent attempt), 1 for the other
+    completion tokens, 0 for the prompt. A token that straddles the end of the copied part counts
+    as changed.
+
+    >>> from ttcompute.models.tiny import build_char_tokenizer
+    >>> copied_token_weights(build_char_tokenizer(), "Q\\n", "ab</s>", copied_chars=1, weight=0.25)
+    [0.0, 0.0, 0.0, 0.25, 1.0, 1.0]
+    """
+    ids, mask = sft_example(tokenizer, prompt, target)
+    start = mask.index(1) if 1 in mask else len(ids)
+    copied = 0
+    if copied_chars:
+        part = sft_example(tokenizer, prompt, target[:copied_chars])[0]
+        # Tokens the whole and the copied part share from the completion's start lie inside the part;
+        # the first that differs straddles its end (or follows it).
+        while start + copied < min(len(ids), len(part)) and ids[start + copied] == part[start + copied]:
+            copied += 1
+    return [0.0] * start + [weight] * copied + [1.0] * (len(ids) - start - copied)
 
 
 def tokenize_trajectories(
@@ -239,15 +268,23 @@ def tokenize_trajectories(
     tokenizer: PreTrainedTokenizerBase,
     eos_token: str | None = None,
     name: str = "train",
+    copied_token_weight: float = 1.0,
 ) -> datasets.Dataset:
     """The fitted ``prompt``/``completion`` rows as SFTTrainer's pre-tokenized ``input_ids`` and
-    ``completion_mask`` (:func:`sft_example`; EOS appended to the completion, as TRL does)."""
+    ``completion_mask`` (:func:`sft_example`; EOS appended to the completion, as TRL does), and with
+    ``copied_token_weight`` < 1 the ``loss_weights`` of :func:`copied_token_weights`."""
     eos = eos_token if eos_token is not None else tokenizer.eos_token
 
-    def tokenize(row: dict[str, Any]) -> dict[str, list[int]]:
+    def tokenize(row: dict[str, Any]) -> dict[str, list]:
         completion = row["completion"]
         target = completion if not eos or completion.endswith(eos) else completion + eos
         ids, mask = sft_example(tokenizer, row["prompt"], target)
-        return {"input_ids": ids, "completion_mask": mask}
+        out = {"input_ids": ids, "completion_mask": mask}
+        if copied_token_weight != 1.0:
+            copied = min(row.get("copied_chars") or 0, len(completion))
+            out["loss_weights"] = copied_token_weights(
+                tokenizer, row["prompt"], target, copied, copied_token_weight
+            )
+        return out
 
     return fitted.map(tokenize, remove_columns=fitted.column_names, desc=f"Tokenizing {name} trajectories")

@@ -19,6 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, set_seed
 from trl import SFTTrainer
 
@@ -52,7 +53,8 @@ class RevisionTrainer(SFTTrainer):
     """TRL's ``SFTTrainer`` on fitted reviser rows (``prompt``, ``completion``).
 
     The loss is TRL's completion-only loss: prompt tokens are labelled -100, the revision and its EOS
-    are trained. The only addition is the model card, which states the reviser's prompt format.
+    are trained; with ``loss_weights`` (``--copied_token_weight``) each revision token's loss is
+    weighted. The model card states the reviser's prompt format.
 
     Args:
         fit_stats: The counts of :func:`fit_trajectories` for the model card.
@@ -66,6 +68,34 @@ class RevisionTrainer(SFTTrainer):
         super().__init__(*args, **kwargs)
         if not self.completion_only_loss:
             raise ValueError("a reviser trains on the revision only: completion_only_loss must be true")
+        self.data_collator = _WeightsCollator(self.data_collator)
+
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        if "loss_weights" not in self._signature_columns:
+            self._signature_columns = [*self._signature_columns, "loss_weights"]
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """TRL's loss, or with ``loss_weights`` (``--copied_token_weight`` < 1) the token-weighted
+        cross-entropy of the revision, normalised by its token count as TRL's is. Evaluation loss is
+        always TRL's, unweighted, so runs with and without the weights compare."""
+        weights = inputs.pop("loss_weights", None)
+        if weights is None or not model.training:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        labels = inputs["labels"]
+        outputs = model(**{k: v for k, v in inputs.items() if k != "labels"}, use_cache=False)
+        logits = outputs.logits[:, :-1].float()
+        target = labels[:, 1:]
+        per_token = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.size(-1)), target.reshape(-1), ignore_index=-100, reduction="none"
+        ).view_as(target)
+        num_tokens = (target != -100).sum() if num_items_in_batch is None else num_items_in_batch
+        loss = (per_token * weights[:, 1:].to(per_token.dtype)).sum() / torch.as_tensor(num_tokens).clamp(
+            min=1
+        )
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * self.accelerator.num_processes
+        return (loss, outputs) if return_outputs else loss
 
     def create_model_card(self, model_name: str | None = None, **kwargs) -> None:
         """Write README.md stating everything a user needs to generate revisions without our code."""
@@ -76,6 +106,25 @@ class RevisionTrainer(SFTTrainer):
         model_id = self.args.hub_model_id or model_name or Path(self.args.output_dir).name
         card = reviser_model_card(self.args, model_id, self.fit_stats, self.processing_class)
         (Path(self.args.output_dir) / "README.md").write_text(card)
+
+
+class _WeightsCollator:
+    """TRL's collator, plus ``loss_weights`` padded like the labels (right, with 0) when present."""
+
+    def __init__(self, collator) -> None:
+        self.collator = collator
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        weights = (
+            [example.pop("loss_weights") for example in examples] if "loss_weights" in examples[0] else None
+        )
+        batch = self.collator(examples)
+        if weights is not None:
+            padded = torch.zeros(batch["input_ids"].shape, dtype=torch.float32)
+            for row, values in enumerate(weights):
+                padded[row, : len(values)] = torch.tensor(values, dtype=torch.float32)
+            batch["loss_weights"] = padded
+        return batch
 
 
 def reviser_metadata(config: RevisionConfig, contract: PromptContract) -> dict[str, Any]:
@@ -171,7 +220,9 @@ def train_reviser(config: RevisionConfig) -> dict[str, Any]:
     num_params = count_parameters(model)
     hub = HubUpload.take_from(config)
     # Tokenized here, not by TRL: a BOS a chat template wrote must not be doubled (revision_data.sft_example).
-    train_dataset = tokenize_trajectories(train_dataset, tokenizer, config.eos_token, "train")
+    train_dataset = tokenize_trajectories(
+        train_dataset, tokenizer, config.eos_token, "train", copied_token_weight=config.copied_token_weight
+    )
     if eval_dataset is not None:
         eval_dataset = tokenize_trajectories(eval_dataset, tokenizer, config.eos_token, "eval")
     trainer = RevisionTrainer(

@@ -1,0 +1,288 @@
+"""Which reviser keeps improving over revisions? Each training option, measured the same way.
+
+The demo's reviser gains only at its first revision (pass@1 by step 0.39 / 0.41 / 0.42 / 0.42) and
+turns 37% of correct answers incorrect. This trains one reviser per option on the same samples
+(the demo's 800 training problems x 64 samples, ``--train_samples``), runs revision chains of
+``--chain_length`` attempts (``--chains`` per problem) with each on the same held-out problems, and
+prints per option: pass@1 at every step, the gain of step 4 over step 1, the correct->incorrect and
+incorrect->correct rates, and the difference to the baseline at step 4 -- each with a 95% paired
+bootstrap interval over problems (1000 resamples, seeded). Same problems, same chains' seeds: every
+comparison is paired.
+
+Options (``--options``; each is ``ttc revisions`` flags + ``ttc train-reviser`` flags):
+
+* ``baseline``: the paper's trajectories (0-4 incorrect attempts, the closest by edit distance last).
+* ``progressive``: every attempt in order of decreasing edit distance.
+* ``keep25`` / ``keep50``: 25% / 50% of the trajectories with attempts end on a correct one.
+* ``progressive_keep50``: both.
+* ``more_data``: the baseline's trajectories plus those of ``--extra_problems`` more problems.
+* ``large``: the baseline's trajectories, the large policy as the base.
+* ``copy_weight``: the baseline's trajectories, the tokens a revision copies from the most recent
+  attempt (their common prefix) weighted 0.3 in the loss.
+* ``restem``: ReST^EM-style -- chains of the baseline reviser's own attempts on the training problems,
+  every correct attempt with the chain's earlier attempts as its context (``ttc revisions
+  --chains_dir``), added to the baseline's trajectories; trained from the base policy again.
+
+    .venv/bin/python bench/reviser_options.py [--out runs/reviser_options] [--options baseline keep50 ...]
+
+Resumable: every stage's output is reused. About 6-8 minutes per option on 2 CPU cores (training is
+most of it; ``large`` about 3x that). Results: ``OUT/reviser_options.{json,md,png}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from ttcompute.core.bootstrap import paired_interval  # noqa: E402
+from ttcompute.core.outputs import distinct_revision_rows  # noqa: E402
+from ttcompute.core.shards import ShardReader  # noqa: E402
+
+logger = logging.getLogger("reviser_options")
+SMALL = "ttcompute/checkpoints/policy_small"
+LARGE = "ttcompute/checkpoints/policy_large"
+OPTIONS: dict[str, dict] = {
+    "baseline": {},
+    "progressive": {"revisions": ["--attempt_order", "progressive"]},
+    "keep25": {"revisions": ["--correct_context_fraction", "0.25"]},
+    "keep50": {"revisions": ["--correct_context_fraction", "0.5"]},
+    "progressive_keep50": {
+        "revisions": ["--attempt_order", "progressive", "--correct_context_fraction", "0.5"]
+    },
+    "more_data": {"extra": True},
+    # The large base costs ~14x the FLOPs per token: 400 steps (a third of the others' epoch), and
+    # evaluated on the first half of the held-out problems, 2 chains each (paired on those).
+    "large": {"base": LARGE, "train": ["--max_steps", "400"], "eval_problems": 150, "chains": 2},
+    "copy_weight": {"train": ["--copied_token_weight", "0.3"]},
+    "restem": {"chains": True},
+}
+
+
+def ttc(*args) -> None:
+    command = [str(REPO / ".venv" / "bin" / "ttc"), *[str(a) for a in args]]
+    logger.info("$ %s", " ".join(command[1:]))
+    subprocess.run(command, cwd=REPO, check=True)
+
+
+def done(path: Path, marker: str = "stats.json") -> bool:
+    return (path / marker).is_file()
+
+
+def samples(out: Path, num_problems: int, problem_seed: int, num_samples: int, seed: int, name: str) -> Path:
+    path = out / name
+    if not done(path):
+        ttc("sample", "--config", "configs/sample.yaml", "--model_name_or_path", SMALL, "--num_problems",
+            num_problems, "--problem_seed", problem_seed, "--num_samples", num_samples, "--seed", seed,
+            "--output_dir", path)  # fmt: skip
+    return path
+
+
+def trajectories(samples_dir: Path, path: Path, flags: list[str]) -> Path:
+    if not done(path):
+        ttc("revisions", "--config", "configs/revisions.yaml", "--samples_dir", samples_dir, *flags,
+            "--output_dir", path)  # fmt: skip
+    return path
+
+
+def train(path: Path, datasets: list[Path], base: str, flags: list[str]) -> Path:
+    if not done(path, "training_log.json"):
+        ttc("train-reviser", "--config", "configs/reviser.yaml", "--model_name_or_path", base,
+            "--dataset_name", ",".join(str(d) for d in datasets), "--num_train_epochs", 1, *flags,
+            "--output_dir", path, "--disable_tqdm", "true")  # fmt: skip
+    return path
+
+
+def chains(
+    path: Path,
+    reviser: Path,
+    num_problems: int,
+    problem_seed: int,
+    args: argparse.Namespace,
+    num_chains: int = 0,
+) -> Path:
+    if not done(path):
+        num_chains = num_chains or args.chains
+        ttc("search", "--config", "configs/search.yaml", "--model_name_or_path", SMALL, "--methods", "revisions",
+            "--reviser", reviser, "--budgets", num_chains * args.chain_length, "--revision_lengths",
+            args.chain_length, "--num_problems", num_problems, "--problem_seed", problem_seed, "--seed", 0,
+            "--problems_per_shard", 50, "--output_dir", path)  # fmt: skip
+    return path
+
+
+def step_outcomes(search_dir: Path) -> dict[str, dict[str, float]]:
+    """Per problem (in problem order): the mean correctness of each step's attempts over the chains,
+    and per problem the counts of each transition (correct->*, incorrect->*)."""
+    reader = ShardReader(search_dir)
+    columns = ["problem_id", "method", "budget", "chain_length", "correct", "subtrees", "positions"]
+    rows = distinct_revision_rows(list(reader.iter_rows(0, len(reader), columns)))
+    rows.sort(key=lambda r: r["problem_id"])
+    steps = max(p for r in rows for p in r["positions"]) + 1
+    by_step = np.zeros((len(rows), steps))
+    counts = np.zeros((len(rows), 4))  # c->c, c->i, i->c, i->i
+    for i, row in enumerate(rows):
+        chains: dict[int, list[tuple[int, bool]]] = {}
+        for correct, chain, position in zip(row["correct"], row["subtrees"], row["positions"]):
+            chains.setdefault(chain, []).append((position, bool(correct)))
+        for attempts in chains.values():
+            attempts.sort()
+            for position, correct in attempts:
+                by_step[i, position] += correct / len(chains)
+            for (_, before), (_, after) in zip(attempts, attempts[1:]):
+                counts[i, (0 if before else 2) + (0 if after else 1)] += 1
+    names = [f"step{t}" for t in range(steps)] + ["cc", "ci", "ic", "ii"]
+    values = np.concatenate([by_step, counts], axis=1)
+    return {row["problem_id"]: dict(zip(names, map(float, v))) for row, v in zip(rows, values)}
+
+
+def paired(*outcomes: dict[str, dict[str, float]]) -> list[dict[str, np.ndarray]]:
+    """Per-problem arrays of each option, on the problems all of them ran (in one order)."""
+    common = sorted(set.intersection(*(set(o) for o in outcomes)))
+    return [{k: np.array([o[p][k] for p in common]) for k in o[common[0]]} for o in outcomes]
+
+
+def _rate(flip: str, stay: str):
+    def statistic(x):
+        total = x[flip].sum() + x[stay].sum()
+        return float(x[flip].sum() / total) if total else None
+
+    return statistic
+
+
+def summarize(option: dict, baseline: dict | None, seed: int) -> dict:
+    (outcomes,) = paired(option)
+    steps = sorted((k for k in outcomes if k.startswith("step")), key=lambda k: int(k[4:]))
+    summary = {
+        "pass_at_1_by_step": [round(float(outcomes[s].mean()), 4) for s in steps],
+        "step4_minus_step1": paired_interval(
+            outcomes, lambda x: float(x["step4"].mean() - x["step1"].mean()), seed=seed
+        ),
+        "correct_to_incorrect": paired_interval(outcomes, _rate("ci", "cc"), seed=seed),
+        "incorrect_to_correct": paired_interval(outcomes, _rate("ic", "ii"), seed=seed),
+    }
+    summary["num_problems"] = len(outcomes["step0"])
+    if baseline is not None:
+        mine, theirs = paired(option, baseline)
+        both = {"a": mine["step4"], "b": theirs["step4"]}
+        summary["step4_minus_baseline_step4"] = paired_interval(
+            both, lambda x: float(x["a"].mean() - x["b"].mean()), seed=seed
+        )
+    return summary
+
+
+def _ci(interval: dict | None, digits: int = 3) -> str:
+    if not interval:
+        return "—"
+    return (
+        f"{interval['estimate']:+.{digits}f} [{interval['low']:+.{digits}f}, {interval['high']:+.{digits}f}]"
+    )
+
+
+def _rate_ci(interval: dict) -> str:
+    return f"{interval['estimate']:.3f} [{interval['low']:.3f}, {interval['high']:.3f}]"
+
+
+def markdown(results: dict[str, dict], args: argparse.Namespace) -> str:
+    lines = [
+        f"Revision chains of {args.chain_length} attempts, {args.chains} per problem, on {args.eval_problems} "
+        f"held-out problems (problem seed {args.eval_seed}); 95% paired bootstrap over problems.",
+        "",
+        "| option | problems | pass@1 by step 0, 1, 2, ... | step 4 − step 1 | correct→incorrect "
+        "| incorrect→correct | step 4 − baseline's (same problems) |",
+        "|---|---:|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        steps = " / ".join(f"{p:.3f}" for p in r["pass_at_1_by_step"])
+        lines.append(
+            f"| {name} | {r['num_problems']} | {steps} | {_ci(r['step4_minus_step1'])} | {_rate_ci(r['correct_to_incorrect'])} "
+            f"| {_rate_ci(r['incorrect_to_correct'])} | {_ci(r.get('step4_minus_baseline_step4'))} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: dict[str, dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for name, r in results.items():
+        curve = r["pass_at_1_by_step"]
+        ax.plot(range(len(curve)), curve, marker="o", label=name)
+    ax.set_xlabel("revision step (0 = first attempt)")
+    ax.set_ylabel("pass@1")
+    ax.set_title("Reviser options: pass@1 by revision step")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / "reviser_options")
+    parser.add_argument("--options", nargs="+", default=list(OPTIONS), choices=list(OPTIONS))
+    parser.add_argument("--train_samples", type=Path, default=REPO / "runs" / "demo" / "reviser" / "train_samples",
+                        help="a ttc sample output to train on (built like the demo's when missing)")  # fmt: skip
+    parser.add_argument("--train_problems", type=int, default=800)
+    parser.add_argument("--extra_problems", type=int, default=1200, help="more_data: problems added")
+    parser.add_argument("--eval_problems", type=int, default=300)
+    parser.add_argument("--eval_seed", type=int, default=9000)
+    parser.add_argument("--chain_length", type=int, default=8)
+    parser.add_argument("--chains", type=int, default=4)
+    parser.add_argument("--bootstrap_seed", type=int, default=0)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+
+    train_samples = args.train_samples
+    if not done(train_samples):
+        train_samples = samples(out, args.train_problems, 12000, 64, 0, "train_samples")
+    paper = trajectories(train_samples, out / "trajectories" / "baseline", [])
+    results: dict[str, dict] = {}
+    outcomes: dict[str, dict] = {}
+    for name in ["baseline", *[o for o in args.options if o != "baseline"]]:
+        option = OPTIONS[name]
+        datasets = [paper]
+        if option.get("revisions"):
+            datasets = [trajectories(train_samples, out / "trajectories" / name, option["revisions"])]
+        if option.get("extra"):
+            extra = samples(out, args.extra_problems, 14000, 64, 0, "extra_samples")
+            datasets.append(trajectories(extra, out / "trajectories" / "extra", []))
+        if option.get("chains"):
+            # The baseline reviser's own chains on the training problems (never the held-out ones).
+            own = chains(
+                out / "train_chains", out / "revisers" / "baseline", args.train_problems, 12000, args
+            )
+            datasets.append(
+                trajectories(train_samples, out / "trajectories" / "restem", ["--chains_dir", own])
+            )
+        reviser = train(out / "revisers" / name, datasets, option.get("base", SMALL), option.get("train", []))
+        search = chains(out / "eval_chains" / name, reviser, option.get("eval_problems", args.eval_problems),
+                        args.eval_seed, args, option.get("chains", 0))  # fmt: skip
+        outcomes[name] = step_outcomes(search)
+        results[name] = summarize(
+            outcomes[name], None if name == "baseline" else outcomes["baseline"], args.bootstrap_seed
+        )
+        results[name]["training_seconds"] = json.loads((reviser / "training_log.json").read_text()).get(
+            "train_runtime_s"
+        )
+        (out / "reviser_options.json").write_text(json.dumps(results, indent=2))
+        (out / "reviser_options.md").write_text(markdown(results, args))
+        plot(results, out / "reviser_options.png")
+        print(markdown(results, args), flush=True)
+
+
+if __name__ == "__main__":
+    main()
