@@ -7,7 +7,9 @@ turns 37% of correct answers incorrect. This trains one reviser per option on th
 prints per option: pass@1 at every step, the gain of step 4 over step 1, the correct->incorrect and
 incorrect->correct rates, and the difference to the baseline at step 4 -- each with a 95% paired
 bootstrap interval over problems (1000 resamples, seeded). Same problems, same chains' seeds: every
-comparison is paired.
+comparison is paired. "P(right) alone / shown": how much a reviser reads its context -- the mean
+probability it gives a correct solution with no attempt in its prompt, and with that very solution as
+the attempt (:func:`context_use`).
 
 Options (``--options``; each is ``ttc revisions`` flags + ``ttc train-reviser`` flags):
 
@@ -149,6 +151,46 @@ def paired(*outcomes: dict[str, dict[str, float]]) -> list[dict[str, np.ndarray]
     return [{k: np.array([o[p][k] for p in common]) for k in o[common[0]]} for o in outcomes]
 
 
+def context_use(reviser: Path, search_dir: Path, num_problems: int = 100) -> dict[str, float]:
+    """How much the reviser reads its context: over the first ``num_problems`` held-out problems
+    whose chains hold a correct attempt, the mean probability it gives that attempt's text (teacher
+    forced) with no attempt in context, and with the same text as the one attempt in context. A
+    reviser that copied a right answer it is shown would give the second ~1."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ttcompute.models.generation import prompt_token_ids
+    from ttcompute.models.reviser import format_reviser_prompt
+
+    tokenizer = AutoTokenizer.from_pretrained(reviser)
+    model = AutoModelForCausalLM.from_pretrained(reviser).eval()
+    reader = ShardReader(search_dir)
+    rows = distinct_revision_rows(list(reader.iter_rows(0, len(reader))))
+    rows.sort(key=lambda r: r["problem_id"])
+    alone, shown = [], []
+    for row in rows:
+        right = [t for t, ok in zip(row["completions"], row["correct"]) if ok and t.strip()]
+        if not right:
+            continue
+        text = right[0] + tokenizer.eos_token
+        for attempts, out in (([], alone), ([right[0]], shown)):
+            prompt = format_reviser_prompt(row["question"], attempts)
+            start = len(prompt_token_ids(tokenizer, prompt))
+            ids = torch.tensor([prompt_token_ids(tokenizer, prompt + text)])
+            with torch.no_grad():
+                logits = model(ids).logits[0, :-1].float()
+            target = ids[0, 1:]
+            logp = torch.log_softmax(logits, -1)[torch.arange(len(target)), target][start - 1 :]
+            out.append(float(logp.sum().exp()))
+        if len(alone) == num_problems:
+            break
+    return {
+        "problems": len(alone),
+        "p_alone": round(float(np.mean(alone)), 3),
+        "p_shown": round(float(np.mean(shown)), 3),
+    }
+
+
 def _rate(flip: str, stay: str):
     def statistic(x):
         total = x[flip].sum() + x[stay].sum()
@@ -196,14 +238,15 @@ def markdown(results: dict[str, dict], args: argparse.Namespace) -> str:
         f"held-out problems (problem seed {args.eval_seed}); 95% paired bootstrap over problems.",
         "",
         "| option | problems | pass@1 by step 0, 1, 2, ... | step 4 − step 1 | correct→incorrect "
-        "| incorrect→correct | step 4 − baseline's (same problems) |",
-        "|---|---:|---|---|---|---|---|",
+        "| incorrect→correct | step 4 − baseline's (same problems) | P(right) alone / shown |",
+        "|---|---:|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
         steps = " / ".join(f"{p:.3f}" for p in r["pass_at_1_by_step"])
         lines.append(
             f"| {name} | {r['num_problems']} | {steps} | {_ci(r['step4_minus_step1'])} | {_rate_ci(r['correct_to_incorrect'])} "
-            f"| {_rate_ci(r['incorrect_to_correct'])} | {_ci(r.get('step4_minus_baseline_step4'))} |"
+            f"| {_rate_ci(r['incorrect_to_correct'])} | {_ci(r.get('step4_minus_baseline_step4'))} "
+            f"| {r['context_use']['p_alone']:.2f} / {r['context_use']['p_shown']:.2f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -275,6 +318,7 @@ def main() -> None:
         results[name] = summarize(
             outcomes[name], None if name == "baseline" else outcomes["baseline"], args.bootstrap_seed
         )
+        results[name]["context_use"] = context_use(reviser, search)
         results[name]["training_seconds"] = json.loads((reviser / "training_log.json").read_text()).get(
             "train_runtime_s"
         )

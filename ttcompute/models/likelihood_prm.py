@@ -1,9 +1,10 @@
 """A likelihood-feature PRM: a causal LM's own surprise at a step, calibrated on Monte Carlo labels.
 
-Why: in a small decoder the result of ``a op b`` exists only at the output layer of the position that
-predicts it, so a token-classification head at the step separator (``ttc train-prm``'s default PRM)
-cannot read whether the written result matches -- it plateaus far from the labels' quality on the
-arithmetic task. The LM's probability of the tokens it reads *is* that comparison. Here the feature of
+Why: on the arithmetic task a token-classification head at the step separator (``ttc train-prm``'s
+default PRM) plateaus at step ROC-AUC ~0.81 whatever the base, data, labels or steps
+(bench/prm_learning_curve.py: the small and large policy, up to 16,000 exactly labelled solutions
+and 10,000 steps); it underfits even exact labels, although the large policy's hidden states do
+carry the true result. The LM's probability of the tokens it reads *is* that comparison. Here the feature of
 step ``i`` is the lowest log-probability the LM gives any token of steps ``0..i`` (separators
 excluded: a running minimum, so a value estimate never recovers after a slip), and the score is
 ``sigmoid(weight * feature + bias)``, the two numbers fitted by soft binary cross-entropy on MC labels.
