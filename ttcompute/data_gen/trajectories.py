@@ -365,7 +365,13 @@ def _prompt_contract(config: TrajectoryConfig) -> tuple[PromptContract, Any]:
 def _push(config: TrajectoryConfig, contract: PromptContract) -> None:
     facts = {
         "samples": config.samples_dir,
-        "incorrect attempts per trajectory": f"0-{config.max_previous}, the closest by edit distance last",
+        "attempts per trajectory": (
+            f"the correct attempts of {config.chains_dir}'s revision chains, the chain's last "
+            f"{config.max_previous} attempts before each as its context"
+            if config.chains_dir
+            else f"0-{config.max_previous} incorrect, order {config.attempt_order}; "
+            f"{config.correct_context_fraction:.0%} ending on a correct one"
+        ),
         "reviser format": f"{FORMAT_VERSION} (ttcompute/models/reviser.py)",
         "prompt contract": contract.describe(),
         "seed": config.seed,
