@@ -632,3 +632,38 @@ def test_report_to_wandb_runs_offline(tmp_path, random_policy_dir, monkeypatch):
     assert log["global_steps"] == 2
     runs = list((tmp_path / "wandb_dir" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1, "no offline W&B run was recorded"
+
+
+@pytest.mark.parametrize("kind", ["bpe_chat", "sentencepiece"])
+def test_copied_token_weights_stop_where_bpe_tokens_leave_the_copied_text(kind):
+    """On real subword tokenizers a token may straddle the end of the copied prefix: the weighted
+    tokens decode to a prefix of it, and one more token would not."""
+    from ttcompute.testing import build_bpe_chat_tokenizer, build_sentencepiece_llama_tokenizer
+    from ttcompute.trainers.revision_data import copied_token_weights, sft_example
+
+    problems = generate_problems(40, seed=3, cfg=ArithmeticConfig(max_ops=4))
+    texts = [p.question + "\n" + p.solution for p in problems]
+    build = build_bpe_chat_tokenizer if kind == "bpe_chat" else build_sentencepiece_llama_tokenizer
+    tokenizer = build(texts, vocab_size=400)
+    checked = 0
+    for i, problem in enumerate(problems):
+        wrong = _wrong(problem.question, i % 3)
+        prompt = format_reviser_prompt(problem.question, [wrong], TEMPLATE)
+        target = problem.solution + tokenizer.eos_token
+        for copied_chars in (
+            0,
+            3,
+            len(os.path.commonprefix([wrong, problem.solution])),
+            len(problem.solution) // 2,
+        ):
+            weights = copied_token_weights(tokenizer, prompt, target, copied_chars, 0.5)
+            ids, mask = sft_example(tokenizer, prompt, target)
+            assert len(weights) == len(ids) and [w > 0 for w in weights] == [bool(m) for m in mask]
+            start, n = mask.index(1), weights.count(0.5)
+            copied = target[:copied_chars]
+            decoded = tokenizer.decode(ids[start : start + n])
+            assert copied.startswith(decoded.lstrip(" ")) or not n
+            if start + n < len(ids):  # the next token leaves the copied text (or straddles its end)
+                assert not copied.startswith(tokenizer.decode(ids[start : start + n + 1]).lstrip(" "))
+            checked += n > 0
+    assert checked > 20
