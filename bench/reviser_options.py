@@ -46,7 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from ttcompute.core.bootstrap import paired_interval  # noqa: E402
-from ttcompute.core.outputs import distinct_revision_rows  # noqa: E402
+from ttcompute.core.outputs import distinct_revision_rows, revision_chains_of  # noqa: E402
 from ttcompute.core.shards import ShardReader  # noqa: E402
 
 logger = logging.getLogger("reviser_options")
@@ -131,14 +131,12 @@ def step_outcomes(search_dir: Path) -> dict[str, dict[str, float]]:
     by_step = np.zeros((len(rows), steps))
     counts = np.zeros((len(rows), 4))  # c->c, c->i, i->c, i->i
     for i, row in enumerate(rows):
-        chains: dict[int, list[tuple[int, bool]]] = {}
-        for correct, chain, position in zip(row["correct"], row["subtrees"], row["positions"]):
-            chains.setdefault(chain, []).append((position, bool(correct)))
-        for attempts in chains.values():
-            attempts.sort()
-            for position, correct in attempts:
-                by_step[i, position] += correct / len(chains)
-            for (_, before), (_, after) in zip(attempts, attempts[1:]):
+        chains = revision_chains_of(row)
+        for chain in chains:
+            for j in chain:
+                by_step[i, row["positions"][j]] += bool(row["correct"][j]) / len(chains)
+            verdicts = [bool(row["correct"][j]) for j in chain]
+            for before, after in zip(verdicts, verdicts[1:]):
                 counts[i, (0 if before else 2) + (0 if after else 1)] += 1
     names = [f"step{t}" for t in range(steps)] + ["cc", "ci", "ic", "ii"]
     values = np.concatenate([by_step, counts], axis=1)

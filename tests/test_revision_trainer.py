@@ -656,8 +656,8 @@ def test_copied_token_weights_stop_where_bpe_tokens_leave_the_copied_text(kind):
             len(os.path.commonprefix([wrong, problem.solution])),
             len(problem.solution) // 2,
         ):
-            weights = copied_token_weights(tokenizer, prompt, target, copied_chars, 0.5)
             ids, mask = sft_example(tokenizer, prompt, target)
+            weights = copied_token_weights(tokenizer, prompt, target, (ids, mask), copied_chars, 0.5)
             assert len(weights) == len(ids) and [w > 0 for w in weights] == [bool(m) for m in mask]
             start, n = mask.index(1), weights.count(0.5)
             copied = target[:copied_chars]

@@ -64,6 +64,19 @@ def distinct_revision_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(top.values())
 
 
+def revision_chains_of(row: dict[str, Any]) -> list[list[int]]:
+    """A ``revisions`` search row's chains: per chain (in order of first appearance), the indices of
+    its attempts in the row's lists, in chain order (by ``positions``).
+
+    >>> revision_chains_of({"subtrees": [0, 0, 1, 1, 0], "positions": [1, 0, 0, 1, 2]})
+    [[1, 0, 4], [2, 3]]
+    """
+    chains: dict[int, list[int]] = {}
+    for index, chain in enumerate(row["subtrees"]):
+        chains.setdefault(chain, []).append(index)
+    return [sorted(indices, key=lambda i: row["positions"][i]) for indices in chains.values()]
+
+
 def read_sample_solutions(samples_dir: str | Path) -> dict[str, list[tuple[str, int, str]]]:
     """Each problem's solutions in a ``ttc sample`` output: ``problem_id -> [(text, num_tokens,
     finish_reason)]`` in sampling order.

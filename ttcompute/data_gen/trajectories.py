@@ -38,7 +38,12 @@ from rapidfuzz.process import cdist
 from transformers import PreTrainedTokenizerFast
 
 from ttcompute.core.errors import InputError
-from ttcompute.core.outputs import distinct_revision_rows, length_mismatches, malformed_rows
+from ttcompute.core.outputs import (
+    distinct_revision_rows,
+    length_mismatches,
+    malformed_rows,
+    revision_chains_of,
+)
 from ttcompute.core.prompts import DEFAULT_CONTRACT, PromptContract
 from ttcompute.core.sharded_stage import is_complete, run_sharded_stage
 from ttcompute.core.shards import ShardReader, parse_shard_spec, read_manifest, read_resolved_config
@@ -222,14 +227,10 @@ def read_chains(chains_dir: str) -> list[dict[str, Any]]:
             {"problem_id": row["problem_id"], "question": row["question"], "gold_answer": row.get("gold_answer"),
              "chains": {}},
         )  # fmt: skip
-        key = len(problem["chains"])
-        chains: dict[int, list[tuple[int, str, bool]]] = {}
-        for text, correct, chain, position in zip(
-            row["completions"], row["correct"], row["subtrees"], row["positions"]
-        ):
-            chains.setdefault(chain, []).append((position, text, bool(correct)))
-        for offset, attempts in enumerate(chains.values()):
-            problem["chains"][key + offset] = [(text, correct) for _, text, correct in sorted(attempts)]
+        for chain in revision_chains_of(row):
+            problem["chains"][len(problem["chains"])] = [
+                (row["completions"][i], bool(row["correct"][i])) for i in chain
+            ]
     return list(problems.values())
 
 
@@ -387,9 +388,9 @@ def revisions_stats(output_dir: str, malformed: set[int] | None = None) -> dict[
     if "samples_dir" not in info:
         raise InputError(f"{output_dir}: its manifest does not name its samples; rerun ttc revisions")
     samples = ShardReader(info["samples_dir"])
-    if info.get("chains_dir"):
-        malformed = set()
-    elif malformed is None:  # `ttc merge`: the stage that found them is gone, find them again
+    if malformed is None and not info.get(
+        "chains_dir"
+    ):  # `ttc merge`: the stage that found them is gone, find them again
         malformed = set(length_mismatches(samples, ["completions", "correct"]))
     per_problem: Counter = Counter()
     k_histogram: Counter = Counter()
@@ -407,15 +408,15 @@ def revisions_stats(output_dir: str, malformed: set[int] | None = None) -> dict[
         num_problems = len(chains)
     else:
         num_problems = len(samples)
-    index = 0
-    for batch in samples.iter_batches(["completions", "correct"]) if not info.get("chains_dir") else ():
-        for sample in batch.to_pylist():
-            if index not in malformed:
-                right, _, empty, duplicates = split_solutions(sample)
-                all_counts["problems_without_correct_sample"] += not right
-                all_counts["empty_completions_dropped"] += empty
-                all_counts["duplicate_incorrect_merged"] += duplicates
-            index += 1
+        index = 0
+        for batch in samples.iter_batches(["completions", "correct"]):
+            for sample in batch.to_pylist():
+                if index not in malformed:
+                    right, _, empty, duplicates = split_solutions(sample)
+                    all_counts["problems_without_correct_sample"] += not right
+                    all_counts["empty_completions_dropped"] += empty
+                    all_counts["duplicate_incorrect_merged"] += duplicates
+                index += 1
     num_trajectories = sum(per_problem.values())
     return {
         "stage": "revisions",

@@ -240,18 +240,24 @@ def fit_trajectories(
 
 
 def copied_token_weights(
-    tokenizer: PreTrainedTokenizerBase, prompt: str, target: str, copied_chars: int, weight: float
+    tokenizer: PreTrainedTokenizerBase,
+    prompt: str,
+    target: str,
+    example: tuple[list[int], list[int]],
+    copied_chars: int,
+    weight: float,
 ) -> list[float]:
-    """Per token of :func:`sft_example`'s ``input_ids``: ``weight`` for the completion tokens inside
-    its first ``copied_chars`` characters (what repeats the most recent attempt), 1 for the other
-    completion tokens, 0 for the prompt. A token that straddles the end of the copied part counts
-    as changed.
+    """Per token of ``example`` (:func:`sft_example` of ``prompt`` and ``target``): ``weight`` for the
+    completion tokens inside its first ``copied_chars`` characters (what repeats the most recent
+    attempt), 1 for the other completion tokens, 0 for the prompt. A token that straddles the end of
+    the copied part counts as changed.
 
     >>> from ttcompute.models.tiny import build_char_tokenizer
-    >>> copied_token_weights(build_char_tokenizer(), "Q\\n", "ab</s>", copied_chars=1, weight=0.25)
+    >>> tokenizer = build_char_tokenizer()
+    >>> copied_token_weights(tokenizer, "Q\\n", "ab</s>", sft_example(tokenizer, "Q\\n", "ab</s>"), 1, 0.25)
     [0.0, 0.0, 0.0, 0.25, 1.0, 1.0]
     """
-    ids, mask = sft_example(tokenizer, prompt, target)
+    ids, mask = example
     start = mask.index(1) if 1 in mask else len(ids)
     copied = 0
     if copied_chars:
@@ -283,7 +289,7 @@ def tokenize_trajectories(
         if copied_token_weight != 1.0:
             copied = min(row.get("copied_chars") or 0, len(completion))
             out["loss_weights"] = copied_token_weights(
-                tokenizer, row["prompt"], target, copied, copied_token_weight
+                tokenizer, row["prompt"], target, (ids, mask), copied, copied_token_weight
             )
         return out
 

@@ -29,7 +29,7 @@ import math
 from collections.abc import Sequence
 
 from ttcompute.core.errors import InputError
-from ttcompute.core.outputs import distinct_revision_rows
+from ttcompute.core.outputs import distinct_revision_rows, revision_chains_of
 from ttcompute.core.prompts import DEFAULT_CONTRACT, PromptContract
 from ttcompute.eval.search.step_search import (
     Candidate,
@@ -213,13 +213,11 @@ def revision_step_metrics(rows: list[dict]) -> dict:
     by_step: dict[int, list[bool]] = {}
     stays = {True: [0, 0], False: [0, 0]}  # previous verdict -> [transitions, flips]
     for row in distinct_revision_rows(rows):
-        chains: dict[int, list[tuple[int, bool]]] = {}
-        for correct, chain, position in zip(row["correct"], row["subtrees"], row["positions"]):
+        for correct, position in zip(row["correct"], row["positions"]):
             by_step.setdefault(position, []).append(bool(correct))
-            chains.setdefault(chain, []).append((position, bool(correct)))
-        for attempts in chains.values():
-            attempts.sort()
-            for (_, before), (_, after) in zip(attempts, attempts[1:]):
+        for chain in revision_chains_of(row):
+            verdicts = [bool(row["correct"][i]) for i in chain]
+            for before, after in zip(verdicts, verdicts[1:]):
                 stays[before][0] += 1
                 stays[before][1] += before != after
     return {
