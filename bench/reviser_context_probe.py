@@ -1,0 +1,59 @@
+"""Does a reviser read its context? Teacher-forced probabilities over held-out problems that have
+both a correct sample c and an incorrect one w: P(c | no attempt), P(c | c shown), P(c | w shown),
+P(w | w shown), P(w | no attempt). A reviser that keeps a right answer has P(c | c) well above
+P(c | w); one that ignores its context has them equal.
+
+    .venv/bin/python bench/reviser_context_probe.py REVISER SAMPLES_DIR [NUM_PROBLEMS]
+
+SAMPLES_DIR: a ``ttc sample`` output on held-out problems (e.g. ``--problem_seed 9000``).
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
+
+from ttcompute.core.shards import ShardReader  # noqa: E402
+from ttcompute.models.generation import prompt_token_ids  # noqa: E402
+from ttcompute.models.reviser import format_reviser_prompt  # noqa: E402
+
+
+def seq_p(model, tok, prompt: str, text: str) -> float:
+    start = len(prompt_token_ids(tok, prompt))
+    ids = torch.tensor([prompt_token_ids(tok, prompt + text + tok.eos_token)])
+    with torch.no_grad():
+        logits = model(ids).logits[0, :-1].float()
+    target = ids[0, 1:]
+    lp = torch.log_softmax(logits, -1)[torch.arange(len(target)), target][start - 1 :]
+    return float(lp.sum().exp())
+
+
+def main(ckpt: str, samples: str, n: int = 100) -> None:
+    tok = AutoTokenizer.from_pretrained(ckpt)
+    model = AutoModelForCausalLM.from_pretrained(ckpt).eval()
+    rows = list(ShardReader(samples).iter_rows(0, len(ShardReader(samples))))
+    out = {k: [] for k in ["c_alone", "c_c", "c_w", "w_w", "w_alone"]}
+    for row in rows:
+        c = [t for t, ok in zip(row["completions"], row["correct"]) if ok and t.strip()]
+        w = [t for t, ok in zip(row["completions"], row["correct"]) if not ok and t.strip()]
+        if not c or not w:
+            continue
+        c, w, q = c[0], w[0], row["question"]
+        out["c_alone"].append(seq_p(model, tok, format_reviser_prompt(q, []), c))
+        out["c_c"].append(seq_p(model, tok, format_reviser_prompt(q, [c]), c))
+        out["c_w"].append(seq_p(model, tok, format_reviser_prompt(q, [w]), c))
+        out["w_w"].append(seq_p(model, tok, format_reviser_prompt(q, [w]), w))
+        out["w_alone"].append(seq_p(model, tok, format_reviser_prompt(q, []), w))
+        if len(out["c_alone"]) == n:
+            break
+    print(ckpt, json.dumps({k: round(float(np.mean(v)), 3) for k, v in out.items()}), len(out["c_alone"]))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 100)
