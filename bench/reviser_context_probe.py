@@ -13,25 +13,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from reviser_options import revision_probability  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 from ttcompute.core.shards import ShardReader  # noqa: E402
-from ttcompute.models.generation import prompt_token_ids  # noqa: E402
 from ttcompute.models.reviser import format_reviser_prompt  # noqa: E402
-
-
-def seq_p(model, tok, prompt: str, text: str) -> float:
-    start = len(prompt_token_ids(tok, prompt))
-    ids = torch.tensor([prompt_token_ids(tok, prompt + text + tok.eos_token)])
-    with torch.no_grad():
-        logits = model(ids).logits[0, :-1].float()
-    target = ids[0, 1:]
-    lp = torch.log_softmax(logits, -1)[torch.arange(len(target)), target][start - 1 :]
-    return float(lp.sum().exp())
 
 
 def main(ckpt: str, samples: str, n: int = 100) -> None:
@@ -45,11 +34,11 @@ def main(ckpt: str, samples: str, n: int = 100) -> None:
         if not c or not w:
             continue
         c, w, q = c[0], w[0], row["question"]
-        out["c_alone"].append(seq_p(model, tok, format_reviser_prompt(q, []), c))
-        out["c_c"].append(seq_p(model, tok, format_reviser_prompt(q, [c]), c))
-        out["c_w"].append(seq_p(model, tok, format_reviser_prompt(q, [w]), c))
-        out["w_w"].append(seq_p(model, tok, format_reviser_prompt(q, [w]), w))
-        out["w_alone"].append(seq_p(model, tok, format_reviser_prompt(q, []), w))
+        out["c_alone"].append(revision_probability(model, tok, format_reviser_prompt(q, []), c))
+        out["c_c"].append(revision_probability(model, tok, format_reviser_prompt(q, [c]), c))
+        out["c_w"].append(revision_probability(model, tok, format_reviser_prompt(q, [w]), c))
+        out["w_w"].append(revision_probability(model, tok, format_reviser_prompt(q, [w]), w))
+        out["w_alone"].append(revision_probability(model, tok, format_reviser_prompt(q, []), w))
         if len(out["c_alone"]) == n:
             break
     print(ckpt, json.dumps({k: round(float(np.mean(v)), 3) for k, v in out.items()}), len(out["c_alone"]))

@@ -149,15 +149,28 @@ def paired(*outcomes: dict[str, dict[str, float]]) -> list[dict[str, np.ndarray]
     return [{k: np.array([o[p][k] for p in common]) for k in o[common[0]]} for o in outcomes]
 
 
+def revision_probability(model, tokenizer, prompt: str, text: str) -> float:
+    """The probability a reviser gives ``text`` (then EOS) after ``prompt``, teacher forced."""
+    import torch
+
+    from ttcompute.models.generation import prompt_token_ids
+
+    start = len(prompt_token_ids(tokenizer, prompt))
+    ids = torch.tensor([prompt_token_ids(tokenizer, prompt + text + tokenizer.eos_token)])
+    with torch.no_grad():
+        logits = model(ids).logits[0, :-1].float()
+    target = ids[0, 1:]
+    logp = torch.log_softmax(logits, -1)[torch.arange(len(target)), target][start - 1 :]
+    return float(logp.sum().exp())
+
+
 def context_use(reviser: Path, search_dir: Path, num_problems: int = 100) -> dict[str, float]:
     """How much the reviser reads its context: over the first ``num_problems`` held-out problems
     whose chains hold a correct attempt, the mean probability it gives that attempt's text (teacher
     forced) with no attempt in context, and with the same text as the one attempt in context. A
     reviser that copied a right answer it is shown would give the second ~1."""
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ttcompute.models.generation import prompt_token_ids
     from ttcompute.models.reviser import format_reviser_prompt
 
     tokenizer = AutoTokenizer.from_pretrained(reviser)
@@ -170,16 +183,9 @@ def context_use(reviser: Path, search_dir: Path, num_problems: int = 100) -> dic
         right = [t for t, ok in zip(row["completions"], row["correct"]) if ok and t.strip()]
         if not right:
             continue
-        text = right[0] + tokenizer.eos_token
         for attempts, out in (([], alone), ([right[0]], shown)):
             prompt = format_reviser_prompt(row["question"], attempts)
-            start = len(prompt_token_ids(tokenizer, prompt))
-            ids = torch.tensor([prompt_token_ids(tokenizer, prompt + text)])
-            with torch.no_grad():
-                logits = model(ids).logits[0, :-1].float()
-            target = ids[0, 1:]
-            logp = torch.log_softmax(logits, -1)[torch.arange(len(target)), target][start - 1 :]
-            out.append(float(logp.sum().exp()))
+            out.append(revision_probability(model, tokenizer, prompt, right[0]))
         if len(alone) == num_problems:
             break
     return {
