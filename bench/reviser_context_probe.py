@@ -26,21 +26,26 @@ from ttcompute.models.reviser import format_reviser_prompt  # noqa: E402
 def main(ckpt: str, samples: str, n: int = 100) -> None:
     tok = AutoTokenizer.from_pretrained(ckpt)
     model = AutoModelForCausalLM.from_pretrained(ckpt).eval()
-    rows = list(ShardReader(samples).iter_rows(0, len(ShardReader(samples))))
+    reader = ShardReader(samples)
     out = {k: [] for k in ["c_alone", "c_c", "c_w", "w_w", "w_alone"]}
-    for row in rows:
+    for row in reader.iter_rows(0, len(reader)):
         c = [t for t, ok in zip(row["completions"], row["correct"]) if ok and t.strip()]
         w = [t for t, ok in zip(row["completions"], row["correct"]) if not ok and t.strip()]
         if not c or not w:
             continue
         c, w, q = c[0], w[0], row["question"]
-        out["c_alone"].append(revision_probability(model, tok, format_reviser_prompt(q, []), c))
-        out["c_c"].append(revision_probability(model, tok, format_reviser_prompt(q, [c]), c))
-        out["c_w"].append(revision_probability(model, tok, format_reviser_prompt(q, [w]), c))
-        out["w_w"].append(revision_probability(model, tok, format_reviser_prompt(q, [w]), w))
-        out["w_alone"].append(revision_probability(model, tok, format_reviser_prompt(q, []), w))
+        for key, shown, text in [
+            ("c_alone", [], c),
+            ("c_c", [c], c),
+            ("c_w", [w], c),
+            ("w_w", [w], w),
+            ("w_alone", [], w),
+        ]:
+            out[key].append(revision_probability(model, tok, format_reviser_prompt(q, shown), text))
         if len(out["c_alone"]) == n:
             break
+    if not out["c_alone"]:
+        sys.exit(f"{samples}: no problem has both a correct and an incorrect sample")
     print(ckpt, json.dumps({k: round(float(np.mean(v)), 3) for k, v in out.items()}), len(out["c_alone"]))
 
 
