@@ -18,7 +18,14 @@ Options (``--options``; each is ``ttc revisions`` flags + ``ttc train-reviser`` 
 * ``keep25`` / ``keep50``: 25% / 50% of the trajectories with attempts end on a correct one.
 * ``progressive_keep50``: both.
 * ``more_data``: the baseline's trajectories plus those of ``--extra_problems`` more problems.
-* ``large``: the baseline's trajectories, the large policy as the base.
+* ``large``: the baseline's trajectories, the large policy as the base (400 steps).
+* ``large_restem``: ``large`` with the ``restem`` trajectories added (what was first reported as
+  ``large``).
+* ``large_keep50``: the ``keep50`` trajectories, the large policy as the base, a whole epoch.
+* ``copy_only``: 0 or 1 attempt in context, and that one always a correct solution -- a check of
+  whether the base can learn to copy at all (read it with ``bench/reviser_context_probe.py``).
+* ``copy_curriculum``: first a copying stage (one attempt, right or wrong, written out again as the
+  revision: :func:`copy_dataset`), then ``keep50`` from that checkpoint.
 * ``copy_weight``: the baseline's trajectories, the tokens a revision copies from the most recent
   attempt (their common prefix) weighted 0.3 in the loss.
 * ``restem``: ReST^EM-style -- chains of the baseline reviser's own attempts on the training problems,
@@ -63,9 +70,34 @@ OPTIONS: dict[str, dict] = {
     "more_data": {"extra": True},
     # The large base costs ~14x the FLOPs per token: 400 steps (a third of the others' epoch), and
     # evaluated on the first half of the held-out problems, 2 chains each (paired on those).
-    "large": {"base": LARGE, "train": ["--max_steps", "400"], "eval_problems": 150, "chains": 2},
+    "large": {"base": LARGE, "train": ["--max_steps", "400"], "eval_problems": 150, "eval_chains": 2},
+    # As measured first (a key collision had the large option train on the ReST^EM data as well).
+    "large_restem": {
+        "base": LARGE,
+        "own_chains": True,
+        "train": ["--max_steps", "400"],
+        "eval_problems": 150,
+        "eval_chains": 2,
+    },
+    # A full epoch (~35 min at 1 thread) of the keep50 trajectories: does a 5-layer base learn to keep?
+    "large_keep50": {
+        "base": LARGE,
+        "revisions": ["--correct_context_fraction", "0.5"],
+        "trajectories_of": "keep50",
+        "eval_problems": 150,
+        "eval_chains": 2,
+    },
+    # A capacity check rather than a reviser: half the trajectories show the very solution to write.
+    "copy_only": {"revisions": ["--correct_context_fraction", "1.0", "--max_previous", "1"]},
+    # Learn to copy first (stage 1: one attempt, right or wrong, and the revision writes it out again,
+    # so that copying is the only way to predict a wrong attempt's digits), then when to (keep50).
+    "copy_curriculum": {
+        "copy_stage": True,
+        "revisions": ["--correct_context_fraction", "0.5"],
+        "trajectories_of": "keep50",
+    },
     "copy_weight": {"train": ["--copied_token_weight", "0.3"]},
-    "restem": {"chains": True},
+    "restem": {"own_chains": True},
 }
 
 
@@ -100,6 +132,26 @@ def train(path: Path, datasets: list[Path], base: str, flags: list[str]) -> Path
         ttc("train-reviser", "--config", "configs/reviser.yaml", "--model_name_or_path", base,
             "--dataset_name", ",".join(str(d) for d in datasets), "--num_train_epochs", 1, *flags,
             "--output_dir", path, "--disable_tqdm", "true")  # fmt: skip
+    return path
+
+
+def copy_dataset(samples_dir: Path, path: Path, per_problem: int = 26) -> Path:
+    """Stage 1 of ``copy_curriculum``: per training problem, its first ``per_problem`` distinct
+    non-empty samples (right or wrong, in sample order), each as the one attempt and as the revision."""
+    if not path.is_file():
+        rows = []
+        for row in ShardReader(samples_dir).iter_rows(0, len(ShardReader(samples_dir))):
+            texts = [t for t in dict.fromkeys(row["completions"]) if t.strip()][:per_problem]
+            rows += [
+                {"problem_id": row["problem_id"], "question": row["question"], "previous_attempts": [t],
+                 "completion": t}
+                for t in texts
+            ]  # fmt: skip
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        partial.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        partial.rename(path)
+        logger.info("%d copy examples -> %s", len(rows), path)
     return path
 
 
@@ -238,17 +290,17 @@ def _rate_ci(interval: dict) -> str:
 
 def markdown(results: dict[str, dict], args: argparse.Namespace) -> str:
     lines = [
-        f"Revision chains of {args.chain_length} attempts, {args.chains} per problem, on {args.eval_problems} "
-        f"held-out problems (problem seed {args.eval_seed}); 95% paired bootstrap over problems.",
+        f"Revision chains of {args.chain_length} attempts on held-out problems (problem seed {args.eval_seed}; "
+        "the first N of the same set, M chains each); 95% paired bootstrap over problems.",
         "",
-        "| option | problems | pass@1 by step 0, 1, 2, ... | step 4 − step 1 | correct→incorrect "
+        "| option | problems × chains | pass@1 by step 0, 1, 2, ... | step 4 − step 1 | correct→incorrect "
         "| incorrect→correct | step 4 − baseline's (same problems) | P(right) alone / shown |",
         "|---|---:|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
         steps = " / ".join(f"{p:.3f}" for p in r["pass_at_1_by_step"])
         lines.append(
-            f"| {name} | {r['num_problems']} | {steps} | {_ci(r['step4_minus_step1'])} | {_rate_ci(r['correct_to_incorrect'])} "
+            f"| {name} | {r['num_problems']} × {r.get('chains_per_problem', args.chains)} | {steps} | {_ci(r['step4_minus_step1'])} | {_rate_ci(r['correct_to_incorrect'])} "
             f"| {_rate_ci(r['incorrect_to_correct'])} | {_ci(r.get('step4_minus_baseline_step4'))} "
             f"| {r['context_use']['p_alone']:.2f} / {r['context_use']['p_shown']:.2f} |"
         )
@@ -303,11 +355,17 @@ def main() -> None:
         option = OPTIONS[name]
         datasets = [paper]
         if option.get("revisions"):
-            datasets = [trajectories(train_samples, out / "trajectories" / name, option["revisions"])]
+            datasets = [
+                trajectories(
+                    train_samples,
+                    out / "trajectories" / option.get("trajectories_of", name),
+                    option["revisions"],
+                )
+            ]
         if option.get("extra"):
             extra = samples(out, args.extra_problems, 14000, 64, 0, "extra_samples")
             datasets.append(trajectories(extra, out / "trajectories" / "extra", []))
-        if option.get("chains"):
+        if option.get("own_chains"):
             # The baseline reviser's own chains on the training problems (never the held-out ones).
             own = chains(
                 out / "train_chains", out / "revisers" / "baseline", args.train_problems, 12000, args
@@ -315,13 +373,18 @@ def main() -> None:
             datasets.append(
                 trajectories(train_samples, out / "trajectories" / "restem", ["--chains_dir", own])
             )
-        reviser = train(out / "revisers" / name, datasets, option.get("base", SMALL), option.get("train", []))
+        base = option.get("base", SMALL)
+        if option.get("copy_stage"):
+            copies = copy_dataset(train_samples, out / "trajectories" / "copy_any.jsonl")
+            base = train(out / "revisers" / f"{name}_stage1", [copies], base, [])
+        reviser = train(out / "revisers" / name, datasets, base, option.get("train", []))
         search = chains(out / "eval_chains" / name, reviser, option.get("eval_problems", args.eval_problems),
-                        args.eval_seed, args, option.get("chains", 0))  # fmt: skip
+                        args.eval_seed, args, option.get("eval_chains", 0))  # fmt: skip
         outcomes[name] = step_outcomes(search)
         results[name] = summarize(
             outcomes[name], None if name == "baseline" else outcomes["baseline"], args.bootstrap_seed
         )
+        results[name]["chains_per_problem"] = option.get("eval_chains") or args.chains
         results[name]["context_use"] = context_use(reviser, search)
         results[name]["training_seconds"] = json.loads((reviser / "training_log.json").read_text()).get(
             "train_runtime_s"

@@ -275,6 +275,20 @@ def test_chain_trajectories_are_the_correct_attempts_with_what_the_reviser_saw()
     assert chain_trajectories([("", True), ("y", False)], max_previous=4) == []
 
 
+def test_chain_trajectories_leave_out_empty_attempts_as_the_chains_prompts_did():
+    """An empty attempt is never shown to the reviser (revision_chains), so a trajectory's context
+    holds none either: it is the context of the prompt the attempt was written from."""
+    from ttcompute.data_gen.trajectories import chain_trajectories
+    from ttcompute.models.reviser import MAX_ATTEMPTS_IN_CONTEXT, attempt_prompts
+
+    chain = [("a", False), ("", False), ("b", False), ("c", True), (" ", False), ("d", False), ("e", False),
+             ("f", False), ("g", True)]  # fmt: skip
+    shown = attempt_prompts("Q", [t for t, _ in chain], None, len)
+    expected = [(text, shown[t][1]) for t, (text, ok) in enumerate(chain) if ok]
+    assert chain_trajectories(chain, max_previous=MAX_ATTEMPTS_IN_CONTEXT) == expected
+    assert expected == [("c", ["a", "b"]), ("g", ["c", "d", "e", "f"])]
+
+
 def test_revisions_from_a_searchs_chains(samples_dir, tmp_path):
     """``--chains_dir``: trajectories from a ``ttc search`` output's revision chains (nested budgets
     counted once), refused when the chains were prompted under another contract."""
@@ -331,3 +345,46 @@ def test_revisions_from_a_searchs_chains(samples_dir, tmp_path):
                                 "budget": 1}])  # fmt: skip
         run_stage("revisions", ["--samples_dir", str(samples_dir), "--chains_dir", str(empty),
                                 "--output_dir", str(tmp_path / "bad2")])  # fmt: skip
+
+
+def _reviser_options_bench():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "reviser_options.py"
+    spec = importlib.util.spec_from_file_location("reviser_options_bench", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reviser_options_bench_options_use_only_keys_it_reads():
+    """One key per meaning: a count and a switch once shared the key ``chains``, and the large
+    option silently trained on the ReST^EM data as well."""
+    bench = _reviser_options_bench()
+    known = {"revisions", "trajectories_of", "extra", "own_chains", "copy_stage", "base", "train",
+             "eval_problems", "eval_chains"}  # fmt: skip
+    for name, option in bench.OPTIONS.items():
+        assert set(option) <= known, name
+        assert isinstance(option.get("own_chains", False), bool), name
+        assert isinstance(option.get("eval_chains", 1), int) and not isinstance(
+            option.get("eval_chains", 1), bool
+        )
+        assert option.get("trajectories_of", "baseline") in bench.OPTIONS, name
+
+
+def test_reviser_options_copy_stage_data_is_each_distinct_sample_written_out_again(samples_dir, tmp_path):
+    from ttcompute.core.prompts import DEFAULT_CONTRACT
+    from ttcompute.trainers.revision_data import validate_revision_rows
+    from ttcompute.trainers.training_data import load_training_dataset
+
+    path = _reviser_options_bench().copy_dataset(samples_dir, tmp_path / "copy.jsonl", per_problem=4)
+    rows = load_training_dataset(str(path), "train")
+    validate_revision_rows(rows, str(path), DEFAULT_CONTRACT)
+    expected = []
+    for shard in load_sharded(samples_dir):
+        distinct = [t for t in dict.fromkeys(shard["completions"]) if t.strip()][:4]
+        expected += [(shard["problem_id"], t) for t in distinct]
+    assert [(r["problem_id"], r["completion"]) for r in rows] == expected
+    assert all(r["previous_attempts"] == [r["completion"]] for r in rows)
+    assert "" not in {r["completion"] for r in rows}

@@ -197,15 +197,21 @@ def trajectory_rows(
 def chain_trajectories(chain: Sequence[tuple[str, bool]], max_previous: int) -> list[tuple[str, list[str]]]:
     """``(completion, previous attempts oldest first)`` for every correct attempt of one revision chain
     (its attempts in order): the chain's ``max_previous`` attempts before it are its context, exactly
-    what the reviser saw when it wrote it (repeats included). ReST^EM's filter with a 0/1 reward.
+    what the reviser saw when it wrote it (repeats included; an empty attempt is never shown, as in
+    the chains themselves). ReST^EM's filter with a 0/1 reward.
 
     >>> chain_trajectories([("a", False), ("b", True), ("b", True)], max_previous=1)
     [('b', ['a']), ('b', ['b'])]
+    >>> chain_trajectories([("a", False), ("", False), ("b", True)], max_previous=2)
+    [('b', ['a'])]
     """
     out = []
-    for t, (text, correct) in enumerate(chain):
+    shown: list[str] = []
+    for text, correct in chain:
         if correct and text.strip():
-            out.append((text, [attempt for attempt, _ in chain[max(0, t - max_previous) : t]]))
+            out.append((text, shown[max(0, len(shown) - max_previous) :]))
+        if text.strip():
+            shown.append(text)
     return out
 
 
