@@ -80,12 +80,11 @@ OPTIONS: dict[str, dict] = {
         "eval_chains": 2,
     },
     # A full epoch (~35 min at 1 thread) of the keep50 trajectories: does a 5-layer base learn to keep?
+    # Evaluated like the small options (all 300 problems x 4 chains, ~16 min at 1 thread).
     "large_keep50": {
         "base": LARGE,
         "revisions": ["--correct_context_fraction", "0.5"],
         "trajectories_of": "keep50",
-        "eval_problems": 150,
-        "eval_chains": 2,
     },
     # A capacity check rather than a reviser: half the trajectories show the very solution to write.
     "copy_only": {"revisions": ["--correct_context_fraction", "1.0", "--max_previous", "1"]},
