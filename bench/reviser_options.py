@@ -139,7 +139,8 @@ def copy_dataset(samples_dir: Path, path: Path, per_problem: int = 26) -> Path:
     non-empty samples (right or wrong, in sample order), each as the one attempt and as the revision."""
     if not path.is_file():
         rows = []
-        for row in ShardReader(samples_dir).iter_rows(0, len(ShardReader(samples_dir))):
+        reader = ShardReader(samples_dir)
+        for row in reader.iter_rows(0, len(reader)):
             texts = [t for t in dict.fromkeys(row["completions"]) if t.strip()][:per_problem]
             rows += [
                 {"problem_id": row["problem_id"], "question": row["question"], "previous_attempts": [t],
