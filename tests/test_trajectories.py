@@ -388,3 +388,29 @@ def test_reviser_options_copy_stage_data_is_each_distinct_sample_written_out_aga
     assert [(r["problem_id"], r["completion"]) for r in rows] == expected
     assert all(r["previous_attempts"] == [r["completion"]] for r in rows)
     assert "" not in {r["completion"] for r in rows}
+
+
+def test_revisions_from_chains_with_an_empty_attempt_train(samples_dir, tmp_path):
+    """A chain whose reviser once wrote nothing: the trajectory's context holds what the prompts
+    showed (not the empty attempt), and the trainer's loader accepts the rows."""
+    from ttcompute.core.prompts import DEFAULT_CONTRACT
+    from ttcompute.trainers.revision_data import validate_revision_rows
+    from ttcompute.trainers.training_data import load_training_dataset
+
+    chains = tmp_path / "search"
+    prepare_output(
+        chains, "search", "h", 1, overwrite=False, info={"prompt_contract": DEFAULT_CONTRACT.to_dict()}
+    )
+    texts = ["1 + 1 = 3", "", "1 + 1 = 2"]
+    write_shard(chains, 0, [{"problem_id": "p0", "question": "Start at 1. Add 1.", "gold_answer": "2",
+                             "method": "revisions", "budget": 3, "chain_length": 3, "completions": texts,
+                             "correct": [False, False, True], "subtrees": [0, 0, 0], "positions": [0, 1, 2]}])  # fmt: skip
+    out = tmp_path / "restem"
+    run_stage(
+        "revisions",
+        ["--samples_dir", str(samples_dir), "--chains_dir", str(chains), "--output_dir", str(out)],
+    )
+    rows = load_training_dataset(str(out), "train")
+    validate_revision_rows(rows, str(out), DEFAULT_CONTRACT)
+    assert [(r["completion"], r["previous_attempts"]) for r in rows] == [("1 + 1 = 2", ["1 + 1 = 3"])]
+    assert rows[0]["prompt"] == format_reviser_prompt("Start at 1. Add 1.", ["1 + 1 = 3"])
