@@ -79,7 +79,7 @@ OPTIONS: dict[str, dict] = {
         "eval_problems": 150,
         "eval_chains": 2,
     },
-    # A full epoch (~35 min at 1 thread) of the keep50 trajectories: does a 5-layer base learn to keep?
+    # A full epoch (34 min at 1 thread) of the keep50 trajectories: does a 5-layer base learn to keep?
     # Evaluated like the small options (all 300 problems x 4 chains, ~16 min at 1 thread).
     "large_keep50": {
         "base": LARGE,
