@@ -378,13 +378,14 @@ def main() -> None:
             copies = copy_dataset(train_samples, out / "trajectories" / "copy_any.jsonl")
             base = train(out / "revisers" / f"{name}_stage1", [copies], base, [])
         reviser = train(out / "revisers" / name, datasets, base, option.get("train", []))
+        num_chains = option.get("eval_chains", args.chains)
         search = chains(out / "eval_chains" / name, reviser, option.get("eval_problems", args.eval_problems),
-                        args.eval_seed, args, option.get("eval_chains", 0))  # fmt: skip
+                        args.eval_seed, args, num_chains)  # fmt: skip
         outcomes[name] = step_outcomes(search)
         results[name] = summarize(
             outcomes[name], None if name == "baseline" else outcomes["baseline"], args.bootstrap_seed
         )
-        results[name]["chains_per_problem"] = option.get("eval_chains") or args.chains
+        results[name]["chains_per_problem"] = num_chains
         results[name]["context_use"] = context_use(reviser, search)
         results[name]["training_seconds"] = json.loads((reviser / "training_log.json").read_text()).get(
             "train_runtime_s"
