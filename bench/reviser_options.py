@@ -25,7 +25,10 @@ Options (``--options``; each is ``ttc revisions`` flags + ``ttc train-reviser`` 
 * ``copy_only``: 0 or 1 attempt in context, and that one always a correct solution -- a check of
   whether the base can learn to copy at all (read it with ``bench/reviser_context_probe.py``).
 * ``copy_curriculum``: first a copying stage (one attempt, right or wrong, written out again as the
-  revision: :func:`copy_dataset`), then ``keep50`` from that checkpoint.
+  revision: ``ttc revisions --copy_attempts 26``), then ``keep50`` from that checkpoint.
+* ``expanded_copy_keep50``: ``copy_curriculum`` with two identity-initialised blocks inserted into
+  the small policy first (``--expand_blocks 2``, LLaMA Pro), its copying stage 2 epochs at 3e-3;
+  ``expanded_copy_keep50_lr3e-4``: the same stage 1, stage 2 at 3e-4.
 * ``copy_weight``: the baseline's trajectories, the tokens a revision copies from the most recent
   attempt (their common prefix) weighted 0.3 in the loss.
 * ``restem``: ReST^EM-style -- chains of the baseline reviser's own attempts on the training problems,
@@ -95,6 +98,16 @@ OPTIONS: dict[str, dict] = {
         "revisions": ["--correct_context_fraction", "0.5"],
         "trajectories_of": "keep50",
     },
+    # copy_curriculum on a deeper base: two identity blocks inserted into the small policy (LLaMA Pro
+    # block expansion) give the copying circuit room the policy's two busy blocks did not; stage 1
+    # at 3e-3 for 2 epochs (the circuit forms in the second), then 2 epochs of keep50.
+    "expanded_copy_keep50": {
+        "copy_stage": True,
+        "copy_train": ["--expand_blocks", "2", "--learning_rate", "3e-3", "--num_train_epochs", "2"],
+        "revisions": ["--correct_context_fraction", "0.5"],
+        "trajectories_of": "keep50",
+        "train": ["--num_train_epochs", "2"],
+    },
     "copy_weight": {"train": ["--copied_token_weight", "0.3"]},
     "restem": {"own_chains": True},
 }
@@ -131,27 +144,6 @@ def train(path: Path, datasets: list[Path], base: str, flags: list[str]) -> Path
         ttc("train-reviser", "--config", "configs/reviser.yaml", "--model_name_or_path", base,
             "--dataset_name", ",".join(str(d) for d in datasets), "--num_train_epochs", 1, *flags,
             "--output_dir", path, "--disable_tqdm", "true")  # fmt: skip
-    return path
-
-
-def copy_dataset(samples_dir: Path, path: Path, per_problem: int = 26) -> Path:
-    """Stage 1 of ``copy_curriculum``: per training problem, its first ``per_problem`` distinct
-    non-empty samples (right or wrong, in sample order), each as the one attempt and as the revision."""
-    if not path.is_file():
-        rows = []
-        reader = ShardReader(samples_dir)
-        for row in reader.iter_rows(0, len(reader)):
-            texts = [t for t in dict.fromkeys(row["completions"]) if t.strip()][:per_problem]
-            rows += [
-                {"problem_id": row["problem_id"], "question": row["question"], "previous_attempts": [t],
-                 "completion": t}
-                for t in texts
-            ]  # fmt: skip
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial")
-        partial.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        partial.rename(path)
-        logger.info("%d copy examples -> %s", len(rows), path)
     return path
 
 
@@ -375,8 +367,8 @@ def main() -> None:
             )
         base = option.get("base", SMALL)
         if option.get("copy_stage"):
-            copies = copy_dataset(train_samples, out / "trajectories" / "copy_any.jsonl")
-            base = train(out / "revisers" / f"{name}_stage1", [copies], base, [])
+            copies = trajectories(train_samples, out / "trajectories" / "copy", ["--copy_attempts", 26])
+            base = train(out / "revisers" / f"{name}_stage1", [copies], base, option.get("copy_train", []))
         reviser = train(out / "revisers" / name, datasets, base, option.get("train", []))
         num_chains = option.get("eval_chains", args.chains)
         search = chains(out / "eval_chains" / name, reviser, option.get("eval_problems", args.eval_problems),

@@ -15,7 +15,8 @@ $TTC sample --config configs/sample.yaml --num_problems 2000 --problem_seed 1200
   --seed 5 --output_dir "$OUT/train_samples"
 $TTC revisions --config configs/revisions.yaml --samples_dir "$OUT/train_samples" --output_dir "$OUT/trajectories"
 [ -f "$OUT/reviser/training_log.json" ] || \
-  $TTC train-reviser --config configs/reviser.yaml --dataset_name "$OUT/trajectories" --output_dir "$OUT/reviser"
+  $TTC train-reviser --config configs/reviser.yaml --model_name_or_path ttcompute/checkpoints/policy_small \
+    --dataset_name "$OUT/trajectories" --output_dir "$OUT/reviser"
 $TTC search --config configs/search.yaml --prm "$PRM" --methods best_of_n revisions --reviser "$OUT/reviser" \
   --num_problems 100 --problem_seed 9000 --budgets 1 2 4 8 16 32 64 --revision_lengths 1 2 4 8 16 32 64 \
   --output_dir "$OUT/search"

@@ -559,6 +559,7 @@ def test_help_lists_the_reviser_options(capsys):
         "--eval_fraction",
         "--prompt_template",
         "--use_peft",
+        "--expand_blocks",
     ):
         assert flag in text
     assert "--max_length" in text and "--deepspeed" in text and "--push_to_hub" in text

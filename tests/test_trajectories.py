@@ -373,23 +373,53 @@ def test_reviser_options_bench_options_use_only_keys_it_reads():
         assert isinstance(option.get("own_chains", False), bool), name
         assert type(option.get("eval_chains", 1)) is int, name
         assert option.get("trajectories_of", "baseline") in bench.OPTIONS, name
+        assert not option.get("copy_train") or option.get("copy_stage"), name
 
 
-def test_reviser_options_copy_stage_data_is_each_distinct_sample_written_out_again(samples_dir, tmp_path):
+def test_copy_attempts_stage_is_each_distinct_sample_written_out_again(samples_dir, tmp_path):
+    """``ttc revisions --copy_attempts N``: the copying stage -- right and wrong samples alike (the
+    problem without a correct sample too), each the one attempt and the completion; the trainer's
+    loader accepts it."""
     from ttcompute.core.prompts import DEFAULT_CONTRACT
     from ttcompute.trainers.revision_data import validate_revision_rows
     from ttcompute.trainers.training_data import load_training_dataset
 
-    path = _reviser_options_bench().copy_dataset(samples_dir, tmp_path / "copy.jsonl", per_problem=4)
-    rows = load_training_dataset(str(path), "train")
-    validate_revision_rows(rows, str(path), DEFAULT_CONTRACT)
+    out = tmp_path / "copy"
+    stats = run_stage(
+        "revisions",
+        ["--samples_dir", str(samples_dir), "--copy_attempts", "4", "--output_dir", str(out),
+         "--problems_per_shard", "2"],
+    )  # fmt: skip
+    rows = load_training_dataset(str(out), "train")
+    validate_revision_rows(rows, str(out), DEFAULT_CONTRACT)
     expected = []
     for shard in load_sharded(samples_dir):
-        distinct = [t for t in dict.fromkeys(shard["completions"]) if t.strip()][:4]
+        distinct = []
+        for text in shard["completions"]:
+            if text.strip() and text not in distinct and len(distinct) < 4:
+                distinct.append(text)
         expected += [(shard["problem_id"], t) for t in distinct]
     assert [(r["problem_id"], r["completion"]) for r in rows] == expected
-    assert all(r["previous_attempts"] == [r["completion"]] for r in rows)
-    assert "" not in {r["completion"] for r in rows}
+    assert "p2" in {r["problem_id"] for r in rows}  # no correct sample: still copied
+    for row in rows:
+        assert row["previous_attempts"] == [row["completion"]] and row["num_previous"] == 1
+        assert row["edit_distance"] == 0
+        assert row["prompt"] == format_reviser_prompt(row["question"], [row["completion"]])
+    assert stats["num_trajectories"] == len(expected) and stats["num_previous_histogram"]["1"] == len(
+        expected
+    )
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [["--copy_attempts", "-1"], ["--copy_attempts", "2", "--correct_context_fraction", "0.5"],
+     ["--copy_attempts", "2", "--attempt_order", "progressive"], ["--copy_attempts", "2", "--chains_dir", "x"]],
+)  # fmt: skip
+def test_copy_attempts_refuses_what_it_does_not_take(flags, samples_dir, tmp_path):
+    with pytest.raises((ValueError, InputError), match="copy_attempts"):
+        run_stage(
+            "revisions", ["--samples_dir", str(samples_dir), "--output_dir", str(tmp_path / "o"), *flags]
+        )
 
 
 def test_revisions_from_chains_with_an_empty_attempt_train(samples_dir, tmp_path):

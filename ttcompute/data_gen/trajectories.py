@@ -16,6 +16,9 @@ Output columns (one row per trajectory):
     previous_attempts (list[str], oldest first; the closest incorrect one last), edit_distance (of the
     closest incorrect attempt to the completion; -1 when k = 0)
 
+``--copy_attempts N`` builds a copying stage instead (a first training stage, not revisions): each of
+a problem's first N distinct samples, right or wrong, as the one attempt and as the completion.
+
 Deterministic for a seed (each problem draws from its own generator seeded by seed and problem id,
 so the rows do not depend on sharding). Problems without a correct sample are skipped and counted;
 empty completions are dropped and counted; duplicate *incorrect* solutions are merged (counted), so no
@@ -160,25 +163,40 @@ def split_solutions(sample: dict[str, Any]) -> tuple[list[str], list[str], int, 
     return right, wrong, len(sample["completions"]) - len(kept), len(kept) - len(right) - len(wrong)
 
 
+def copy_texts(completions: Sequence[str], per_problem: int) -> list[str]:
+    """The copying stage's texts of one problem: its first ``per_problem`` distinct non-empty samples,
+    in sample order, right or wrong alike.
+
+    >>> copy_texts(["a", "", "b", "a", "c"], 2)
+    ['a', 'b']
+    """
+    return [text for text in dict.fromkeys(completions) if text.strip()][:per_problem]
+
+
 def trajectory_rows(
     sample_rows: Iterable[dict[str, Any]],
     config: TrajectoryConfig,
     contract: PromptContract = DEFAULT_CONTRACT,
     tokenizer=None,
 ) -> list[dict]:
-    """The trajectory rows of some ``ttc sample`` rows (problems without a correct sample give none)."""
+    """The trajectory rows of some ``ttc sample`` rows (problems without a correct sample give none;
+    with ``copy_attempts``, the copying stage's rows: every problem gives some)."""
     rows = []
     for sample in sample_rows:
         right, wrong, _, _ = split_solutions(sample)
-        for completion, attempts, distance in problem_trajectories(
-            sample["problem_id"],
-            right,
-            wrong,
-            config.max_previous,
-            config.seed,
-            attempt_order=config.attempt_order,
-            correct_context_fraction=config.correct_context_fraction,
-        ):
+        if config.copy_attempts:
+            drawn = [(text, [text], 0) for text in copy_texts(sample["completions"], config.copy_attempts)]
+        else:
+            drawn = problem_trajectories(
+                sample["problem_id"],
+                right,
+                wrong,
+                config.max_previous,
+                config.seed,
+                attempt_order=config.attempt_order,
+                correct_context_fraction=config.correct_context_fraction,
+            )
+        for completion, attempts, distance in drawn:
             rows.append(
                 {
                     "problem_id": sample["problem_id"],
@@ -323,7 +341,7 @@ def run_revisions(config: TrajectoryConfig) -> dict[str, Any]:
         return result
     logger.info(
         "%d trajectories for %d of %d problems (%s per problem, min %d, max %d); k histogram %s; "
-        "%d problems without a correct sample skipped; %d empty completions dropped; %d malformed rows "
+        "%d problems without a correct sample %s; %d empty completions dropped; %d malformed rows "
         "skipped -> %s",
         result["num_trajectories"],
         result["problems_with_trajectories"],
@@ -333,6 +351,7 @@ def run_revisions(config: TrajectoryConfig) -> dict[str, Any]:
         result["trajectories_per_problem"]["max"],
         json.dumps(result["num_previous_histogram"]),
         result["problems_without_correct_sample"],
+        "(copied all the same)" if config.copy_attempts else "skipped",
         result["empty_completions_dropped"],
         result["malformed_rows_skipped"],
         config.output_dir,
@@ -376,6 +395,9 @@ def _push(config: TrajectoryConfig, contract: PromptContract) -> None:
             f"the correct attempts of {config.chains_dir}'s revision chains, the chain's last "
             f"{config.max_previous} attempts before each as its context"
             if config.chains_dir
+            else f"a copying stage: {config.copy_attempts} distinct samples per problem, each the one "
+            "attempt and the completion"
+            if config.copy_attempts
             else f"0-{config.max_previous} incorrect, order {config.attempt_order}; "
             f"{config.correct_context_fraction:.0%} ending on a correct one"
         ),

@@ -30,6 +30,11 @@ class TrajectoryConfig(PromptOptions, TrackingOptions, HubDatasetOptions):
             a correct solution (then k - 1 incorrect ones before it). The paper trains on incorrect
             contexts only, and its reviser turns 38% of correct answers incorrect: it never saw a
             right answer to keep.
+        copy_attempts: A copying stage instead (0: off): per problem, its first ``copy_attempts``
+            distinct non-empty samples in sample order, right or wrong, each as the one attempt and as
+            the completion. Not a reviser's data: a first stage that teaches a small base to copy from
+            its context (the digits of a wrong attempt can only be predicted by copying them), before
+            the trajectories above teach it when to (configs/reviser.yaml).
         prompt_template / use_chat_template / system_prompt: The prompt contract the reviser prompts
             are built with; unset, the one the samples record (a given value must agree with it).
             With the chat template the reviser prompt is one user turn (ttcompute/models/reviser.py).
@@ -57,6 +62,10 @@ class TrajectoryConfig(PromptOptions, TrackingOptions, HubDatasetOptions):
     correct_context_fraction: float = field(
         default=0.0, metadata={"help": "share of trajectories whose most recent attempt is correct"}
     )
+    copy_attempts: int = field(
+        default=0,
+        metadata={"help": "copying stage: N distinct samples per problem, each shown and written again"},
+    )
     tokenizer_name_or_path: str | None = field(
         default=None, metadata={"help": "chat template's tokenizer; default: the samples' policy"}
     )
@@ -71,6 +80,15 @@ class TrajectoryConfig(PromptOptions, TrackingOptions, HubDatasetOptions):
         if not 0 <= self.max_previous <= MAX_ATTEMPTS_IN_CONTEXT:
             raise ValueError(
                 f"max_previous must be in [0, {MAX_ATTEMPTS_IN_CONTEXT}], got {self.max_previous}"
+            )
+        if self.copy_attempts < 0:
+            raise ValueError(f"copy_attempts must be >= 0, got {self.copy_attempts}")
+        if self.copy_attempts and (
+            self.chains_dir or self.correct_context_fraction or self.attempt_order != "closest_last"
+        ):
+            raise ValueError(
+                "copy_attempts builds a copying stage: it takes none of chains_dir, correct_context_fraction, "
+                "attempt_order"
             )
         if self.attempt_order not in ATTEMPT_ORDERS:
             raise ValueError(f"attempt_order must be one of {ATTEMPT_ORDERS}, got {self.attempt_order!r}")

@@ -189,7 +189,14 @@ def reviser_model_card(args: RevisionConfig, model_id: str, fit_stats: dict[str,
             "finetuned to write a correct solution given its own earlier incorrect attempts in context",
             "(Snell et al. 2024, sec. 6).",
             "",
-            f"- **Base policy / base model:** `{base}`",
+            f"- **Base policy / base model:** `{base}`"
+            + (
+                f", deepened by {args.expand_blocks} identity-initialised decoder block"
+                f"{'s' if args.expand_blocks != 1 else ''} (LLaMA Pro block "
+                "expansion) before training"
+                if getattr(args, "expand_blocks", 0)
+                else ""
+            ),
             f"- **Training data:** `{data}` (revision trajectories: 0-{MAX_ATTEMPTS_IN_CONTEXT} incorrect "
             "attempts, then a correct solution)",
             "- **Loss:** on the revision only (the tokens after the revision marker, and the EOS token);",

@@ -31,6 +31,10 @@ class RevisionConfig(
             checkpoint is merged (plain weights) and the adapter is kept in ``lora_adapter/``.
         lora_r / lora_alpha / lora_dropout / lora_target_modules: The LoRA adapters
             (`lora_target_modules` is a comma-separated list or ``all-linear``).
+        expand_blocks (`int`, defaults to `0`): Insert this many identity-initialised decoder blocks
+            into the base before training (LLaMA Pro block expansion, evenly spaced, the last on top:
+            ``ttcompute/models/block_expansion.py``); the saved reviser is the deeper model. 0: the
+            base as it is. Llama/Qwen2/Mistral-style bases.
 
     Parameters that control the data preprocessing:
         dataset_name (`str`): A ``ttc revisions`` output directory, a .parquet/.jsonl/.json file, a
@@ -63,6 +67,10 @@ class RevisionConfig(
 
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "policy to finetune: Hub id or path"}
+    )
+    # A 2-layer policy's blocks are busy with its arithmetic: new ones give the copying circuit room.
+    expand_blocks: int = field(
+        default=0, metadata={"help": "identity-initialised decoder blocks to insert before training"}
     )
     dataset_name: str | None = field(default=None, metadata={"help": "revision trajectories (ttc revisions)"})
     max_length: int | None = field(
@@ -101,6 +109,8 @@ class RevisionConfig(
             raise ValueError("prompt_template must contain {question}")
         if not 0 <= self.eval_fraction < 1:
             raise ValueError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
+        if self.expand_blocks < 0:
+            raise ValueError(f"expand_blocks must be >= 0, got {self.expand_blocks}")
         if self.max_length is not None and self.max_length < 2:
             raise ValueError("max_length must be >= 2")
         if not 0 <= self.copied_token_weight <= 1:

@@ -26,6 +26,7 @@ from trl import SFTTrainer
 from ttcompute.core.config import save_resolved_config
 from ttcompute.core.errors import InputError
 from ttcompute.core.prompts import PromptContract
+from ttcompute.models.block_expansion import expand_blocks
 from ttcompute.models.generation import render_turn
 from ttcompute.models.reviser import ATTEMPT_MARKER, FORMAT_VERSION, MAX_ATTEMPTS_IN_CONTEXT, REVISION_MARKER
 from ttcompute.models.tiny import count_parameters
@@ -207,13 +208,16 @@ def train_reviser(config: RevisionConfig) -> dict[str, Any]:
     resume_from = resume_point(config, logger)
 
     def load_base() -> PreTrainedModel:
-        return AutoModelForCausalLM.from_pretrained(
+        base = AutoModelForCausalLM.from_pretrained(
             config.model_name_or_path, trust_remote_code=config.trust_remote_code, use_safetensors=True
         )
+        # Inside load_base: a resumed run and the LoRA merge must see the same (deterministic) expansion.
+        return expand_blocks(base, config.expand_blocks)
 
     init_deepspeed_comm()
     set_seed(config.seed)  # LoRA adapters are drawn from torch's global RNG before the Trainer seeds it
-    with without_zero3_init(config):
+    # Expanding copies whole blocks: under ZeRO-3 on GPUs too, load them whole (partitioned at start).
+    with without_zero3_init(config, always=config.expand_blocks > 0):
         model = load_base()
     metadata = reviser_metadata(config, contract)
     model.config.ttc_reviser = metadata
