@@ -186,3 +186,17 @@ def test_the_two_stage_recipe_runs_on_the_small_policy(tmp_path, small_policy_di
         log = json.loads((out / "training_log.json").read_text())
         assert log["num_parameters"] == 269_120  # the small policy's 137,792 + two blocks of 65,664
         assert AutoModelForCausalLM.from_pretrained(out).config.num_hidden_layers == 4
+
+
+def test_stage_two_without_stage_one_names_what_to_run_first(tmp_path, monkeypatch, capsys):
+    from ttcompute.cli import main
+
+    monkeypatch.chdir(tmp_path)  # no runs/reviser_copy here
+    data = write_rows(_rows(2), tmp_path / "r.parquet")
+    repo = Path(__file__).resolve().parents[1]
+    code = main(["train-reviser", "--config", str(repo / "configs" / "reviser.yaml"), "--dataset_name", str(data),
+                 "--output_dir", str(tmp_path / "out")])  # fmt: skip
+    assert code == 2
+    error = capsys.readouterr().err
+    assert "runs/reviser_copy: cannot load the base" in error and "configs/reviser_copy.yaml" in error
+    assert not (tmp_path / "out").exists()

@@ -30,6 +30,7 @@ from ttcompute.models.block_expansion import expand_blocks
 from ttcompute.models.generation import render_turn
 from ttcompute.models.reviser import ATTEMPT_MARKER, FORMAT_VERSION, MAX_ATTEMPTS_IN_CONTEXT, REVISION_MARKER
 from ttcompute.models.tiny import count_parameters
+from ttcompute.models.weights import load_error
 from ttcompute.trainers.hub import HubUpload
 from ttcompute.trainers.launch import check_deepspeed_active, init_deepspeed_comm, without_zero3_init
 from ttcompute.trainers.lora import lora_config, merge_lora_checkpoint
@@ -163,9 +164,17 @@ def train_reviser(config: RevisionConfig) -> dict[str, Any]:
     # Validate and fit everything before the first file is written.
     contract = config.resolve_prompt_contract(config.dataset_name, "ttc train-reviser")
     check_reviser_format(config.dataset_name)
-    tokenizer = AutoTokenizer.from_pretrained(
-        config.model_name_or_path, trust_remote_code=config.trust_remote_code
-    )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            config.model_name_or_path, trust_remote_code=config.trust_remote_code
+        )
+    except (OSError, ValueError) as err:
+        hint = ""
+        if str(config.model_name_or_path).rstrip("/").endswith("reviser_copy"):
+            hint = " -- configs/reviser.yaml is stage 2: train stage 1 (configs/reviser_copy.yaml) first"
+        raise InputError(
+            f"ttc train-reviser: {load_error(config.model_name_or_path, 'the base', err)}{hint}"
+        ) from None
     render_turn("{question}", contract, tokenizer)  # a chat contract on a tokenizer without one: refused
     train_rows = load_training_dataset(config.dataset_name, config.dataset_split)
     validate_revision_rows(train_rows, config.dataset_name, contract, tokenizer)
