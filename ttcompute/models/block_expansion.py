@@ -63,13 +63,12 @@ def expand_blocks(model: PreTrainedModel, num_new: int) -> PreTrainedModel:
     layer_types = list(getattr(config, "layer_types", None) or [])
     blocks, types = [], []
     for i, block in enumerate(layers):
-        blocks.append(block)
-        types.append(layer_types[i] if layer_types else None)
+        copies = [block]
         if i in after:
-            new = copy.deepcopy(block)
-            _zero_output_projections(new)
-            blocks.append(new)
-            types.append(types[-1])
+            copies.append(copy.deepcopy(block))
+            _zero_output_projections(copies[-1])
+        blocks += copies
+        types += [layer_types[i] if layer_types else None] * len(copies)
     for index, block in enumerate(blocks):
         # The KV cache is indexed by each attention's layer_idx: it must be the block's new position.
         if hasattr(block, "self_attn") and hasattr(block.self_attn, "layer_idx"):

@@ -194,7 +194,7 @@ def reviser_model_card(args: RevisionConfig, model_id: str, fit_stats: dict[str,
                 f", deepened by {args.expand_blocks} identity-initialised decoder block"
                 f"{'s' if args.expand_blocks != 1 else ''} (LLaMA Pro block "
                 "expansion) before training"
-                if getattr(args, "expand_blocks", 0)
+                if args.expand_blocks
                 else ""
             ),
             f"- **Training data:** `{data}` (revision trajectories: 0-{MAX_ATTEMPTS_IN_CONTEXT} incorrect "
