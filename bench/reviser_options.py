@@ -29,6 +29,8 @@ Options (``--options``; each is ``ttc revisions`` flags + ``ttc train-reviser`` 
 * ``expanded_copy_keep50``: ``copy_curriculum`` with two identity-initialised blocks inserted into
   the small policy first (``--expand_blocks 2``, LLaMA Pro), its copying stage 2 epochs at 3e-3;
   ``expanded_copy_keep50_lr3e-4``: the same stage 1, stage 2 at 3e-4.
+* ``expanded_copy_any``: ``expanded_copy_keep50``'s stage 1 (shared), then trajectories whose
+  attempts are drawn from all of a problem's samples as they came (``--context_attempts any``).
 * ``copy_weight``: the baseline's trajectories, the tokens a revision copies from the most recent
   attempt (their common prefix) weighted 0.3 in the loss.
 * ``restem``: ReST^EM-style -- chains of the baseline reviser's own attempts on the training problems,
@@ -106,6 +108,16 @@ OPTIONS: dict[str, dict] = {
         "copy_train": ["--expand_blocks", "2", "--learning_rate", "3e-3", "--num_train_epochs", "2"],
         "revisions": ["--correct_context_fraction", "0.5"],
         "trajectories_of": "keep50",
+        "train": ["--num_train_epochs", "2"],
+    },
+    # expanded_copy_keep50's stage 1, then 2 epochs of trajectories whose attempts are drawn from all
+    # of a problem's samples as they came (right, wrong, repeated): the mix a chain shows the reviser,
+    # where weighing the attempts (a repeated answer is likelier right) is what the data rewards.
+    "expanded_copy_any": {
+        "copy_stage": True,
+        "copy_train": ["--expand_blocks", "2", "--learning_rate", "3e-3", "--num_train_epochs", "2"],
+        "stage1_of": "expanded_copy_keep50",
+        "revisions": ["--context_attempts", "any"],
         "train": ["--num_train_epochs", "2"],
     },
     "copy_weight": {"train": ["--copied_token_weight", "0.3"]},
@@ -368,7 +380,9 @@ def main() -> None:
         base = option.get("base", SMALL)
         if option.get("copy_stage"):
             copies = trajectories(train_samples, out / "trajectories" / "copy", ["--copy_attempts", 26])
-            base = train(out / "revisers" / f"{name}_stage1", [copies], base, option.get("copy_train", []))
+            shared = option.get("stage1_of", name)  # the same stage-1 flags: one checkpoint
+            stage1 = out / "revisers" / f"{shared}_stage1"
+            base = train(stage1, [copies], base, option.get("copy_train", []))
         reviser = train(out / "revisers" / name, datasets, base, option.get("train", []))
         num_chains = option.get("eval_chains", args.chains)
         search = chains(out / "eval_chains" / name, reviser, option.get("eval_problems", args.eval_problems),

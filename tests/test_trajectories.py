@@ -374,6 +374,8 @@ def test_reviser_options_bench_options_use_only_keys_it_reads():
         assert type(option.get("eval_chains", 1)) is int, name
         assert option.get("trajectories_of", "baseline") in bench.OPTIONS, name
         assert not option.get("copy_train") or option.get("copy_stage"), name
+        if "stage1_of" in option:  # a shared stage-1 checkpoint must be trained the same way
+            assert option["copy_train"] == bench.OPTIONS[option["stage1_of"]]["copy_train"], name
 
 
 def test_copy_attempts_stage_is_each_distinct_sample_written_out_again(samples_dir, tmp_path):
@@ -446,3 +448,70 @@ def test_revisions_from_chains_with_an_empty_attempt_train(samples_dir, tmp_path
     validate_revision_rows(rows, str(out), DEFAULT_CONTRACT)
     assert [(r["completion"], r["previous_attempts"]) for r in rows] == [("1 + 1 = 2", ["1 + 1 = 3"])]
     assert rows[0]["prompt"] == format_reviser_prompt("Start at 1. Add 1.", ["1 + 1 = 3"])
+
+
+def test_any_context_draws_attempts_from_the_other_samples_as_they_came():
+    """``--context_attempts any``: per correct sample, k uniform in 0..4 attempts drawn without
+    replacement from the problem's *other* non-empty samples -- right ones and repeats included, so a
+    repeated answer shows as often as it was sampled."""
+    from ttcompute.data_gen.trajectories import sampled_context_trajectories
+
+    rng = random.Random(8)
+    right = random_solution(rng)
+    wrong = [random_solution(rng) for _ in range(3)]
+    completions = [right, wrong[0], "", right, wrong[0], wrong[1], right, wrong[2]] * 25
+    correct = [text == right for text in completions]
+    rows = sampled_context_trajectories("p", completions, correct, max_previous=4, seed=3)
+    assert [c for c, _, _ in rows] == [right] * correct.count(True)  # one per correct sample
+    ks = Counter(len(attempts) for _, attempts, _ in rows)
+    assert set(ks) == set(range(5)) and min(ks.values()) > 0.1 * len(rows)
+    shown = Counter(a for _, attempts, _ in rows for a in attempts)
+    assert "" not in shown and set(shown) == {right, *wrong}
+    # Drawn from the other samples in proportion to how often each was sampled: of the 174 other
+    # non-empty samples of a correct one, 74 are right, 50 are wrong[0], 25 each wrong[1], wrong[2].
+    total = sum(shown.values())
+    assert abs(shown[right] / total - 74 / 174) < 0.05 and abs(shown[wrong[0]] / total - 50 / 174) < 0.05
+    for _, attempts, distance in rows:
+        assert distance == (levenshtein(attempts[-1], right) if attempts else -1)
+    # Same seed, same rows; another seed, other draws.
+    assert rows == sampled_context_trajectories("p", completions, correct, 4, seed=3)
+    assert rows != sampled_context_trajectories("p", completions, correct, 4, seed=4)
+    # Never more attempts than there are other samples.
+    small = sampled_context_trajectories("q", [right, wrong[0]], [True, False], 4, seed=0)
+    assert all(attempts in ([], [wrong[0]]) for _, attempts, _ in small)
+
+
+def test_any_context_stage_end_to_end(samples_dir, tmp_path):
+    from ttcompute.core.prompts import DEFAULT_CONTRACT
+    from ttcompute.trainers.revision_data import validate_revision_rows
+    from ttcompute.trainers.training_data import load_training_dataset
+
+    out = tmp_path / "any"
+    stats = run_stage(
+        "revisions",
+        ["--samples_dir", str(samples_dir), "--context_attempts", "any", "--output_dir", str(out),
+         "--problems_per_shard", "2"],
+    )  # fmt: skip
+    rows = load_training_dataset(str(out), "train")
+    validate_revision_rows(rows, str(out), DEFAULT_CONTRACT)
+    samples = {s["problem_id"]: s for s in load_sharded(samples_dir)}
+    assert len(rows) == sum(sum(s["correct"]) for s in samples.values()) == stats["num_trajectories"]
+    for row in rows:
+        sample = samples[row["problem_id"]]
+        assert row["completion"] in [t for t, ok in zip(sample["completions"], sample["correct"]) if ok]
+        for attempt in row["previous_attempts"]:
+            assert attempt in sample["completions"]
+        assert row["prompt"] == format_reviser_prompt(row["question"], row["previous_attempts"])
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [["--context_attempts", "some"], ["--context_attempts", "any", "--correct_context_fraction", "0.5"],
+     ["--context_attempts", "any", "--attempt_order", "progressive"],
+     ["--context_attempts", "any", "--chains_dir", "x"], ["--context_attempts", "any", "--copy_attempts", "2"]],
+)  # fmt: skip
+def test_any_context_refuses_what_it_does_not_take(flags, samples_dir, tmp_path):
+    with pytest.raises((ValueError, InputError), match="context_attempts"):
+        run_stage(
+            "revisions", ["--samples_dir", str(samples_dir), "--output_dir", str(tmp_path / "o"), *flags]
+        )

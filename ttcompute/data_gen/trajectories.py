@@ -16,6 +16,9 @@ Output columns (one row per trajectory):
     previous_attempts (list[str], oldest first; the closest incorrect one last), edit_distance (of the
     closest incorrect attempt to the completion; -1 when k = 0)
 
+``--context_attempts any`` draws the attempts shown from all of a problem's other samples instead
+(right and wrong, repeats included): the mix the reviser's own chains show it.
+
 ``--copy_attempts N`` builds a copying stage instead (a first training stage, not revisions): each of
 a problem's first N distinct samples, right or wrong, as the one attempt and as the completion.
 
@@ -150,6 +153,35 @@ def problem_trajectories(
     return out
 
 
+def sampled_context_trajectories(
+    problem_id: str,
+    completions: Sequence[str],
+    correct: Sequence[bool],
+    max_previous: int,
+    seed: int,
+) -> list[tuple[str, list[str], int]]:
+    """``(completion, previous attempts oldest first, edit distance of the most recent one)`` per
+    correct non-empty sample, its k attempts (k uniform in 0..max_previous, capped by the other
+    non-empty samples) drawn without replacement from the problem's *other* non-empty samples, right
+    or wrong, repeats included, in random order (``--context_attempts any``).
+
+    >>> sampled_context_trajectories("p", ["12", "13", "12", ""], [True, False, True, False], 2, seed=3)
+    [('12', ['13', '12'], 0), ('12', ['13', '12'], 0)]
+    """
+    rng = random.Random(zlib.crc32(f"{seed}:{problem_id}".encode()))
+    kept = [i for i, text in enumerate(completions) if text.strip()]
+    out = []
+    for i in kept:
+        if not correct[i]:
+            continue
+        others = [j for j in kept if j != i]
+        k = min(rng.randint(0, max_previous), len(others))
+        attempts = [completions[j] for j in rng.sample(others, k)]
+        distance = Levenshtein.distance(attempts[-1], completions[i]) if attempts else -1
+        out.append((completions[i], attempts, distance))
+    return out
+
+
 def split_solutions(sample: dict[str, Any]) -> tuple[list[str], list[str], int, int]:
     """A sample row's correct solutions (every one, repeats included), its distinct incorrect ones,
     and how many empty completions and duplicate incorrect ones were left out.
@@ -186,6 +218,14 @@ def trajectory_rows(
         right, wrong, _, _ = split_solutions(sample)
         if config.copy_attempts:
             drawn = [(text, [text], 0) for text in copy_texts(sample["completions"], config.copy_attempts)]
+        elif config.context_attempts == "any":
+            drawn = sampled_context_trajectories(
+                sample["problem_id"],
+                sample["completions"],
+                sample["correct"],
+                config.max_previous,
+                config.seed,
+            )
         else:
             drawn = problem_trajectories(
                 sample["problem_id"],
@@ -398,6 +438,8 @@ def _push(config: TrajectoryConfig, contract: PromptContract) -> None:
             else f"a copying stage: {config.copy_attempts} distinct samples per problem, each the one "
             "attempt and the completion"
             if config.copy_attempts
+            else f"0-{config.max_previous} drawn from all the problem's other samples, right or wrong"
+            if config.context_attempts == "any"
             else f"0-{config.max_previous} incorrect, order {config.attempt_order}; "
             f"{config.correct_context_fraction:.0%} ending on a correct one"
         ),

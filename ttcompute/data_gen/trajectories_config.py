@@ -9,6 +9,7 @@ from ttcompute.core.tracking import HubDatasetOptions, TrackingOptions
 from ttcompute.models.reviser import MAX_ATTEMPTS_IN_CONTEXT
 
 ATTEMPT_ORDERS = ("closest_last", "progressive")
+CONTEXT_ATTEMPTS = ("incorrect", "any")
 
 
 @dataclass
@@ -30,6 +31,12 @@ class TrajectoryConfig(PromptOptions, TrackingOptions, HubDatasetOptions):
             a correct solution (then k - 1 incorrect ones before it). The paper trains on incorrect
             contexts only, and its reviser turns 38% of correct answers incorrect: it never saw a
             right answer to keep.
+        context_attempts: ``incorrect`` (the paper's: the attempts shown are incorrect ones, chosen as
+            above) or ``any``: the k attempts shown are drawn uniformly from the problem's other
+            non-empty samples as they came -- right and wrong, repeats included, in random order --
+            the mix a chain of the reviser's own attempts shows it. The completion is still a correct
+            sample. Trained on these, the best a reviser can do with more attempts shown is weigh
+            them (a repeated answer is more likely right), which the paper's data never rewards.
         copy_attempts: A copying stage instead (0: off): per problem, its first ``copy_attempts``
             distinct non-empty samples in sample order, right or wrong, each as the one attempt and as
             the completion. Not a reviser's data: a first stage that teaches a small base to copy from
@@ -62,6 +69,10 @@ class TrajectoryConfig(PromptOptions, TrackingOptions, HubDatasetOptions):
     correct_context_fraction: float = field(
         default=0.0, metadata={"help": "share of trajectories whose most recent attempt is correct"}
     )
+    context_attempts: str = field(
+        default="incorrect",
+        metadata={"help": "incorrect (the paper's) | any: attempts drawn from all the problem's samples"},
+    )
     copy_attempts: int = field(
         default=0,
         metadata={"help": "copying stage: N distinct samples per problem, each shown and written again"},
@@ -89,6 +100,18 @@ class TrajectoryConfig(PromptOptions, TrackingOptions, HubDatasetOptions):
             raise ValueError(
                 "copy_attempts builds a copying stage: it takes none of chains_dir, correct_context_fraction, "
                 "attempt_order"
+            )
+        if self.context_attempts not in CONTEXT_ATTEMPTS:
+            raise ValueError(
+                f"context_attempts must be one of {CONTEXT_ATTEMPTS}, got {self.context_attempts!r}"
+            )
+        if self.context_attempts == "any" and (
+            self.chains_dir or self.correct_context_fraction or self.attempt_order != "closest_last"
+            or self.copy_attempts
+        ):  # fmt: skip
+            raise ValueError(
+                "context_attempts any draws the attempts shown from all the samples: it takes none of "
+                "chains_dir, correct_context_fraction, attempt_order, copy_attempts"
             )
         if self.attempt_order not in ATTEMPT_ORDERS:
             raise ValueError(f"attempt_order must be one of {ATTEMPT_ORDERS}, got {self.attempt_order!r}")
