@@ -178,7 +178,8 @@ def chains(
 
 def step_outcomes(search_dir: Path) -> dict[str, dict[str, float]]:
     """Per problem (in problem order): the mean correctness of each step's attempts over the chains,
-    and per problem the counts of each transition (correct->*, incorrect->*)."""
+    the counts of each transition (correct->*, incorrect->*), and the same counts per step (``ci1``:
+    correct at step 0, incorrect at step 1; the reviser then saw one attempt)."""
     reader = ShardReader(search_dir)
     columns = ["problem_id", "method", "budget", "chain_length", "correct", "subtrees", "positions"]
     rows = distinct_revision_rows(list(reader.iter_rows(0, len(reader), columns)))
@@ -186,16 +187,20 @@ def step_outcomes(search_dir: Path) -> dict[str, dict[str, float]]:
     steps = max(p for r in rows for p in r["positions"]) + 1
     by_step = np.zeros((len(rows), steps))
     counts = np.zeros((len(rows), 4))  # c->c, c->i, i->c, i->i
+    by_transition = np.zeros((len(rows), steps - 1, 4))  # the same, per step reached
     for i, row in enumerate(rows):
         chains = revision_chains_of(row)
         for chain in chains:
             for j in chain:
                 by_step[i, row["positions"][j]] += bool(row["correct"][j]) / len(chains)
             verdicts = [bool(row["correct"][j]) for j in chain]
-            for before, after in zip(verdicts, verdicts[1:]):
+            for t, (before, after) in enumerate(zip(verdicts, verdicts[1:])):
                 counts[i, (0 if before else 2) + (0 if after else 1)] += 1
-    names = [f"step{t}" for t in range(steps)] + ["cc", "ci", "ic", "ii"]
-    values = np.concatenate([by_step, counts], axis=1)
+                by_transition[i, t, (0 if before else 2) + (0 if after else 1)] += 1
+    kinds = ["cc", "ci", "ic", "ii"]
+    names = [f"step{t}" for t in range(steps)] + kinds
+    names += [f"{kind}{t}" for t in range(1, steps) for kind in kinds]
+    values = np.concatenate([by_step, counts, by_transition.reshape(len(rows), -1)], axis=1)
     return {row["problem_id"]: dict(zip(names, map(float, v))) for row, v in zip(rows, values)}
 
 
@@ -270,6 +275,16 @@ def summarize(option: dict, baseline: dict | None, seed: int) -> dict:
         "correct_to_incorrect": paired_interval(outcomes, _rate("ci", "cc"), seed=seed),
         "incorrect_to_correct": paired_interval(outcomes, _rate("ic", "ii"), seed=seed),
     }
+    # Do the flip rates move with the attempts shown? (c->i and i->c into each step, point estimates)
+    for flip, stay, key in (
+        ("ci", "cc", "correct_to_incorrect_by_step"),
+        ("ic", "ii", "incorrect_to_correct_by_step"),
+    ):
+        rates = []
+        for t in range(1, len(steps)):
+            total = outcomes[f"{flip}{t}"].sum() + outcomes[f"{stay}{t}"].sum()
+            rates.append(round(float(outcomes[f"{flip}{t}"].sum() / total), 3) if total else None)
+        summary[key] = rates
     summary["num_problems"] = len(outcomes["step0"])
     if baseline is not None:
         mine, theirs = paired(option, baseline)
@@ -308,6 +323,18 @@ def markdown(results: dict[str, dict], args: argparse.Namespace) -> str:
             f"| {_rate_ci(r['incorrect_to_correct'])} | {_ci(r.get('step4_minus_baseline_step4'))} "
             f"| {r['context_use']['p_alone']:.2f} / {r['context_use']['p_shown']:.2f} |"
         )
+    lines += [
+        "",
+        "Flip rates into each step (step t: the reviser saw min(t, 4) attempts), correct→incorrect / "
+        "incorrect→correct:",
+        "",
+        "| option | step 1 | 2 | 3 | 4 | 5 | 6 | 7 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        if "correct_to_incorrect_by_step" in r:  # results of an older bench have none
+            pairs = zip(r["correct_to_incorrect_by_step"], r["incorrect_to_correct_by_step"])
+            lines.append(f"| {name} | " + " | ".join(f"{a:.2f} / {b:.2f}" for a, b in pairs) + " |")
     return "\n".join(lines) + "\n"
 
 

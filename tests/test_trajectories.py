@@ -515,3 +515,41 @@ def test_any_context_refuses_what_it_does_not_take(flags, samples_dir, tmp_path)
         run_stage(
             "revisions", ["--samples_dir", str(samples_dir), "--output_dir", str(tmp_path / "o"), *flags]
         )
+
+
+def test_reviser_options_bench_flip_rates_by_step_match_brute_force(tmp_path):
+    """The bench's per-step flip counts, from shuffled search rows, against a direct count of the
+    chains as written (chain c's attempt at step t)."""
+    from ttcompute.core.shards import prepare_output
+
+    bench = _reviser_options_bench()
+    rng = random.Random(5)
+    truth = {}
+    rows = []
+    for p in range(6):
+        verdicts = [[rng.random() < 0.5 for _ in range(5)] for _ in range(3)]  # 3 chains of 5
+        truth[f"p{p}"] = verdicts
+        order = [(c, t) for c in range(3) for t in range(5)]
+        rng.shuffle(order)
+        rows.append({"problem_id": f"p{p}", "question": "q", "method": "revisions", "budget": 15,
+                     "chain_length": 5, "completions": ["x"] * 15, "correct": [verdicts[c][t] for c, t in order],
+                     "subtrees": [c for c, _ in order], "positions": [t for _, t in order]})  # fmt: skip
+    out = tmp_path / "search"
+    prepare_output(out, "search", "h", 1, overwrite=False, info={})
+    write_shard(out, 0, rows)
+    outcomes = bench.step_outcomes(out)
+    for problem, verdicts in truth.items():
+        got = outcomes[problem]
+        for t in range(5):
+            assert got[f"step{t}"] == pytest.approx(sum(v[t] for v in verdicts) / 3)
+        for t in range(1, 5):
+            pairs = Counter((v[t - 1], v[t]) for v in verdicts)
+            expected = {"cc": pairs[True, True], "ci": pairs[True, False], "ic": pairs[False, True],
+                        "ii": pairs[False, False]}  # fmt: skip
+            assert {k: got[f"{k}{t}"] for k in expected} == expected
+        assert sum(got[f"ci{t}"] for t in range(1, 5)) == got["ci"]
+    summary = bench.summarize(outcomes, None, seed=0)
+    all_pairs = Counter((v[t - 1], v[t]) for verdicts in truth.values() for v in verdicts for t in (2,))
+    assert summary["correct_to_incorrect_by_step"][1] == round(
+        all_pairs[True, False] / (all_pairs[True, False] + all_pairs[True, True]), 3
+    )
