@@ -30,7 +30,8 @@ Options (``--options``; each is ``ttc revisions`` flags + ``ttc train-reviser`` 
   the small policy first (``--expand_blocks 2``, LLaMA Pro), its copying stage 2 epochs at 3e-3;
   ``expanded_copy_keep50_lr3e-4``: the same stage 1, stage 2 at 3e-4.
 * ``expanded_copy_any``: ``expanded_copy_keep50``'s stage 1 (shared), then trajectories whose
-  attempts are drawn from all of a problem's samples as they came (``--context_attempts any``).
+  attempts are drawn from all of a problem's samples as they came (``--context_attempts any``);
+  ``expanded_copy_any50``: each of them correct half the time (``--correct_attempt_rate 0.5``).
 * ``copy_weight``: the baseline's trajectories, the tokens a revision copies from the most recent
   attempt (their common prefix) weighted 0.3 in the loss.
 * ``restem``: ReST^EM-style -- chains of the baseline reviser's own attempts on the training problems,
@@ -118,6 +119,16 @@ OPTIONS: dict[str, dict] = {
         "copy_train": ["--expand_blocks", "2", "--learning_rate", "3e-3", "--num_train_epochs", "2"],
         "stage1_of": "expanded_copy_keep50",
         "revisions": ["--context_attempts", "any"],
+        "train": ["--num_train_epochs", "2"],
+    },
+    # The same with each attempt shown correct half the time (--correct_attempt_rate 0.5): a chain
+    # shows the reviser its own attempts, more often right (its pass@1, ~0.55) than the policy's
+    # samples (0.39), and the rate sets how far it trusts what it is shown.
+    "expanded_copy_any50": {
+        "copy_stage": True,
+        "copy_train": ["--expand_blocks", "2", "--learning_rate", "3e-3", "--num_train_epochs", "2"],
+        "stage1_of": "expanded_copy_keep50",
+        "revisions": ["--context_attempts", "any", "--correct_attempt_rate", "0.5"],
         "train": ["--num_train_epochs", "2"],
     },
     "copy_weight": {"train": ["--copied_token_weight", "0.3"]},

@@ -481,7 +481,8 @@ def test_any_context_draws_attempts_from_the_other_samples_as_they_came():
     assert all(attempts in ([], [wrong[0]]) for _, attempts, _ in small)
 
 
-def test_any_context_stage_end_to_end(samples_dir, tmp_path):
+@pytest.mark.parametrize("rate", [None, 1.0])
+def test_any_context_stage_end_to_end(rate, samples_dir, tmp_path):
     from ttcompute.core.prompts import DEFAULT_CONTRACT
     from ttcompute.trainers.revision_data import validate_revision_rows
     from ttcompute.trainers.training_data import load_training_dataset
@@ -490,7 +491,7 @@ def test_any_context_stage_end_to_end(samples_dir, tmp_path):
     stats = run_stage(
         "revisions",
         ["--samples_dir", str(samples_dir), "--context_attempts", "any", "--output_dir", str(out),
-         "--problems_per_shard", "2"],
+         "--problems_per_shard", "2", *(["--correct_attempt_rate", str(rate)] if rate else [])],
     )  # fmt: skip
     rows = load_training_dataset(str(out), "train")
     validate_revision_rows(rows, str(out), DEFAULT_CONTRACT)
@@ -501,6 +502,9 @@ def test_any_context_stage_end_to_end(samples_dir, tmp_path):
         assert row["completion"] in [t for t, ok in zip(sample["completions"], sample["correct"]) if ok]
         for attempt in row["previous_attempts"]:
             assert attempt in sample["completions"]
+        if rate == 1.0 and sum(sample["correct"]) > len(row["previous_attempts"]):  # enough right ones
+            assert all(a in sample["completions"] and sample["correct"][sample["completions"].index(a)]
+                       for a in row["previous_attempts"])  # fmt: skip
         assert row["prompt"] == format_reviser_prompt(row["question"], row["previous_attempts"])
 
 
@@ -553,3 +557,37 @@ def test_reviser_options_bench_flip_rates_by_step_match_brute_force(tmp_path):
     assert summary["correct_to_incorrect_by_step"][1] == round(
         all_pairs[True, False] / (all_pairs[True, False] + all_pairs[True, True]), 3
     )
+
+
+def test_any_context_correct_attempt_rate_sets_the_share_of_correct_attempts_shown():
+    from ttcompute.data_gen.trajectories import sampled_context_trajectories
+
+    rng = random.Random(2)
+    right = random_solution(rng)
+    wrong = [random_solution(rng) for _ in range(4)]
+    completions = [right] * 20 + wrong * 20  # a hard problem: 20 of 100 samples right
+    correct = [text == right for text in completions]
+    for rate in (0.0, 0.5, 0.9, 1.0):
+        rows = sampled_context_trajectories("p", completions, correct, 4, seed=1, correct_rate=rate)
+        shown = [a == right for _, attempts, _ in rows for a in attempts]
+        assert len(rows) == 20 and len(shown) > 25
+        assert abs(sum(shown) / len(shown) - rate) < 0.12, rate
+    # As sampled (no rate): a fifth of the others are right.
+    rows = sampled_context_trajectories("p", completions * 5, correct * 5, 4, seed=1)
+    shown = [a == right for _, attempts, _ in rows for a in attempts]
+    assert abs(sum(shown) / len(shown) - 99 / 499) < 0.04
+    # One correct sample and nothing else right: the rate cannot be met, the wrong pool serves.
+    rows = sampled_context_trajectories("q", [right, *wrong], [True, False, False, False, False], 4, 0, 1.0)
+    assert all(set(attempts) <= set(wrong) and len(set(attempts)) == len(attempts) for _, attempts, _ in rows)
+
+
+@pytest.mark.parametrize(
+    ("flags", "match"),
+    [(["--correct_attempt_rate", "0.5"], "correct_attempt_rate"),
+     (["--context_attempts", "any", "--correct_attempt_rate", "1.5"], "correct_attempt_rate")],
+)  # fmt: skip
+def test_correct_attempt_rate_refused_where_it_means_nothing(flags, match, samples_dir, tmp_path):
+    with pytest.raises((ValueError, InputError), match=match):
+        run_stage(
+            "revisions", ["--samples_dir", str(samples_dir), "--output_dir", str(tmp_path / "o"), *flags]
+        )

@@ -159,11 +159,14 @@ def sampled_context_trajectories(
     correct: Sequence[bool],
     max_previous: int,
     seed: int,
+    correct_rate: float | None = None,
 ) -> list[tuple[str, list[str], int]]:
     """``(completion, previous attempts oldest first, edit distance of the most recent one)`` per
     correct non-empty sample, its k attempts (k uniform in 0..max_previous, capped by the other
     non-empty samples) drawn without replacement from the problem's *other* non-empty samples, right
-    or wrong, repeats included, in random order (``--context_attempts any``).
+    or wrong, repeats included, in random order (``--context_attempts any``). ``correct_rate``: each
+    attempt is drawn from the other correct samples with this probability, else from the incorrect
+    ones (from the pool that has any left when the chosen one has none); ``None``: uniformly.
 
     >>> sampled_context_trajectories("p", ["12", "13", "12", ""], [True, False, True, False], 2, seed=3)
     [('12', ['13', '12'], 0), ('12', ['13', '12'], 0)]
@@ -176,7 +179,16 @@ def sampled_context_trajectories(
             continue
         others = [j for j in kept if j != i]
         k = min(rng.randint(0, max_previous), len(others))
-        attempts = [completions[j] for j in rng.sample(others, k)]
+        if correct_rate is None:
+            chosen = rng.sample(others, k)
+        else:
+            pools = ([j for j in others if correct[j]], [j for j in others if not correct[j]])
+            chosen = []
+            for _ in range(k):
+                pool = pools[0] if rng.random() < correct_rate else pools[1]
+                pool = pool or pools[0] or pools[1]
+                chosen.append(pool.pop(rng.randrange(len(pool))))
+        attempts = [completions[j] for j in chosen]
         distance = Levenshtein.distance(attempts[-1], completions[i]) if attempts else -1
         out.append((completions[i], attempts, distance))
     return out
@@ -225,6 +237,7 @@ def trajectory_rows(
                 sample["correct"],
                 config.max_previous,
                 config.seed,
+                config.correct_attempt_rate,
             )
         else:
             drawn = problem_trajectories(
@@ -428,21 +441,30 @@ def _prompt_contract(config: TrajectoryConfig) -> tuple[PromptContract, Any]:
     return contract, tokenizer
 
 
+def _attempts_description(config: TrajectoryConfig) -> str:
+    """What the dataset card says of the attempts in each trajectory."""
+    if config.chains_dir:
+        return (
+            f"the correct attempts of {config.chains_dir}'s revision chains, the chain's last "
+            f"{config.max_previous} attempts before each as its context"
+        )
+    if config.copy_attempts:
+        return f"a copying stage: {config.copy_attempts} distinct samples per problem, each the one attempt and the completion"
+    if config.context_attempts == "any":
+        rate = config.correct_attempt_rate
+        return f"0-{config.max_previous} drawn from all the problem's other samples, right or wrong" + (
+            f", each correct with probability {rate}" if rate is not None else " as they came"
+        )
+    return (
+        f"0-{config.max_previous} incorrect, order {config.attempt_order}; "
+        f"{config.correct_context_fraction:.0%} ending on a correct one"
+    )
+
+
 def _push(config: TrajectoryConfig, contract: PromptContract) -> None:
     facts = {
         "samples": config.samples_dir,
-        "attempts per trajectory": (
-            f"the correct attempts of {config.chains_dir}'s revision chains, the chain's last "
-            f"{config.max_previous} attempts before each as its context"
-            if config.chains_dir
-            else f"a copying stage: {config.copy_attempts} distinct samples per problem, each the one "
-            "attempt and the completion"
-            if config.copy_attempts
-            else f"0-{config.max_previous} drawn from all the problem's other samples, right or wrong"
-            if config.context_attempts == "any"
-            else f"0-{config.max_previous} incorrect, order {config.attempt_order}; "
-            f"{config.correct_context_fraction:.0%} ending on a correct one"
-        ),
+        "attempts per trajectory": _attempts_description(config),
         "reviser format": f"{FORMAT_VERSION} (ttcompute/models/reviser.py)",
         "prompt contract": contract.describe(),
         "seed": config.seed,

@@ -37,6 +37,11 @@ class TrajectoryConfig(PromptOptions, TrackingOptions, HubDatasetOptions):
             the mix a chain of the reviser's own attempts shows it. The completion is still a correct
             sample. Trained on these, the best a reviser can do with more attempts shown is weigh
             them (a repeated answer is more likely right), which the paper's data never rewards.
+        correct_attempt_rate: With ``context_attempts any``: each attempt shown is one of the
+            problem's other correct samples with this probability, else one of its incorrect ones
+            (whichever exists when the other does not); unset, the samples as they came. The rate sets
+            how far a reviser trusts what it is shown: a reviser's chain shows it more correct attempts
+            (its own pass@1) than its policy's samples hold.
         copy_attempts: A copying stage instead (0: off): per problem, its first ``copy_attempts``
             distinct non-empty samples in sample order, right or wrong, each as the one attempt and as
             the completion. Not a reviser's data: a first stage that teaches a small base to copy from
@@ -72,6 +77,12 @@ class TrajectoryConfig(PromptOptions, TrackingOptions, HubDatasetOptions):
     context_attempts: str = field(
         default="incorrect",
         metadata={"help": "incorrect (the paper's) | any: attempts drawn from all the problem's samples"},
+    )
+    correct_attempt_rate: float | None = field(
+        default=None,
+        metadata={
+            "help": "context_attempts any: chance each attempt shown is a correct sample (unset: as sampled)"
+        },
     )
     copy_attempts: int = field(
         default=0,
@@ -113,6 +124,11 @@ class TrajectoryConfig(PromptOptions, TrackingOptions, HubDatasetOptions):
                 "context_attempts any draws the attempts shown from all the samples: it takes none of "
                 "chains_dir, correct_context_fraction, attempt_order, copy_attempts"
             )
+        if self.correct_attempt_rate is not None:
+            if self.context_attempts != "any":
+                raise ValueError("correct_attempt_rate is an option of context_attempts any")
+            if not 0 <= self.correct_attempt_rate <= 1:
+                raise ValueError(f"correct_attempt_rate must be in [0, 1], got {self.correct_attempt_rate}")
         if self.attempt_order not in ATTEMPT_ORDERS:
             raise ValueError(f"attempt_order must be one of {ATTEMPT_ORDERS}, got {self.attempt_order!r}")
         if not 0 <= self.correct_context_fraction <= 1:
