@@ -31,7 +31,8 @@ Options (``--options``; each is ``ttc revisions`` flags + ``ttc train-reviser`` 
   ``expanded_copy_keep50_lr3e-4``: the same stage 1, stage 2 at 3e-4.
 * ``expanded_copy_any``: ``expanded_copy_keep50``'s stage 1 (shared), then trajectories whose
   attempts are drawn from all of a problem's samples as they came (``--context_attempts any``);
-  ``expanded_copy_any50``: each of them correct half the time (``--correct_attempt_rate 0.5``).
+  ``expanded_copy_any50`` / ``expanded_copy_any75``: each of them correct half / three quarters of
+  the time (``--correct_attempt_rate 0.5`` / ``0.75``).
 * ``copy_weight``: the baseline's trajectories, the tokens a revision copies from the most recent
   attempt (their common prefix) weighted 0.3 in the loss.
 * ``restem``: ReST^EM-style -- chains of the baseline reviser's own attempts on the training problems,
@@ -129,6 +130,13 @@ OPTIONS: dict[str, dict] = {
         "copy_train": ["--expand_blocks", "2", "--learning_rate", "3e-3", "--num_train_epochs", "2"],
         "stage1_of": "expanded_copy_keep50",
         "revisions": ["--context_attempts", "any", "--correct_attempt_rate", "0.5"],
+        "train": ["--num_train_epochs", "2"],
+    },
+    "expanded_copy_any75": {
+        "copy_stage": True,
+        "copy_train": ["--expand_blocks", "2", "--learning_rate", "3e-3", "--num_train_epochs", "2"],
+        "stage1_of": "expanded_copy_keep50",
+        "revisions": ["--context_attempts", "any", "--correct_attempt_rate", "0.75"],
         "train": ["--num_train_epochs", "2"],
     },
     "copy_weight": {"train": ["--copied_token_weight", "0.3"]},

@@ -196,6 +196,11 @@ def reviser_model_card(args: RevisionConfig, model_id: str, fit_stats: dict[str,
                 "expansion) before training"
                 if args.expand_blocks
                 else ""
+            )
+            + (
+                f"; its context raised to {args.context_length} tokens (plain RoPE: relative positions)"
+                if args.context_length
+                else ""
             ),
             f"- **Training data:** `{data}` (revision trajectories: 0-{MAX_ATTEMPTS_IN_CONTEXT} incorrect "
             "attempts, then a correct solution)",

@@ -35,6 +35,11 @@ class RevisionConfig(
             into the base before training (LLaMA Pro block expansion, evenly spaced, the last on top:
             ``ttcompute/models/block_expansion.py``); the saved reviser is the deeper model. 0: the
             base as it is. Llama/Qwen2/Mistral-style bases.
+        context_length (`int` or `None`, defaults to `None`): Raise the base's context to this many
+            tokens before training (plain RoPE only: attention depends on relative positions, so the
+            base computes as before; the trajectories teach it the longer distances;
+            ``ttcompute/models/context_extension.py``). The saved reviser declares it, and ``ttc
+            search`` fits its attempts to it. Unset: the base's own context.
 
     Parameters that control the data preprocessing:
         dataset_name (`str`): A ``ttc revisions`` output directory, a .parquet/.jsonl/.json file, a
@@ -71,6 +76,10 @@ class RevisionConfig(
     # A 2-layer policy's blocks are busy with its arithmetic: new ones give the copying circuit room.
     expand_blocks: int = field(
         default=0, metadata={"help": "identity-initialised decoder blocks to insert before training"}
+    )
+    # A 512-token policy fits 1-2 of its long attempts; a reviser that weighs several needs room.
+    context_length: int | None = field(
+        default=None, metadata={"help": "raise the base's context (plain RoPE) to this many tokens first"}
     )
     dataset_name: str | None = field(default=None, metadata={"help": "revision trajectories (ttc revisions)"})
     max_length: int | None = field(
@@ -111,6 +120,8 @@ class RevisionConfig(
             raise ValueError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
         if self.expand_blocks < 0:
             raise ValueError(f"expand_blocks must be >= 0, got {self.expand_blocks}")
+        if self.context_length is not None and self.context_length < 2:
+            raise ValueError(f"context_length must be >= 2, got {self.context_length}")
         if self.max_length is not None and self.max_length < 2:
             raise ValueError("max_length must be >= 2")
         if not 0 <= self.copied_token_weight <= 1:

@@ -27,6 +27,7 @@ from ttcompute.core.config import save_resolved_config
 from ttcompute.core.errors import InputError
 from ttcompute.core.prompts import PromptContract
 from ttcompute.models.block_expansion import expand_blocks
+from ttcompute.models.context_extension import extend_context
 from ttcompute.models.generation import render_turn
 from ttcompute.models.reviser import ATTEMPT_MARKER, FORMAT_VERSION, MAX_ATTEMPTS_IN_CONTEXT, REVISION_MARKER
 from ttcompute.models.tiny import count_parameters
@@ -147,12 +148,19 @@ def reviser_metadata(config: RevisionConfig, contract: PromptContract) -> dict[s
 
 
 def model_context(config: RevisionConfig) -> int:
-    """The base model's context (``max_position_embeddings``), or :data:`DEFAULT_MAX_LENGTH`."""
+    """The reviser's context: the base model's (``max_position_embeddings``, or
+    :data:`DEFAULT_MAX_LENGTH`), or ``--context_length`` where that raises it."""
     model_config = AutoConfig.from_pretrained(
         config.model_name_or_path, trust_remote_code=config.trust_remote_code
     )
-    context = getattr(model_config.get_text_config(), "max_position_embeddings", None)
-    return int(context) if context else DEFAULT_MAX_LENGTH
+    declared = getattr(model_config.get_text_config(), "max_position_embeddings", None)
+    context = int(declared) if declared else DEFAULT_MAX_LENGTH
+    if config.context_length is not None and config.context_length < context:
+        raise InputError(
+            f"ttc train-reviser: --context_length {config.context_length} is below the base's context of "
+            f"{context} tokens (it only raises it; fit shorter prompts with --max_length)"
+        )
+    return max(context, config.context_length or 0)
 
 
 def train_reviser(config: RevisionConfig) -> dict[str, Any]:
@@ -221,7 +229,7 @@ def train_reviser(config: RevisionConfig) -> dict[str, Any]:
             config.model_name_or_path, trust_remote_code=config.trust_remote_code, use_safetensors=True
         )
         # Inside load_base: a resumed run and the LoRA merge must see the same (deterministic) expansion.
-        return expand_blocks(base, config.expand_blocks)
+        return extend_context(expand_blocks(base, config.expand_blocks), config.context_length)
 
     init_deepspeed_comm()
     set_seed(config.seed)  # LoRA adapters are drawn from torch's global RNG before the Trainer seeds it
