@@ -32,7 +32,8 @@ Options (``--options``; each is ``ttc revisions`` flags + ``ttc train-reviser`` 
 * ``expanded_copy_any``: ``expanded_copy_keep50``'s stage 1 (shared), then trajectories whose
   attempts are drawn from all of a problem's samples as they came (``--context_attempts any``);
   ``expanded_copy_any50`` / ``expanded_copy_any75``: each of them correct half / three quarters of
-  the time (``--correct_attempt_rate 0.5`` / ``0.75``).
+  the time (``--correct_attempt_rate 0.5`` / ``0.75``); ``expanded_copy_any75_long``: ``any75`` with
+  the reviser's context raised to 1024 tokens (``--context_length 1024``: 4 attempts of any problem fit).
 * ``copy_weight``: the baseline's trajectories, the tokens a revision copies from the most recent
   attempt (their common prefix) weighted 0.3 in the loss.
 * ``restem``: ReST^EM-style -- chains of the baseline reviser's own attempts on the training problems,
@@ -138,6 +139,16 @@ OPTIONS: dict[str, dict] = {
         "stage1_of": "expanded_copy_keep50",
         "revisions": ["--context_attempts", "any", "--correct_attempt_rate", "0.75"],
         "train": ["--num_train_epochs", "2"],
+    },
+    # expanded_copy_any75 with the reviser's context raised from 512 to 1024 tokens (--context_length):
+    # at 512, with 160 tokens kept for the revision, a long problem's chain shows 1-2 of its attempts.
+    "expanded_copy_any75_long": {
+        "copy_stage": True,
+        "copy_train": ["--expand_blocks", "2", "--learning_rate", "3e-3", "--num_train_epochs", "2"],
+        "stage1_of": "expanded_copy_keep50",
+        "revisions": ["--context_attempts", "any", "--correct_attempt_rate", "0.75"],
+        "trajectories_of": "expanded_copy_any75",
+        "train": ["--num_train_epochs", "2", "--context_length", "1024"],
     },
     "copy_weight": {"train": ["--copied_token_weight", "0.3"]},
     "restem": {"own_chains": True},
