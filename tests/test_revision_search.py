@@ -140,3 +140,19 @@ def test_attempt_prompts_rebuild_the_prompts_chains_used():
         assert all(kept == before[len(before) - len(kept) :] for (_, kept), before in zip(rebuilt, earlier))
         dropped = [len(before) - len(kept) for (_, kept), before in zip(rebuilt, earlier)]
         assert sum(dropped) * 2 == outcome.attempts_dropped
+
+
+class TemperatureRecorder(ToyReviser):
+    def generate(self, prompts, params):
+        self.temperatures = [*getattr(self, "temperatures", []), params.temperature]
+        return super().generate(prompts, params)
+
+
+def test_first_attempt_at_the_temperature_revisions_at_the_revision_temperature():
+    reviser = TemperatureRecorder()
+    revision_chains(["Q0", "Q1"], reviser, None, num_chains=2, chain_length=4, temperature=0.9,
+                    revision_temperature=0.3)  # fmt: skip
+    assert reviser.temperatures == [0.9, 0.3, 0.3, 0.3]
+    reviser = TemperatureRecorder()
+    revision_chains(["Q0"], reviser, None, num_chains=1, chain_length=3, temperature=0.7)
+    assert reviser.temperatures == [0.7, 0.7, 0.7]

@@ -465,3 +465,29 @@ def test_initial_samples_of_another_policy_are_refused(tmp_path, prm_dir, small_
     with pytest.raises(InputError, match="not this search's policy"):
         run_stage("search", args)
     assert not out.exists()
+
+
+def test_revision_temperature_samples_the_revisions_only(tmp_path, prm_dir, small_policy_dir):
+    """``--revision_temperature 0``: each chain's first attempt is drawn as before (same seeds, same
+    temperature), every revision after it is greedy -- the same context gives the same revision."""
+    common = ("--methods", "revisions", "--reviser", str(small_policy_dir), "--revision_lengths", "2",
+              "--budgets", "8")  # fmt: skip
+    run_stage("search", search_args(tmp_path / "t1", prm_dir, small_policy_dir, *common))
+    run_stage(
+        "search",
+        search_args(tmp_path / "t0", prm_dir, small_policy_dir, *common, "--revision_temperature", "0"),
+    )
+    hot = {r["problem_id"]: r for r in rows_of(load_sharded(tmp_path / "t1"))}
+    cool = {r["problem_id"]: r for r in rows_of(load_sharded(tmp_path / "t0"))}
+    assert "revision_temperature: 0.0" in (tmp_path / "t0" / "ttc_config.yaml").read_text()
+    pairs = 0
+    for problem, row in cool.items():
+        first = [c for c, p in zip(row["completions"], row["positions"]) if p == 0]
+        second = [c for c, p in zip(row["completions"], row["positions"]) if p == 1]
+        assert first == [c for c, p in zip(hot[problem]["completions"], hot[problem]["positions"]) if p == 0]
+        for i in range(len(first)):
+            for j in range(i):
+                if first[i] == first[j]:
+                    assert second[i] == second[j]
+                    pairs += 1
+    assert pairs > 0  # some chains did start alike (the check above ran)

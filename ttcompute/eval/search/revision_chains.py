@@ -62,8 +62,12 @@ def revision_chains(
     seed: int = 0,
     verifier_context: str = "question",
     problem_ids: Sequence[str] | None = None,
+    revision_temperature: float | None = None,
 ) -> list[SearchOutcome]:
     """``num_chains`` chains of ``chain_length`` attempts per problem; one outcome per problem.
+
+    The first attempt of a chain is sampled at ``temperature``, the revisions after it at
+    ``revision_temperature`` (``None``: ``temperature`` too).
 
     Candidates are ordered by chain, then position. Prompts are fitted to the reviser's context
     (``reviser.max_context`` when it has one) with ``max_tokens`` left for the answer; the attempts
@@ -121,7 +125,9 @@ def revision_chains(
                 owners.append((p, chain))
         params = SamplingParams(
             n=1,
-            temperature=temperature,
+            temperature=temperature
+            if position == 0 or revision_temperature is None
+            else revision_temperature,
             top_p=top_p,
             max_tokens=max_tokens,
             seed=round_seed(seed, position, "revision"),

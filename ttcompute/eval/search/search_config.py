@@ -42,6 +42,8 @@ class SearchConfig(PRMPromptOptions, TrackingOptions):
             question prompt. A reviser recording none follows this search's (logged).
         revision_lengths: Chain lengths L of ``revisions``: budget N runs N / L chains of L attempts
             for every L here that divides N (1: fully parallel; N: fully sequential).
+        revision_temperature: The sampling temperature of a chain's revisions (its attempts after the
+            first); unset, ``temperature``. The first attempt is always sampled at ``temperature``.
         verifier_context: What the verifier sees of a revision attempt: ``question`` (a PRM trained on
             policy samples) or ``history`` (an ORM trained on reviser samples, previous attempts in
             context).
@@ -91,6 +93,12 @@ class SearchConfig(PRMPromptOptions, TrackingOptions):
     revision_lengths: list[int] = field(
         default_factory=lambda: list(DEFAULT_BUDGETS), metadata={"help": "revision chain lengths L"}
     )
+    # A revision edits an attempt: sampled cooler than the first attempt, it keeps more of what it
+    # reads (README, "Which reviser keeps improving?").
+    revision_temperature: float | None = field(
+        default=None,
+        metadata={"help": "revisions after a chain's first attempt: temperature (default --temperature)"},
+    )
     verifier_context: str = field(default="question", metadata={"help": "question | history (revisions)"})
     search_aggregations: list[str] = field(
         default_factory=lambda: ["last"], metadata={"help": "how beams are ranked: last | min | prod | mean"}
@@ -127,6 +135,8 @@ class SearchConfig(PRMPromptOptions, TrackingOptions):
             raise ValueError(f"unknown search aggregation(s) {bad}; choose from {AGGREGATIONS}")
         if self.max_rounds < 1 or self.max_step_tokens < 1 or self.problems_per_shard < 1:
             raise ValueError("max_rounds, max_step_tokens and problems_per_shard must be >= 1")
+        if self.revision_temperature is not None and self.revision_temperature < 0:
+            raise ValueError(f"revision_temperature must be >= 0, got {self.revision_temperature}")
         if not self.step_separator:
             raise ValueError("step_separator must not be empty")
         if self.prm is None and not set(self.methods) <= set(VERIFIER_FREE_METHODS):

@@ -220,6 +220,7 @@ def search_chunk(
             seed=seed,
             verifier_context=config.verifier_context,
             problem_ids=ids,
+            revision_temperature=config.revision_temperature,
         )
         nested = [b for b in revision_budgets(config.budgets, run.chain_length) if b <= run.budget]
         return [(b, [first_candidates(o, b) for o in outcomes]) for b in nested]
