@@ -150,6 +150,18 @@ OPTIONS: dict[str, dict] = {
         "trajectories_of": "expanded_copy_any75",
         "train": ["--num_train_epochs", "2", "--context_length", "1024"],
     },
+    # The same revisers, their revisions sampled cooler than the first attempt (ttc search
+    # --revision_temperature): a revision then keeps more of what it reads, and the chain moves more
+    # slowly toward where it settles.
+    "expanded_copy_keep50_cool": {
+        "reviser_of": "expanded_copy_keep50",
+        "search": ["--revision_temperature", "0.5"],
+    },
+    "expanded_copy_any75_cool": {
+        "reviser_of": "expanded_copy_any75",
+        "search": ["--revision_temperature", "0.5"],
+    },
+    "baseline_cool": {"reviser_of": "baseline", "search": ["--revision_temperature", "0.5"]},
     "copy_weight": {"train": ["--copied_token_weight", "0.3"]},
     "restem": {"own_chains": True},
 }
@@ -196,13 +208,14 @@ def chains(
     problem_seed: int,
     args: argparse.Namespace,
     num_chains: int = 0,
+    flags: list[str] | None = None,
 ) -> Path:
     if not done(path):
         num_chains = num_chains or args.chains
         ttc("search", "--config", "configs/search.yaml", "--model_name_or_path", SMALL, "--methods", "revisions",
             "--reviser", reviser, "--budgets", num_chains * args.chain_length, "--revision_lengths",
             args.chain_length, "--num_problems", num_problems, "--problem_seed", problem_seed, "--seed", 0,
-            "--problems_per_shard", 50, "--output_dir", path)  # fmt: skip
+            "--problems_per_shard", 50, *(flags or []), "--output_dir", path)  # fmt: skip
     return path
 
 
@@ -388,6 +401,32 @@ def plot(results: dict[str, dict], path: Path) -> None:
     plt.close(fig)
 
 
+def build_reviser(name: str, out: Path, args: argparse.Namespace, train_samples: Path, paper: Path) -> Path:
+    """The option's reviser: its trajectories, its stage 1 where it has one, then training (each
+    reused when already there)."""
+    option = OPTIONS[name]
+    datasets = [paper]
+    if option.get("revisions"):
+        datasets = [
+            trajectories(
+                train_samples, out / "trajectories" / option.get("trajectories_of", name), option["revisions"]
+            )
+        ]
+    if option.get("extra"):
+        extra = samples(out, args.extra_problems, 14000, 64, 0, "extra_samples")
+        datasets.append(trajectories(extra, out / "trajectories" / "extra", []))
+    if option.get("own_chains"):
+        # The baseline reviser's own chains on the training problems (never the held-out ones).
+        own = chains(out / "train_chains", out / "revisers" / "baseline", args.train_problems, 12000, args)
+        datasets.append(trajectories(train_samples, out / "trajectories" / "restem", ["--chains_dir", own]))
+    base = option.get("base", SMALL)
+    if option.get("copy_stage"):
+        copies = trajectories(train_samples, out / "trajectories" / "copy", ["--copy_attempts", 26])
+        shared = option.get("stage1_of", name)  # the same stage-1 flags: one checkpoint
+        base = train(out / "revisers" / f"{shared}_stage1", [copies], base, option.get("copy_train", []))
+    return train(out / "revisers" / name, datasets, base, option.get("train", []))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "reviser_options")
@@ -414,36 +453,10 @@ def main() -> None:
     outcomes: dict[str, dict] = {}
     for name in ["baseline", *[o for o in args.options if o != "baseline"]]:
         option = OPTIONS[name]
-        datasets = [paper]
-        if option.get("revisions"):
-            datasets = [
-                trajectories(
-                    train_samples,
-                    out / "trajectories" / option.get("trajectories_of", name),
-                    option["revisions"],
-                )
-            ]
-        if option.get("extra"):
-            extra = samples(out, args.extra_problems, 14000, 64, 0, "extra_samples")
-            datasets.append(trajectories(extra, out / "trajectories" / "extra", []))
-        if option.get("own_chains"):
-            # The baseline reviser's own chains on the training problems (never the held-out ones).
-            own = chains(
-                out / "train_chains", out / "revisers" / "baseline", args.train_problems, 12000, args
-            )
-            datasets.append(
-                trajectories(train_samples, out / "trajectories" / "restem", ["--chains_dir", own])
-            )
-        base = option.get("base", SMALL)
-        if option.get("copy_stage"):
-            copies = trajectories(train_samples, out / "trajectories" / "copy", ["--copy_attempts", 26])
-            shared = option.get("stage1_of", name)  # the same stage-1 flags: one checkpoint
-            stage1 = out / "revisers" / f"{shared}_stage1"
-            base = train(stage1, [copies], base, option.get("copy_train", []))
-        reviser = train(out / "revisers" / name, datasets, base, option.get("train", []))
+        reviser = build_reviser(option.get("reviser_of", name), out, args, train_samples, paper)
         num_chains = option.get("eval_chains", args.chains)
         search = chains(out / "eval_chains" / name, reviser, option.get("eval_problems", args.eval_problems),
-                        args.eval_seed, args, num_chains)  # fmt: skip
+                        args.eval_seed, args, num_chains, option.get("search", []))  # fmt: skip
         outcomes[name] = step_outcomes(search)
         results[name] = summarize(
             outcomes[name], None if name == "baseline" else outcomes["baseline"], args.bootstrap_seed

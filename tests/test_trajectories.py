@@ -365,7 +365,7 @@ def test_reviser_options_bench_options_use_only_keys_it_reads():
     import re
 
     bench = _reviser_options_bench()
-    source = inspect.getsource(bench.main)
+    source = inspect.getsource(bench.main) + inspect.getsource(bench.build_reviser)
     read = set(re.findall(r'option\.get\("(\w+)"', source)) | set(re.findall(r'option\["(\w+)"\]', source))
     assert {"own_chains", "eval_chains", "base", "revisions"} <= read
     for name, option in bench.OPTIONS.items():
@@ -374,6 +374,9 @@ def test_reviser_options_bench_options_use_only_keys_it_reads():
         assert type(option.get("eval_chains", 1)) is int, name
         assert option.get("trajectories_of", "baseline") in bench.OPTIONS, name
         assert not option.get("copy_train") or option.get("copy_stage"), name
+        if "reviser_of" in option:  # another option's reviser, searched otherwise: nothing to train
+            assert set(option) <= {"reviser_of", "search", "eval_chains", "eval_problems"}, name
+            assert "reviser_of" not in bench.OPTIONS[option["reviser_of"]], name
         if "stage1_of" in option:  # a shared stage-1 checkpoint must be trained the same way
             assert option["copy_train"] == bench.OPTIONS[option["stage1_of"]]["copy_train"], name
 
