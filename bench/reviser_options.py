@@ -148,7 +148,7 @@ OPTIONS: dict[str, dict] = {
         "stage1_of": "expanded_copy_keep50",
         "revisions": ["--context_attempts", "any", "--correct_attempt_rate", "0.75"],
         "trajectories_of": "expanded_copy_any75",
-        "train": ["--num_train_epochs", "2", "--context_length", "1024"],
+        "train": ["--num_train_epochs", "2", "--context_length", "1024", "--max_length", "1024"],
     },
     # The same revisers, their revisions sampled cooler than the first attempt (ttc search
     # --revision_temperature): a revision then keeps more of what it reads, and the chain moves more

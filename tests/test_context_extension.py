@@ -82,3 +82,14 @@ def test_context_length_below_the_base_is_refused(tmp_path, random_policy_dir):
     with pytest.raises(InputError, match="--context_length 16 is below the base's context"):
         train_reviser(config)
     assert not (tmp_path / "r").exists()
+
+
+def test_context_length_beyond_the_trained_length_is_refused(tmp_path, random_policy_dir):
+    """A reviser must not declare a context its training never reached (ttc search would fill it)."""
+    data = write_rows(_rows(4), tmp_path / "revisions.parquet")
+    config = trainer_config(
+        RevisionConfig, tmp_path / "r", random_policy_dir, data, context_length=1024, max_length=512
+    )
+    with pytest.raises(InputError, match="--context_length 1024 with --max_length 512"):
+        train_reviser(config)
+    assert not (tmp_path / "r").exists()

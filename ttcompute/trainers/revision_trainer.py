@@ -197,6 +197,13 @@ def train_reviser(config: RevisionConfig) -> dict[str, Any]:
     context = model_context(config)
     if config.max_length is None:
         config.max_length = context
+    elif config.context_length is not None and config.max_length < config.context_length:
+        # The reviser would declare a context it never trained at: ttc search would fill it.
+        raise InputError(
+            f"ttc train-reviser: --context_length {config.context_length} with --max_length "
+            f"{config.max_length}: training would not reach the context the reviser declares; pass "
+            f"--max_length {config.context_length} (or leave it unset)"
+        )
     elif config.max_length > context:
         logger.warning(
             "max_length=%d exceeds the model's context of %d tokens: prompts are fitted to max_length, "
