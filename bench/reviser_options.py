@@ -34,6 +34,9 @@ Options (``--options``; each is ``ttc revisions`` flags + ``ttc train-reviser`` 
   ``expanded_copy_any50`` / ``expanded_copy_any75``: each of them correct half / three quarters of
   the time (``--correct_attempt_rate 0.5`` / ``0.75``); ``expanded_copy_any75_long``: ``any75`` with
   the reviser's context raised to 1024 tokens (``--context_length 1024``: 4 attempts of any problem fit).
+* ``*_cool``: another option's reviser, its revisions sampled at 0.5 (``ttc search
+  --revision_temperature 0.5``; the first attempt at 1); ``expanded_copy_keep50_cold``: every attempt
+  at 0.5.
 * ``copy_weight``: the baseline's trajectories, the tokens a revision copies from the most recent
   attempt (their common prefix) weighted 0.3 in the loss.
 * ``restem``: ReST^EM-style -- chains of the baseline reviser's own attempts on the training problems,
@@ -162,6 +165,8 @@ OPTIONS: dict[str, dict] = {
         "search": ["--revision_temperature", "0.5"],
     },
     "baseline_cool": {"reviser_of": "baseline", "search": ["--revision_temperature", "0.5"]},
+    # Is it the revising or the cooling? Every attempt at 0.5, the first one too.
+    "expanded_copy_keep50_cold": {"reviser_of": "expanded_copy_keep50", "search": ["--temperature", "0.5"]},
     "copy_weight": {"train": ["--copied_token_weight", "0.3"]},
     "restem": {"own_chains": True},
 }
@@ -455,8 +460,16 @@ def main() -> None:
         option = OPTIONS[name]
         reviser = build_reviser(option.get("reviser_of", name), out, args, train_samples, paper)
         num_chains = option.get("eval_chains", args.chains)
-        search = chains(out / "eval_chains" / name, reviser, option.get("eval_problems", args.eval_problems),
-                        args.eval_seed, args, num_chains, option.get("search", []))  # fmt: skip
+        num_problems = option.get("eval_problems", args.eval_problems)
+        # Another draw of held-out problems (a confirmation run) gets its own chains, never the default's.
+        where = name if args.eval_seed == 9000 else f"{name}@seed{args.eval_seed}"
+        search = chains(out / "eval_chains" / where, reviser, num_problems, args.eval_seed, args, num_chains,
+                        option.get("search", []))  # fmt: skip
+        recorded = json.loads((search / "stats.json").read_text()).get("num_problems")
+        if recorded not in (None, num_problems):
+            raise SystemExit(
+                f"{search} holds chains of {recorded} problems, not {num_problems}: move it aside"
+            )
         outcomes[name] = step_outcomes(search)
         results[name] = summarize(
             outcomes[name], None if name == "baseline" else outcomes["baseline"], args.bootstrap_seed
@@ -466,9 +479,10 @@ def main() -> None:
         results[name]["training_seconds"] = json.loads((reviser / "training_log.json").read_text()).get(
             "train_runtime_s"
         )
-        (out / "reviser_options.json").write_text(json.dumps(results, indent=2))
-        (out / "reviser_options.md").write_text(markdown(results, args))
-        plot(results, out / "reviser_options.png")
+        stem = "reviser_options" if args.eval_seed == 9000 else f"reviser_options@seed{args.eval_seed}"
+        (out / f"{stem}.json").write_text(json.dumps(results, indent=2))
+        (out / f"{stem}.md").write_text(markdown(results, args))
+        plot(results, out / f"{stem}.png")
         print(markdown(results, args), flush=True)
 
 
