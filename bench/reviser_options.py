@@ -70,6 +70,13 @@ from ttcompute.core.shards import ShardReader  # noqa: E402
 logger = logging.getLogger("reviser_options")
 SMALL = "ttcompute/checkpoints/policy_small"
 LARGE = "ttcompute/checkpoints/policy_large"
+# expanded_copy_keep50's stage 1 (two identity blocks, the copy data 2 epochs at 3e-3), shared: the
+# options built on it train one checkpoint.
+EXPANDED_STAGE1 = {
+    "copy_stage": True,
+    "copy_train": ["--expand_blocks", "2", "--learning_rate", "3e-3", "--num_train_epochs", "2"],
+    "stage1_of": "expanded_copy_keep50",
+}
 OPTIONS: dict[str, dict] = {
     "baseline": {},
     "progressive": {"revisions": ["--attempt_order", "progressive"]},
@@ -120,9 +127,7 @@ OPTIONS: dict[str, dict] = {
     # of a problem's samples as they came (right, wrong, repeated): the mix a chain shows the reviser,
     # where weighing the attempts (a repeated answer is likelier right) is what the data rewards.
     "expanded_copy_any": {
-        "copy_stage": True,
-        "copy_train": ["--expand_blocks", "2", "--learning_rate", "3e-3", "--num_train_epochs", "2"],
-        "stage1_of": "expanded_copy_keep50",
+        **EXPANDED_STAGE1,
         "revisions": ["--context_attempts", "any"],
         "train": ["--num_train_epochs", "2"],
     },
@@ -130,25 +135,19 @@ OPTIONS: dict[str, dict] = {
     # shows the reviser its own attempts, more often right (its pass@1, ~0.55) than the policy's
     # samples (0.39), and the rate sets how far it trusts what it is shown.
     "expanded_copy_any50": {
-        "copy_stage": True,
-        "copy_train": ["--expand_blocks", "2", "--learning_rate", "3e-3", "--num_train_epochs", "2"],
-        "stage1_of": "expanded_copy_keep50",
+        **EXPANDED_STAGE1,
         "revisions": ["--context_attempts", "any", "--correct_attempt_rate", "0.5"],
         "train": ["--num_train_epochs", "2"],
     },
     "expanded_copy_any75": {
-        "copy_stage": True,
-        "copy_train": ["--expand_blocks", "2", "--learning_rate", "3e-3", "--num_train_epochs", "2"],
-        "stage1_of": "expanded_copy_keep50",
+        **EXPANDED_STAGE1,
         "revisions": ["--context_attempts", "any", "--correct_attempt_rate", "0.75"],
         "train": ["--num_train_epochs", "2"],
     },
     # expanded_copy_any75 with the reviser's context raised from 512 to 1024 tokens (--context_length):
     # at 512, with 160 tokens kept for the revision, a long problem's chain shows 1-2 of its attempts.
     "expanded_copy_any75_long": {
-        "copy_stage": True,
-        "copy_train": ["--expand_blocks", "2", "--learning_rate", "3e-3", "--num_train_epochs", "2"],
-        "stage1_of": "expanded_copy_keep50",
+        **EXPANDED_STAGE1,
         "revisions": ["--context_attempts", "any", "--correct_attempt_rate", "0.75"],
         "trajectories_of": "expanded_copy_any75",
         "train": ["--num_train_epochs", "2", "--context_length", "1024", "--max_length", "1024"],
@@ -392,7 +391,7 @@ def plot(results: dict[str, dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = plt.subplots(figsize=(8.5, 4))
     for name, r in results.items():
         curve = r["pass_at_1_by_step"]
         ax.plot(range(len(curve)), curve, marker="o", label=name)
@@ -400,7 +399,7 @@ def plot(results: dict[str, dict], path: Path) -> None:
     ax.set_ylabel("pass@1")
     ax.set_title("Reviser options: pass@1 by revision step")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))  # many options: beside the plot
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
