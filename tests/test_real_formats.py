@@ -370,7 +370,9 @@ def test_prm_scores_with_and_without_prefix_reuse_agree(stand_ins, solutions, ki
         with_reuse, without = reusing.score(questions, prefixes), plain.score(questions, prefixes)
         assert [len(s) for s in with_reuse] == [len(s) for s in prefixes]
         for a, b in zip(with_reuse, without):
-            assert a == pytest.approx(b, abs=1e-5)
+            # float32 attention over a cached prefix sums in another order than over the whole
+            # sequence: 1.007e-5 apart on an AMD EPYC (a wrong cache is off by orders more).
+            assert a == pytest.approx(b, abs=5e-5)
     assert reusing.num_tokens_encoded < reusing.num_tokens_requested // 2  # the cache really served
     assert plain.num_tokens_encoded == plain.num_tokens_requested
     scores = [s for row in plain.score([q for q, _ in solutions], [s for _, s in solutions]) for s in row]

@@ -39,7 +39,8 @@ class RevisionConfig(
             tokens before training (plain RoPE only: attention depends on relative positions, so the
             base computes as before; the trajectories teach it the longer distances;
             ``ttcompute/models/context_extension.py``). The saved reviser declares it, and ``ttc
-            search`` fits its attempts to it. Unset: the base's own context.
+            search`` fits its attempts to it, so ``max_length`` must reach it (a reviser trained at 512
+            tokens and searched at 1024 collapsed). Unset: the base's own context.
 
     Parameters that control the data preprocessing:
         dataset_name (`str`): A ``ttc revisions`` output directory, a .parquet/.jsonl/.json file, a
