@@ -70,6 +70,7 @@ from ttcompute.core.shards import ShardReader  # noqa: E402
 logger = logging.getLogger("reviser_options")
 SMALL = "ttcompute/checkpoints/policy_small"
 LARGE = "ttcompute/checkpoints/policy_large"
+EVAL_SEED = 9000  # the held-out problems every table is paired on
 # expanded_copy_keep50's stage 1 (two identity blocks, the copy data 2 epochs at 3e-3), shared: the
 # options built on it train one checkpoint.
 EXPANDED_STAGE1 = {
@@ -440,7 +441,7 @@ def main() -> None:
     parser.add_argument("--train_problems", type=int, default=800)
     parser.add_argument("--extra_problems", type=int, default=1200, help="more_data: problems added")
     parser.add_argument("--eval_problems", type=int, default=300)
-    parser.add_argument("--eval_seed", type=int, default=9000)
+    parser.add_argument("--eval_seed", type=int, default=EVAL_SEED)
     parser.add_argument("--chain_length", type=int, default=8)
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--bootstrap_seed", type=int, default=0)
@@ -455,14 +456,14 @@ def main() -> None:
     paper = trajectories(train_samples, out / "trajectories" / "baseline", [])
     results: dict[str, dict] = {}
     outcomes: dict[str, dict] = {}
+    # Another draw of held-out problems (a confirmation run) gets its own chains and results.
+    draw = "" if args.eval_seed == EVAL_SEED else f"@seed{args.eval_seed}"
     for name in ["baseline", *[o for o in args.options if o != "baseline"]]:
         option = OPTIONS[name]
         reviser = build_reviser(option.get("reviser_of", name), out, args, train_samples, paper)
         num_chains = option.get("eval_chains", args.chains)
         num_problems = option.get("eval_problems", args.eval_problems)
-        # Another draw of held-out problems (a confirmation run) gets its own chains, never the default's.
-        where = name if args.eval_seed == 9000 else f"{name}@seed{args.eval_seed}"
-        search = chains(out / "eval_chains" / where, reviser, num_problems, args.eval_seed, args, num_chains,
+        search = chains(out / "eval_chains" / f"{name}{draw}", reviser, num_problems, args.eval_seed, args, num_chains,
                         option.get("search", []))  # fmt: skip
         recorded = json.loads((search / "stats.json").read_text()).get("num_problems")
         if recorded not in (None, num_problems):
@@ -478,7 +479,7 @@ def main() -> None:
         results[name]["training_seconds"] = json.loads((reviser / "training_log.json").read_text()).get(
             "train_runtime_s"
         )
-        stem = "reviser_options" if args.eval_seed == 9000 else f"reviser_options@seed{args.eval_seed}"
+        stem = f"reviser_options{draw}"
         (out / f"{stem}.json").write_text(json.dumps(results, indent=2))
         (out / f"{stem}.md").write_text(markdown(results, args))
         plot(results, out / f"{stem}.png")
