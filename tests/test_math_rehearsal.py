@@ -714,3 +714,24 @@ def test_the_recipe_trains_under_deepspeed_zero2(rehearsal, tmp_path):
     prm = load_prm(str(tmp_path / "prm"), device="cpu")
     row = next(iter(load_sharded(rehearsal.labels)))
     assert len(prm.score([row["question"]], [row["completions"]])[0]) == len(row["completions"])
+
+
+def test_any_context_trajectories_render_the_chat_prompt_and_train(rehearsal, tmp_path):
+    """``--context_attempts any --correct_attempt_rate``: the attempts come from all samples, and the
+    prompts are still the chat template's user turn, which train-reviser reads back (2 steps)."""
+    out = tmp_path / "revisions_any"
+    stage("revisions", "revisions.yaml", "--samples_dir", rehearsal.train_samples, "--output_dir", out,
+          "--context_attempts", "any", "--correct_attempt_rate", "0.5", "--problems_per_shard", "2")  # fmt: skip
+    tokenizer = AutoTokenizer.from_pretrained(rehearsal.policy)
+    samples = {row["problem_id"]: row for row in load_sharded(rehearsal.train_samples)}
+    rows = list(load_sharded(out))
+    assert rows and any(row["previous_attempts"] for row in rows)
+    for row in rows:
+        assert set(row["previous_attempts"]) <= set(samples[row["problem_id"]]["completions"])
+        assert row["prompt"] == format_reviser_prompt(
+            row["question"], row["previous_attempts"], CONTRACT, tokenizer
+        )
+    stage("train-reviser", "reviser.yaml", "--model_name_or_path", rehearsal.policy, "--dataset_name", out,
+          "--output_dir", tmp_path / "reviser", "--deepspeed", "", "--eval_fraction", "0",
+          *TRAINER_OVERRIDES)  # fmt: skip
+    assert (tmp_path / "reviser" / "model.safetensors").is_file()
