@@ -482,3 +482,52 @@ def test_deepspeed_is_requested_by_the_flag_or_the_config_file(tmp_path):
     assert not deepspeed_requested_by(["--config", str(plain)])
     assert not deepspeed_requested_by(["--config", str(tmp_path / "missing.yaml")])
     assert not deepspeed_requested_by(["--max_steps", "2"])
+
+
+# config file under configs/ -> the stage that reads it (configs/math/: tests/test_math_recipe.py)
+ARITHMETIC_CONFIGS = {
+    "sample.yaml": "sample",
+    "difficulty.yaml": "difficulty",
+    "label.yaml": "label",
+    "convert_labels.yaml": "convert-labels",
+    "policy_small.yaml": "train-policy",
+    "policy_large.yaml": "train-policy",
+    "prm.yaml": "train-prm",
+    "revisions.yaml": "revisions",
+    "reviser_copy.yaml": "train-reviser",
+    "reviser.yaml": "train-reviser",
+    "search.yaml": "search",
+    "search_revisions.yaml": "search",
+    "demo.yaml": "demo",
+}
+# what a config's header says to pass on the command line
+REQUIRED_FLAGS = {"search.yaml": ["--prm", "runs/prm"]}
+
+
+def test_every_shipped_config_is_covered():
+    assert sorted(p.name for p in (REPO / "configs").glob("*.yaml")) == sorted(ARITHMETIC_CONFIGS)
+
+
+@pytest.mark.parametrize("name", sorted(ARITHMETIC_CONFIGS))
+def test_shipped_config_parses_with_its_stage(name, monkeypatch):
+    # An unknown key, a value of the wrong type or a rejected combination raises here; relative
+    # paths in the configs (DeepSpeed JSONs, checkpoints) are from the repository root, where ttc runs.
+    monkeypatch.chdir(REPO)
+    _, specs, _ = STAGES[ARITHMETIC_CONFIGS[name]]
+    types = tuple(getattr(importlib.import_module(module), cls) for module, cls in specs)
+    argv = ["--config", str(REPO / "configs" / name), *REQUIRED_FLAGS.get(name, [])]
+    configs = parse_stage_args(types, argv, prog="ttc stage")
+    assert len(configs) == len(types)
+
+
+def test_revision_search_config_samples_revisions_cooler_than_first_attempts(monkeypatch):
+    # configs/search_revisions.yaml is the searching half of the shipped reviser recipe: chains start
+    # at temperature 1 and revise at 0.5 (README "Which reviser keeps improving?").
+    monkeypatch.chdir(REPO)
+    _, specs, _ = STAGES["search"]
+    types = tuple(getattr(importlib.import_module(module), cls) for module, cls in specs)
+    _, generator, search = parse_stage_args(
+        types, ["--config", str(REPO / "configs" / "search_revisions.yaml")], prog="ttc search"
+    )
+    assert search.methods == ["revisions"] and search.reviser == "runs/reviser"
+    assert generator.temperature == 1.0 and search.revision_temperature == 0.5
