@@ -504,6 +504,14 @@ ARITHMETIC_CONFIGS = {
 REQUIRED_FLAGS = {"search.yaml": ["--prm", "runs/prm"]}
 
 
+def parse_shipped(name: str) -> tuple:
+    """``ttc <stage> --config configs/<name>`` with the flags its header asks for, as the CLI parses it."""
+    _, specs, _ = STAGES[ARITHMETIC_CONFIGS[name]]
+    types = tuple(getattr(importlib.import_module(module), cls) for module, cls in specs)
+    argv = ["--config", str(REPO / "configs" / name), *REQUIRED_FLAGS.get(name, [])]
+    return parse_stage_args(types, argv, prog=f"ttc {ARITHMETIC_CONFIGS[name]}")
+
+
 def test_every_shipped_config_is_covered():
     assert sorted(p.name for p in (REPO / "configs").glob("*.yaml")) == sorted(ARITHMETIC_CONFIGS)
 
@@ -513,21 +521,13 @@ def test_shipped_config_parses_with_its_stage(name, monkeypatch):
     # An unknown key, a value of the wrong type or a rejected combination raises here; relative
     # paths in the configs (DeepSpeed JSONs, checkpoints) are from the repository root, where ttc runs.
     monkeypatch.chdir(REPO)
-    _, specs, _ = STAGES[ARITHMETIC_CONFIGS[name]]
-    types = tuple(getattr(importlib.import_module(module), cls) for module, cls in specs)
-    argv = ["--config", str(REPO / "configs" / name), *REQUIRED_FLAGS.get(name, [])]
-    configs = parse_stage_args(types, argv, prog="ttc stage")
-    assert len(configs) == len(types)
+    assert len(parse_shipped(name)) == len(STAGES[ARITHMETIC_CONFIGS[name]][1])
 
 
 def test_revision_search_config_samples_revisions_cooler_than_first_attempts(monkeypatch):
     # configs/search_revisions.yaml is the searching half of the shipped reviser recipe: chains start
     # at temperature 1 and revise at 0.5 (README "Which reviser keeps improving?").
     monkeypatch.chdir(REPO)
-    _, specs, _ = STAGES["search"]
-    types = tuple(getattr(importlib.import_module(module), cls) for module, cls in specs)
-    _, generator, search = parse_stage_args(
-        types, ["--config", str(REPO / "configs" / "search_revisions.yaml")], prog="ttc search"
-    )
+    _, generator, search = parse_shipped("search_revisions.yaml")
     assert search.methods == ["revisions"] and search.reviser == "runs/reviser"
     assert generator.temperature == 1.0 and search.revision_temperature == 0.5
