@@ -234,8 +234,7 @@ def step_outcomes(search_dir: Path) -> dict[str, dict[str, float]]:
     rows.sort(key=lambda r: r["problem_id"])
     steps = max(p for r in rows for p in r["positions"]) + 1
     by_step = np.zeros((len(rows), steps))
-    counts = np.zeros((len(rows), 4))  # c->c, c->i, i->c, i->i
-    by_transition = np.zeros((len(rows), steps - 1, 4))  # the same, per step reached
+    by_transition = np.zeros((len(rows), steps - 1, 4))  # c->c, c->i, i->c, i->i into each step
     for i, row in enumerate(rows):
         chains = revision_chains_of(row)
         for chain in chains:
@@ -243,8 +242,8 @@ def step_outcomes(search_dir: Path) -> dict[str, dict[str, float]]:
                 by_step[i, row["positions"][j]] += bool(row["correct"][j]) / len(chains)
             verdicts = [bool(row["correct"][j]) for j in chain]
             for t, (before, after) in enumerate(zip(verdicts, verdicts[1:])):
-                counts[i, (0 if before else 2) + (0 if after else 1)] += 1
                 by_transition[i, t, (0 if before else 2) + (0 if after else 1)] += 1
+    counts = by_transition.sum(axis=1)
     kinds = ["cc", "ci", "ic", "ii"]
     names = [f"step{t}" for t in range(steps)] + kinds
     names += [f"{kind}{t}" for t in range(1, steps) for kind in kinds]
