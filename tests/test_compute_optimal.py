@@ -10,7 +10,8 @@ import pytest
 
 from ttcompute.cli import run_stage
 from ttcompute.core.errors import InputError
-from ttcompute.eval.compute_optimal import assign_folds, compute_optimal, efficiency, headline_ratio
+from ttcompute.eval.compute_optimal import compute_optimal, headline_ratio
+from ttcompute.eval.efficiency import assign_folds, efficiency
 
 
 def record(problem_id, strategy, budget, correct, flops=1.0, method=None, generations=None):
@@ -225,7 +226,7 @@ def test_a_probe_whose_samples_the_search_reused_is_charged_only_for_the_rest(tm
 def test_the_averaged_efficiency_does_not_swing_on_a_plateau():
     """The demo's curves (seed 2024): the baseline is flat from 32 on. Moving its accuracy at 64 by one
     problem in 400 halves or doubles the ratio at the largest budget, but barely moves the average."""
-    from ttcompute.eval.compute_optimal import iso_accuracy_efficiency
+    from ttcompute.eval.efficiency import iso_accuracy_efficiency
 
     co = {1: 0.3625, 2: 0.585, 4: 0.6625, 8: 0.655, 16: 0.6675, 32: 0.6725, 64: 0.685}
     base = {1: 0.35, 2: 0.4875, 4: 0.5675, 8: 0.615, 16: 0.63, 32: 0.665, 64: 0.6675}
@@ -239,7 +240,7 @@ def test_the_averaged_efficiency_does_not_swing_on_a_plateau():
     # By hand at one level, 0.5875: the baseline between 4 (0.5675) and 8 (0.615), compute-optimal
     # between 2 (0.585) and 4 (0.6625), each interpolated in log2 budget.
     level = 0.5875
-    from ttcompute.eval.compute_optimal import _first_log_budget
+    from ttcompute.eval.efficiency import _first_log_budget
 
     assert _first_log_budget(base, level) == pytest.approx(2 + (level - 0.5675) / (0.615 - 0.5675))
     assert _first_log_budget(co, level) == pytest.approx(1 + (level - 0.585) / (0.6625 - 0.585))

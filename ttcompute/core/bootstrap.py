@@ -56,30 +56,61 @@ def paired_interval(
     >>> out["estimate"], out["low"] <= out["estimate"] <= out["high"]
     (0.375, True)
     """
+    return paired_intervals(
+        outcomes,
+        lambda x: {"value": statistic(x)},
+        num_resamples=num_resamples,
+        seed=seed,
+        confidence=confidence,
+        undefined=undefined,
+    )["value"]
+
+
+def paired_intervals(
+    outcomes: Mapping[str, Sequence[float]],
+    statistics: Callable[[Mapping[str, np.ndarray]], Mapping[str, float | None]],
+    *,
+    num_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+    confidence: float = DEFAULT_CONFIDENCE,
+    undefined: float | None = None,
+) -> dict[str, dict[str, Any]]:
+    """:func:`paired_interval` of several statistics computed together on each resample
+    (``statistics``: named arrays -> ``{name: value or None}``, the same names every time).
+
+    >>> out = paired_intervals({"a": [1, 0, 1, 1]}, lambda x: {"mean": float(x["a"].mean()), "none": None})
+    >>> out["mean"]["estimate"], out["none"]["undefined_share"]
+    (0.75, 1.0)
+    """
     names = list(outcomes)
     arrays = {name: np.asarray(outcomes[name], dtype=float) for name in names}
     sizes = {len(values) for values in arrays.values()}
     if len(sizes) != 1:
         raise ValueError(f"paired outcomes need one value per problem for every name, got sizes {sizes}")
     (size,) = sizes
-    estimate = statistic(arrays)
+    estimates = dict(statistics(arrays))
     draws = resample_indices(size, num_resamples, seed)
-    values, num_undefined = [], 0
+    values: dict[str, list[float | None]] = {name: [] for name in estimates}
     for draw in draws:
-        value = statistic({name: array[draw] for name, array in arrays.items()})
-        num_undefined += value is None
-        values.append(undefined if value is None else value)
-    kept = np.array([v for v in values if v is not None], dtype=float)
+        found = statistics({name: array[draw] for name, array in arrays.items()})
+        for name in estimates:
+            values[name].append(found[name])
     tail = (1 - confidence) / 2
-    low = high = None
-    if kept.size:
-        low, high = (float(q) for q in np.quantile(kept, [tail, 1 - tail]))
-    return {
-        "estimate": None if estimate is None else float(estimate),
-        "low": None if low is None else round(low, 4),
-        "high": None if high is None else round(high, 4),
-        "confidence": confidence,
-        "resamples": num_resamples,
-        "seed": seed,
-        "undefined_share": round(num_undefined / num_resamples, 4),
-    }
+    out = {}
+    for name, estimate in estimates.items():
+        num_undefined = sum(v is None for v in values[name])
+        counted = [undefined if v is None else v for v in values[name]]
+        kept = np.array([v for v in counted if v is not None], dtype=float)
+        low = high = None
+        if kept.size:
+            low, high = (float(q) for q in np.quantile(kept, [tail, 1 - tail]))
+        out[name] = {
+            "estimate": None if estimate is None else float(estimate),
+            "low": None if low is None else round(low, 4),
+            "high": None if high is None else round(high, 4),
+            "confidence": confidence,
+            "resamples": num_resamples,
+            "seed": seed,
+            "undefined_share": round(num_undefined / num_resamples, 4),
+        }
+    return out

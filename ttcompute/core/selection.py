@@ -60,7 +60,18 @@ def group_equivalent_answers(
     return groups
 
 
-def _has_answer(answer: str | None) -> bool:
+def _groups(
+    answers: Sequence[str | None], equivalent: Equivalence, groups: Sequence[int] | None
+) -> Sequence[int]:
+    if groups is None:
+        return group_equivalent_answers(answers, equivalent)
+    if len(groups) != len(answers):
+        raise ValueError(f"{len(answers)} answers but {len(groups)} group ids")
+    return groups
+
+
+def has_answer(answer: str | None) -> bool:
+    """Whether a candidate's final answer can vote: not None, and not blank once normalized."""
     return answer is not None and bool(normalize_answer(answer))
 
 
@@ -78,20 +89,27 @@ def _check_answers(answers: Sequence[str | None], scores: Sequence[float] | None
         raise ValueError(f"{len(answers)} answers but {len(scores)} scores")
 
 
-def majority_vote(answers: Sequence[str | None], equivalent: Equivalence = is_equivalent) -> int:
+def majority_vote(
+    answers: Sequence[str | None],
+    equivalent: Equivalence = is_equivalent,
+    *,
+    groups: Sequence[int] | None = None,
+) -> int:
     """Index of the first candidate of the most frequent equivalent answer (self-consistency).
 
-    Ties go to the answer that appears first; if no candidate has an answer, candidate 0.
+    Ties go to the answer that appears first; if no candidate has an answer, candidate 0. ``groups``:
+    :func:`group_equivalent_answers` of ``answers`` when already known (the groups of a prefix are the
+    prefix of the groups, so a rule read after every sample groups once).
 
     >>> majority_vote(["4", "5", "0.5", "1/2", None, None, None])
     2
     """
     _check_answers(answers)
-    groups = group_equivalent_answers(answers, equivalent)
+    groups = _groups(answers, equivalent, groups)
     counts: dict[int, int] = {}
     first: dict[int, int] = {}
     for index, (answer, group) in enumerate(zip(answers, groups)):
-        if _has_answer(answer):
+        if has_answer(answer):
             counts[group] = counts.get(group, 0) + 1
             first.setdefault(group, index)
     if not counts:
@@ -111,11 +129,16 @@ def best_of_n(scores: Sequence[float]) -> int:
 
 
 def weighted_best_of_n(
-    answers: Sequence[str | None], scores: Sequence[float], equivalent: Equivalence = is_equivalent
+    answers: Sequence[str | None],
+    scores: Sequence[float],
+    equivalent: Equivalence = is_equivalent,
+    *,
+    groups: Sequence[int] | None = None,
 ) -> int:
     """Sum the scores of each equivalent-answer group; return the best group's highest-scoring member.
 
     Candidates without an answer are ignored unless no candidate has one (then: plain best-of-N).
+    ``groups``: as for :func:`majority_vote`.
 
     >>> weighted_best_of_n(["7", "8", "7.0", "8"], [0.5, 0.9, 0.5, 0.05])
     0
@@ -124,12 +147,12 @@ def weighted_best_of_n(
     """
     _check_answers(answers, scores)
     _check_scores(scores)
-    groups = group_equivalent_answers(answers, equivalent)
+    groups = _groups(answers, equivalent, groups)
     totals: dict[int, float] = {}
     best: dict[int, int] = {}  # group -> its highest-scoring member (earliest on ties)
     first: dict[int, int] = {}
     for index, (answer, group) in enumerate(zip(answers, groups)):
-        if not _has_answer(answer):
+        if not has_answer(answer):
             continue
         totals[group] = totals.get(group, 0.0) + scores[index]
         first.setdefault(group, index)

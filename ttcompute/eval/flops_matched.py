@@ -35,7 +35,7 @@ from ttcompute.core.config import save_resolved_config
 from ttcompute.core.errors import InputError
 from ttcompute.core.outputs import require_unique_ids
 from ttcompute.core.shards import load_sharded, write_json
-from ttcompute.eval.compute_optimal import format_interval
+from ttcompute.eval.efficiency import format_interval
 from ttcompute.eval.flops_matched_config import FlopsMatchedConfig
 from ttcompute.eval.plots import plot_flops_matched
 from ttcompute.eval.select import load_bins

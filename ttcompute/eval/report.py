@@ -46,7 +46,8 @@ from ttcompute.core.budget import inference_flops
 from ttcompute.core.config import save_resolved_config
 from ttcompute.core.errors import InputError
 from ttcompute.core.shards import load_sharded, read_resolved_config, write_json
-from ttcompute.eval.compute_optimal import allocation_table, format_interval
+from ttcompute.eval.compute_optimal import allocation_table
+from ttcompute.eval.efficiency import format_interval
 from ttcompute.eval.plots import plot_accuracy_vs_budget, plot_revision_ratio
 from ttcompute.eval.report_config import ReportConfig
 

@@ -19,6 +19,7 @@ selection_aggregation), so that ``ttc route`` can run a chosen strategy again on
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
@@ -31,8 +32,18 @@ from ttcompute.core.config import save_resolved_config
 from ttcompute.core.errors import InputError
 from ttcompute.core.outputs import load_difficulty, misaligned_candidates
 from ttcompute.core.selection import best_of_n, hierarchical_best_of_n, majority_vote, weighted_best_of_n
-from ttcompute.core.shards import load_sharded, write_json
+from ttcompute.core.shards import load_sharded, read_manifest, write_json
 from ttcompute.core.steps import aggregate
+from ttcompute.core.stopping import RULES, VERIFIER_RULES
+from ttcompute.eval.adaptive import (
+    KINDS,
+    Models,
+    SearchRows,
+    adaptive_records,
+    check_strategies,
+    parse_strategy,
+    strategy_grid,
+)
 from ttcompute.eval.plots import plot_accuracy_vs_budget
 from ttcompute.eval.search.revision_chains import revision_step_metrics
 from ttcompute.eval.select_config import SelectConfig
@@ -108,9 +119,62 @@ def select_row(row: dict[str, Any], aggregation: str) -> list[dict[str, Any]]:
                 # Candidates drawn before the search (a difficulty probe's samples): compute-optimal
                 # charges the probe only for what the strategy did not reuse.
                 "reused_samples": int(row.get("reused_samples") or 0),
+                "settled": None,  # adaptive strategies: whether the rule stopped before the cap
             }
         )
     return records
+
+
+def is_adaptive(strategy: str) -> bool:
+    """Whether a strategy name is an adaptive strategy's (``ttcompute/eval/adaptive.py``).
+
+    >>> is_adaptive("adaptive_vote rule=beta tau=0.95 B=64"), is_adaptive("beam_search M=4")
+    (True, False)
+    """
+    return strategy.split(" ", 1)[0] in KINDS
+
+
+def plan_adaptive(config: SelectConfig, rows: SearchRows) -> list:
+    """The adaptive strategies to evaluate: the grid of the config's rules, taus and caps (by default
+    those the search can feed) and the ones named; refused in one line when the search cannot feed one.
+    """
+    where = config.search_dir
+    grid_rows = rows
+    if config.adaptive and not rows.has_costs and (rows.best_of_n or rows.revisions):
+        logger.warning(
+            "%s: no per-candidate cost saved (a search from before adaptive strategies): the adaptive grid "
+            "covers its tree searches only; rerun ttc search for the others",
+            where,
+        )
+        grid_rows = dataclasses.replace(rows, best_of_n={}, revisions={}, best_of_n_budgets=set())
+    strategies = []
+    if config.adaptive:
+        rules = config.adaptive_rules
+        if rules is None:
+            rules = [r for r in RULES if rows.has_scores or r not in VERIFIER_RULES]
+        unknown = [r for r in rules if r not in RULES]
+        if unknown:
+            raise InputError(f"--adaptive_rules: unknown rule(s) {unknown}; choose from {RULES}")
+        caps = config.adaptive_caps
+        if caps is None:
+            caps = [b for b in grid_rows.best_of_n_budgets if b >= 2]
+        strategies = strategy_grid(
+            caps if grid_rows.best_of_n else [],
+            grid_rows.revision_settings,
+            grid_rows.tree_budgets,
+            rules,
+            config.adaptive_taus,
+            config.esc_windows,
+        )
+        check_strategies(strategies, grid_rows, where)
+    named = []
+    for name in config.adaptive_strategies:
+        try:
+            named.append(parse_strategy(name))
+        except ValueError as err:
+            raise InputError(f"--adaptive_strategies: {err}") from None
+    check_strategies(named, rows, where)
+    return list({s.name: s for s in strategies + named}.values())
 
 
 def strategy_settings(row: dict[str, Any], strategy: str, aggregation: str) -> dict[str, Any]:
@@ -190,6 +254,75 @@ def markdown_tables(accuracy: dict[str, dict[str, dict[int, float]]], bin_sizes:
     return "\n".join(lines)
 
 
+def adaptive_settings(strategy, settings: dict[str, dict[str, Any]], aggregation: str) -> dict[str, Any]:
+    """The search setting behind an adaptive strategy -- its static base's (best-of-N, the revision
+    chains of its L, its tree search) -- with rule ``adaptive`` and the strategy's name, which
+    ``ttc route`` parses back."""
+    if strategy.kind in ("adaptive_vote", "adaptive_prm"):
+        base = settings["majority"]
+    elif strategy.kind == "adaptive_revisions":
+        base = settings[f"revisions L={strategy.chain_length} majority"]
+    else:
+        base = settings[strategy.tree]
+    return {
+        **base,
+        "beam_width": dict(base["beam_width"]),
+        "rule": "adaptive",
+        "adaptive": strategy.name,
+        "selection_aggregation": aggregation,
+    }
+
+
+def adaptive_summary(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per adaptive strategy and bin (``all`` too): its cap, accuracy, mean generations and FLOPs
+    spent, and the share of problems its rule settled before the cap.
+
+    >>> out = adaptive_summary([
+    ...     {"strategy": "s", "bin": 1, "budget": 8, "correct": True, "generations": 2, "total_flops": 4,
+    ...      "settled": True},
+    ...     {"strategy": "s", "bin": 2, "budget": 8, "correct": False, "generations": 8, "total_flops": 16,
+    ...      "settled": False}])
+    >>> out["s"]["all"]
+    {'cap': 8, 'problems': 2, 'accuracy': 0.5, 'mean_generations': 5.0, 'mean_total_flops': 10.0, 'settled': 0.5}
+    """
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        groups[(record["strategy"], "all")].append(record)
+        if record.get("bin") is not None:
+            groups[(record["strategy"], str(record["bin"]))].append(record)
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for (strategy, group), rows in sorted(groups.items(), key=lambda kv: (kv[0][0], _bin_order(kv[0][1]))):
+        n = len(rows)
+        out.setdefault(strategy, {})[group] = {
+            "cap": rows[0]["budget"],
+            "problems": n,
+            "accuracy": round(sum(r["correct"] for r in rows) / n, 4),
+            "mean_generations": round(sum(r["generations"] for r in rows) / n, 4),
+            "mean_total_flops": sum(r["total_flops"] for r in rows) / n,
+            "settled": round(sum(bool(r["settled"]) for r in rows) / n, 4),
+        }
+    return out
+
+
+def adaptive_table(summary: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """The adaptive strategies over all problems, fewest generations first (Markdown)."""
+    lines = [
+        "## Adaptive strategies (all problems; generations actually spent)",
+        "",
+        "| strategy | cap | generations | accuracy | settled before the cap |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    rows = sorted(
+        summary.items(), key=lambda kv: (kv[1]["all"]["mean_generations"], -kv[1]["all"]["accuracy"])
+    )
+    for strategy, entry in rows:
+        e = entry["all"]
+        lines.append(
+            f"| {strategy} | {e['cap']} | {e['mean_generations']:.2f} | {e['accuracy']:.3f} | {e['settled']:.2f} |"
+        )
+    return "\n".join(lines) + "\n\n"
+
+
 def load_bins(difficulty_dir: str, problem_ids: set[str]) -> dict[str, int]:
     table = load_difficulty(difficulty_dir)
     bins = dict(zip(table["problem_id"], table["bin"]))
@@ -216,25 +349,46 @@ def run_select(config: SelectConfig) -> dict[str, Any]:
 
     records = []
     settings: dict[str, dict[str, Any]] = {}
+    rows = []
     for index, row in enumerate(search):
         # Rejected, not skipped: leaving a problem out would silently change every accuracy here.
         problem = misaligned_candidates(row)
         if problem:
             raise InputError(f"{config.search_dir}: row {index} (problem {row['problem_id']}): {problem}")
+        rows.append(row)
         for record in select_row(row, config.aggregation):
             record["bin"] = bins.get(record["problem_id"])
             records.append(record)
             found = strategy_settings(row, record["strategy"], config.aggregation)
             known = settings.setdefault(record["strategy"], found)
             known["beam_width"].update(found["beam_width"])
-    accuracy = accuracy_by_bin(records)
+    by_problem = SearchRows.of(rows, lambda r: strategy_name(r["method"], r["width_setting"], r["lookahead"],
+                                                              r["search_aggregation"]))  # fmt: skip
+    adaptive = plan_adaptive(config, by_problem)
+    if adaptive:
+        info = read_manifest(config.search_dir).get("info", {})
+        models = Models(int(info.get("policy_parameters") or 0), int(info.get("verifier_parameters") or 0))
+        found = adaptive_records(
+            by_problem,
+            adaptive,
+            lambda r: [candidate_score(s, config.aggregation) for s in r["step_scores"]],
+            models,
+        )
+        for record in found:
+            record["bin"] = bins.get(record["problem_id"])
+        records += found
+        for strategy in adaptive:
+            settings[strategy.name] = adaptive_settings(strategy, settings, config.aggregation)
+        logger.info("Adaptive strategies: %d evaluated on the saved candidates", len(adaptive))
+    static = [r for r in records if not is_adaptive(r["strategy"])]
+    accuracy = accuracy_by_bin(static)
     problems_in = {"all": len(set(search["problem_id"]))}
     for problem_id in set(search["problem_id"]):
         if problem_id in bins:
             problems_in[str(bins[problem_id])] = problems_in.get(str(bins[problem_id]), 0) + 1
     mean_flops: dict[str, dict[int, float]] = defaultdict(dict)
     sums: dict[tuple[str, int], list[int]] = defaultdict(list)
-    for record in records:
+    for record in static:
         sums[(record["strategy"], record["budget"])].append(record["total_flops"])
     for (strategy, budget), values in sorted(sums.items()):
         mean_flops[strategy][budget] = float(sum(values) / len(values))
@@ -261,6 +415,9 @@ def run_select(config: SelectConfig) -> dict[str, Any]:
         },
         "mean_total_flops": {s: {str(b): f for b, f in v.items()} for s, v in mean_flops.items()},
     }
+    adaptive_found = adaptive_summary(r for r in records if is_adaptive(r["strategy"]))
+    if adaptive_found:
+        summary["adaptive"] = adaptive_found
     if revision_rows:
         summary["revisions"] = revision_step_metrics(revision_rows)
         logger.info(
@@ -296,6 +453,7 @@ def run_select(config: SelectConfig) -> dict[str, Any]:
         f"# Accuracy vs budget (generations); selection aggregation: {config.aggregation}\n\n"
         + revision_lines
         + markdown_tables(accuracy, problems_in)
+        + ("\n" + adaptive_table(adaptive_found) if adaptive_found else "")
     )
     plot = plot_accuracy_vs_budget(accuracy, problems_in, out / "accuracy_vs_budget.png")
     logger.info(

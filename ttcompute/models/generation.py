@@ -26,6 +26,11 @@ class SamplingParams:
             string is kept at the end of the text so that prefixes concatenate back into solutions.
         seed: Seed for this call; the same seed, prompts and params give the same completions on the
             same backend and device.
+        sample_seeds: One seed per completion instead (for each prompt, ``n`` of them): each
+            completion is drawn from a random stream of its own, so it depends on its prompt and its
+            seed alone -- not on the other prompts of the call, nor on how many completions are asked.
+            Adaptive sampling draws a problem's candidates a round at a time and gets the very ones one
+            call would have given (:func:`~ttcompute.eval.search.best_of_n.candidate_seeds`).
     """
 
     n: int = 1
@@ -34,6 +39,7 @@ class SamplingParams:
     max_tokens: int = 256
     stop: list[str] = field(default_factory=list)
     seed: int = 0
+    sample_seeds: list[list[int]] | None = None
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -44,6 +50,13 @@ class SamplingParams:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
+        if self.sample_seeds is not None and any(len(seeds) != self.n for seeds in self.sample_seeds):
+            raise ValueError(f"sample_seeds: {self.n} seeds (n) for every prompt")
+
+    def check_prompts(self, prompts: list[str]) -> None:
+        """Raise unless ``sample_seeds`` (when given) has one list per prompt."""
+        if self.sample_seeds is not None and len(self.sample_seeds) != len(prompts):
+            raise ValueError(f"sample_seeds: {len(self.sample_seeds)} lists for {len(prompts)} prompts")
 
 
 @dataclass

@@ -25,8 +25,19 @@ logger = logging.getLogger(__name__)
 _DECODE_CONTEXT_TOKENS = 8
 
 
-def sample_next_token(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator):
-    """Next token ids, shape (batch,), from last-position logits of shape (batch, vocab)."""
+def sample_next_token(
+    logits: torch.Tensor,
+    temperature: float,
+    top_p: float,
+    generator: torch.Generator | None,
+    uniforms: torch.Tensor | None = None,
+):
+    """Next token ids, shape (batch,), from last-position logits of shape (batch, vocab).
+
+    ``uniforms`` (batch,): one U(0, 1) draw per row from the row's own stream (``sample_seeds``),
+    turned into a token by the inverse CDF, so a row's token does not depend on the other rows;
+    otherwise one ``multinomial`` over the batch from ``generator``.
+    """
     if temperature == 0:
         return logits.argmax(dim=-1)
     probs = torch.softmax(logits.float() / temperature, dim=-1)
@@ -36,7 +47,14 @@ def sample_next_token(logits: torch.Tensor, temperature: float, top_p: float, ge
         outside = sorted_probs.cumsum(dim=-1) - sorted_probs > top_p
         sorted_probs = sorted_probs.masked_fill(outside, 0.0)
         probs = torch.zeros_like(probs).scatter_(-1, sorted_ids, sorted_probs)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    if uniforms is None:
+        return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    cdf = probs.double().cumsum(dim=-1)
+    # Scaled by the total (the filtered mass, up to rounding), a token of zero probability has an
+    # empty interval and is never drawn.
+    targets = (uniforms.to(cdf.device, torch.float64) * cdf[:, -1]).unsqueeze(-1)
+    tokens = torch.searchsorted(cdf, targets, right=True).squeeze(-1)
+    return tokens.clamp_(max=probs.shape[-1] - 1)
 
 
 class _GrowingLayer(DynamicLayer):
@@ -230,6 +248,7 @@ class TransformersBackend:
 
     @torch.inference_mode()
     def generate(self, prompts: list[str], params: SamplingParams) -> list[list[Completion]]:
+        params.check_prompts(prompts)
         # Beam copies send one prompt many times: tokenize and look up each distinct prompt once.
         distinct = list(dict.fromkeys(prompts))
         ids_of = dict(zip(distinct, self.encode(distinct)))
@@ -253,6 +272,18 @@ class TransformersBackend:
         rows = [(i, j) for i in range(len(prompts)) for j in range(params.n)]
         order = sorted(range(len(rows)), key=lambda r: len(prompt_ids[rows[r][0]]))
         generator = torch.Generator(device=self.device).manual_seed(params.seed)
+        uniforms = None
+        if params.sample_seeds is not None and params.temperature > 0:
+            # Every completion's draws up front, from its own seed: one (max_tokens,) stream per row.
+            uniforms = torch.stack(
+                [
+                    torch.rand(
+                        params.max_tokens, generator=torch.Generator().manual_seed(seed), dtype=torch.float64
+                    )
+                    for seeds in params.sample_seeds
+                    for seed in seeds
+                ]
+            )
         results: list[list[Completion | None]] = [[None] * params.n for _ in prompts]
         start = 0
         while start < len(order):
@@ -266,7 +297,11 @@ class TransformersBackend:
                 end += 1
             batch = [rows[r] for r in order[start:end]]
             completions = self._generate_rows(
-                [prompt_ids[i] for i, _ in batch], [pasts[i] for i, _ in batch], params, generator
+                [prompt_ids[i] for i, _ in batch],
+                [pasts[i] for i, _ in batch],
+                params,
+                generator,
+                uniforms[[i * params.n + j for i, j in batch]] if uniforms is not None else None,
             )
             for (i, j), completion in zip(batch, completions):
                 results[i][j] = completion
@@ -279,6 +314,7 @@ class TransformersBackend:
         pasts: list[tuple[int, list | None]],
         params: SamplingParams,
         generator: torch.Generator,
+        uniforms: torch.Tensor | None = None,
     ) -> list[Completion]:
         batch_size = len(prompt_ids)
         past_lens = [past for past, _ in pasts]
@@ -316,8 +352,9 @@ class TransformersBackend:
         store = self.prefix_cache is not None and bool(params.stop)
         layout = (prompt_ids, past_lens, new_ids, width_past, width_new)
         active = list(range(batch_size))  # row k of the tensors and the cache is batch row active[k]
-        for _ in range(params.max_tokens):
-            next_tokens = sample_next_token(logits, params.temperature, params.top_p, generator)
+        for step in range(params.max_tokens):
+            draws = uniforms[active, step] if uniforms is not None else None
+            next_tokens = sample_next_token(logits, params.temperature, params.top_p, generator, draws)
             live = torch.tensor([finish[row] is None for row in active], device=self.device)
             next_tokens = torch.where(live, next_tokens, torch.full_like(next_tokens, self.pad_token_id))
             is_eos = torch.isin(next_tokens, eos) & live

@@ -56,21 +56,20 @@ class VLLMBackend:
     def generate(self, prompts: list[str], params: SamplingParams) -> list[list[Completion]]:
         from vllm import SamplingParams as VLLMSamplingParams
 
-        # One seed per request: vLLM seeds each request on its own, so beam search's copies of one
-        # prefix (the same prompt several times, n=1) would otherwise all sample the same next step.
-        sampling = [
-            VLLMSamplingParams(
-                n=params.n,
+        params.check_prompts(prompts)
+
+        def sampling(n: int, seed: int) -> VLLMSamplingParams:
+            return VLLMSamplingParams(
+                n=n,
                 temperature=params.temperature,
                 top_p=params.top_p,
                 max_tokens=params.max_tokens,
                 stop=params.stop or None,
                 # Keep the separator so prefixes concatenate back into solutions, as the HF backend does.
                 include_stop_str_in_output=True,
-                seed=request_seed(params.seed, index),
+                seed=seed,
             )
-            for index in range(len(prompts))
-        ]
+
         # A prompt whose chat template wrote the BOS goes as token ids: vLLM tokenizes text prompts with
         # the special tokens, which would put a second BOS in front (TokensPrompt, vLLM's PromptType).
         requests = [
@@ -79,20 +78,37 @@ class VLLMBackend:
             else p
             for p in prompts
         ]
-        outputs = self.llm.generate(requests, sampling, use_tqdm=False)
-        results = []
-        for request in outputs:
-            completions = []
-            for out in sorted(request.outputs, key=lambda o: o.index):
-                if out.finish_reason == "stop":
-                    reason = "stop" if out.stop_reason is not None else "eos"
-                else:
-                    reason = "length"
-                completions.append(
-                    Completion(text=out.text, num_tokens=len(out.token_ids), finish_reason=reason)
-                )
-            results.append(completions)
-        return results
+        if params.sample_seeds is not None:
+            # One request per completion, each with its own seed: vLLM draws a seeded request from a
+            # generator of its own, so a completion depends on its seed alone.
+            flat = [(i, seed) for i, seeds in enumerate(params.sample_seeds) for seed in seeds]
+            outputs = self.llm.generate(
+                [requests[i] for i, _ in flat], [sampling(1, seed) for _, seed in flat], use_tqdm=False
+            )
+            grouped: list[list[Completion]] = [[] for _ in prompts]
+            for (i, _), request in zip(flat, outputs):
+                grouped[i] += _completions(request)
+            return grouped
+        # One seed per request: vLLM seeds each request on its own, so beam search's copies of one
+        # prefix (the same prompt several times, n=1) would otherwise all sample the same next step.
+        outputs = self.llm.generate(
+            requests,
+            [sampling(params.n, request_seed(params.seed, index)) for index in range(len(prompts))],
+            use_tqdm=False,
+        )
+        return [_completions(request) for request in outputs]
+
+
+def _completions(request) -> list[Completion]:
+    """A vLLM ``RequestOutput``'s completions in index order, as :class:`Completion`."""
+    completions = []
+    for out in sorted(request.outputs, key=lambda o: o.index):
+        if out.finish_reason == "stop":
+            reason = "stop" if out.stop_reason is not None else "eos"
+        else:
+            reason = "length"
+        completions.append(Completion(text=out.text, num_tokens=len(out.token_ids), finish_reason=reason))
+    return completions
 
 
 def request_seed(seed: int, index: int) -> int:

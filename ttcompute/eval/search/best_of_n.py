@@ -2,11 +2,16 @@
 scored by the PRM in one more (:func:`sample_best_of_n`). Budgets are nested
 (:func:`first_candidates`): the candidates of budget b are the first b of budget N, as
 search-and-learn and the paper subsample. The selection rules are ``ttcompute.core.selection``'s.
+
+Candidate k of a problem is drawn from a random stream of its own (:func:`candidate_seeds`): it is the
+same whether the problem's candidates come in one call or a round at a time, as an adaptive strategy
+draws them (:mod:`ttcompute.eval.search.adaptive_sampling`), and whatever other problems share the call.
 """
 
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Sequence
 
 from ttcompute.core.errors import InputError
@@ -14,6 +19,40 @@ from ttcompute.core.steps import split_into_steps
 from ttcompute.eval.search.step_search import Candidate, SearchOutcome, start_fresh
 from ttcompute.models.generation import Completion, GenerationBackend, SamplingParams
 from ttcompute.models.prm import PRM
+
+
+def candidate_seeds(seed: int, problem_id: str, start: int, count: int) -> list[int]:
+    """The seeds of a problem's candidates ``start`` .. ``start + count - 1``: candidate k's depends on
+    the seed, the problem and k alone.
+
+    >>> candidate_seeds(0, "p1", 2, 2) == candidate_seeds(0, "p1", 0, 4)[2:]
+    True
+    """
+    return [zlib.crc32(f"{seed}:{problem_id}:{k}".encode()) & 0x7FFFFFFF for k in range(start, start + count)]
+
+
+def draw_candidates(
+    prompts: Sequence[str],
+    policy: GenerationBackend,
+    problem_ids: Sequence[str],
+    first: Sequence[int],
+    count: int,
+    *,
+    temperature: float,
+    top_p: float,
+    max_tokens: int,
+    seed: int,
+) -> list[list[Completion]]:
+    """Candidates ``first[i]`` .. ``first[i] + count - 1`` of each problem, each from its own seed."""
+    params = SamplingParams(
+        n=count,
+        temperature=temperature,
+        top_p=top_p,
+        max_tokens=max_tokens,
+        seed=seed,
+        sample_seeds=[candidate_seeds(seed, p, start, count) for p, start in zip(problem_ids, first)],
+    )
+    return policy.generate(list(prompts), params)
 
 
 def sample_best_of_n(
@@ -33,7 +72,7 @@ def sample_best_of_n(
 ) -> list[SearchOutcome]:
     """N sampled solutions per problem with the PRM's score of every step; one outcome per problem.
 
-    With ``prm=None`` the candidates carry no step scores (majority vote needs none). ``initial``:
+    Candidate k of problem ``problem_ids[i]`` is seeded by :func:`candidate_seeds` from ``seed``. With ``prm=None`` the candidates carry no step scores (majority vote needs none). ``initial``:
     per problem, solutions already sampled from this policy with these options (the same number for
     every problem, at most ``n``): they are the first candidates, and only the rest are generated
     (what a ``prm_probe`` difficulty estimate drew is not drawn again).
@@ -53,38 +92,55 @@ def sample_best_of_n(
     fresh = n - len(given[0])
     drawn: list[list[Completion]] = [[] for _ in prompts]
     if fresh:
-        params = SamplingParams(
-            n=fresh, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed
-        )
-        drawn = policy.generate(list(prompts), params)
-    outputs = [[*first, *rest] for first, rest in zip(given, drawn)]
-    outcomes = []
-    for completions in outputs:
-        candidates = [
+        drawn = draw_candidates(
+            prompts, policy, ids, [len(g) for g in given], fresh,
+            temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed,
+        )  # fmt: skip
+    outcomes = [SearchOutcome([], rounds=1, prm_tokens_by_candidate=[], prm_tokens_requested_by_candidate=[])
+                for _ in prompts]  # fmt: skip
+    for outcome, first, rest in zip(outcomes, given, drawn):
+        add_candidates(outcome, [*first, *rest], step_separator)
+    if prm is not None:
+        score_candidates(questions, outcomes, [0] * len(outcomes), prm, ids)
+    return outcomes
+
+
+def add_candidates(outcome: SearchOutcome, completions: Sequence[Completion], step_separator: str) -> None:
+    """Append completions to a problem's outcome as unscored candidates, with their policy cost."""
+    for c in completions:
+        outcome.candidates.append(
             Candidate(c.text, split_into_steps(c.text, step_separator), [], c.num_tokens, c.finish_reason)
-            for c in completions
-        ]
-        outcomes.append(
-            SearchOutcome(
-                candidates,
-                policy_tokens=sum(c.num_tokens for c in completions),
-                rounds=1,
-                capped_steps=sum(c.finish_reason == "length" for c in completions),
-                prm_tokens_by_candidate=[0] * len(candidates),
-                prm_tokens_requested_by_candidate=[0] * len(candidates),
-            )
         )
-    if prm is None:
-        return outcomes
+        outcome.policy_tokens += c.num_tokens
+        outcome.capped_steps += c.finish_reason == "length"
+        outcome.prm_tokens_by_candidate.append(0)
+        outcome.prm_tokens_requested_by_candidate.append(0)
+
+
+def score_candidates(
+    questions: Sequence[str], outcomes: Sequence[SearchOutcome], first: Sequence[int], prm: PRM, ids
+) -> None:
+    """Score every candidate from ``first[p]`` on of each outcome in one PRM call (in candidate order,
+    so a prefix the PRM reuses is charged to the first candidate that needed it: the first ``b``
+    charges are what scoring only those costs); a candidate without steps keeps no scores.
+
+    Raises:
+        InputError: the PRM failed, or returned NaN or a wrong number of scores.
+    """
     pairs = [
-        (p, k) for p, outcome in enumerate(outcomes) for k, c in enumerate(outcome.candidates) if c.steps
+        (p, k)
+        for p, outcome in enumerate(outcomes)
+        for k in range(first[p], len(outcome.candidates))
+        if outcome.candidates[k].steps
     ]
+    if not pairs:
+        return
     try:
         scores = prm.score(
             [questions[p] for p, _ in pairs], [outcomes[p].candidates[k].steps for p, k in pairs]
         )
     except ValueError as err:
-        raise InputError(f"the PRM failed scoring best-of-{n} candidates: {err}") from None
+        raise InputError(f"the PRM failed scoring best-of-N candidates: {err}") from None
     for (p, k), step_scores, encoded, requested in zip(
         pairs, scores, prm.last_tokens_encoded, prm.last_tokens_requested
     ):
@@ -98,7 +154,6 @@ def sample_best_of_n(
         outcomes[p].prm_tokens_requested_by_candidate[k] = requested
         outcomes[p].prm_tokens += encoded
         outcomes[p].prm_tokens_requested += requested
-    return outcomes
 
 
 def first_candidates(outcome: SearchOutcome, b: int) -> SearchOutcome:

@@ -23,8 +23,10 @@ Output rows (one per problem x run x budget):
     subtrees (DVTS subtree or revision chain of each candidate), positions (revisions: place in its
     chain), chain_length (revisions: L; N / L chains), attempts_dropped (revisions: earlier attempts
     left out of prompts to fit the context),
-    policy_tokens, lookahead_tokens, prm_tokens, prm_tokens_requested, policy_flops, prm_flops,
-    total_flops, rounds, capped_steps,
+    policy_tokens, lookahead_tokens, prm_tokens, prm_tokens_requested, prm_tokens_by_candidate
+    (best-of-N and revisions: the PRM tokens charged to each candidate, in order, so the cost of any
+    first n -- where an adaptive rule stopped -- is exact; empty for tree searches), policy_flops,
+    prm_flops, total_flops, rounds, capped_steps,
     reused_samples (best-of-N with ``--initial_samples_dir``: how many of its first candidates are
     those samples, drawn before the search -- its cost columns count them as the row's own)
 """
@@ -93,6 +95,7 @@ ROW_SCHEMA = pa.schema(
         ("lookahead_tokens", pa.int64()),
         ("prm_tokens", pa.int64()),
         ("prm_tokens_requested", pa.int64()),
+        ("prm_tokens_by_candidate", pa.list_(pa.int64())),
         ("policy_flops", pa.int64()),
         ("prm_flops", pa.int64()),
         ("total_flops", pa.int64()),
@@ -187,6 +190,18 @@ def search_seed(seed: int, run: SearchRun, chunk: int) -> int:
     return zlib.crc32(f"{seed}:{run.key}:{chunk}".encode())
 
 
+def best_of_n_seed(seed: int) -> int:
+    """Best-of-N's seed: each candidate is seeded on its own from it, the problem and its index
+    (:func:`~ttcompute.eval.search.best_of_n.candidate_seeds`) -- not from the run (its largest budget)
+    or the chunk, so ``ttc route`` draws a problem's candidates exactly as this search did, however
+    it batches them and however many it draws.
+
+    >>> best_of_n_seed(0) == best_of_n_seed(0) != best_of_n_seed(1)
+    True
+    """
+    return zlib.crc32(f"{seed}:best_of_n".encode())
+
+
 def search_chunk(
     problems,
     prompts,
@@ -235,7 +250,7 @@ def search_chunk(
             top_p=gen_args.top_p,
             max_tokens=gen_args.max_new_tokens,
             step_separator=config.step_separator,
-            seed=seed,
+            seed=best_of_n_seed(config.seed),
             problem_ids=ids,
             initial=[initial[i] for i in ids] if initial else None,
         )
@@ -311,6 +326,7 @@ def outcome_rows(
                     "lookahead_tokens": outcome.lookahead_tokens,
                     "prm_tokens": outcome.prm_tokens,
                     "prm_tokens_requested": outcome.prm_tokens_requested,
+                    "prm_tokens_by_candidate": list(outcome.prm_tokens_by_candidate or []),
                     "policy_flops": policy_flops,
                     "prm_flops": prm_flops,
                     "total_flops": policy_flops + prm_flops,
