@@ -44,16 +44,22 @@ from transformers import PretrainedConfig
 
 from ttcompute.core.budget import inference_flops
 from ttcompute.core.errors import InputError
+from ttcompute.core.grading import is_equivalent
 from ttcompute.core.prompts import PromptContract, contract_from_flags
+from ttcompute.core.selection import group_equivalent_answers, weighted_best_of_n
 from ttcompute.core.sharded_stage import is_complete, run_sharded_stage
 from ttcompute.core.shards import parse_shard_spec
+from ttcompute.core.steps import aggregate
+from ttcompute.core.stopping import stopped_pick
 from ttcompute.data_gen.difficulty import assign_bins, prm_difficulty_scores
 from ttcompute.data_gen.difficulty_config import DifficultyConfig
-from ttcompute.data_gen.question_probe import QuestionProbe, policy_id, prompt_features
+from ttcompute.data_gen.question_probe import QuestionProbe, parameters_through, policy_id, prompt_features
+from ttcompute.eval.adaptive import parse_strategy, run_confidence
 from ttcompute.eval.allocation import allocate
 from ttcompute.eval.routing_policy import load_routing_policy
+from ttcompute.eval.search.adaptive_sampling import StopPlan, adaptive_best_of_n
 from ttcompute.eval.search.search_config import SearchConfig
-from ttcompute.eval.search.stage import SearchRun, outcome_rows, plan_runs, search_chunk
+from ttcompute.eval.search.stage import SearchRun, best_of_n_seed, outcome_rows, plan_runs, search_chunk
 from ttcompute.eval.select import select_row
 from ttcompute.models.backends import load_backend
 from ttcompute.models.generation import SamplingParams, build_prompt
@@ -135,15 +141,26 @@ def check_request(policy: dict[str, Any], problem_args: ProblemConfig, config: R
             raise InputError(
                 f"{where}: its {predictor['kind']} predictor was trained on task {task}, not {problem_args.task}"
             )
+    if config.allocation == "spend":
+        if not policy.get("spend_points"):
+            raise InputError(
+                f"{where}: no spend_points (a policy from before adaptive strategies): rerun ttc compute-optimal "
+                "for --allocation spend"
+            )
+        return contract
+    if config.budget != int(config.budget):
+        raise InputError(
+            f"ttc route: --budget {config.budget:g}: whole generations with --allocation {config.allocation}"
+        )
     budgets = sorted(int(b) for b in policy["rule"])
     if config.budget < budgets[0]:
         raise InputError(
-            f"ttc route: --budget {config.budget} is below the cheapest budget of {where} ({budgets[0]}); "
+            f"ttc route: --budget {config.budget:g} is below the cheapest budget of {where} ({budgets[0]}); "
             f"its budgets: {budgets}"
         )
     if config.allocation == "per_bin" and config.budget not in budgets:
         raise InputError(
-            f"ttc route: --budget {config.budget} is not a budget of {where} ({budgets}); pick one, or "
+            f"ttc route: --budget {config.budget:g} is not a budget of {where} ({budgets}); pick one, or "
             "--allocation per_problem to spread budget x problems over them"
         )
     return contract
@@ -195,14 +212,19 @@ def strategy_run(
 
 
 def assign_strategies(
-    policy: dict[str, Any], bins: dict[str, int], budget: int, allocation: str
-) -> dict[str, tuple[str, int]]:
+    policy: dict[str, Any], bins: dict[str, int], budget: float, allocation: str
+) -> dict[str, tuple[str | None, int]]:
     """Each problem's (strategy, budget): its bin's rule at ``budget`` (``per_bin``), or the total
-    ``budget x problems`` allocated over the bins' curves of chosen strategies (``per_problem``).
+    ``budget x problems`` allocated over the bins' curves of chosen strategies (``per_problem``), or
+    over the bins' points of static and adaptive strategies by generations actually spent (``spend``:
+    a problem may be given up on, strategy None).
 
     Raises:
         InputError: a bin the policy has no rule for, or a total too small for the cheapest budgets.
     """
+    if allocation == "spend":
+        return _spend_allocation(policy, bins, budget)
+    budget = int(budget)
     rule = {int(b): per_bin for b, per_bin in policy["rule"].items()}
     if allocation == "per_bin":
         missing = sorted({str(g) for g in bins.values()} - set(rule[budget]))
@@ -219,8 +241,23 @@ def assign_strategies(
     try:
         given = allocate({p: curves[str(g)] for p, g in bins.items()}, total=budget * len(bins))
     except ValueError as err:
-        raise InputError(f"--budget {budget} x {len(bins)} problems: {err}") from None
+        raise InputError(f"--budget {budget:g} x {len(bins)} problems: {err}") from None
     return {p: (rule[b][str(bins[p])]["strategy"], b) for p, b in given.items()}
+
+
+def _spend_allocation(
+    policy: dict[str, Any], bins: dict[str, int], budget: float
+) -> dict[str, tuple[str | None, int]]:
+    points = policy["spend_points"]
+    missing = sorted({str(g) for g in bins.values()} - set(points))
+    if missing:
+        raise InputError(f"the routing policy has no spend points for bin(s) {missing}")
+    curves = {g: {p["generations"]: p["accuracy"] for p in entries} for g, entries in points.items()}
+    options = {
+        g: {p["generations"]: (p["strategy"], p["budget"]) for p in entries} for g, entries in points.items()
+    }
+    given = allocate({p: curves[str(g)] for p, g in bins.items()}, total=budget * len(bins))
+    return {p: options[str(bins[p])][spent] for p, spent in given.items()}
 
 
 # --- the models, as the searches loaded them --------------------------------------------------------
@@ -309,7 +346,8 @@ def predict_difficulty(
     if kind == "question":
         features, tokens = prompt_features(backend, prompts, [probe.layer])
         scores = [float(x) for x in probe.predict(features)]
-        return scores, [inference_flops(backend.num_parameters, n) for n in tokens]
+        run = parameters_through(backend.model, probe.layer)  # the pass stops at the probe's layer
+        return scores, [inference_flops(run, n) for n in tokens]
     # prm / prm_probe: sample like the difficulty output's samples, score them with its PRM.
     options = DifficultyConfig(**{k: v for k, v in predictor["options"].items() if k in _DIFFICULTY_FIELDS})
     sampling = predictor.get("sampling", {})
@@ -357,75 +395,174 @@ _DIFFICULTY_FIELDS = {f.name for f in dataclasses.fields(DifficultyConfig)}
 
 def route_rows(
     problems: list,
-    assigned: dict[str, tuple[str, int]],
+    assigned: dict[str, tuple[str | None, int]],
     policy: dict[str, Any],
     models: dict[int, SearchModels],
     chunk: int,
     predicted: dict[str, tuple[float | None, int, int]],
 ) -> list[dict[str, Any]]:
-    """The rows of one chunk of problems: each group running one search setting searched together."""
+    """The rows of one chunk of problems: each group running one search setting searched together;
+    adaptive best-of-N strategies sampled round by round together; escalations run budget by budget;
+    a problem given up on spends nothing."""
     groups: dict[tuple, list[int]] = defaultdict(list)
     runs: dict[tuple, tuple[SearchRun, SearchConfig]] = {}
+    sampled: dict[int, list[int]] = defaultdict(list)  # search -> adaptive best-of-N problems
+    escalated: dict[tuple[int, str], list[int]] = defaultdict(list)
+    rows: dict[int, dict[str, Any]] = {}
     for i, problem in enumerate(problems):
         strategy, budget = assigned[problem.problem_id]
+        if strategy is None:
+            rows[i] = _row(problem, predicted, GIVE_UP, "", 0, 0, None, None, 0, 0)
+            continue
         settings = policy["strategies"][strategy]
+        if settings["rule"] == "adaptive":
+            kind = parse_strategy(settings["adaptive"]).kind
+            if kind in ("adaptive_vote", "adaptive_prm"):
+                sampled[settings["search"]].append(i)
+            else:
+                escalated[(settings["search"], strategy)].append(i)
+            continue
         run, run_config = strategy_run(settings, budget, models[settings["search"]].config)
         uses_prm = settings["rule"] not in MAJORITY_RULES
         key = (settings["search"], run.key, run.budget, uses_prm)
         groups[key].append(i)
         runs[key] = (run, run_config)
-    rows: dict[int, dict[str, Any]] = {}
     for key, members in groups.items():
         run, run_config = runs[key]
-        m = models[key[0]]
-        prm = m.prm if key[3] else None
         group = [problems[i] for i in members]
-        generator = m.reviser if run.method == "revisions" else m.policy
-        contract = m.gen_args.prompt_contract()
-        prompts = [build_prompt(p.question, contract, getattr(generator, "tokenizer", None)) for p in group]
-        results = search_chunk(group, prompts, run, run_config, m.policy, prm, m.gen_args, chunk, m.reviser)
-        outcomes = next(o for b, o in results if b == run.budget)
-        search_rows = outcome_rows(
-            group,
-            run,
-            run.budget,
-            outcomes,
-            generator.num_parameters,
-            prm.num_parameters if prm is not None else 0,
-            m.gen_args.answer_extraction,
-        )
+        search_rows = _search_rows(models[key[0]], group, run, run_config, chunk, key[3])
         for i, problem in zip(members, group):
             strategy, budget = assigned[problem.problem_id]
             settings = policy["strategies"][strategy]
-            (search_row,) = [
-                r for r in search_rows
-                if r["problem_id"] == problem.problem_id and r["width_setting"] == settings["width_setting"]
-            ]  # fmt: skip
+            search_row = search_rows[(problem.problem_id, settings["width_setting"])]
             (record,) = [
                 r
                 for r in select_row(search_row, settings["selection_aggregation"])
                 if r["strategy"] == strategy
             ]
-            score, group_bin, predictor_flops = predicted[problem.problem_id]
-            graded = bool(problem.answer)
-            rows[i] = {
-                "problem_id": problem.problem_id,
-                "question": problem.question,
-                "gold_answer": problem.answer,
-                "predicted_score": score,
-                "bin": group_bin,
-                "strategy": strategy,
-                "method": settings["method"],
-                "budget": budget,
-                "generations": search_row["generations"],
-                "answer": record["answer"],
-                "correct": record["correct"] if graded else None,
-                "policy_flops": record["policy_flops"],
-                "prm_flops": record["prm_flops"],
-                "predictor_flops": predictor_flops,
-                "total_flops": record["policy_flops"] + record["prm_flops"] + predictor_flops,
-            }
+            rows[i] = _row(problem, predicted, strategy, settings["method"], budget, search_row["generations"],
+                           record["answer"], record["correct"], record["policy_flops"], record["prm_flops"])  # fmt: skip
+    for search, members in sampled.items():
+        rows |= _sampled_rows(problems, members, assigned, policy, models[search], predicted)
+    for (search, strategy), members in escalated.items():
+        rows |= _escalated_rows(problems, members, strategy, policy, models[search], chunk, predicted)
     return [rows[i] for i in range(len(problems))]
+
+
+GIVE_UP = "give up"
+
+
+def _row(problem, predicted, strategy, method, budget, generations, answer, correct, policy_flops, prm_flops):
+    score, group_bin, predictor_flops = predicted[problem.problem_id]
+    return {
+        "problem_id": problem.problem_id,
+        "question": problem.question,
+        "gold_answer": problem.answer,
+        "predicted_score": score,
+        "bin": group_bin,
+        "strategy": strategy,
+        "method": method,
+        "budget": budget,
+        "generations": generations,
+        "answer": answer,
+        # Ungraded without a gold answer; a problem given up on has no answer, so it is wrong.
+        "correct": (bool(correct) if correct is not None else False) if problem.answer else None,
+        "policy_flops": policy_flops,
+        "prm_flops": prm_flops,
+        "predictor_flops": predictor_flops,
+        "total_flops": policy_flops + prm_flops + predictor_flops,
+    }
+
+
+def _search_rows(
+    m: SearchModels, group: list, run: SearchRun, run_config: SearchConfig, chunk: int, uses_prm: bool
+):
+    """``ttc search``'s rows of one run on a group of problems, by (problem id, width setting)."""
+    prm = m.prm if uses_prm else None
+    generator = m.reviser if run.method == "revisions" else m.policy
+    contract = m.gen_args.prompt_contract()
+    prompts = [build_prompt(p.question, contract, getattr(generator, "tokenizer", None)) for p in group]
+    results = search_chunk(group, prompts, run, run_config, m.policy, prm, m.gen_args, chunk, m.reviser)
+    outcomes = next(o for b, o in results if b == run.budget)
+    search_rows = outcome_rows(
+        group,
+        run,
+        run.budget,
+        outcomes,
+        generator.num_parameters,
+        prm.num_parameters if prm is not None else 0,
+        m.gen_args.answer_extraction,
+    )
+    # A run written under several width settings has a row per problem and setting.
+    return {(row["problem_id"], row["width_setting"]): row for row in search_rows}
+
+
+def _sampled_rows(
+    problems, members, assigned, policy, m: SearchModels, predicted
+) -> dict[int, dict[str, Any]]:
+    """Adaptive best-of-N strategies, online: every member sampled round by round under its own rule
+    and cap (:func:`~ttcompute.eval.search.adaptive_sampling.adaptive_best_of_n`), together."""
+    strategies = [
+        parse_strategy(policy["strategies"][assigned[problems[i].problem_id][0]]["adaptive"]) for i in members
+    ]
+    plans = [StopPlan(s.rule, s.cap) for s in strategies]
+    group = [problems[i] for i in members]
+    contract = m.gen_args.prompt_contract()
+    prompts = [build_prompt(p.question, contract, getattr(m.policy, "tokenizer", None)) for p in group]
+    aggregation = policy["strategies"][assigned[group[0].problem_id][0]]["selection_aggregation"]
+    results = adaptive_best_of_n(
+        [p.question for p in group], prompts, m.policy, m.prm if any(s.uses_verifier for s in strategies) else None,
+        [p.problem_id for p in group], plans, temperature=m.gen_args.temperature, top_p=m.gen_args.top_p,
+        max_tokens=m.gen_args.max_new_tokens, step_separator=m.config.step_separator,
+        seed=best_of_n_seed(m.config.seed), aggregation=aggregation, answer_extraction=m.gen_args.answer_extraction,
+    )  # fmt: skip
+    rows = {}
+    for i, problem, strategy, result in zip(members, group, strategies, results):
+        answers = result.answers
+        scores = result.scores if strategy.uses_verifier else None
+        pick = stopped_pick(strategy.rule, answers, scores, group_equivalent_answers(answers), len(answers))
+        prm_flops = (
+            inference_flops(m.prm.num_parameters, result.outcome.prm_tokens) if strategy.uses_verifier else 0
+        )
+        correct = answers[pick] is not None and is_equivalent(answers[pick], problem.answer)
+        rows[i] = _row(problem, predicted, strategy.name, "best_of_n", strategy.cap, len(answers), answers[pick],
+                       correct, inference_flops(m.policy.num_parameters, result.outcome.policy_tokens), prm_flops)  # fmt: skip
+    return rows
+
+
+def _escalated_rows(
+    problems, members, name, policy, m: SearchModels, chunk, predicted
+) -> dict[int, dict[str, Any]]:
+    """An escalation, online: the tree search at b for every member, again at the next budget of its
+    search for those whose verifier is unsure of the answer, up to B; every run charged."""
+    strategy = parse_strategy(policy["strategies"][name]["adaptive"])
+    settings = policy["strategies"][name]
+    aggregation = settings["selection_aggregation"]
+    ladder = [b for b in m.config.budgets if strategy.start <= b <= strategy.cap]
+    spent = {i: [0, 0, 0] for i in members}  # generations, policy FLOPs, PRM FLOPs
+    pending, rows = list(members), {}
+    for budget in ladder:
+        run, run_config = strategy_run(settings, budget, m.config)
+        group = [problems[i] for i in pending]
+        search_rows = _search_rows(m, group, run, run_config, chunk, True)
+        still = []
+        for i, problem in zip(pending, group):
+            row = search_rows[(problem.problem_id, settings["width_setting"])]
+            for k, column in enumerate(("generations", "policy_flops", "prm_flops")):
+                spent[i][k] += row[column]
+            scores = [aggregate(s, aggregation) if s else 0.0 for s in row["step_scores"]]
+            if (
+                budget < strategy.cap
+                and run_confidence(strategy.rule, row["answers"], scores) < strategy.rule.tau
+            ):
+                still.append(i)
+                continue
+            pick = weighted_best_of_n(row["answers"], scores)
+            generations, policy_flops, prm_flops = spent[i]
+            rows[i] = _row(problem, predicted, name, settings["method"], strategy.cap, generations,
+                           row["answers"][pick], row["correct"][pick], policy_flops, prm_flops)  # fmt: skip
+        pending = still
+    return rows
 
 
 def _file_digest(path: str | Path) -> str:
@@ -443,12 +580,12 @@ def run_route(problem_args: ProblemConfig, config: RouteConfig) -> dict[str, Any
     if not problems:
         raise InputError("ttc route: the problem set is empty")
     # Every search any strategy of the rule comes from (per_problem may use any budget).
-    budgets = [config.budget] if config.allocation == "per_bin" else [int(b) for b in policy["rule"]]
-    used = {
-        policy["strategies"][entry["strategy"]]["search"]
-        for b in budgets
-        for entry in policy["rule"][str(b)].values()
-    }
+    if config.allocation == "spend":
+        named = {p["strategy"] for points in policy["spend_points"].values() for p in points if p["strategy"]}
+    else:
+        budgets = [int(config.budget)] if config.allocation == "per_bin" else [int(b) for b in policy["rule"]]
+        named = {entry["strategy"] for b in budgets for entry in policy["rule"][str(b)].values()}
+    used = {policy["strategies"][strategy]["search"] for strategy in named}
     # Models load before anything is written: a bad path leaves no manifest behind.
     cache: dict = {}
     models = load_search_models(policy, used, config, cache)
@@ -482,7 +619,7 @@ def run_route(problem_args: ProblemConfig, config: RouteConfig) -> dict[str, Any
         for i in range(0, len(problems), config.problems_per_shard)
     ]
     logger.info(
-        "Routing %d problems at budget %d (%s): bins %s, strategies %s",
+        "Routing %d problems at budget %g (%s): bins %s, strategies %s",
         len(problems),
         config.budget,
         config.allocation,

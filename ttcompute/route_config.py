@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from ttcompute.core.prompts import PromptOptions
 
-ALLOCATIONS = ("per_bin", "per_problem")
+ALLOCATIONS = ("per_bin", "per_problem", "spend")
 
 
 @dataclass
@@ -18,8 +18,10 @@ class RouteConfig(PromptOptions):
         budget: Generations per problem. ``per_bin``: one of the policy's budgets, every problem of a
             bin runs that bin's strategy at it. ``per_problem``: the total ``budget x problems`` is
             spread over the problems by their bins' accuracy-vs-budget curves (at least the policy's
-            cheapest budget).
-        allocation: ``per_bin`` or ``per_problem``.
+            cheapest budget). ``spend``: a mean of generations per problem (any positive number),
+            spread over the problems by their bins' static and adaptive strategies, by what each
+            actually spends (the policy's ``spend_points``; a problem may get none, and no answer).
+        allocation: ``per_bin``, ``per_problem`` or ``spend``.
         output_dir: Where the answer shards, manifest, resolved config and stats go.
         model_name_or_path / prompt_template / use_chat_template / system_prompt: Assertions only:
             the policy file names the policy and its prompt contract; a value given must agree.
@@ -33,8 +35,11 @@ class RouteConfig(PromptOptions):
         default="runs/compute_optimal/routing_policy.json",
         metadata={"help": "ttc compute-optimal's routing_policy.json"},
     )
-    budget: int | None = field(default=None, metadata={"help": "generations per problem (required)"})
-    allocation: str = field(default="per_bin", metadata={"help": "per_bin | per_problem"})
+    budget: float | None = field(
+        default=None,
+        metadata={"help": "generations per problem (required; spend: their mean, any positive number)"},
+    )
+    allocation: str = field(default="per_bin", metadata={"help": "per_bin | per_problem | spend"})
     output_dir: str = field(default="runs/route", metadata={"help": "output directory"})
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "the policy (default and required: the policy file's)"}
@@ -50,8 +55,10 @@ class RouteConfig(PromptOptions):
     overwrite: bool = field(default=False, metadata={"help": "replace output of a different config"})
 
     def __post_init__(self) -> None:
-        if self.budget is None or self.budget < 1:
-            raise ValueError(f"--budget (generations per problem, >= 1) is required, got {self.budget}")
+        if self.budget is None or self.budget <= 0 or (self.allocation != "spend" and self.budget < 1):
+            raise ValueError(
+                f"--budget (generations per problem, >= 1; spend: > 0) is required, got {self.budget}"
+            )
         if self.allocation not in ALLOCATIONS:
             raise ValueError(f"allocation must be one of {ALLOCATIONS}, got {self.allocation!r}")
         if self.problems_per_shard < 1:

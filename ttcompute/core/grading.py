@@ -74,6 +74,7 @@ because no deadline could stop them. Extraction and normalization are linear in 
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import math
 import re
@@ -589,6 +590,19 @@ def normalize_answer(answer: str) -> str:
     >>> normalize_answer("$\\\\left( 3, \\\\dfrac{\\\\pi}{2} \\\\right)$")
     '(3,\\\\frac{\\\\pi}{2})'
     """
+    if len(answer) <= _CACHED_LENGTH:
+        return _cached_normal_form(answer)
+    return _normal_form(_answer_text(answer))
+
+
+# Selection regroups the same few answers of a problem again and again (every budget, rule and
+# stopping point): short answers are normalized once per process (a pure function of the string, no
+# deadline involved). Long ones are rare and not kept.
+_CACHED_LENGTH = 512
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _cached_normal_form(answer: str) -> str:
     return _normal_form(_answer_text(answer))
 
 

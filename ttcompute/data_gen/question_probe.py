@@ -25,11 +25,14 @@ The trained probe is saved as ``question_probe.json`` (format, the policy it was
 the layer, pooling, penalty, feature normalisation, weights, the training samples' prompt contract,
 the cross-validation table) and loaded again to bin new questions of the same policy and contract.
 
-Compute: one forward pass of each prompt, ``2 * N * prompt_tokens`` FLOPs (no generation, no verifier).
+Compute: one forward pass of each prompt, run only as far as the probe's layer (the blocks above it
+cannot change its features): ``2 * N_l * prompt_tokens`` FLOPs, ``N_l`` the parameters of the
+embeddings and the blocks below layer ``l`` (:func:`parameters_through`; no generation, no verifier).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -60,6 +63,92 @@ ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
 # --- features ----------------------------------------------------------------------------------
 
 
+def _decoder_blocks(model) -> torch.nn.ModuleList | None:
+    """The model's list of decoder blocks (Llama, Qwen2, Mistral ... ``model.model.layers``), or None
+    where it is laid out otherwise (its features then come from a full forward pass)."""
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
+    blocks = getattr(decoder, "layers", None)
+    if isinstance(blocks, torch.nn.ModuleList) and len(blocks) == model.config.num_hidden_layers:
+        return blocks
+    return None
+
+
+def parameters_through(model, layer: int) -> int:
+    """The parameters a forward pass runs to get layer ``layer``'s hidden states: all of them for the
+    last layer (after the final norm) or a model laid out otherwise, else the embeddings and the blocks
+    below ``layer`` (what :func:`prompt_features` runs).
+
+    >>> from transformers import LlamaConfig, LlamaForCausalLM
+    >>> model = LlamaForCausalLM(LlamaConfig(vocab_size=100, hidden_size=16, intermediate_size=32,
+    ...                                      num_hidden_layers=2, num_attention_heads=2))
+    >>> embed = model.model.embed_tokens.weight.numel()
+    >>> block = sum(p.numel() for p in model.model.layers[0].parameters())
+    >>> parameters_through(model, 0) == embed, parameters_through(model, 1) == embed + block
+    (True, True)
+    >>> parameters_through(model, 2) == sum(p.numel() for p in model.parameters())
+    True
+    """
+    blocks = _decoder_blocks(model)
+    if blocks is None or layer >= len(blocks):
+        return sum(p.numel() for p in model.parameters())
+    embeddings = model.get_input_embeddings()
+    return sum(p.numel() for p in embeddings.parameters()) + sum(
+        p.numel() for block in blocks[:layer] for p in block.parameters()
+    )
+
+
+class _Enough(Exception):
+    """Raised inside the forward pass once the deepest layer needed was read."""
+
+
+@torch.inference_mode()
+def _features_below(backend, token_ids, layers, blocks, batch_size) -> dict[tuple[int, str], np.ndarray]:
+    """:func:`prompt_features` when every layer asked for is below the last: the hidden states entering
+    block ``l`` are layer ``l``'s (transformers' ``hidden_states[l]``), read by hooks, and the pass
+    stops at the deepest one."""
+    deepest = max(layers)
+    pad = backend.pad_token_id
+    order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
+    pooled: dict[tuple[int, str], list[np.ndarray]] = {(layer, p): [] for layer in layers for p in POOLINGS}
+    seen: dict[int, torch.Tensor] = {}
+
+    def reader(layer: int):
+        def hook(module, args, kwargs):
+            seen[layer] = args[0] if args else kwargs["hidden_states"]
+            if layer == deepest:
+                raise _Enough
+
+        return hook
+
+    handles = [
+        blocks[layer].register_forward_pre_hook(reader(layer), with_kwargs=True) for layer in set(layers)
+    ]
+    try:
+        for start in tqdm(range(0, len(order), batch_size), desc="Prompt features", unit="batch"):
+            rows = order[start : start + batch_size]
+            lengths = torch.tensor([len(token_ids[i]) for i in rows])
+            width = int(lengths.max())
+            ids = torch.full((len(rows), width), pad, dtype=torch.long)
+            for r, i in enumerate(rows):
+                ids[r, : lengths[r]] = torch.tensor(token_ids[i])
+            mask = (torch.arange(width)[None, :] < lengths[:, None]).long()
+            seen.clear()
+            with contextlib.suppress(_Enough):
+                backend.model(input_ids=ids.to(backend.device), attention_mask=mask.to(backend.device))
+            mask_f = mask.to(backend.device)[:, :, None].float()
+            for layer in layers:
+                states = seen[layer].float()
+                mean = (states * mask_f).sum(1) / mask_f.sum(1)
+                last = states[torch.arange(len(rows), device=states.device), (lengths - 1).to(states.device)]
+                pooled[(layer, "mean")].append(mean.cpu().numpy())
+                pooled[(layer, "last")].append(last.cpu().numpy())
+    finally:
+        for handle in handles:
+            handle.remove()
+    inverse = np.argsort(order)
+    return {key: np.concatenate(parts)[inverse].astype(np.float64) for key, parts in pooled.items()}
+
+
 @torch.inference_mode()
 def prompt_features(
     backend, prompts: list[str], layers: list[int] | None = None, batch_size: int = 16
@@ -80,6 +169,11 @@ def prompt_features(
             raise InputError(
                 f"--probe_layers: layer {layer} does not exist (the policy has 0..{num_layers - 1})"
             )
+    blocks = _decoder_blocks(backend.model)
+    if blocks is not None and max(layers) < len(blocks):
+        return _features_below(backend, token_ids, layers, blocks, batch_size), [
+            len(ids) for ids in token_ids
+        ]
     pad = backend.pad_token_id
     order = sorted(range(len(prompts)), key=lambda i: len(token_ids[i]))
     pooled: dict[tuple[int, str], list[np.ndarray]] = {(layer, p): [] for layer in layers for p in POOLINGS}
@@ -424,10 +518,12 @@ def predict_question_difficulty(
         }
     features, prompt_tokens = prompt_features(backend, prompts, [probe.layer])
     predicted = [float(x) for x in probe.predict(features)]
-    flops = inference_flops(backend.num_parameters, sum(prompt_tokens))
+    run = parameters_through(backend.model, probe.layer)
+    flops = inference_flops(run, sum(prompt_tokens))
     compute = {
         "policy_flops": flops,
         "policy_parameters": backend.num_parameters,
+        "parameters_run": run,  # the forward pass stops at the probe's layer
         "policy_tokens": sum(prompt_tokens),
         "generations": 0,
         "verifier_flops": 0,

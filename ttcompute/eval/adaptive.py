@@ -186,15 +186,20 @@ def strategy_grid(
     rules: Sequence[str],
     taus: Sequence[float] = DEFAULT_TAUS,
     windows: Sequence[int] = (2, 4),
+    verifier_taus: Sequence[float] | None = None,
+    escalation_caps: Sequence[int] | None = None,
 ) -> list[AdaptiveStrategy]:
     """Every rule of ``rules`` at every tau (esc: every window below the cap) and cap; revision
     chains of every (L, N) saved (L >= 2), stopped on a repeat and -- with a verifier rule among
     ``rules`` -- on acceptance at every tau; and every tree setting escalated from each of its
-    budgets to each larger one by every verifier rule of ``rules`` at every tau.
+    budgets to each larger one (up to ``escalation_caps``' largest, default all) by every verifier
+    rule of ``rules`` at every tau. The verifier rules take ``verifier_taus`` (default ``taus``): a
+    verifier's scores have a scale of their own.
 
     >>> [s.name for s in strategy_grid([4], [], {}, ["beta", "esc"], taus=[0.9], windows=[2])]
     ['adaptive_vote rule=beta tau=0.9 B=4', 'adaptive_vote rule=esc w=2 B=4']
     """
+    verifier_taus = taus if verifier_taus is None else verifier_taus
     with_verifier = any(rule in VERIFIER_RULES for rule in rules)
     out: list[AdaptiveStrategy] = []
     for cap in sorted(set(caps)):
@@ -207,7 +212,8 @@ def strategy_grid(
                 ]
                 continue
             kind = "adaptive_prm" if rule in VERIFIER_RULES else "adaptive_vote"
-            out += [AdaptiveStrategy(kind, cap, StoppingRule(rule, tau)) for tau in taus]
+            grid = verifier_taus if rule in VERIFIER_RULES else taus
+            out += [AdaptiveStrategy(kind, cap, StoppingRule(rule, tau)) for tau in grid]
     for length, budget in sorted(set(revision_rows)):
         if length < 2:
             continue  # one attempt per chain: nothing to stop
@@ -219,17 +225,18 @@ def strategy_grid(
             out += [
                 AdaptiveStrategy("adaptive_revisions", budget, chain_length=length, stop="accept", tau=tau,
                                  selection="weighted")
-                for tau in taus
+                for tau in verifier_taus
             ]  # fmt: skip
     for tree, budgets in sorted(tree_budgets.items()):
-        ordered = sorted(set(budgets))
+        top = max(escalation_caps) if escalation_caps else max(budgets, default=0)
+        ordered = sorted(b for b in set(budgets) if b <= top)
         for i, start in enumerate(ordered):
             for cap in ordered[i + 1 :]:
                 for rule in rules:
                     if rule in VERIFIER_RULES:
                         out += [
                             AdaptiveStrategy("escalate", cap, StoppingRule(rule, tau), tree=tree, start=start)
-                            for tau in taus
+                            for tau in verifier_taus
                         ]
     return out
 
@@ -280,7 +287,7 @@ def sampled_records(
     groups = group_equivalent_answers(answers)
     has = answered(answers)
     charged = row.get("prm_tokens_by_candidate") or []
-    read: dict[StoppingRule, list[float]] = {}
+    read: dict[tuple[str, int], list[float]] = {}  # one reading per rule and window, whatever its tau
     records = []
     for strategy in strategies:
         if strategy.cap > len(answers):
@@ -289,9 +296,10 @@ def sampled_records(
                 f"saved {len(answers)} (its largest best-of-N budget)"
             )
         rule = strategy.rule
-        if rule not in read:
-            read[rule] = confidences(rule, groups, has, scores if rule.needs_verifier else None)
-        drawn, settled = stop_point(read[rule], rule.tau, strategy.cap, rule.round_size)
+        key = (rule.rule, rule.window)
+        if key not in read:
+            read[key] = confidences(rule, groups, has, scores if rule.needs_verifier else None)
+        drawn, settled = stop_point(read[key], rule.tau, strategy.cap, rule.round_size)
         index = stopped_pick(rule, answers, scores if rule.needs_verifier else None, groups, drawn)
         records.append(
             _record(
@@ -362,14 +370,19 @@ def revision_records(
     return records
 
 
-def run_confidence(rule: StoppingRule, answers: Sequence[str | None], scores: Sequence[float]) -> float:
+def run_confidence(
+    rule: StoppingRule,
+    answers: Sequence[str | None],
+    scores: Sequence[float],
+    groups: Sequence[int] | None = None,
+) -> float:
     """The verifier's confidence in a finished run's answer: ``share`` (the weighted leader's summed
     scores over the final candidates) or ``best`` (the top score).
 
     >>> run_confidence(StoppingRule("share", 0.5), ["4", "4", "5"], [0.5, 0.25, 0.75])
     0.25
     """
-    groups = group_equivalent_answers(answers)
+    groups = group_equivalent_answers(answers) if groups is None else groups
     return confidences(rule, groups, answered(answers), list(scores))[-1]
 
 
@@ -377,9 +390,18 @@ def escalation_record(
     runs: dict[int, dict[str, Any]],
     scores_of: dict[int, list[float]],
     strategy: AdaptiveStrategy,
+    read: dict[tuple[int, str], Any] | None = None,
 ) -> dict[str, Any] | None:
     """One problem's escalation record from its tree-search rows (``runs``: budget -> row of the
-    strategy's setting); None when a budget between b and B is missing."""
+    strategy's setting); None when a budget between b and B is missing. ``read``: a cache of each
+    run's groups, pick and confidences, shared by the strategies of one problem."""
+    read = {} if read is None else read
+
+    def groups_of(budget: int) -> list[int]:
+        if (budget, "groups") not in read:
+            read[(budget, "groups")] = group_equivalent_answers(runs[budget]["answers"])
+        return read[(budget, "groups")]
+
     ladder = sorted(b for b in runs if strategy.start <= b <= strategy.cap)
     if not ladder or ladder[0] != strategy.start or ladder[-1] != strategy.cap:
         return None
@@ -390,12 +412,17 @@ def escalation_record(
         policy_flops += row["policy_flops"]
         prm_flops += row["prm_flops"]
         scores = scores_of[budget]
-        if (
-            budget == strategy.cap
-            or run_confidence(strategy.rule, row["answers"], scores) >= strategy.rule.tau
-        ):
+        if budget == strategy.cap:
             break
-    index = weighted_best_of_n(row["answers"], scores)
+        if (budget, strategy.rule.rule) not in read:
+            read[(budget, strategy.rule.rule)] = run_confidence(
+                strategy.rule, row["answers"], scores, groups_of(budget)
+            )
+        if read[(budget, strategy.rule.rule)] >= strategy.rule.tau:
+            break
+    if (budget, "pick") not in read:
+        read[(budget, "pick")] = weighted_best_of_n(row["answers"], scores, groups=groups_of(budget))
+    index = read[(budget, "pick")]
     return {
         "problem_id": row["problem_id"],
         "strategy": strategy.name,
@@ -534,8 +561,9 @@ def adaptive_records(
         if not mine:
             continue
         scores = {budget: score_of(row) for budget, row in runs.items()}
+        read: dict[tuple[int, str], float] = {}
         for strategy in mine:
-            record = escalation_record(runs, scores, strategy)
+            record = escalation_record(runs, scores, strategy, read)
             if record is not None:
                 records.append(record)
     return records

@@ -23,6 +23,7 @@ and per-bin compute-optimal at the same total, with paired-bootstrap intervals.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Mapping
 from typing import Any
 
@@ -73,23 +74,31 @@ def allocate(problems: Mapping[str, Mapping[int, float]], total: float) -> dict[
     spent = sum(h[0][0] for h in hulls.values())
     if spent > total + 1e-9:
         raise ValueError(f"the cheapest budget of every problem needs {spent} generations, more than {total}")
-    while True:
-        best, best_rate = None, 0.0
-        for p in sorted(hulls):
-            hull, i = hulls[p], position[p]
-            if i + 1 >= len(hull):
-                continue
-            (b0, a0), (b1, a1) = hull[i], hull[i + 1]
-            if spent - b0 + b1 > total + 1e-9:
-                continue
-            rate = (a1 - a0) / (b1 - b0)
-            if rate > best_rate + 1e-12:
-                best, best_rate = p, rate
-        if best is None:
-            break
-        (b0, _), (b1, _) = hulls[best][position[best]], hulls[best][position[best] + 1]
+
+    def offer(p: str) -> tuple[float, str] | None:
+        hull, i = hulls[p], position[p]
+        if i + 1 >= len(hull):
+            return None
+        (b0, a0), (b1, a1) = hull[i], hull[i + 1]
+        rate = (a1 - a0) / (b1 - b0)
+        # Rounded so that rates equal but for float noise tie, and ties go to the problem sorting first;
+        # a gain that is float noise is not bought.
+        return (-round(rate, 12), p) if rate > 1e-12 else None
+
+    # Each problem's next hull segment, best rate first. A segment that does not fit now never will
+    # (the spend only grows), so its problem is done.
+    heap = [entry for entry in (offer(p) for p in hulls) if entry is not None]
+    heapq.heapify(heap)
+    while heap:
+        _, p = heapq.heappop(heap)
+        (b0, _), (b1, _) = hulls[p][position[p]], hulls[p][position[p] + 1]
+        if spent - b0 + b1 > total + 1e-9:
+            continue
         spent += b1 - b0
-        position[best] += 1
+        position[p] += 1
+        entry = offer(p)
+        if entry is not None:
+            heapq.heappush(heap, entry)
     return {p: hulls[p][position[p]][0] for p in sorted(hulls)}
 
 

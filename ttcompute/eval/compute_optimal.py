@@ -45,7 +45,7 @@ from ttcompute.eval.efficiency import (
     format_interval,
     iso_accuracy_efficiency,
 )
-from ttcompute.eval.plots import plot_compute_optimal
+from ttcompute.eval.plots import plot_compute_optimal, plot_spend, plot_spend_by_bin
 from ttcompute.eval.routing_policy import write_routing_policy
 from ttcompute.eval.select import accuracy_by_bin, is_adaptive, load_bins
 from ttcompute.eval.spend_optimal import spend_optimal
@@ -469,6 +469,68 @@ def _headline_lines(result: dict[str, Any]) -> list[str]:
     ]
 
 
+def spend_table(rows: dict[str, dict[str, Any]]) -> list[str]:
+    """One row per spend-axis analysis (``{label: spend_optimal result}``): the generations spent where
+    its curve reaches each baseline's accuracy at its largest budget (less 0.01), that budget over
+    them, and the averaged ratio; 95% paired bootstrap intervals over problems."""
+    lines = [
+        "| bins (predictor) | predictor cost | generations at weighted best-of-N's top accuracy | "
+        "fewer than its budget | averaged over accuracies | generations at the strongest fixed "
+        "strategy's | averaged vs it |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label, entry in rows.items():
+        intervals = entry["intervals"]
+        lines.append(
+            f"| {label} | {entry['predictor_generations']:.2f} | "
+            f"{format_interval(intervals['spend_at_target/best_of_n'], 2)} | "
+            f"{format_interval(intervals['ratio_at_target/best_of_n'], 1)}x | "
+            f"{format_interval(intervals['averaged/best_of_n'], 2)}x | "
+            f"{format_interval(intervals['spend_at_target/strongest_fixed'], 2)} | "
+            f"{format_interval(intervals['averaged/strongest_fixed'], 2)}x |"
+        )
+    return lines
+
+
+def _spend_lines(result: dict[str, Any]) -> list[str]:
+    if "spend" not in result:
+        return []
+    spend = result["spend"]
+    top = max(spend["baseline_curve"], key=int)
+    lines = [
+        "## Static and adaptive strategies, by generations actually spent",
+        "",
+        "Options: every strategy of the selections at every budget or cap, adaptive ones by what their rule",
+        "drew, and giving up; a mean of L generations per problem is spread over each held-out fold by its",
+        "bins' points on the other fold (eval/spend_optimal.py). Every cost counted: the generations spent",
+        "plus the predictor's. Targets: weighted best-of-N's accuracy at budget "
+        f"{top} ({spend['baseline_curve'][top]:.3f}) and the strongest fixed strategy's "
+        f"({spend['strongest_fixed_strategy'][top]}, {spend['strongest_fixed_curve'][top]:.3f}), less 0.01.",
+        "",
+        *spend_table({f"{result['bins_from']}": spend, "one bin (no predictor)": result["spend_one_bin"]}),
+        "",
+        "| L | generations (with the predictor) | accuracy |",
+        "|---:|---:|---:|",
+    ]
+    lines += [f"| {p['level']:g} | {p['generations']:.2f} | {p['accuracy']:.3f} |" for p in spend["curve"]]
+    by_bin = spend["at_target"]["by_bin"]
+    lines += [
+        "",
+        "Where the curve reaches weighted best-of-N's top accuracy, per bin:",
+        "",
+        "| bin | problems | generations | accuracy | options given (problems) |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for group, entry in by_bin.items():
+        given = ", ".join(
+            f"{name} ({n})" for name, n in sorted(entry["options"].items(), key=lambda kv: -kv[1])
+        )
+        lines.append(
+            f"| {group} | {entry['problems']} | {entry['generations']:.2f} | {entry['accuracy']:.3f} | {given} |"
+        )
+    return [*lines, ""]
+
+
 def markdown_report(result: dict[str, Any]) -> str:
     """Tables: compute-optimal vs the baseline per bin, the choices, and the efficiency ratios."""
     budgets = sorted(result["all"], key=int)
@@ -504,6 +566,7 @@ def markdown_report(result: dict[str, Any]) -> str:
             f"{row['ratio'] if row['ratio'] is not None else '-'} | {with_cost if with_cost is not None else '-'} |"
         )
     lines += _allocation_lines(result)
+    lines += ["", *_spend_lines(result)]
     lines += ["", "## Per bin: held-out accuracy and the strategy chosen on each fold", ""]
     for group, per_budget in result["bins"].items():
         n = next(iter(per_budget.values()))["num_problems"]
@@ -518,6 +581,43 @@ def markdown_report(result: dict[str, Any]) -> str:
             lines.append(f"| {budget} | {cell['accuracy']:.3f} | {chosen} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _spend_plots(
+    out: Path, summary: dict[str, Any], config: ComputeOptimalConfig, bins: dict[str, Any]
+) -> None:
+    """``spend.png`` (the spend-axis curves beside the static ones and the verifier's ceiling) and
+    ``spend_by_bin.png`` (each problem's generations where the curve reaches the baseline's top)."""
+    spend = summary["spend"]
+    curves = {}
+    for label, entry in ((Path(summary["bins_from"]).name, spend), ("one bin", summary["spend_one_bin"])):
+        curves[label] = {p["generations"]: p["accuracy"] for p in entry["curve"] if p["generations"] > 0}
+    cost = summary["difficulty_cost_generations"]
+    baselines = {
+        f"{config.baseline}": spend["baseline_curve"],
+        "strongest fixed strategy": spend["strongest_fixed_curve"],
+        "static compute-optimal (per bin, predictor charged)": {
+            float(b) + cost: a for b, a in summary["all"].items()
+        },
+    }
+    ceiling_file = Path(config.select_dirs[0]) / "accuracy.json"
+    ceiling = (
+        json.loads(ceiling_file.read_text()).get("ceiling", {}).get("all", {})
+        if ceiling_file.is_file()
+        else {}
+    )
+    plot_spend(
+        curves, baselines, {int(b): a for b, a in (ceiling.get("pass_at_n") or {}).items()}, out / "spend.png"
+    )
+    spent: dict[str, list[float]] = defaultdict(list)
+    for problem, generations in spend["at_target"]["generations_per_problem"].items():
+        spent[str(bins[problem])].append(generations)
+    plot_spend_by_bin(
+        dict(sorted(spent.items(), key=lambda kv: (len(kv[0]), kv[0]))),
+        f"generations per problem where the curve reaches {config.baseline}'s top accuracy "
+        f"(+{spend['predictor_generations']:.2f} predictor)",
+        out / "spend_by_bin.png",
+    )
 
 
 def run_compute_optimal(config: ComputeOptimalConfig) -> dict[str, Any]:
@@ -561,25 +661,25 @@ def run_compute_optimal(config: ComputeOptimalConfig) -> dict[str, Any]:
         config.bootstrap_resamples,
         config.bootstrap_seed,
     )
-    members: dict[str, list[str]] = defaultdict(list)
-    for problem in sorted(bins):
-        members[str(bins[problem])].append(problem)
-    folds = {
-        p: f
-        for problems in members.values()
-        for p, f in assign_folds(problems, config.num_folds, config.seed).items()
-    }
-    spend = spend_optimal(
-        selections,
-        bins,
-        folds,
-        config.num_folds,
-        cost_generations,
-        config.baseline,
-        {r["strategy"] for r in records},
-        config.bootstrap_resamples,
-        config.bootstrap_seed,
-    )
+    static = {r["strategy"] for r in records}
+
+    def on_spend_axis(problem_bins: dict[str, Any], cost: float) -> dict[str, Any]:
+        members: dict[str, list[str]] = defaultdict(list)
+        for problem in sorted(problem_bins):
+            members[str(problem_bins[problem])].append(problem)
+        folds = {
+            p: f
+            for ps in members.values()
+            for p, f in assign_folds(ps, config.num_folds, config.seed).items()
+        }
+        return spend_optimal(
+            selections, problem_bins, folds, config.num_folds, cost, config.baseline, static,
+            config.bootstrap_resamples, config.bootstrap_seed,
+        )  # fmt: skip
+
+    spend = on_spend_axis(bins, cost_generations)
+    # The same without bins: adaptive rules alone, no predictor to pay for.
+    spend_one_bin = on_spend_axis({p: 1 for p in bins}, 0.0)
     summary = {
         "baseline": config.baseline,
         "num_folds": config.num_folds,
@@ -610,15 +710,17 @@ def run_compute_optimal(config: ComputeOptimalConfig) -> dict[str, Any]:
         "per_problem_allocation": allocation,
         # Each problem's held-out verdict per budget: later comparisons pair problems (flops-matched).
         "per_problem": {str(b): dict(sorted(v.items())) for b, v in result["per_problem"].items()},
-        # Static and adaptive strategies together, on the axis of generations actually spent.
+        # Static and adaptive strategies together, on the axis of generations actually spent: with
+        # these bins (their predictor charged), and with one bin (no predictor).
         "spend": spend,
+        "spend_one_bin": spend_one_bin,
     }
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_resolved_config(out, "compute-optimal", config)
     write_json(out / "compute_optimal.json", summary)
     (out / "compute_optimal.md").write_text(markdown_report(summary))
-    write_routing_policy(out, config, records, bins)  # for ttc route
+    write_routing_policy(out, config, selections, bins)  # for ttc route
     plot = plot_compute_optimal(
         {int(b): a for b, a in summary["all"].items()},
         baseline,
@@ -627,6 +729,7 @@ def run_compute_optimal(config: ComputeOptimalConfig) -> dict[str, Any]:
         out / "compute_optimal_vs_best_of_n.png",
         bands=_bands(intervals),
     )
+    _spend_plots(out, summary, config, bins)
     logger.info(
         "Compute-optimal vs %s: %s vs %s; efficiency %s (%s with the difficulty estimate's %.1f generations) "
         "-> %s (plot: %s)",

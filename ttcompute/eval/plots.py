@@ -173,3 +173,52 @@ def plot_revision_ratio(curves: dict[int, dict[int, float]], path: str | Path) -
     figure.savefig(path, dpi=120)
     plt.close(figure)
     return path
+
+
+def plot_spend(
+    curves: dict[str, dict[float, float]],
+    baselines: dict[str, dict[int, float]],
+    ceiling: dict[int, float] | None,
+    path: str | Path,
+) -> Path:
+    """Accuracy vs generations actually spent per problem (log2 axis): the spend-axis compute-optimal
+    curve of each predictor (every cost counted), the static baselines, and the verifier's ceiling
+    (pass@N with oracle selection: what no selection rule can exceed)."""
+    figure, axis = plt.subplots(figsize=(7.5, 4.6))
+    palette = ["#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2"]
+    for colour, (name, curve) in zip(palette, curves.items()):
+        _curve(axis, curve, label=f"adaptive compute-optimal ({name})", color=colour)
+    for (name, curve), style in zip(baselines.items(), ("-", "--", ":")):
+        _curve(axis, {float(b): a for b, a in curve.items()}, label=name, color="#1f77b4", linestyle=style)
+    if ceiling:
+        _curve(axis, {float(b): a for b, a in ceiling.items()}, label="ceiling: pass@N, oracle selection",
+               color="#7f7f7f", linestyle="-.")  # fmt: skip
+    axis.set_xscale("log", base=2)
+    axis.set_xlabel("generations spent per problem (predictor included)")
+    axis.set_ylabel("accuracy")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7, loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return Path(path)
+
+
+def plot_spend_by_bin(spent: dict[str, list[float]], title: str, path: str | Path) -> Path:
+    """Generations each problem spent, one box (and its points) per difficulty bin."""
+    groups = list(spent)
+    figure, axis = plt.subplots(figsize=(1.2 * len(groups) + 3, 3.8))
+    axis.boxplot([spent[g] for g in groups], showmeans=True)
+    rng = np.random.default_rng(0)  # jitter only: the points are the data
+    for k, group in enumerate(groups, start=1):
+        values = spent[group]
+        axis.scatter(k + rng.uniform(-0.18, 0.18, len(values)), values, s=6, alpha=0.35, color="#1f77b4")
+    axis.set_xticks(range(1, len(groups) + 1), [f"bin {g}" for g in groups])
+    axis.set_yscale("symlog", base=2, linthresh=1)
+    axis.set_ylabel("generations spent")
+    axis.set_title(title, fontsize=9)
+    axis.grid(alpha=0.3, axis="y")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return Path(path)

@@ -56,6 +56,7 @@ from ttcompute.eval.prm_metrics import (
     processbench_metrics,
     step_labels_from_first_error,
     step_roc_auc,
+    within_problem_ranking,
 )
 from ttcompute.models.prm import score_solutions
 from ttcompute.models.prm_formats import load_prm
@@ -319,7 +320,8 @@ def _evaluate_best_of_n(prm, rows: list[dict[str, Any]], aggregation: str, separ
             "%d of %d sampled solutions have no step; scored 0", len(flat) - len(scorable), len(flat)
         )
     curve = best_of_n_accuracy([row["answers"] for row in rows], [row["correct"] for row in rows], scores)
-    return {"num_problems": len(rows), "aggregation": aggregation, **curve}
+    ranking = within_problem_ranking(scores, [row["correct"] for row in rows])
+    return {"num_problems": len(rows), "aggregation": aggregation, **curve, "within_problem": ranking}
 
 
 def _prm_step_separator(prm, prm_path: str) -> str:
@@ -462,6 +464,15 @@ def _log_summary(metrics: dict[str, Any], out: Path) -> None:
             _fmt(bon["best_of_n"][-1]),
             _fmt(bon["majority_vote"][-1]),
             _fmt(bon["oracle"][-1]),
+        )
+        ranking = bon["within_problem"]
+        logger.info(
+            "Within a problem: correct outscores wrong with AUC %s (%d problems with both); the top-scored "
+            "candidate is correct on %s of the %d problems with a correct one",
+            _fmt(ranking["auc"]),
+            ranking["problems_with_both"],
+            _fmt(ranking["top1"]),
+            ranking["problems_with_correct"],
         )
     total = metrics["compute"]["total"]
     logger.info(

@@ -166,6 +166,35 @@ def step_roc_auc(scores: Sequence[float], labels: Sequence[int | bool]) -> float
     return (rank_sum - num_pos * (num_pos + 1) / 2.0) / (num_pos * num_neg)
 
 
+def within_problem_ranking(
+    scores: Sequence[Sequence[float]], correct: Sequence[Sequence[bool]]
+) -> dict[str, float | int | None]:
+    """How well a verifier ranks the candidates *of one problem*: what selection needs, and what a
+    global step AUC hides (between-problem differences dominate it).
+
+    ``auc``: mean over problems with correct and wrong candidates of P(a correct candidate outscores
+    a wrong one of the same problem) (ties count half); ``top1``: among problems with a correct
+    candidate, how often the top-scored one (the first on ties) is correct.
+
+    >>> within_problem_ranking([[0.9, 0.2, 0.5], [0.1, 0.3], [0.4]], [[True, False, False], [True, False], [True]])
+    {'auc': 0.5, 'top1': 0.6667, 'problems_with_both': 2, 'problems_with_correct': 3}
+    """
+    aucs, tops = [], []
+    for row_scores, row_correct in zip(scores, correct, strict=True):
+        if not any(row_correct):
+            continue
+        top = max(range(len(row_scores)), key=lambda i: (row_scores[i], -i))
+        tops.append(bool(row_correct[top]))
+        if not all(row_correct):
+            aucs.append(step_roc_auc(row_scores, [int(c) for c in row_correct]))
+    return {
+        "auc": round(float(np.mean(aucs)), 4) if aucs else None,
+        "top1": round(float(np.mean(tops)), 4) if tops else None,
+        "problems_with_both": len(aucs),
+        "problems_with_correct": len(tops),
+    }
+
+
 def budget_sizes(max_n: int) -> list[int]:
     """1, 2, 4, ... below ``max_n``, then ``max_n``.
 

@@ -241,6 +241,17 @@ def build_report(config: ReportConfig) -> dict[str, Any]:
         by_predictor[name] = _compute_optimal_entry(summary)
     if config.compute_optimal_predicted_dirs:
         report["compute_optimal_by_predictor"] = by_predictor
+    adaptive = adaptive_entries(
+        ([config.compute_optimal_dir] if config.compute_optimal_dir else [])
+        + list(config.compute_optimal_predicted_dirs)
+    )
+    if adaptive:
+        report["adaptive"] = adaptive
+        report["adaptive_headline"] = headline_row(adaptive)
+    if config.select_dirs:
+        ceiling = _read_json(Path(config.select_dirs[0]) / "accuracy.json").get("ceiling")
+        if ceiling:
+            report["ceiling"] = ceiling
     if config.profile_file:
         report["profile_seconds"] = _read_json(Path(config.profile_file))
     if config.flops_matched_dir:
@@ -572,6 +583,45 @@ def _compute_optimal_entry(summary: dict[str, Any]) -> dict[str, Any]:
             for b, entry in (summary.get("per_problem_allocation") or {}).items()
         },
     }
+
+
+def adaptive_entries(directories: list[str]) -> dict[str, dict[str, Any]]:
+    """The spend-axis analyses of compute-optimal runs, by predictor: each run's own bins (its predictor
+    charged) and, once, its analysis with one bin (``none``: no predictor)."""
+    out: dict[str, dict[str, Any]] = {}
+    for directory in directories:
+        summary = _read_json(Path(directory) / "compute_optimal.json")
+        if "spend" not in summary:
+            continue
+        name = _difficulty_stats(summary).get("predictor", summary.get("bins_from"))
+        out.setdefault("none", _spend_entry(summary["spend_one_bin"]))
+        out[name] = _spend_entry(summary["spend"])
+    return out
+
+
+def _spend_entry(spend: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "predictor_generations": spend["predictor_generations"],
+        "curve": spend["curve"],
+        "baseline_curve": spend["baseline_curve"],
+        "strongest_fixed_curve": spend["strongest_fixed_curve"],
+        "strongest_fixed_strategy": spend["strongest_fixed_strategy"],
+        "intervals": spend["intervals"],
+        "by_bin": spend["at_target"]["by_bin"],
+    }
+
+
+# Oracle bins need the answers: they measure what perfect difficulty would buy, never the headline.
+NOT_DEPLOYABLE = ("oracle",)
+
+
+def headline_row(adaptive: dict[str, dict[str, Any]]) -> str | None:
+    """The predictor row the headline reads: among those deployable on new questions, the one whose
+    averaged ratio vs the baseline (every cost counted) has the highest lower bound."""
+    rows = {k: v for k, v in adaptive.items() if k not in NOT_DEPLOYABLE}
+    if not rows:
+        return None
+    return max(rows, key=lambda k: rows[k]["intervals"]["averaged/best_of_n"].get("low") or 0.0)
 
 
 def _difficulty_stats(summary: dict[str, Any]) -> dict[str, Any]:

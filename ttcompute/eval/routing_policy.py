@@ -20,7 +20,11 @@ whose answers nobody knows yet. This file holds everything that takes:
 * ``rule``: for every budget and bin, the strategy chosen on *all* of the bin's problems (deployment
   uses every problem; the cross-validated choices of ``compute_optimal.json`` are for measuring), its
   accuracy and mean FLOPs there, and ``curves``: every strategy's accuracy per bin and budget (the
-  per-problem allocation spreads a total budget over the chosen strategies' curves).
+  per-problem allocation spreads a total budget over the chosen strategies' curves);
+* ``spend_points``: per bin, static and adaptive strategies on the axis of generations actually spent
+  (:func:`~ttcompute.eval.spend_optimal.bin_points` on all of the bin's problems, giving up included:
+  ``strategy`` null): ``ttc route --allocation spend`` spreads a mean of generations per problem over
+  them. Adaptive revision chains are left out: ``ttc route`` does not stop chains online yet.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ from ttcompute.core.errors import InputError
 from ttcompute.core.shards import read_manifest, read_resolved_config, write_json
 from ttcompute.eval.allocation import choose_strategy
 from ttcompute.eval.search.search_config import SearchConfig
+from ttcompute.eval.select import is_adaptive
+from ttcompute.eval.spend_optimal import bin_points, option_table
 from ttcompute.models.generation_config import GeneratorConfig
 from ttcompute.tasks.problem_config import ProblemConfig
 
@@ -106,6 +112,34 @@ def rule_table(
             for s in sorted(complete):
                 curves[group][s][str(budget)] = round(accuracy[s], 6)
     return rule, {g: dict(v) for g, v in sorted(curves.items())}
+
+
+def _routable(settings: dict[str, Any]) -> bool:
+    """Whether ``ttc route`` runs a strategy: every static one, and the adaptive ones but revision chains."""
+    return not str(settings.get("adaptive", "")).startswith("adaptive_revisions")
+
+
+def spend_points(
+    records: list[dict[str, Any]], bins: dict[str, Any], deployable: set[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """Per bin, on all of its problems: the best deployable option at each mean spend, giving up first."""
+    table = option_table([r for r in records if r["strategy"] in deployable])
+    members: dict[str, list[str]] = defaultdict(list)
+    for problem_id in sorted({r["problem_id"] for r in records}):
+        members[str(bins[problem_id])].append(problem_id)
+    out = {}
+    for group in sorted(members, key=lambda g: (len(g), g)):
+        points = bin_points(table, members[group], members[group])
+        out[group] = [
+            {
+                "generations": x,
+                "accuracy": round(a, 6),
+                "strategy": option[0] if option else None,
+                "budget": option[1] if option else 0,
+            }
+            for x, (a, option) in points.items()
+        ]
+    return out
 
 
 def _strategy_settings(select_dirs: list[str]) -> tuple[dict[str, dict[str, Any]], list[str]] | None:
@@ -189,11 +223,14 @@ def build_routing_policy(
     if found is None:
         return None
     settings, search_dirs = found
-    rule, curves = rule_table(records, bins, set(settings))
+    static = [r for r in records if not is_adaptive(r["strategy"])]
+    rule, curves = rule_table(static, bins, {s for s in settings if not is_adaptive(s)})
+    spend = spend_points(records, bins, {s for s in settings if _routable(settings[s])})
     searches = [_search_record(d) for d in search_dirs]
     # The policy: the model of the searches that ran one (a reviser-only search has none of its own).
     main = next((s for s in searches if s["generator"].get("model_name_or_path")), searches[0])
     used = {entry["strategy"] for per_bin in rule.values() for entry in per_bin.values()}
+    used |= {point["strategy"] for points in spend.values() for point in points if point["strategy"]}
     return {
         "format": POLICY_FORMAT,
         "version": POLICY_VERSION,
@@ -207,6 +244,7 @@ def build_routing_policy(
         "strategies": {name: settings[name] for name in sorted(used)},
         "rule": rule,
         "curves": curves,
+        "spend_points": spend,
         "num_problems": len({r["problem_id"] for r in records}),
     }
 

@@ -27,11 +27,18 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
 
 from ttcompute.core.config import save_resolved_config
 from ttcompute.core.errors import InputError
 from ttcompute.core.outputs import load_difficulty, misaligned_candidates
-from ttcompute.core.selection import best_of_n, hierarchical_best_of_n, majority_vote, weighted_best_of_n
+from ttcompute.core.selection import (
+    best_of_n,
+    group_equivalent_answers,
+    hierarchical_best_of_n,
+    majority_vote,
+    weighted_best_of_n,
+)
 from ttcompute.core.shards import load_sharded, read_manifest, write_json
 from ttcompute.core.steps import aggregate
 from ttcompute.core.stopping import RULES, VERIFIER_RULES
@@ -45,6 +52,7 @@ from ttcompute.eval.adaptive import (
     strategy_grid,
 )
 from ttcompute.eval.plots import plot_accuracy_vs_budget
+from ttcompute.eval.prm_metrics import within_problem_ranking
 from ttcompute.eval.search.revision_chains import revision_step_metrics
 from ttcompute.eval.select_config import SelectConfig
 
@@ -81,24 +89,25 @@ def select_row(row: dict[str, Any], aggregation: str) -> list[dict[str, Any]]:
         raise InputError(f"problem {row['problem_id']}: a {row['method']} row with no candidates")
     has_scores = any(row["step_scores"])
     scores = [candidate_score(s, aggregation) for s in row["step_scores"]]
+    groups = group_equivalent_answers(answers)  # once for every rule of the row
     # strategy -> (rule, whether it uses the verifier's scores)
     if row["method"] == "best_of_n":
-        rules = {"majority": (lambda: majority_vote(answers), False)}
+        rules = {"majority": (lambda: majority_vote(answers, groups=groups), False)}
         if has_scores:
             rules["best_of_n"] = (lambda: best_of_n(scores), True)
-            rules["best_of_n_weighted"] = (lambda: weighted_best_of_n(answers, scores), True)
+            rules["best_of_n_weighted"] = (lambda: weighted_best_of_n(answers, scores, groups=groups), True)
     elif row["method"] == "revisions":
         name = f"revisions {row['width_setting']}"
-        rules = {f"{name} majority": (lambda: majority_vote(answers), False)}
+        rules = {f"{name} majority": (lambda: majority_vote(answers, groups=groups), False)}
         if has_scores:
-            rules[f"{name} weighted"] = (lambda: weighted_best_of_n(answers, scores), True)
+            rules[f"{name} weighted"] = (lambda: weighted_best_of_n(answers, scores, groups=groups), True)
             rules[f"{name} hierarchical"] = (
                 lambda: hierarchical_best_of_n(answers, scores, row["subtrees"]),
                 True,
             )
     else:
         name = strategy_name(row["method"], row["width_setting"], row["lookahead"], row["search_aggregation"])
-        rules = {name: (lambda: weighted_best_of_n(answers, scores), True)}
+        rules = {name: (lambda: weighted_best_of_n(answers, scores, groups=groups), True)}
     records = []
     for strategy, (rule, uses_verifier) in rules.items():
         index = rule()
@@ -134,7 +143,24 @@ def is_adaptive(strategy: str) -> bool:
     return strategy.split(" ", 1)[0] in KINDS
 
 
-def plan_adaptive(config: SelectConfig, rows: SearchRows) -> list:
+def score_quantiles(rows: SearchRows, score_of, config: SelectConfig) -> list[float]:
+    """The default thresholds of the verifier rules: ``config.verifier_quantiles`` of the scores of
+    every saved best-of-N candidate (of every final candidate without best-of-N), to 3 digits; the
+    scores alone, never their correctness.
+
+    >>> rows = SearchRows({"p": {"step_scores": [[0.1], [0.2], [0.3], [0.4], [0.5]]}}, {}, {}, {5})
+    >>> score_quantiles(rows, lambda r: [s[-1] for s in r["step_scores"]], SelectConfig(verifier_quantiles=[0.5]))
+    [0.3]
+    """
+    source = list(rows.best_of_n.values()) or [r for runs in rows.trees.values() for r in runs.values()]
+    scores = [s for row in source for s in score_of(row)]
+    if not scores:
+        return []
+    values = np.quantile(np.asarray(scores, dtype=float), sorted(config.verifier_quantiles))
+    return sorted({float(f"{v:.3g}") for v in values if v > 0})
+
+
+def plan_adaptive(config: SelectConfig, rows: SearchRows, score_of) -> list:
     """The adaptive strategies to evaluate: the grid of the config's rules, taus and caps (by default
     those the search can feed) and the ones named; refused in one line when the search cannot feed one.
     """
@@ -165,6 +191,10 @@ def plan_adaptive(config: SelectConfig, rows: SearchRows) -> list:
             rules,
             config.adaptive_taus,
             config.esc_windows,
+            config.verifier_taus
+            if config.verifier_taus is not None
+            else score_quantiles(rows, score_of, config),
+            config.escalation_caps,
         )
         check_strategies(strategies, grid_rows, where)
     named = []
@@ -323,6 +353,69 @@ def adaptive_table(summary: dict[str, dict[str, dict[str, Any]]]) -> str:
     return "\n".join(lines) + "\n\n"
 
 
+def verifier_ceiling(rows: SearchRows, bins: dict[str, int], score_of) -> dict[str, Any]:
+    """What the verifier leaves on the table, per bin (``all`` too): pass@N with oracle selection -- a
+    correct answer among best-of-N's first N candidates, the most any selection rule could reach -- at
+    every best-of-N budget, and how well the verifier ranks a problem's own candidates
+    (:func:`~ttcompute.eval.prm_metrics.within_problem_ranking` on all of them)."""
+    budgets = sorted(rows.best_of_n_budgets)
+    members: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for problem, row in rows.best_of_n.items():
+        members["all"].append(row)
+        if problem in bins:
+            members[str(bins[problem])].append(row)
+    out: dict[str, Any] = {}
+    for group in sorted(members, key=_bin_order):
+        group_rows = members[group]
+        out[group] = {
+            "problems": len(group_rows),
+            "pass_at_n": {
+                str(b): round(sum(any(r["correct"][:b]) for r in group_rows) / len(group_rows), 4)
+                for b in budgets
+            },
+        }
+        if rows.has_scores:
+            out[group]["within_problem"] = within_problem_ranking(
+                [score_of(r) for r in group_rows], [r["correct"] for r in group_rows]
+            )
+    return out
+
+
+def ceiling_table(ceiling: dict[str, Any], accuracy: dict[str, dict[str, dict[int, float]]]) -> str:
+    """pass@N with oracle selection per bin, the selection gap of weighted best-of-N beside it, and the
+    verifier's within-problem ranking (Markdown)."""
+    budgets = sorted({int(b) for entry in ceiling.values() for b in entry["pass_at_n"]})
+    lines = [
+        "## The verifier's ceiling: a correct answer among the first N candidates (oracle selection)",
+        "",
+        "Gap: that minus weighted best-of-N's accuracy. Within a problem: P(a correct candidate outscores a",
+        "wrong one of the same problem) and how often the top-scored candidate is correct (problems with a",
+        "correct one).",
+        "",
+        "| bin | "
+        + " | ".join(f"pass@{b}" for b in budgets)
+        + " | gap at "
+        + str(budgets[-1])
+        + " | within-problem AUC | top-1 correct |",
+        "|---|" + "---:|" * (len(budgets) + 3),
+    ]
+    for group, entry in ceiling.items():
+        weighted = accuracy.get(group, {}).get("best_of_n_weighted", {})
+        top = str(budgets[-1])
+        gap = entry["pass_at_n"][top] - weighted[budgets[-1]] if budgets[-1] in weighted else None
+        ranking = entry.get("within_problem") or {}
+        cells = [f"{entry['pass_at_n'][str(b)]:.3f}" for b in budgets]
+        lines.append(
+            f"| {group} | " + " | ".join(cells) + f" | {'-' if gap is None else f'{gap:.3f}'} | "
+            f"{_maybe(ranking.get('auc'))} | {_maybe(ranking.get('top1'))} |"
+        )
+    return "\n".join(lines) + "\n\n"
+
+
+def _maybe(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def load_bins(difficulty_dir: str, problem_ids: set[str]) -> dict[str, int]:
     table = load_difficulty(difficulty_dir)
     bins = dict(zip(table["problem_id"], table["bin"]))
@@ -364,7 +457,11 @@ def run_select(config: SelectConfig) -> dict[str, Any]:
             known["beam_width"].update(found["beam_width"])
     by_problem = SearchRows.of(rows, lambda r: strategy_name(r["method"], r["width_setting"], r["lookahead"],
                                                               r["search_aggregation"]))  # fmt: skip
-    adaptive = plan_adaptive(config, by_problem)
+
+    def score_of(row: dict[str, Any]) -> list[float]:
+        return [candidate_score(s, config.aggregation) for s in row["step_scores"]]
+
+    adaptive = plan_adaptive(config, by_problem, score_of)
     if adaptive:
         info = read_manifest(config.search_dir).get("info", {})
         models = Models(int(info.get("policy_parameters") or 0), int(info.get("verifier_parameters") or 0))
@@ -418,6 +515,9 @@ def run_select(config: SelectConfig) -> dict[str, Any]:
     adaptive_found = adaptive_summary(r for r in records if is_adaptive(r["strategy"]))
     if adaptive_found:
         summary["adaptive"] = adaptive_found
+    ceiling = verifier_ceiling(by_problem, bins, score_of) if by_problem.best_of_n else {}
+    if ceiling:
+        summary["ceiling"] = ceiling
     if revision_rows:
         summary["revisions"] = revision_step_metrics(revision_rows)
         logger.info(
@@ -452,6 +552,7 @@ def run_select(config: SelectConfig) -> dict[str, Any]:
     (out / "accuracy.md").write_text(
         f"# Accuracy vs budget (generations); selection aggregation: {config.aggregation}\n\n"
         + revision_lines
+        + (ceiling_table(ceiling, accuracy) if ceiling else "")
         + markdown_tables(accuracy, problems_in)
         + ("\n" + adaptive_table(adaptive_found) if adaptive_found else "")
     )

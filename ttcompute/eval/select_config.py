@@ -23,7 +23,14 @@ class SelectConfig:
             (``adaptive_caps``), revision chains stopped early, tree searches escalated.
         adaptive_rules: The stopping rules (default: every one the search can feed -- the verifier
             rules ``share`` and ``best`` need a search with a PRM; naming one without is refused).
-        adaptive_taus: The thresholds tau, each in (0, 1].
+        adaptive_taus: The thresholds tau of the agreement rules (a posterior probability), each in (0, 1].
+        verifier_taus: The thresholds of the verifier rules (``share``, ``best``, revision chains'
+            acceptance, escalation), each in (0, 1]. Default: the quantiles ``verifier_quantiles`` of
+            the verifier's scores of the saved best-of-N candidates -- a verifier's scale is its own
+            (the demo's likelihood PRM never scores above 0.54) -- read from the scores alone, never
+            from whether a candidate is correct.
+        verifier_quantiles: The quantiles behind the default ``verifier_taus``.
+        escalation_caps: The largest budget an escalation may reach (default: the search's largest).
         adaptive_caps: The caps B of the best-of-N rules (default: every best-of-N budget >= 2 of the
             search; one above its largest is refused).
         esc_windows: The windows w of the ``esc`` rule.
@@ -43,6 +50,18 @@ class SelectConfig:
     adaptive_taus: list[float] = field(
         default_factory=lambda: list(DEFAULT_TAUS), metadata={"help": "stopping thresholds tau in (0, 1]"}
     )
+    verifier_taus: list[float] | None = field(
+        default=None,
+        metadata={"help": "verifier rules' thresholds (default: quantiles of the verifier's scores)"},
+    )
+    verifier_quantiles: list[float] = field(
+        default_factory=lambda: [0.5, 0.6, 0.7, 0.8, 0.9, 0.95],
+        metadata={"help": "quantiles of the verifier's scores behind the default verifier_taus"},
+    )
+    escalation_caps: list[int] | None = field(
+        default=None,
+        metadata={"help": "largest budget an escalation reaches (default: the search's largest)"},
+    )
     adaptive_caps: list[int] | None = field(
         default=None, metadata={"help": "caps B of the best-of-N rules (default: best-of-N budgets >= 2)"}
     )
@@ -57,5 +76,11 @@ class SelectConfig:
         bad = [t for t in self.adaptive_taus if not 0 < t <= 1]
         if bad or not self.adaptive_taus:
             raise ValueError(f"adaptive_taus: each tau must be in (0, 1], got {self.adaptive_taus}")
+        if self.verifier_taus is not None and (
+            not self.verifier_taus or any(not 0 < t <= 1 for t in self.verifier_taus)
+        ):
+            raise ValueError(f"verifier_taus: each tau must be in (0, 1], got {self.verifier_taus}")
+        if not self.verifier_quantiles or any(not 0 < q < 1 for q in self.verifier_quantiles):
+            raise ValueError(f"verifier_quantiles: each in (0, 1), got {self.verifier_quantiles}")
         if any(c < 1 for c in self.adaptive_caps or []) or any(w < 1 for w in self.esc_windows):
             raise ValueError("adaptive_caps and esc_windows must be >= 1")

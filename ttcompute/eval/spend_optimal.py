@@ -40,7 +40,7 @@ GIVE_UP = "give up"
 TARGET_SLACK = 0.01
 
 
-def spend_levels(largest: float, per_octave: int = 4) -> list[float]:
+def spend_levels(largest: float, per_octave: int = 8) -> list[float]:
     """Mean generations per problem to allocate: ``per_octave`` points per doubling from 1/4 to ``largest``.
 
     >>> spend_levels(2, per_octave=1)
