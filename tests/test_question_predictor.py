@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from ttcompute.cli import run_stage
 from ttcompute.core.errors import InputError
@@ -31,6 +31,7 @@ from ttcompute.data_gen.question_probe import (
     cross_validate,
     fit_ridge,
     fold_ids,
+    parameters_through,
     prompt_features,
 )
 from ttcompute.models.backends import load_backend
@@ -159,15 +160,38 @@ def test_question_predictor_ranks_held_out_problems_by_difficulty(arithmetic):
     )  # better than predicting the mean
 
 
-def test_question_compute_is_one_prompt_forward_pass(arithmetic, small_policy_dir):
+def test_question_compute_is_one_prompt_forward_pass_up_to_the_probes_layer(arithmetic, small_policy_dir):
     tokenizer = AutoTokenizer.from_pretrained(str(small_policy_dir))
     prompts = list(load_sharded(arithmetic["test"])["prompt"])
     tokens = sum(len(ids) for ids in tokenizer(prompts, add_special_tokens=True)["input_ids"])
-    params = sum(t.numel() for t in load_file(str(small_policy_dir / "model.safetensors")).values())
+    weights = load_file(str(small_policy_dir / "model.safetensors"))
+    params = sum(t.numel() for t in weights.values())
+    layer = arithmetic["stats"]["question_probe"]["layer"]
+    # The embeddings and the blocks below the probe's layer, counted from the checkpoint's own tensors
+    # (the last layer's features come after the final norm: the whole model runs).
+    below = sum(
+        t.numel()
+        for name, t in weights.items()
+        if "embed_tokens" in name or any(f"layers.{i}." in name for i in range(layer))
+    )
+    run = params if layer == AutoConfig.from_pretrained(str(small_policy_dir)).num_hidden_layers else below
     compute = arithmetic["stats"]["estimation_compute"]
     assert compute["policy_tokens"] == tokens and compute["policy_parameters"] == params
-    assert compute["total_flops"] == compute["policy_flops"] == 2 * params * tokens
+    assert compute["parameters_run"] == run
+    assert compute["total_flops"] == compute["policy_flops"] == 2 * run * tokens
     assert compute["generations"] == 0 and compute["verifier_flops"] == 0
+
+
+@pytest.mark.parametrize("layers", [[0], [1], [0, 1]])
+def test_a_pass_stopped_at_the_probes_layer_gives_the_full_passes_features(small_policy_dir, layers):
+    backend = load_backend("transformers", str(small_policy_dir), device="cpu")
+    prompts = ["Start at 3. Add 4.\n", "Start at 19. Subtract 1. Add 9. Multiply by 2.\n"]
+    stopped, tokens = prompt_features(backend, prompts, layers, batch_size=2)
+    full, same_tokens = prompt_features(backend, prompts, None, batch_size=2)  # every layer: the whole model
+    assert tokens == same_tokens
+    for key, values in stopped.items():
+        assert values == pytest.approx(full[key], abs=0)
+    assert parameters_through(backend.model, max(layers)) < backend.num_parameters
 
 
 def test_prompt_features_match_one_prompt_at_a_time(small_policy_dir):

@@ -156,7 +156,9 @@ def test_the_policy_file_records_what_routing_needs(pipeline):
     ).read_text()
     assert set(policy["rule"]) == {"1", "2"}
     strategies = json.loads((pipeline["root"] / "select" / "strategies.json").read_text())["strategies"]
-    assert set(strategies) == {"majority", "best_of_n", "best_of_n_weighted", "beam_search M=2"}
+    static = {name for name, settings in strategies.items() if settings["rule"] != "adaptive"}
+    assert static == {"majority", "best_of_n", "best_of_n_weighted", "beam_search M=2"}
+    assert all(strategies[name]["adaptive"] == name for name in set(strategies) - static)
     assert strategies["beam_search M=2"]["beam_width"] == {"1": 1, "2": 2}
     for per_bin in policy["rule"].values():
         for entry in per_bin.values():
@@ -168,10 +170,10 @@ def test_the_policy_file_records_what_routing_needs(pipeline):
             )
 
 
-def _recompute(pipeline, budget=2):
+def _recompute(pipeline, budget=2, policy_file=None):
     """Independently: bins from the probe and the fixed edges, then each chunk's groups of one setting
     searched directly with search_chunk and the selection rule applied by core.selection."""
-    policy = json.loads(pipeline["policy_file"].read_text())
+    policy = json.loads((policy_file or pipeline["policy_file"]).read_text())
     recorded = read_resolved_config(pipeline["root"] / "search")
     gen_args = GeneratorConfig(**{k: recorded[k] for k in ("model_name_or_path", "max_new_tokens", "temperature", "top_p")},
                                device="cpu")  # fmt: skip
@@ -266,9 +268,30 @@ def test_a_tree_search_strategy_is_routed_like_its_search_too(pipeline, tmp_path
     rows = list(load_sharded(out))
     expected, _ = _recompute(pipeline, budget=1)
     assert {row["problem_id"]: {k: row[k] for k in expected[row["problem_id"]]} for row in rows} == expected
-    # Between the two budgets both a best-of-N rule and the tree search ran (else this proves less).
-    methods = {row["method"] for row in rows} | set(load_sharded(pipeline["out"])["method"])
-    assert methods == {"best_of_n", "beam_search"}
+    assert "beam_search" in {row["method"] for row in rows}  # else this proves less
+
+
+def test_best_of_n_strategies_are_routed_like_their_search_too(pipeline, tmp_path):
+    """The rule edited to weighted best-of-N in one bin and majority vote in the other (the searched
+    problems chose tree search everywhere): each problem gets what its best-of-N candidates give."""
+
+    def edit(policy):
+        for rule in policy["rule"].values():
+            for group, entry in rule.items():
+                entry["strategy"] = "best_of_n_weighted" if group == "1" else "majority"
+        for name in ("best_of_n_weighted", "majority"):
+            policy["strategies"][name] = json.loads(
+                (pipeline["root"] / "select" / "strategies.json").read_text()
+            )["strategies"][name] | {"search": 0}
+
+    path = _edited_policy(pipeline, tmp_path, edit)
+    out = tmp_path / "bon"
+    run_stage("route", ["--policy", str(path), *NEW, *TASK, "--budget", "2", "--problems_per_shard", "4",
+                        "--output_dir", str(out)])  # fmt: skip
+    rows = list(load_sharded(out))
+    expected, _ = _recompute(pipeline, budget=2, policy_file=path)
+    assert {row["problem_id"]: {k: row[k] for k in expected[row["problem_id"]]} for row in rows} == expected
+    assert {row["method"] for row in rows} == {"best_of_n"}
 
 
 def test_a_partial_run_resumes_to_the_same_answers(pipeline, tmp_path):
@@ -418,7 +441,7 @@ def test_a_revisions_strategy_is_routed_to_its_nested_chains(pipeline, tmp_path,
     exactly what ``ttc search``'s revisions run at budget 2 (one chain of two attempts) and weighted
     best-of-N over its attempts give. The shipped policy stands in for a reviser (plumbing, not skill)."""
     from ttcompute.eval.search.revision_chains import revision_chains
-    from ttcompute.eval.search.stage import search_seed
+    from ttcompute.eval.search.stage import revisions_seed
 
     root, reviser = pipeline["root"], str(small_policy_dir)
     run_stage(
@@ -451,7 +474,7 @@ def test_a_revisions_strategy_is_routed_to_its_nested_chains(pipeline, tmp_path,
     backend = load_backend("transformers", reviser, device="cpu")
     prm = load_prm(str(pipeline["prm"]), device="cpu")
     problems = ProblemConfig(num_problems=6, problem_seed=31, max_ops=3).load()
-    seed = search_seed(0, SearchRun("revisions", 2, 2, width_settings=("L=2",), chain_length=2), 0)
+    seed = revisions_seed(0, 2)
     outcomes = revision_chains([p.question for p in problems], backend, prm, num_chains=1, chain_length=2,
                                max_tokens=80, seed=seed, problem_ids=[p.problem_id for p in problems])  # fmt: skip
     for row, problem, outcome in zip(rows, problems, outcomes):

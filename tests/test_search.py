@@ -299,7 +299,8 @@ def test_same_seed_same_candidates_real_models(small_policy_dir):
 
     policy = TransformersBackend(str(small_policy_dir), device="cpu")
     prm = LikelihoodPRM(policy.model, policy.tokenizer, step_separator=SEP)
-    questions = ["Start at 12. Add 7. Multiply by 3.", "Start at 40. Subtract 9. Add 3. Subtract 5."]
+    # The second problem is hard enough for the policy that two seeds search it differently.
+    questions = ["Start at 12. Add 7. Multiply by 3.", "Start at 87. Multiply by 6. Subtract 95. Add 48."]
     prompts = [q + "\n" for q in questions]
 
     def run(seed, **kw):

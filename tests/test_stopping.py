@@ -91,7 +91,9 @@ def dirichlet_by_grid(votes: list[int], points: int = 1500) -> float:
     x, y = np.meshgrid(p1, p1, indexing="ij")
     z = 1 - x - y
     inside = z > 0
-    density = np.where(inside, x ** (alpha[0] - 1) * y ** (alpha[1] - 1) * np.clip(z, 0, None) ** (alpha[2] - 1), 0)
+    density = np.where(
+        inside, x ** (alpha[0] - 1) * y ** (alpha[1] - 1) * np.clip(z, 0, None) ** (alpha[2] - 1), 0
+    )
     lead = inside & (x > y) & (x > z)
     return float(density[lead].sum() / density[inside].sum())
 

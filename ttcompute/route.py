@@ -14,10 +14,12 @@ Why here and not in ``eval/``: it predicts difficulty with ``data_gen``'s predic
 ``eval``'s, and a stage package never imports another one; like ``demo.py`` it composes stages.
 
 Shards are chunks of ``--problems_per_shard`` problems: within one, the problems that run the same
-search setting (and the same use of the PRM) are searched together, seeded by
-:func:`~ttcompute.eval.search.stage.search_seed` with the chunk's index. A killed run resumes at the
-first unfinished chunk (the predictions are recomputed first: deterministic, and for ``question`` one
-forward pass per prompt).
+search setting (and the same use of the PRM) are searched together. Every sample of a search is seeded
+by its problem (best-of-N candidates, revision attempts, beam steps each have a stream of their own),
+so a problem gets exactly what ``ttc search`` gave it, whatever else shares its batch: an adaptive
+strategy draws the candidates ``ttc select`` evaluated it on, and stops where it stopped offline. A
+killed run resumes at the first unfinished chunk (the predictions are recomputed first: deterministic,
+and for ``question`` one forward pass per prompt).
 
 Output rows (one per problem):
     problem_id, question, gold_answer, predicted_score (the predictor's: predicted pass@1 for
@@ -54,10 +56,11 @@ from ttcompute.core.stopping import stopped_pick
 from ttcompute.data_gen.difficulty import assign_bins, prm_difficulty_scores
 from ttcompute.data_gen.difficulty_config import DifficultyConfig
 from ttcompute.data_gen.question_probe import QuestionProbe, parameters_through, policy_id, prompt_features
-from ttcompute.eval.adaptive import parse_strategy, run_confidence
+from ttcompute.eval.adaptive import Models, parse_strategy, revision_records, run_confidence
 from ttcompute.eval.allocation import allocate
 from ttcompute.eval.routing_policy import load_routing_policy
 from ttcompute.eval.search.adaptive_sampling import StopPlan, adaptive_best_of_n
+from ttcompute.eval.search.revision_chains import ChainStop
 from ttcompute.eval.search.search_config import SearchConfig
 from ttcompute.eval.search.stage import SearchRun, best_of_n_seed, outcome_rows, plan_runs, search_chunk
 from ttcompute.eval.select import select_row
@@ -408,6 +411,7 @@ def route_rows(
     runs: dict[tuple, tuple[SearchRun, SearchConfig]] = {}
     sampled: dict[int, list[int]] = defaultdict(list)  # search -> adaptive best-of-N problems
     escalated: dict[tuple[int, str], list[int]] = defaultdict(list)
+    chained: dict[tuple[int, int, int], list[int]] = defaultdict(list)  # (search, L, N) -> problems
     rows: dict[int, dict[str, Any]] = {}
     for i, problem in enumerate(problems):
         strategy, budget = assigned[problem.problem_id]
@@ -416,9 +420,11 @@ def route_rows(
             continue
         settings = policy["strategies"][strategy]
         if settings["rule"] == "adaptive":
-            kind = parse_strategy(settings["adaptive"]).kind
-            if kind in ("adaptive_vote", "adaptive_prm"):
+            adaptive = parse_strategy(settings["adaptive"])
+            if adaptive.kind in ("adaptive_vote", "adaptive_prm"):
                 sampled[settings["search"]].append(i)
+            elif adaptive.kind == "adaptive_revisions":
+                chained[(settings["search"], adaptive.chain_length, adaptive.cap)].append(i)
             else:
                 escalated[(settings["search"], strategy)].append(i)
             continue
@@ -446,6 +452,8 @@ def route_rows(
         rows |= _sampled_rows(problems, members, assigned, policy, models[search], predicted)
     for (search, strategy), members in escalated.items():
         rows |= _escalated_rows(problems, members, strategy, policy, models[search], chunk, predicted)
+    for (search, _, _), members in chained.items():
+        rows |= _chained_rows(problems, members, assigned, policy, models[search], chunk, predicted)
     return [rows[i] for i in range(len(problems))]
 
 
@@ -527,6 +535,40 @@ def _sampled_rows(
         correct = answers[pick] is not None and is_equivalent(answers[pick], problem.answer)
         rows[i] = _row(problem, predicted, strategy.name, "best_of_n", strategy.cap, len(answers), answers[pick],
                        correct, inference_flops(m.policy.num_parameters, result.outcome.policy_tokens), prm_flops)  # fmt: skip
+    return rows
+
+
+def _chained_rows(
+    problems, members, assigned, policy, m: SearchModels, chunk, predicted
+) -> dict[int, dict[str, Any]]:
+    """Adaptive revision chains, online: the N / L chains of every member, each stopped at its rule
+    (the verifier accepts an attempt, or an answer repeats), then selected over the attempts made."""
+    names = [assigned[problems[i].problem_id][0] for i in members]
+    strategies = [parse_strategy(policy["strategies"][name]["adaptive"]) for name in names]
+    settings = policy["strategies"][names[0]]
+    aggregation = settings["selection_aggregation"]
+    stops = [ChainStop(s.stop, s.tau, aggregation, m.gen_args.answer_extraction) for s in strategies]
+    uses_prm = any(s.uses_verifier for s in strategies)
+    run, run_config = strategy_run(settings, strategies[0].cap, m.config)
+    group = [problems[i] for i in members]
+    contract = m.gen_args.prompt_contract()
+    prompts = [build_prompt(p.question, contract, getattr(m.reviser, "tokenizer", None)) for p in group]
+    prm = m.prm if uses_prm else None
+    ((_, outcomes),) = search_chunk(group, prompts, run, run_config, m.policy, prm, m.gen_args, chunk, m.reviser,
+                                    stops=stops)  # fmt: skip
+    search_rows = outcome_rows(
+        group, run, run.budget, outcomes, m.reviser.num_parameters, prm.num_parameters if prm is not None else 0,
+        m.gen_args.answer_extraction,
+    )  # fmt: skip
+    models = Models(m.reviser.num_parameters, prm.num_parameters if prm is not None else 0)
+    rows = {}
+    for i, problem, name, strategy, row in zip(members, group, names, strategies, search_rows):
+        scores = [aggregate(s, aggregation) if s else 0.0 for s in row["step_scores"]]
+        # The chains were stopped as they ran: the offline evaluation of the rule on the attempts made
+        # stops at the same attempts, and gives the selection and its cost.
+        (record,) = revision_records(row, scores, [strategy], models)
+        rows[i] = _row(problem, predicted, name, "revisions", strategy.cap, record["generations"], record["answer"],
+                       record["correct"], record["policy_flops"], record["prm_flops"])  # fmt: skip
     return rows
 
 

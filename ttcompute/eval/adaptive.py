@@ -37,6 +37,7 @@ from typing import Any
 
 from ttcompute.core.budget import inference_flops
 from ttcompute.core.errors import InputError
+from ttcompute.core.grading import is_equivalent
 from ttcompute.core.outputs import revision_chains_of
 from ttcompute.core.selection import (
     group_equivalent_answers,
@@ -336,10 +337,9 @@ def revision_records(
                 if strategy.stop == "accept" and scores[index] >= strategy.tau:
                     break
                 before = chain[t - 1] if t else None
-                repeats = (
-                    before is not None and has[index] and has[before] and groups[index] == groups[before]
-                )
-                if strategy.stop == "repeat" and repeats:
+                # Compared directly, as a chain stopped online compares its last two answers.
+                repeats = before is not None and has[index] and has[before]
+                if strategy.stop == "repeat" and repeats and is_equivalent(answers[index], answers[before]):
                     break
         kept.sort()
         sub_answers = [answers[i] for i in kept]

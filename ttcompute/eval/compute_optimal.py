@@ -496,16 +496,21 @@ def _spend_lines(result: dict[str, Any]) -> list[str]:
     if "spend" not in result:
         return []
     spend = result["spend"]
-    top = max(spend["baseline_curve"], key=int)
+    targets = "There is no baseline to compare with (the selections hold no weighted best-of-N)."
+    if spend["baseline_curve"]:
+        top = max(spend["baseline_curve"], key=int)
+        targets = (
+            f"Targets: weighted best-of-N's accuracy at budget {top} ({spend['baseline_curve'][top]:.3f}) and the "
+            f"strongest fixed strategy's ({spend['strongest_fixed_strategy'][top]}, "
+            f"{spend['strongest_fixed_curve'][top]:.3f}), less 0.01."
+        )
     lines = [
         "## Static and adaptive strategies, by generations actually spent",
         "",
         "Options: every strategy of the selections at every budget or cap, adaptive ones by what their rule",
         "drew, and giving up; a mean of L generations per problem is spread over each held-out fold by its",
         "bins' points on the other fold (eval/spend_optimal.py). Every cost counted: the generations spent",
-        "plus the predictor's. Targets: weighted best-of-N's accuracy at budget "
-        f"{top} ({spend['baseline_curve'][top]:.3f}) and the strongest fixed strategy's "
-        f"({spend['strongest_fixed_strategy'][top]}, {spend['strongest_fixed_curve'][top]:.3f}), less 0.01.",
+        "plus the predictor's. " + targets,
         "",
         *spend_table({f"{result['bins_from']}": spend, "one bin (no predictor)": result["spend_one_bin"]}),
         "",

@@ -24,7 +24,7 @@ whose answers nobody knows yet. This file holds everything that takes:
 * ``spend_points``: per bin, static and adaptive strategies on the axis of generations actually spent
   (:func:`~ttcompute.eval.spend_optimal.bin_points` on all of the bin's problems, giving up included:
   ``strategy`` null): ``ttc route --allocation spend`` spreads a mean of generations per problem over
-  them. Adaptive revision chains are left out: ``ttc route`` does not stop chains online yet.
+  them.
 """
 
 from __future__ import annotations
@@ -112,11 +112,6 @@ def rule_table(
             for s in sorted(complete):
                 curves[group][s][str(budget)] = round(accuracy[s], 6)
     return rule, {g: dict(v) for g, v in sorted(curves.items())}
-
-
-def _routable(settings: dict[str, Any]) -> bool:
-    """Whether ``ttc route`` runs a strategy: every static one, and the adaptive ones but revision chains."""
-    return not str(settings.get("adaptive", "")).startswith("adaptive_revisions")
 
 
 def spend_points(
@@ -225,7 +220,7 @@ def build_routing_policy(
     settings, search_dirs = found
     static = [r for r in records if not is_adaptive(r["strategy"])]
     rule, curves = rule_table(static, bins, {s for s in settings if not is_adaptive(s)})
-    spend = spend_points(records, bins, {s for s in settings if _routable(settings[s])})
+    spend = spend_points(records, bins, set(settings))
     searches = [_search_record(d) for d in search_dirs]
     # The policy: the model of the searches that ran one (a reviser-only search has none of its own).
     main = next((s for s in searches if s["generator"].get("model_name_or_path")), searches[0])

@@ -181,6 +181,11 @@ def plan_adaptive(config: SelectConfig, rows: SearchRows, score_of) -> list:
         unknown = [r for r in rules if r not in RULES]
         if unknown:
             raise InputError(f"--adaptive_rules: unknown rule(s) {unknown}; choose from {RULES}")
+        needing = [r for r in rules if r in VERIFIER_RULES]
+        if needing and not rows.has_scores:
+            raise InputError(
+                f"{where}: --adaptive_rules {' '.join(needing)} read verifier scores, and the search ran without --prm"
+            )
         caps = config.adaptive_caps
         if caps is None:
             caps = [b for b in grid_rows.best_of_n_budgets if b >= 2]

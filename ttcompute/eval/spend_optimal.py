@@ -216,6 +216,13 @@ def spend_optimal(
         adaptive = curve_from(corr, spend)
         out: dict[str, float | None] = {}
         for name, reference in (("best_of_n", base), ("strongest_fixed", fixed)):
+            if not reference or not adaptive:  # no such baseline here, or nothing spent at any level
+                out |= {
+                    f"spend_at_target/{name}": None,
+                    f"ratio_at_target/{name}": None,
+                    f"averaged/{name}": None,
+                }
+                continue
             top = max(reference)
             target = reference[top] - TARGET_SLACK
             at = first_spend(adaptive, target)

@@ -8,6 +8,11 @@ backend for every chain of every problem. Every attempt is kept, with its chain 
 selection -- majority or verifier-weighted over all attempts, or hierarchical (within each chain,
 then across) -- is recomputed later; the verifier scores every attempt in one call at the end.
 
+Attempt t of chain c of a problem is drawn from a random stream of its own (:func:`attempt_seed`),
+so a chain does not depend on the other chains and problems of its calls: ``ttc route`` stops chains
+online (``stops``: at the first attempt the verifier accepts, or whose answer repeats the one before)
+and the attempts it makes are the ones ``ttc search`` saved.
+
 Budgets nest as best-of-N's do: chains are independent, so the first ``b / L`` chains of a run at
 budget N are a run at budget b (:func:`~ttcompute.eval.search.best_of_n.first_candidates` takes them
 with their exact cost: each attempt's reviser tokens, its verifier tokens, the attempts its prompt
@@ -26,11 +31,16 @@ from __future__ import annotations
 
 import logging
 import math
+import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from ttcompute.core.errors import InputError
+from ttcompute.core.grading import extract_answer, is_equivalent
 from ttcompute.core.outputs import distinct_revision_rows, revision_chains_of
 from ttcompute.core.prompts import DEFAULT_CONTRACT, PromptContract
+from ttcompute.core.selection import has_answer
+from ttcompute.core.steps import aggregate
 from ttcompute.eval.search.step_search import (
     Candidate,
     SearchOutcome,
@@ -45,6 +55,27 @@ from ttcompute.models.reviser import fit_attempts, recent_attempts, verifier_que
 logger = logging.getLogger(__name__)
 
 VERIFIER_CONTEXTS = ("question", "history")
+
+
+@dataclass(frozen=True)
+class ChainStop:
+    """When a problem's chains stop early: ``accept`` -- at the first attempt whose verifier score
+    (``aggregation`` of its step scores) reaches ``tau``; ``repeat`` -- at the first attempt whose
+    answer (read with ``answer_extraction``) is the one of the attempt before."""
+
+    stop: str
+    tau: float = 1.0
+    aggregation: str = "last"
+    answer_extraction: str = "strict"
+
+
+def attempt_seed(seed: int, problem_id: str, chain: int, position: int) -> int:
+    """The seed of one attempt: the run's seed, the problem, the chain and the position alone.
+
+    >>> attempt_seed(0, "p", 1, 2) == attempt_seed(0, "p", 1, 2) != attempt_seed(0, "p", 2, 1)
+    True
+    """
+    return zlib.crc32(f"{seed}:{problem_id}:{chain}:{position}".encode()) & 0x7FFFFFFF
 
 
 def revision_chains(
@@ -63,11 +94,13 @@ def revision_chains(
     verifier_context: str = "question",
     problem_ids: Sequence[str] | None = None,
     revision_temperature: float | None = None,
+    stops: Sequence[ChainStop | None] | None = None,
 ) -> list[SearchOutcome]:
     """``num_chains`` chains of ``chain_length`` attempts per problem; one outcome per problem.
 
     The first attempt of a chain is sampled at ``temperature``, the revisions after it at
-    ``revision_temperature`` (``None``: ``temperature`` too).
+    ``revision_temperature`` (``None``: ``temperature`` too). ``stops``: per problem, when its chains
+    stop early (None: never); an ``accept`` rule has each attempt scored as soon as it is made.
 
     Candidates are ordered by chain, then position. Prompts are fitted to the reviser's context
     (``reviser.max_context`` when it has one) with ``max_tokens`` left for the answer; the attempts
@@ -82,6 +115,9 @@ def revision_chains(
     if verifier_context not in VERIFIER_CONTEXTS:
         raise ValueError(f"verifier_context must be one of {VERIFIER_CONTEXTS}, got {verifier_context!r}")
     ids = list(problem_ids) if problem_ids is not None else [str(i) for i in range(len(questions))]
+    stops = list(stops) if stops is not None else [None] * len(questions)
+    if any(s is not None and s.stop == "accept" for s in stops) and prm is None:
+        raise ValueError("chains that stop on the verifier's acceptance need a verifier")
     start_fresh(reviser, prm)
     tokenizer = getattr(reviser, "tokenizer", None)
     context = getattr(reviser, "max_context", None) if tokenizer is not None else None
@@ -102,10 +138,14 @@ def revision_chains(
     # What a history verifier reads for each candidate, in order (the reviser's turn, see
     # models/reviser.verifier_question).
     histories: list[list[str]] = [[] for _ in questions]
+    stopped = [[False] * num_chains for _ in questions]
+    last_answer: list[list[str | None]] = [[None] * num_chains for _ in questions]
     for position in range(chain_length):
-        prompts, owners, seen, left_out = [], [], [], []
+        prompts, owners, seen, left_out, seeds = [], [], [], [], []
         for p, question in enumerate(questions):
             for chain in range(num_chains):
+                if stopped[p][chain]:
+                    continue
                 prompt, dropped = fit_attempts(
                     question, shown[p][chain], context, count_tokens, contract, tokenizer, reserve=max_tokens
                 )
@@ -123,6 +163,9 @@ def revision_chains(
                 left_out.append(dropped)
                 prompts.append(prompt)
                 owners.append((p, chain))
+                seeds.append([attempt_seed(seed, ids[p], chain, position)])
+        if not prompts:
+            break
         params = SamplingParams(
             n=1,
             temperature=temperature
@@ -131,8 +174,10 @@ def revision_chains(
             top_p=top_p,
             max_tokens=max_tokens,
             seed=round_seed(seed, position, "revision"),
+            sample_seeds=seeds,
         )
         outputs = reviser.generate(prompts, params)
+        made = []
         for (p, chain), history, dropped, (completion,) in zip(owners, seen, left_out, outputs):
             text = completion.text
             outcomes[p].candidates.append(
@@ -152,6 +197,10 @@ def revision_chains(
             outcomes[p].capped_steps += completion.finish_reason == "length"
             if text.strip():
                 shown[p][chain].append(text)
+            made.append((p, chain, len(outcomes[p].candidates) - 1))
+        _stop_chains(
+            made, stops, outcomes, histories, stopped, last_answer, prm, verifier_context, questions, ids
+        )
         for outcome in outcomes:
             outcome.rounds = position + 1
     dropped = sum(o.attempts_dropped for o in outcomes)
@@ -167,19 +216,53 @@ def revision_chains(
         outcome.candidates = [outcome.candidates[k] for k in order]
         outcome.attempts_dropped_by_candidate = [outcome.attempts_dropped_by_candidate[k] for k in order]
         histories[p] = [histories[p][k] for k in order]
-        outcome.prm_tokens_by_candidate = [0] * len(order)
-        outcome.prm_tokens_requested_by_candidate = [0] * len(order)
+        charged = outcome.prm_tokens_by_candidate + [0] * (len(order) - len(outcome.prm_tokens_by_candidate))
+        asked = outcome.prm_tokens_requested_by_candidate
+        asked = asked + [0] * (len(order) - len(asked))
+        outcome.prm_tokens_by_candidate = [charged[k] for k in order]
+        outcome.prm_tokens_requested_by_candidate = [asked[k] for k in order]
     if prm is not None:
-        _score_attempts(questions, outcomes, histories, prm, verifier_context, ids)
+        # What an accept rule has not scored yet, in candidate order.
+        pending = [[k for k, c in enumerate(o.candidates) if c.steps and not c.step_scores] for o in outcomes]
+        _score_attempts(questions, outcomes, histories, prm, verifier_context, ids, pending)
     return outcomes
 
 
-def _score_attempts(questions, outcomes, histories, prm: PRM, verifier_context: str, ids) -> None:
+def _stop_chains(
+    made, stops, outcomes, histories, stopped, last_answer, prm, verifier_context, questions, ids
+):
+    """After one position: score the new attempts of problems that stop on acceptance, read the answers
+    of those that stop on a repeat, and mark the chains that stop."""
+    accept = [(p, chain, k) for p, chain, k in made if stops[p] is not None and stops[p].stop == "accept"]
+    if accept:
+        pending = [[] for _ in outcomes]
+        for p, _, k in accept:
+            pending[p].append(k)
+        _score_attempts(questions, outcomes, histories, prm, verifier_context, ids, pending)
+    for p, chain, k in made:
+        rule = stops[p]
+        if rule is None:
+            continue
+        candidate = outcomes[p].candidates[k]
+        if rule.stop == "accept":
+            score = aggregate(candidate.step_scores, rule.aggregation) if candidate.step_scores else 0.0
+            stopped[p][chain] = score >= rule.tau
+        else:
+            answer = extract_answer(candidate.text, rule.answer_extraction)
+            before = last_answer[p][chain]
+            repeats = (
+                before is not None and answer is not None and has_answer(answer) and has_answer(before)
+                and is_equivalent(answer, before)
+            )  # fmt: skip
+            stopped[p][chain] = repeats
+            last_answer[p][chain] = answer
+
+
+def _score_attempts(questions, outcomes, histories, prm: PRM, verifier_context: str, ids, pending) -> None:
     # In candidate order, so that prefixes the verifier reuses are charged to the first attempt
     # that needed them: the first b attempts' charges are what scoring only those costs.
-    pairs = [
-        (p, k) for p, outcome in enumerate(outcomes) for k, c in enumerate(outcome.candidates) if c.steps
-    ]
+    # ``pending``: per problem, the candidates to score.
+    pairs = [(p, k) for p, ks in enumerate(pending) for k in ks if outcomes[p].candidates[k].steps]
     if not pairs:
         return
     if verifier_context == "history":
@@ -196,10 +279,16 @@ def _score_attempts(questions, outcomes, histories, prm: PRM, verifier_context: 
         if any(math.isnan(s) for s in step_scores):
             raise InputError(f"the verifier returned NaN for problem {ids[p]!r}, attempt {k}")
         outcomes[p].candidates[k].step_scores = [float(s) for s in step_scores]
-        outcomes[p].prm_tokens_by_candidate[k] = encoded
-        outcomes[p].prm_tokens_requested_by_candidate[k] = requested
+        _grow(outcomes[p].prm_tokens_by_candidate, k)[k] = encoded
+        _grow(outcomes[p].prm_tokens_requested_by_candidate, k)[k] = requested
         outcomes[p].prm_tokens += encoded
         outcomes[p].prm_tokens_requested += requested
+
+
+def _grow(values: list[int], index: int) -> list[int]:
+    """``values`` with room for ``index`` (zeros added): attempts scored while chains still grow."""
+    values.extend([0] * (index + 1 - len(values)))
+    return values
 
 
 def revision_step_metrics(rows: list[dict]) -> dict:

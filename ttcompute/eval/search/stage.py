@@ -185,9 +185,12 @@ def revision_budgets(budgets: list[int], length: int) -> list[int]:
     return [b for b in sorted(budgets) if b >= length and b % length == 0]
 
 
-def search_seed(seed: int, run: SearchRun, chunk: int) -> int:
-    """The seed of one (run, chunk of problems): stable across processes and worker layouts."""
-    return zlib.crc32(f"{seed}:{run.key}:{chunk}".encode())
+def search_seed(seed: int, run: SearchRun) -> int:
+    """The seed of a tree-search run: stable across processes and worker layouts. Each beam's step is
+    seeded on its own from it and its problem (:func:`~ttcompute.eval.search.step_search.beam_seed`),
+    so neither the chunk nor the other problems of a batch change a problem's search: ``ttc route``
+    reruns it exactly."""
+    return zlib.crc32(f"{seed}:{run.key}".encode())
 
 
 def best_of_n_seed(seed: int) -> int:
@@ -202,6 +205,17 @@ def best_of_n_seed(seed: int) -> int:
     return zlib.crc32(f"{seed}:best_of_n".encode())
 
 
+def revisions_seed(seed: int, chain_length: int) -> int:
+    """Revision chains' seed for chains of ``chain_length``: each attempt is seeded on its own from it
+    (:func:`~ttcompute.eval.search.revision_chains.attempt_seed`), so, as for best-of-N, neither the
+    budget nor the chunk changes a problem's chains.
+
+    >>> revisions_seed(0, 4) != revisions_seed(0, 8)
+    True
+    """
+    return zlib.crc32(f"{seed}:revisions:L={chain_length}".encode())
+
+
 def search_chunk(
     problems,
     prompts,
@@ -213,13 +227,15 @@ def search_chunk(
     chunk: int,
     reviser=None,
     initial: dict[str, list[Completion]] | None = None,
+    stops=None,
 ):
     """Run one search setting on one chunk of problems: ``[(budget, outcome per problem)]``.
 
-    ``initial``: best-of-N's first candidates per problem id (:func:`initial_solutions`)."""
+    ``initial``: best-of-N's first candidates per problem id (:func:`initial_solutions`); ``stops``:
+    revisions, per problem, when its chains stop early (``ttc route``'s adaptive revision chains)."""
     questions = [p.question for p in problems]
     ids = [p.problem_id for p in problems]
-    seed = search_seed(config.seed, run, chunk)
+    seed = search_seed(config.seed, run)
     if run.method == "revisions":
         outcomes = revision_chains(
             questions,
@@ -232,11 +248,14 @@ def search_chunk(
             max_tokens=gen_args.max_new_tokens,
             contract=gen_args.prompt_contract(),
             step_separator=config.step_separator,
-            seed=seed,
+            seed=revisions_seed(config.seed, run.chain_length),
             verifier_context=config.verifier_context,
             problem_ids=ids,
             revision_temperature=config.revision_temperature,
+            stops=stops,
         )
+        if stops is not None:  # chains stopped early hold fewer attempts than the budget: not nested
+            return [(run.budget, outcomes)]
         nested = [b for b in revision_budgets(config.budgets, run.chain_length) if b <= run.budget]
         return [(b, [first_candidates(o, b) for o in outcomes]) for b in nested]
     if run.method == "best_of_n":

@@ -186,6 +186,16 @@ def start_fresh(*engines) -> None:
             clear()
 
 
+def beam_seed(seed: int, problem_id: str, round_index: int, slot: int) -> int:
+    """The seed of one beam's step: the run's seed, the problem, the round and the beam's place among
+    the problem's beams that round -- so a problem's search does not depend on what shares its batch.
+
+    >>> beam_seed(0, "p", 1, 0) == beam_seed(0, "p", 1, 0) != beam_seed(0, "p", 1, 1)
+    True
+    """
+    return zlib.crc32(f"{seed}:{problem_id}:{round_index}:{slot}".encode()) & 0x7FFFFFFF
+
+
 def round_seed(seed: int, round_index: int, purpose: str) -> int:
     """A seed per (run seed, round, call), stable across processes (no salted ``hash``).
 
@@ -236,7 +246,7 @@ def step_search(
             break
         for beam in beams:
             outcomes[beam.problem].rounds = round_index + 1
-        _extend_one_step(beams, prompts, policy, config, round_index, outcomes)
+        _extend_one_step(beams, prompts, policy, config, round_index, outcomes, ids)
         unfinished = [beam for beam in beams if beam.finish_reason is None]
         rollouts = _lookahead(unfinished, prompts, policy, config, outcomes) if config.lookahead else {}
         _score(beams, rollouts, questions, prm, config, outcomes, ids, round_index)
@@ -272,7 +282,14 @@ def _extend_one_step(
     config: StepSearchConfig,
     round_index: int,
     outcomes: list[SearchOutcome],
+    ids: Sequence[str],
 ) -> None:
+    slots: dict[int, int] = {}
+    seeds = []
+    for beam in beams:  # each beam's step from its own stream (beam_seed)
+        slot = slots.get(beam.problem, 0)
+        slots[beam.problem] = slot + 1
+        seeds.append([beam_seed(config.seed, ids[beam.problem], round_index, slot)])
     params = SamplingParams(
         n=1,
         temperature=config.temperature,
@@ -280,6 +297,7 @@ def _extend_one_step(
         max_tokens=config.max_step_tokens,
         stop=[config.step_separator],
         seed=round_seed(config.seed, round_index, "step"),
+        sample_seeds=seeds,
     )
     outputs = policy.generate([prompts[beam.problem] + beam.text for beam in beams], params)
     for beam, (completion,) in zip(beams, outputs):
