@@ -174,3 +174,36 @@ def test_the_spend_axis_and_its_points_are_written(pipeline):
     assert (pipeline["root"] / "co" / "spend_by_bin.png").is_file()
     points = json.loads((pipeline["root"] / "co" / "routing_policy.json").read_text())["spend_points"]
     assert points["1"][0]["strategy"] is None  # giving up is always a point
+
+
+def test_batch_allocation_online_draws_what_it_would_offline(pipeline, tmp_path):
+    """``ttc route --allocation batch`` on the searched problems (one chunk): each problem draws as many
+    samples as the same gain table allocates on the saved candidates, and gets their verdict and cost."""
+    import datasets
+
+    from ttcompute.eval.batch_allocation import GainTable, allocate_saved
+
+    root = pipeline["root"]
+    policy = json.loads((root / "co" / "routing_policy.json").read_text())
+    prefixes = {
+        r["problem_id"]: r for r in datasets.Dataset.from_parquet(str(root / "select" / "prefixes.parquet"))
+    }
+    # Six problems leave the learned table nearly empty: a table whose gains depend on the state instead,
+    # so that problems draw unequally (the point is that online draws what offline allocates).
+    middle = sorted(r["confidence"][0] for r in prefixes.values())[3]
+    table = GainTable({0: [middle]}, {(0, 0): 0.4, (0, 1): 0.05, (1, -1): 0.2, (2, -1): 0.01})
+    policy["batch"] |= table.to_dict()
+    path = tmp_path / "routing_policy.json"
+    path.write_text(json.dumps(policy))
+    counts = allocate_saved(prefixes, table, 2.5 * len(prefixes))
+    assert sum(counts.values()) <= 2.5 * 6 and len(set(counts.values())) >= 2
+    run_stage("route", ["--policy", str(path), *PROBLEMS, "--allocation", "batch", "--budget", "2.5",
+                        "--device", "cpu", "--problems_per_shard", "6", "--output_dir", str(tmp_path / "batch")])  # fmt: skip
+    for row in load_sharded(tmp_path / "batch"):
+        prefix, n = prefixes[row["problem_id"]], counts[row["problem_id"]]
+        assert row["generations"] == n, row["problem_id"]
+        assert row["correct"] == prefix["correct"][n - 1]
+        assert (row["policy_flops"], row["prm_flops"]) == (
+            prefix["policy_flops"][n - 1],
+            prefix["prm_flops"][n - 1],
+        )

@@ -46,23 +46,26 @@ from transformers import PretrainedConfig
 
 from ttcompute.core.budget import inference_flops
 from ttcompute.core.errors import InputError
-from ttcompute.core.grading import is_equivalent
+from ttcompute.core.grading import extract_answer, is_equivalent
 from ttcompute.core.prompts import PromptContract, contract_from_flags
 from ttcompute.core.selection import group_equivalent_answers, weighted_best_of_n
 from ttcompute.core.sharded_stage import is_complete, run_sharded_stage
 from ttcompute.core.shards import parse_shard_spec
 from ttcompute.core.steps import aggregate
-from ttcompute.core.stopping import stopped_pick
+from ttcompute.core.stopping import StoppingRule, answered, confidences, stopped_pick
 from ttcompute.data_gen.difficulty import assign_bins, prm_difficulty_scores
 from ttcompute.data_gen.difficulty_config import DifficultyConfig
 from ttcompute.data_gen.question_probe import QuestionProbe, parameters_through, policy_id, prompt_features
 from ttcompute.eval.adaptive import Models, parse_strategy, revision_records, run_confidence
 from ttcompute.eval.allocation import allocate
+from ttcompute.eval.batch_allocation import GainTable, allocate_batch
 from ttcompute.eval.routing_policy import load_routing_policy
 from ttcompute.eval.search.adaptive_sampling import StopPlan, adaptive_best_of_n
+from ttcompute.eval.search.best_of_n import add_candidates, draw_candidates, score_candidates
 from ttcompute.eval.search.revision_chains import ChainStop
 from ttcompute.eval.search.search_config import SearchConfig
 from ttcompute.eval.search.stage import SearchRun, best_of_n_seed, outcome_rows, plan_runs, search_chunk
+from ttcompute.eval.search.step_search import SearchOutcome, start_fresh
 from ttcompute.eval.select import select_row
 from ttcompute.models.backends import load_backend
 from ttcompute.models.generation import SamplingParams, build_prompt
@@ -144,6 +147,13 @@ def check_request(policy: dict[str, Any], problem_args: ProblemConfig, config: R
             raise InputError(
                 f"{where}: its {predictor['kind']} predictor was trained on task {task}, not {problem_args.task}"
             )
+    if config.allocation == "batch":
+        if not policy.get("batch"):
+            raise InputError(
+                f"{where}: no batch gain table (a policy from before batch allocation, or selections without "
+                "best-of-N candidates): rerun ttc select and ttc compute-optimal for --allocation batch"
+            )
+        return contract
     if config.allocation == "spend":
         if not policy.get("spend_points"):
             raise InputError(
@@ -227,6 +237,8 @@ def assign_strategies(
     """
     if allocation == "spend":
         return _spend_allocation(policy, bins, budget)
+    if allocation == "batch":
+        return {p: (BATCH, policy["batch"]["cap"]) for p in bins}
     budget = int(budget)
     rule = {int(b): per_bin for b, per_bin in policy["rule"].items()}
     if allocation == "per_bin":
@@ -403,18 +415,27 @@ def route_rows(
     models: dict[int, SearchModels],
     chunk: int,
     predicted: dict[str, tuple[float | None, int, int]],
+    per_problem: float = 0.0,
 ) -> list[dict[str, Any]]:
     """The rows of one chunk of problems: each group running one search setting searched together;
     adaptive best-of-N strategies sampled round by round together; escalations run budget by budget;
-    a problem given up on spends nothing."""
+    a problem given up on spends nothing; with batch allocation, the chunk shares ``per_problem``
+    samples per problem."""
     groups: dict[tuple, list[int]] = defaultdict(list)
     runs: dict[tuple, tuple[SearchRun, SearchConfig]] = {}
     sampled: dict[int, list[int]] = defaultdict(list)  # search -> adaptive best-of-N problems
     escalated: dict[tuple[int, str], list[int]] = defaultdict(list)
     chained: dict[tuple[int, int, int], list[int]] = defaultdict(list)  # (search, L, N) -> problems
     rows: dict[int, dict[str, Any]] = {}
+    batched = [i for i, p in enumerate(problems) if assigned[p.problem_id][0] == BATCH]
+    if batched:
+        rows |= _batch_rows(
+            problems, batched, policy, models[_best_of_n_search(policy)], predicted, per_problem
+        )
     for i, problem in enumerate(problems):
         strategy, budget = assigned[problem.problem_id]
+        if strategy == BATCH:
+            continue
         if strategy is None:
             rows[i] = _row(problem, predicted, GIVE_UP, "", 0, 0, None, None, 0, 0)
             continue
@@ -458,6 +479,77 @@ def route_rows(
 
 
 GIVE_UP = "give up"
+BATCH = "batch allocation"
+
+
+def _best_of_n_search(policy: dict[str, Any]) -> int:
+    """The first search of the policy that drew best-of-N candidates (batch allocation draws more)."""
+    for index, search in enumerate(policy["searches"]):
+        if "best_of_n" in search["search"].get("methods", []):
+            return index
+    raise InputError(
+        "the routing policy's searches ran no best_of_n: batch allocation draws best-of-N candidates"
+    )
+
+
+def _batch_rows(
+    problems, members, policy, m: SearchModels, predicted, per_problem: float
+) -> dict[int, dict[str, Any]]:
+    """Batch allocation, online: ``per_problem`` samples per member in all, one first for each, then
+    one at a time to the problem whose state promises the most (the policy's gain table)."""
+    batch = policy["batch"]
+    table = GainTable.from_dict(batch)
+    rule = StoppingRule(batch["rule"])
+    aggregation = next(iter(policy["strategies"].values()), {}).get("selection_aggregation", "last")
+    group = {problems[i].problem_id: problems[i] for i in members}
+    ids = list(group)
+    contract = m.gen_args.prompt_contract()
+    prompts = {
+        p: build_prompt(group[p].question, contract, getattr(m.policy, "tokenizer", None)) for p in ids
+    }
+    outcome = {
+        p: SearchOutcome([], rounds=0, prm_tokens_by_candidate=[], prm_tokens_requested_by_candidate=[])
+        for p in ids
+    }
+    answers: dict[str, list[str | None]] = {p: [] for p in ids}
+    scores: dict[str, list[float]] = {p: [] for p in ids}
+    start_fresh(m.policy, m.prm if rule.needs_verifier else None)
+
+    def draw(chosen: list[str]) -> None:
+        first = [len(answers[p]) for p in chosen]
+        drawn = draw_candidates(
+            [prompts[p] for p in chosen], m.policy, chosen, first, 1, temperature=m.gen_args.temperature,
+            top_p=m.gen_args.top_p, max_tokens=m.gen_args.max_new_tokens, seed=best_of_n_seed(m.config.seed),
+        )  # fmt: skip
+        for p, completions in zip(chosen, drawn):
+            add_candidates(outcome[p], completions, m.config.step_separator)
+            answers[p] += [extract_answer(c.text, m.gen_args.answer_extraction) for c in completions]
+        if rule.needs_verifier:
+            score_candidates(
+                [group[p].question for p in chosen], [outcome[p] for p in chosen], first, m.prm, chosen
+            )
+            for p, start in zip(chosen, first):
+                scores[p] += [aggregate(c.step_scores, aggregation) if c.step_scores else 0.0
+                              for c in outcome[p].candidates[start:]]  # fmt: skip
+
+    def confidence(p: str) -> float:
+        return confidences(rule, group_equivalent_answers(answers[p]), answered(answers[p]),
+                           scores[p] if rule.needs_verifier else None)[-1]  # fmt: skip
+
+    allocate_batch(
+        ids, table, per_problem * len(ids), batch["cap"], draw, confidence, lambda p: len(answers[p])
+    )
+    rows = {}
+    for i in members:
+        p = problems[i].problem_id
+        pick = stopped_pick(rule, answers[p], scores[p] if rule.needs_verifier else None,
+                            group_equivalent_answers(answers[p]), len(answers[p]))  # fmt: skip
+        answer = answers[p][pick]
+        prm_flops = inference_flops(m.prm.num_parameters, outcome[p].prm_tokens) if rule.needs_verifier else 0
+        rows[i] = _row(problems[i], predicted, BATCH, "best_of_n", batch["cap"], len(answers[p]), answer,
+                       answer is not None and is_equivalent(answer, problems[i].answer),
+                       inference_flops(m.policy.num_parameters, outcome[p].policy_tokens), prm_flops)  # fmt: skip
+    return rows
 
 
 def _row(problem, predicted, strategy, method, budget, generations, answer, correct, policy_flops, prm_flops):
@@ -624,10 +716,14 @@ def run_route(problem_args: ProblemConfig, config: RouteConfig) -> dict[str, Any
     # Every search any strategy of the rule comes from (per_problem may use any budget).
     if config.allocation == "spend":
         named = {p["strategy"] for points in policy["spend_points"].values() for p in points if p["strategy"]}
+    elif config.allocation == "batch":
+        named = set()
     else:
         budgets = [int(config.budget)] if config.allocation == "per_bin" else [int(b) for b in policy["rule"]]
         named = {entry["strategy"] for b in budgets for entry in policy["rule"][str(b)].values()}
     used = {policy["strategies"][strategy]["search"] for strategy in named}
+    if config.allocation == "batch":
+        used.add(_best_of_n_search(policy))
     # Models load before anything is written: a bad path leaves no manifest behind.
     cache: dict = {}
     models = load_search_models(policy, used, config, cache)
@@ -679,7 +775,7 @@ def run_route(problem_args: ProblemConfig, config: RouteConfig) -> dict[str, Any
         overwrite=config.overwrite,
         num_shards=len(chunks),
         schema=ROW_SCHEMA,
-        build_shard=lambda j: route_rows(chunks[j], assigned, policy, models, j, predicted),
+        build_shard=lambda j: route_rows(chunks[j], assigned, policy, models, j, predicted, config.budget),
         stats=route_stats,
         info={
             "routing_policy": str(Path(config.policy).resolve()),

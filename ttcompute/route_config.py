@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from ttcompute.core.prompts import PromptOptions
 
-ALLOCATIONS = ("per_bin", "per_problem", "spend")
+ALLOCATIONS = ("per_bin", "per_problem", "spend", "batch")
 
 
 @dataclass
@@ -21,7 +21,10 @@ class RouteConfig(PromptOptions):
             cheapest budget). ``spend``: a mean of generations per problem (any positive number),
             spread over the problems by their bins' static and adaptive strategies, by what each
             actually spends (the policy's ``spend_points``; a problem may get none, and no answer).
-        allocation: ``per_bin``, ``per_problem`` or ``spend``.
+            ``batch``: each chunk of ``problems_per_shard`` problems shares ``budget`` best-of-N samples
+            per problem, one first for each, then one at a time to the problem whose state promises the
+            most (the policy's ``batch`` gain table); it stops early where none is expected to gain.
+        allocation: ``per_bin``, ``per_problem``, ``spend`` or ``batch``.
         output_dir: Where the answer shards, manifest, resolved config and stats go.
         model_name_or_path / prompt_template / use_chat_template / system_prompt: Assertions only:
             the policy file names the policy and its prompt contract; a value given must agree.
@@ -39,7 +42,7 @@ class RouteConfig(PromptOptions):
         default=None,
         metadata={"help": "generations per problem (required; spend: their mean, any positive number)"},
     )
-    allocation: str = field(default="per_bin", metadata={"help": "per_bin | per_problem | spend"})
+    allocation: str = field(default="per_bin", metadata={"help": "per_bin | per_problem | spend | batch"})
     output_dir: str = field(default="runs/route", metadata={"help": "output directory"})
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "the policy (default and required: the policy file's)"}

@@ -38,6 +38,7 @@ from ttcompute.core.config import save_resolved_config
 from ttcompute.core.errors import InputError
 from ttcompute.core.shards import read_resolved_config, write_json
 from ttcompute.eval.allocation import allocation_choices, choose_strategy, realised
+from ttcompute.eval.batch_allocation import evaluate_batch
 from ttcompute.eval.compute_optimal_config import ComputeOptimalConfig
 from ttcompute.eval.efficiency import (
     assign_folds,
@@ -77,6 +78,26 @@ def selection_table(
     return table, dict(members)
 
 
+def batch_outcomes(
+    config: ComputeOptimalConfig, bins: dict[str, Any], budgets: list[int]
+) -> dict[int, dict[str, tuple[bool, int]]] | None:
+    """Batch allocation of ``B`` samples per problem at every budget B, its folds those of compute-optimal
+    within the bins, from the first select output's ``prefixes.parquet`` (None without)."""
+    path = Path(config.select_dirs[0]) / "prefixes.parquet"
+    if not path.is_file():
+        return None
+    prefixes = [row for row in datasets.Dataset.from_parquet(str(path)) if row["problem_id"] in bins]
+    groups = {p: str(b) for p, b in bins.items()}
+    members: dict[str, list[str]] = defaultdict(list)
+    for row in prefixes:
+        members[groups[row["problem_id"]]].append(row["problem_id"])
+    folds = {
+        p: f for ps in members.values() for p, f in assign_folds(ps, config.num_folds, config.seed).items()
+    }
+    top = min((len(row["correct"]) for row in prefixes), default=0)
+    return {b: evaluate_batch(prefixes, folds, config.num_folds, b) for b in budgets if b <= top}
+
+
 def per_problem_allocation(
     records: list[dict[str, Any]],
     bins: dict[str, Any],
@@ -85,10 +106,13 @@ def per_problem_allocation(
     num_folds: int,
     seed: int,
     num_resamples: int,
+    batch: dict[int, dict[str, tuple[bool, int]]] | None = None,
 ) -> dict[str, Any]:
     """Per-problem allocation (:mod:`ttcompute.eval.allocation`) at every budget B: the total ``N * B``
     spread by predicted difficulty, its held-out accuracy, and its paired-bootstrap differences from
-    the baseline and from per-bin compute-optimal at the same total."""
+    the baseline and from per-bin compute-optimal at the same total. ``batch``: per B, each problem's
+    (verdict, samples drawn) under batch allocation of the same total (:mod:`~ttcompute.eval.
+    batch_allocation`), compared with this static allocation and with the baseline."""
     table, members = selection_table(records, bins)
     folds = {group: assign_folds(problems, num_folds, seed) for group, problems in members.items()}
     out: dict[str, Any] = {}
@@ -118,6 +142,24 @@ def per_problem_allocation(
             entry["vs_baseline"] = paired_interval(
                 outcomes, lambda x: difference(x, "baseline"), num_resamples=num_resamples, seed=seed
             )
+        if batch and budget in batch and set(batch[budget]) == set(problems):
+            outcomes["batch"] = [batch[budget][p][0] for p in problems]
+            drawn = [batch[budget][p][1] for p in problems]
+            entry["batch"] = {
+                "accuracy": round(sum(outcomes["batch"]) / len(problems), 4),
+                "generations": int(sum(drawn)),
+                "minus_static": paired_interval(
+                    outcomes,
+                    lambda x: float(x["batch"].mean() - x["allocation"].mean()),
+                    num_resamples=num_resamples,
+                    seed=seed,
+                ),  # fmt: skip
+            }
+            if "baseline" in outcomes:
+                entry["batch"]["minus_baseline"] = paired_interval(
+                    outcomes, lambda x: float(x["batch"].mean() - x["baseline"].mean()),
+                    num_resamples=num_resamples, seed=seed,
+                )  # fmt: skip
         out[str(budget)] = entry
     return out
 
@@ -432,24 +474,40 @@ def _allocation_lines(result: dict[str, Any]) -> list[str]:
         "## Per-problem allocation at the same total (N x B generations)",
         "",
         "Each problem's own budget from its bin's curve on the other fold (greedy on the curves' concave",
-        "hulls, ttcompute/eval/allocation.py); differences paired over problems, 95% intervals.",
+        "hulls, ttcompute/eval/allocation.py); differences paired over problems, 95% intervals. Batch",
+        "allocation: the same total drawn one best-of-N sample at a time, each to the problem whose state",
+        "promises the most (ttcompute/eval/batch_allocation.py, its gains measured on the other fold);",
+        "it stops early where no problem is expected to gain.",
         "",
     ]
     return lines + allocation_table(allocation)
 
 
 def allocation_table(allocation: dict[str, dict[str, Any]]) -> list[str]:
-    """The per-problem allocation table of ``compute_optimal.json`` (also in ``ttc report``)."""
-    lines = [
-        "| B | allocation | generations used / allowed | budgets used | - per-bin compute-optimal | - baseline |",
-        "|---:|---:|---:|---|---:|---:|",
-    ]
+    """The per-problem allocation table of ``compute_optimal.json`` (also in ``ttc report``), with batch
+    allocation at the same total beside it when it was evaluated."""
+    with_batch = any("batch" in entry for entry in allocation.values())
+    head = "| B | allocation | generations used / allowed | budgets used | - per-bin compute-optimal | - baseline |"
+    rule = "|---:|---:|---:|---|---:|---:|"
+    if with_batch:
+        head += " batch allocation | its generations | batch - static allocation | batch - baseline |"
+        rule += "---:|---:|---:|---:|"
+    lines = [head, rule]
     for b, entry in sorted(allocation.items(), key=lambda item: int(item[0])):
-        lines.append(
+        line = (
             f"| {b} | {entry['accuracy']:.3f} | {entry['generations']} / {entry['total_allowed']} | "
             f"{', '.join(map(str, entry['budgets_used']))} | {format_interval(entry.get('vs_per_bin'))} | "
             f"{format_interval(entry.get('vs_baseline'))} |"
         )
+        if with_batch:
+            batch = entry.get("batch") or {}
+            line += (
+                f" {batch['accuracy']:.3f} | {batch['generations']} | {format_interval(batch.get('minus_static'))} | "
+                f"{format_interval(batch.get('minus_baseline'))} |"
+                if batch
+                else " - | - | - | - |"
+            )
+        lines.append(line)
     return lines
 
 
@@ -656,7 +714,7 @@ def run_compute_optimal(config: ComputeOptimalConfig) -> dict[str, Any]:
             baseline_per_problem[int(r["budget"])][r["problem_id"]] = bool(r["correct"])
     allocation = per_problem_allocation(
         records, bins, result["per_problem"], baseline_per_problem, config.num_folds, config.seed,
-        config.bootstrap_resamples,
+        config.bootstrap_resamples, batch_outcomes(config, bins, sorted(result["per_problem"])),
     )  # fmt: skip
     intervals = bootstrap_intervals(
         result["per_problem"],

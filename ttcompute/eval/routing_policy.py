@@ -24,7 +24,9 @@ whose answers nobody knows yet. This file holds everything that takes:
 * ``spend_points``: per bin, static and adaptive strategies on the axis of generations actually spent
   (:func:`~ttcompute.eval.spend_optimal.bin_points` on all of the bin's problems, giving up included:
   ``strategy`` null): ``ttc route --allocation spend`` spreads a mean of generations per problem over
-  them.
+  them;
+* ``batch``: the gain table of batch allocation (:mod:`~ttcompute.eval.batch_allocation`, learned on all
+  the problems' best-of-N candidates), its confidence rule and cap: ``ttc route --allocation batch``.
 """
 
 from __future__ import annotations
@@ -37,9 +39,12 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+import datasets
+
 from ttcompute.core.errors import InputError
 from ttcompute.core.shards import read_manifest, read_resolved_config, write_json
 from ttcompute.eval.allocation import choose_strategy
+from ttcompute.eval.batch_allocation import gain_table
 from ttcompute.eval.search.search_config import SearchConfig
 from ttcompute.eval.select import is_adaptive
 from ttcompute.eval.spend_optimal import bin_points, option_table
@@ -135,6 +140,22 @@ def spend_points(
             for x, (a, option) in points.items()
         ]
     return out
+
+
+def _batch_record(select_dir: str, problems: set[str]) -> dict[str, Any] | None:
+    """What ``ttc route --allocation batch`` reads: the gain table of all the problems' best-of-N
+    prefixes (``ttc select``'s ``prefixes.parquet``) and the confidence rule it is indexed by."""
+    path = Path(select_dir) / "prefixes.parquet"
+    if not path.is_file():
+        return None
+    rows = [row for row in datasets.Dataset.from_parquet(str(path)) if row["problem_id"] in problems]
+    if not rows:
+        return None
+    return {
+        "rule": rows[0]["rule"],
+        "cap": min(len(r["correct"]) for r in rows),
+        **gain_table(rows).to_dict(),
+    }
 
 
 def _strategy_settings(select_dirs: list[str]) -> tuple[dict[str, dict[str, Any]], list[str]] | None:
@@ -240,6 +261,7 @@ def build_routing_policy(
         "rule": rule,
         "curves": curves,
         "spend_points": spend,
+        "batch": _batch_record(select_dirs[0], {r["problem_id"] for r in records}),
         "num_problems": len({r["problem_id"] for r in records}),
     }
 

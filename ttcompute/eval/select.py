@@ -8,6 +8,13 @@ one, its own name with its settings (e.g. ``beam_search M=4``, ``lookahead k=3 M
 length L: ``revisions L=4 majority``, ``... weighted`` (over all attempts) and ``... hierarchical``
 (within each chain, then across).
 
+Adaptive strategies (``ttcompute/eval/adaptive.py``) are evaluated on the same candidates: a
+stopping rule's record has the cap as its ``budget``, what it drew as ``generations`` and whether the
+rule stopped it before the cap as ``settled``. ``accuracy.json`` holds them under ``adaptive``, the
+verifier's ceiling (pass@N with oracle selection) and within-problem ranking under ``ceiling``, and
+``prefixes.parquet`` (problem_id, bin, rule, and per n of best-of-N's candidates: correct, confidence,
+policy_flops, prm_flops) feeds batch allocation.
+
 Outputs (``output_dir``): ``selections.parquet`` (problem_id, bin, strategy, method, budget,
 generations, selected, answer, correct, policy_flops, prm_flops, total_flops -- majority vote is
 charged no PRM compute, nor is any majority rule -- and reused_samples, the search's), ``accuracy.json``, ``accuracy.md`` (a table per bin) and
@@ -29,6 +36,7 @@ from typing import Any
 import datasets
 import numpy as np
 
+from ttcompute.core.budget import inference_flops
 from ttcompute.core.config import save_resolved_config
 from ttcompute.core.errors import InputError
 from ttcompute.core.outputs import load_difficulty, misaligned_candidates
@@ -41,7 +49,7 @@ from ttcompute.core.selection import (
 )
 from ttcompute.core.shards import load_sharded, read_manifest, write_json
 from ttcompute.core.steps import aggregate
-from ttcompute.core.stopping import RULES, VERIFIER_RULES
+from ttcompute.core.stopping import RULES, VERIFIER_RULES, StoppingRule, answered, confidences, stopped_pick
 from ttcompute.eval.adaptive import (
     KINDS,
     Models,
@@ -386,6 +394,30 @@ def verifier_ceiling(rows: SearchRows, bins: dict[str, int], score_of) -> dict[s
     return out
 
 
+def prefix_rows(rows: SearchRows, bins: dict[str, int], score_of, models: Models) -> list[dict[str, Any]]:
+    """Per problem, what its first n best-of-N candidates give for every n: weighted best-of-N's verdict
+    (majority vote without a verifier), the confidence in that answer (the verifier's ``share``, the
+    agreement rule ``beta`` without one) and the FLOPs spent so far -- what batch allocation reads
+    (``prefixes.parquet``; :mod:`~ttcompute.eval.batch_allocation`)."""
+    out = []
+    for problem, row in sorted(rows.best_of_n.items()):
+        answers = row["answers"]
+        groups = group_equivalent_answers(answers)
+        scores = score_of(row) if rows.has_scores else None
+        rule = StoppingRule("share" if scores is not None else "beta")
+        confidence = confidences(rule, groups, answered(answers), scores)
+        correct, policy, prm = [], [], []
+        for n in range(1, len(answers) + 1):
+            pick = stopped_pick(rule, answers, scores, groups, n)
+            correct.append(bool(row["correct"][pick]))
+            policy.append(inference_flops(models.policy_parameters, sum(row["num_tokens"][:n])))
+            charged = sum(row["prm_tokens_by_candidate"][:n]) if scores is not None else 0
+            prm.append(inference_flops(models.verifier_parameters, charged))
+        out.append({"problem_id": problem, "bin": bins.get(problem), "rule": rule.rule, "correct": correct,
+                    "confidence": confidence, "policy_flops": policy, "prm_flops": prm})  # fmt: skip
+    return out
+
+
 def ceiling_table(ceiling: dict[str, Any], accuracy: dict[str, dict[str, dict[int, float]]]) -> str:
     """pass@N with oracle selection per bin, the selection gap of weighted best-of-N beside it, and the
     verifier's within-problem ranking (Markdown)."""
@@ -467,9 +499,9 @@ def run_select(config: SelectConfig) -> dict[str, Any]:
         return [candidate_score(s, config.aggregation) for s in row["step_scores"]]
 
     adaptive = plan_adaptive(config, by_problem, score_of)
+    info = read_manifest(config.search_dir).get("info", {})
+    models = Models(int(info.get("policy_parameters") or 0), int(info.get("verifier_parameters") or 0))
     if adaptive:
-        info = read_manifest(config.search_dir).get("info", {})
-        models = Models(int(info.get("policy_parameters") or 0), int(info.get("verifier_parameters") or 0))
         found = adaptive_records(
             by_problem,
             adaptive,
@@ -517,6 +549,11 @@ def run_select(config: SelectConfig) -> dict[str, Any]:
         },
         "mean_total_flops": {s: {str(b): f for b, f in v.items()} for s, v in mean_flops.items()},
     }
+    if by_problem.best_of_n and by_problem.has_costs:
+        prefixes = datasets.Dataset.from_list(prefix_rows(by_problem, bins, score_of, models))
+        tmp = out / ".prefixes.parquet.tmp"
+        prefixes.to_parquet(str(tmp))
+        tmp.replace(out / "prefixes.parquet")
     adaptive_found = adaptive_summary(r for r in records if is_adaptive(r["strategy"]))
     if adaptive_found:
         summary["adaptive"] = adaptive_found
