@@ -4,10 +4,16 @@
 -- samples, difficulty predictors, search, selection, compute-optimal, FLOPs-matched, report -- on
 other draws (``--problem_seeds``), reusing the trained PRM and reviser of a finished demo
 (``--demo_dir``, passed as ``ttc demo --trained_from``: each draw costs only its evaluation),
-then prints, per draw and per difficulty predictor, compute-optimal's efficiency vs weighted best-of-N
--- the ratio at the largest budget and the one averaged over accuracy levels -- with and without the
-difficulty estimate's cost, each with its 95% paired-bootstrap interval, and the spread (max / min) of
-each over the draws.
+then prints, per draw and per difficulty predictor:
+
+* the headline -- compute-optimal over static *and adaptive* strategies on the axis of generations
+  actually spent, every cost counted: the generations per problem where it reaches weighted
+  best-of-N@64's accuracy (less 0.01), the saving averaged over accuracy levels, and both against the
+  strongest fixed strategy (``none``: no bins, nothing to charge);
+* the paper's static compute-optimal: the ratio at the largest budget and the averaged one, with and
+  without the difficulty estimate's cost;
+
+each with its 95% paired-bootstrap interval, and the spread (max / min) of each over the draws.
 
     .venv/bin/python bench/headline_spread.py [--demo_dir runs/demo] [--problem_seeds 2025 2026]
 
@@ -37,6 +43,16 @@ def run_draw(demo_dir: Path, seed: int) -> Path:
 
 def headline(demo_out: Path) -> dict:
     report = json.loads((demo_out / "report" / "report.json").read_text())
+    adaptive = {
+        predictor: {
+            "spend_at_target": entry["intervals"]["spend_at_target/best_of_n"],
+            "averaged": entry["intervals"]["averaged/best_of_n"],
+            "spend_at_fixed": entry["intervals"]["spend_at_target/strongest_fixed"],
+            "averaged_vs_fixed": entry["intervals"]["averaged/strongest_fixed"],
+            "predictor_generations": entry["predictor_generations"],
+        }
+        for predictor, entry in (report.get("adaptive") or {}).items()
+    }
     rows = {}
     for predictor, entry in report["compute_optimal_by_predictor"].items():
         intervals = entry["intervals"]
@@ -48,12 +64,14 @@ def headline(demo_out: Path) -> dict:
             "cost_generations": entry["difficulty_cost_generations"],
             "at_budget": entry["efficiency_at_budget"],
         }
-    return {"num_problems": report.get("num_evaluation_problems"), "predictors": rows}
+    return {"num_problems": report.get("num_evaluation_problems"), "predictors": rows, "adaptive": adaptive}
 
 
 def _fmt(interval: dict) -> str:
     if interval.get("estimate") is None:
         return "-"
+    if interval.get("low") is None:
+        return f"{interval['estimate']:.2f}"
     return f"{interval['estimate']:.2f} [{interval['low']:.2f}, {interval['high']:.2f}]"
 
 
@@ -69,6 +87,19 @@ def main() -> int:
     draws = {"2024 (make demo)": headline(demo_dir)}
     for seed in args.problem_seeds:
         draws[str(seed)] = headline(run_draw(demo_dir, seed))
+    adaptive = sorted(next(iter(draws.values()))["adaptive"])
+    print(
+        "\n| draw | bins | generations at weighted best-of-N@64's accuracy | averaged over accuracies | "
+        "generations at the strongest fixed strategy's | averaged vs it |"
+    )
+    print("|---|---|---:|---:|---:|---:|")
+    for name, draw in draws.items():
+        for predictor in adaptive:
+            row = draw["adaptive"][predictor]
+            print(
+                f"| {name} | {predictor} ({row['predictor_generations']:.2f}) | {_fmt(row['spend_at_target'])} | "
+                f"{_fmt(row['averaged'])} | {_fmt(row['spend_at_fixed'])} | {_fmt(row['averaged_vs_fixed'])} |"
+            )
     predictors = sorted(next(iter(draws.values()))["predictors"])
     print(
         "\n| draw | problems | predictor | at the largest budget | with the difficulty cost | "
@@ -83,6 +114,11 @@ def main() -> int:
                 f"{_fmt(row['with_cost'])} | {_fmt(row['averaged'])} | {_fmt(row['averaged_with_cost'])} |"
             )
     spread = {}
+    for predictor in adaptive:
+        for key in ("spend_at_target", "averaged", "spend_at_fixed", "averaged_vs_fixed"):
+            values = [d["adaptive"][predictor][key]["estimate"] for d in draws.values()]
+            values = [v for v in values if v]
+            spread[f"adaptive/{predictor}/{key}"] = round(max(values) / min(values), 3) if values else None
     for predictor in predictors:
         for key in ("efficiency", "with_cost", "averaged", "averaged_with_cost"):
             values = [d["predictors"][predictor][key]["estimate"] for d in draws.values()]
@@ -90,7 +126,7 @@ def main() -> int:
             spread[f"{predictor}/{key}"] = round(max(values) / min(values), 3) if values else None
     print("\nspread over draws (max / min of the estimate):")
     for key, value in spread.items():
-        print(f"  {key:<28} {value}")
+        print(f"  {key:<40} {value}")
     (demo_dir / "headline_spread.json").write_text(json.dumps({"draws": draws, "spread": spread}, indent=2))
     return 0
 

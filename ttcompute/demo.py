@@ -22,6 +22,7 @@ from ttcompute.core.config import save_resolved_config
 from ttcompute.core.errors import InputError
 from ttcompute.core.shards import write_json
 from ttcompute.demo_config import DemoConfig
+from ttcompute.eval.efficiency import format_interval
 
 logger = logging.getLogger(__name__)
 
@@ -175,8 +176,9 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
               token_prm.dir("prm/prm_token"), "--methods", *token_methods, "--budgets", *budgets, "--beam_widths",
               "4", "--seed", config.seed, *(reuse if "best_of_n" in token_methods else []), "--problems_per_shard",
               config.problems_per_shard, "--output_dir", s.dir("search_token"), step="search: token PRM")  # fmt: skip
+        # Its static strategies, beside the likelihood PRM's: which verifier ranks better (no stopping rules).
         s.run("select", "--search_dir", s.dir("search_token"), "--difficulty_dir", s.dir("difficulty"),
-              "--output_dir", s.dir("select_token"), step="select: token PRM")  # fmt: skip
+              "--adaptive", "false", "--output_dir", s.dir("select_token"), step="select: token PRM")  # fmt: skip
     predicted = {"question": "difficulty_question", "prm": "difficulty_prm", "prm_probe": "difficulty_probe"}
     s.run("compute-optimal", "--select_dirs", s.dir("select"), "--difficulty_dir", s.dir("difficulty"),
           "--output_dir", s.dir("compute_optimal"), step="compute-optimal")  # fmt: skip
@@ -286,6 +288,42 @@ def _train_token_prm(s: _Stages, labels: _Stages, config: DemoConfig, small: Pat
           s.dir("prm/eval_token"), step="eval-prm: token classification")  # fmt: skip
 
 
+def _print_adaptive(report: dict[str, Any]) -> None:
+    """The headline: compute-optimal over static and adaptive strategies, every cost counted, with its
+    intervals; the other predictors' rows; the verifier's ceiling."""
+    adaptive, name = report.get("adaptive") or {}, report.get("adaptive_headline")
+    if name in adaptive and adaptive[name]["baseline_curve"]:
+        entry = adaptive[name]
+        intervals, top = entry["intervals"], max(entry["baseline_curve"], key=int)
+        print(
+            f"HEADLINE adaptive compute-optimal ({name} bins, every cost counted): "
+            f"{format_interval(intervals['averaged/best_of_n'], 2)}x fewer generations than weighted best-of-N "
+            f"(averaged over accuracies); {format_interval(intervals['spend_at_target/best_of_n'], 2)} generations "
+            f"per problem at its N={top} accuracy ({entry['baseline_curve'][top]:.3f})"
+        )
+        print(
+            f"  vs the strongest fixed strategy ({entry['strongest_fixed_strategy'][top]} at {top}): "
+            f"{format_interval(intervals['averaged/strongest_fixed'], 2)}x averaged, "
+            f"{format_interval(intervals['spend_at_target/strongest_fixed'], 2)} generations at its accuracy"
+        )
+        for other, row in adaptive.items():
+            if other != name:
+                print(
+                    f"  with {other} bins: {format_interval(row['intervals']['averaged/best_of_n'], 2)}x, "
+                    f"{format_interval(row['intervals']['spend_at_target/best_of_n'], 2)} generations"
+                )
+    ceiling = (report.get("ceiling") or {}).get("all", {}).get("pass_at_n") or {}
+    weighted = (report.get("search") or {}).get("best_of_n_weighted") or {}
+    if ceiling:
+        n = max(ceiling, key=int)
+        gap = (
+            f"; weighted best-of-N {weighted[n]:.3f}: selection gap {ceiling[n] - weighted[n]:.3f}"
+            if n in weighted
+            else ""
+        )
+        print(f"verifier ceiling: pass@{n} with oracle selection {ceiling[n]:.3f}{gap}")
+
+
 def _print_headline(report: dict[str, Any], out: Path) -> None:
     # The demo's product is this summary on the terminal, so it is printed rather than logged.
     policy, co = report.get("policy", {}), report.get("compute_optimal", {})
@@ -312,12 +350,15 @@ def _print_headline(report: dict[str, Any], out: Path) -> None:
         print(f"reviser:  pass@1 by revision step {report['reviser']['pass_at_1_by_step'][:5]}")
     for method, curve in report.get("search", {}).items():
         print(f"search:   {method:<20} " + "  ".join(f"N={b}: {a:.2f}" for b, a in curve.items()))
+    _print_adaptive(report)
     if co:
         budgets = [k for k in co if k.isdigit()]
-        print("compute-optimal: " + "  ".join(f"N={b}: {co[b]:.2f}" for b in sorted(budgets, key=int)))
+        print("static compute-optimal (the paper's, oracle bins): " + "  ".join(
+            f"N={b}: {co[b]:.2f}" for b in sorted(budgets, key=int)))  # fmt: skip
+        paper = (co.get("intervals") or {}).get("efficiency_vs_best_of_n")
         print(
-            f"efficiency vs weighted best-of-N: {co.get('efficiency_vs_best_of_n')}x "
-            f"({co.get('efficiency_vs_best_of_n_with_difficulty_cost')}x counting the difficulty estimate)"
+            f"  the paper's ratio at the largest budget (not the headline: read where two flat curves first "
+            f"cross): {format_interval(paper, 2)}x vs weighted best-of-N"
         )
     for ratio, bins in report.get("flops_matched", {}).items():
         row = bins.get("all", {})

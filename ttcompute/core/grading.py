@@ -590,9 +590,7 @@ def normalize_answer(answer: str) -> str:
     >>> normalize_answer("$\\\\left( 3, \\\\dfrac{\\\\pi}{2} \\\\right)$")
     '(3,\\\\frac{\\\\pi}{2})'
     """
-    if len(answer) <= _CACHED_LENGTH:
-        return _cached_normal_form(answer)
-    return _normal_form(_answer_text(answer))
+    return _text_and_normal_form(answer)[1]
 
 
 # Selection regroups the same few answers of a problem again and again (every budget, rule and
@@ -601,9 +599,18 @@ def normalize_answer(answer: str) -> str:
 _CACHED_LENGTH = 512
 
 
+def _text_and_normal_form(answer: str) -> tuple[str, str]:
+    """:func:`_answer_text` of an answer and its normal form (:func:`_normal_form`)."""
+    if len(answer) <= _CACHED_LENGTH:
+        return _cached_text_and_normal_form(answer)
+    text = _answer_text(answer)
+    return text, _normal_form(text)
+
+
 @functools.lru_cache(maxsize=1 << 16)
-def _cached_normal_form(answer: str) -> str:
-    return _normal_form(_answer_text(answer))
+def _cached_text_and_normal_form(answer: str) -> tuple[str, str]:
+    text = _answer_text(answer)
+    return text, _normal_form(text)
 
 
 # A deadline stops math-verify only between bytecodes (see _thread_deadline): a huge integer power
@@ -897,8 +904,10 @@ def is_equivalent(pred: str, gold: str, timeout_seconds: float = DEFAULT_TIMEOUT
     (True, False)
     """
     try:
-        pred_text, gold_text = _answer_text(pred), _answer_text(gold)
-        pred_norm, gold_norm = _normal_form(pred_text), _normal_form(gold_text)
+        (pred_text, pred_norm), (gold_text, gold_norm) = (
+            _text_and_normal_form(pred),
+            _text_and_normal_form(gold),
+        )
         if not pred_norm or not gold_norm:
             return False
         if pred_norm == gold_norm:

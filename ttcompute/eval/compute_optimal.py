@@ -647,7 +647,7 @@ def markdown_report(result: dict[str, Any]) -> str:
 
 
 def _spend_plots(
-    out: Path, summary: dict[str, Any], config: ComputeOptimalConfig, bins: dict[str, Any]
+    out: Path, summary: dict[str, Any], config: ComputeOptimalConfig, bins: dict[str, Any], selections: list
 ) -> None:
     """``spend.png`` (the spend-axis curves beside the static ones and the verifier's ceiling) and
     ``spend_by_bin.png`` (each problem's generations where the curve reaches the baseline's top)."""
@@ -792,7 +792,7 @@ def run_compute_optimal(config: ComputeOptimalConfig) -> dict[str, Any]:
         out / "compute_optimal_vs_best_of_n.png",
         bands=_bands(intervals),
     )
-    _spend_plots(out, summary, config, bins)
+    _spend_plots(out, summary, config, bins, selections)
     logger.info(
         "Compute-optimal vs %s: %s vs %s; efficiency %s (%s with the difficulty estimate's %.1f generations) "
         "-> %s (plot: %s)",

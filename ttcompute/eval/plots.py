@@ -180,11 +180,15 @@ def plot_spend(
     baselines: dict[str, dict[int, float]],
     ceiling: dict[int, float] | None,
     path: str | Path,
+    fronts: dict[str, dict[float, float]] | None = None,
 ) -> Path:
     """Accuracy vs generations actually spent per problem (log2 axis): the spend-axis compute-optimal
-    curve of each predictor (every cost counted), the static baselines, and the verifier's ceiling
-    (pass@N with oracle selection: what no selection rule can exceed)."""
+    curve of each predictor (every cost counted), the static baselines, each adaptive family's front
+    over all problems (thin, dotted), and the verifier's ceiling (pass@N with oracle selection: what
+    no selection rule can exceed)."""
     figure, axis = plt.subplots(figsize=(7.5, 4.6))
+    for colour, (name, front) in zip(["#bcbd22", "#17becf", "#e377c2", "#8c564b"], (fronts or {}).items()):
+        _curve(axis, front, label=f"{name} (front, in-sample)", color=colour, linestyle=":", linewidth=1)
     palette = ["#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2"]
     for colour, (name, curve) in zip(palette, curves.items()):
         _curve(axis, curve, label=f"adaptive compute-optimal ({name})", color=colour)

@@ -20,6 +20,13 @@ rebuilt at any time, and the same tables and plots go to W&B with ``--report_to 
   (``majority``, ``best_of_n``, ``best_of_n_weighted``, ``beam_search``, ``lookahead``, ``dvts``,
   ``revisions``) at that budget -- the best of a family's settings *in-sample*, named in
   ``search_settings.<method>.<budget>``; compute-optimal is the cross-validated number;
+* ``adaptive.<predictor>`` (``none``: no bins; each ``ttc compute-optimal`` run's bins otherwise): the
+  spend-axis analysis of static and adaptive strategies -- ``predictor_generations``, ``curve``,
+  ``baseline_curve``, ``strongest_fixed_curve``, ``intervals`` (``averaged/best_of_n``,
+  ``spend_at_target/best_of_n``, ``ratio_at_target/best_of_n``, and the same ``/strongest_fixed``),
+  ``by_bin``; ``adaptive_headline``: the row the headline reads (``--headline_predictor``);
+* ``ceiling.<bin>``: ``pass_at_n.<N>`` (oracle selection) and ``within_problem`` (``auc``, ``top1``);
+  ``given_up.<rule>``: what each stopping rule capped at the largest budget spends and gives up;
 * ``compute_optimal.<budget>``, ``compute_optimal.efficiency_vs_best_of_n``,
   ``compute_optimal.efficiency_vs_best_of_n_with_difficulty_cost`` (ratios at the largest budget
   where they are defined);
@@ -46,7 +53,7 @@ from ttcompute.core.budget import inference_flops
 from ttcompute.core.config import save_resolved_config
 from ttcompute.core.errors import InputError
 from ttcompute.core.shards import load_sharded, read_resolved_config, write_json
-from ttcompute.eval.compute_optimal import allocation_table
+from ttcompute.eval.compute_optimal import allocation_table, spend_table
 from ttcompute.eval.efficiency import format_interval
 from ttcompute.eval.plots import plot_accuracy_vs_budget, plot_revision_ratio
 from ttcompute.eval.report_config import ReportConfig
@@ -247,11 +254,14 @@ def build_report(config: ReportConfig) -> dict[str, Any]:
     )
     if adaptive:
         report["adaptive"] = adaptive
-        report["adaptive_headline"] = headline_row(adaptive)
+        report["adaptive_headline"] = (
+            config.headline_predictor if config.headline_predictor in adaptive else "none"
+        )
     if config.select_dirs:
-        ceiling = _read_json(Path(config.select_dirs[0]) / "accuracy.json").get("ceiling")
-        if ceiling:
-            report["ceiling"] = ceiling
+        selected = _read_json(Path(config.select_dirs[0]) / "accuracy.json")
+        for key in ("ceiling", "given_up"):
+            if selected.get(key):
+                report[key] = selected[key]
     if config.profile_file:
         report["profile_seconds"] = _read_json(Path(config.profile_file))
     if config.flops_matched_dir:
@@ -375,9 +385,146 @@ def _fmt(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else "-" if value is None else str(value)
 
 
+def headline_lines(report: dict[str, Any]) -> list[str]:
+    """The report's lead: the averaged saving with every cost counted and its interval, the spend at the
+    baseline's top accuracy, the same against the strongest fixed strategy, the paper's ratio at the
+    largest budget beside them (labelled), and the verifier's ceiling."""
+    adaptive = report.get("adaptive") or {}
+    name = report.get("adaptive_headline")
+    if name not in adaptive:
+        return []
+    entry = adaptive[name]
+    intervals = entry["intervals"]
+    top = max(entry["baseline_curve"], key=int) if entry["baseline_curve"] else None
+    bins = "no difficulty bins" if name == "none" else f"`{name}` difficulty bins"
+    lines = ["## Headline", ""]
+    if top is not None:
+        fixed = entry["strongest_fixed_strategy"].get(top)
+        lines += [
+            f"Compute-optimal over static and adaptive strategies ({bins}; every cost counted: the generations "
+            f"each problem spent plus the predictor's {entry['predictor_generations']:.2f}): "
+            f"**{format_interval(intervals['averaged/best_of_n'], 2)}x** fewer generations than weighted "
+            "best-of-N, averaged over the accuracies both reach; "
+            f"**{format_interval(intervals['spend_at_target/best_of_n'], 2)}** generations per problem at weighted "
+            f"best-of-N@{top}'s accuracy ({entry['baseline_curve'][top]:.3f}, less 0.01), "
+            f"{format_interval(intervals['ratio_at_target/best_of_n'], 1)}x fewer than its {top}.",
+            "",
+            f"Against the strongest fixed strategy at each budget ({fixed} at {top}): "
+            f"**{format_interval(intervals['averaged/strongest_fixed'], 2)}x** averaged, "
+            f"{format_interval(intervals['spend_at_target/strongest_fixed'], 2)} generations at its accuracy at "
+            f"{top} ({entry['strongest_fixed_curve'][top]:.3f}). 95% paired bootstrap intervals over problems.",
+            "",
+        ]
+    co = report.get("compute_optimal") or {}
+    paper = (co.get("intervals") or {}).get("efficiency_vs_best_of_n")
+    if paper:
+        lines += [
+            f"The paper's ratio at the largest budget (static compute-optimal over `{Path(str(co.get('bins_from'))).name}` "
+            f"bins, the difficulty estimate not charged): {format_interval(paper, 2)}x at budget "
+            f"{co.get('efficiency_at_budget')} -- read off where two flat curves first cross, it swings by "
+            "multiples between draws of problems.",
+            "",
+        ]
+    ceiling = (report.get("ceiling") or {}).get("all", {}).get("pass_at_n") or {}
+    weighted = (report.get("search") or {}).get("best_of_n_weighted") or {}
+    if ceiling:
+        n = max(ceiling, key=int)
+        gap = (
+            f"; weighted best-of-N@{n} reaches {weighted[n]:.3f}, a selection gap of {ceiling[n] - weighted[n]:.3f}"
+            if n in weighted
+            else ""
+        )
+        lines += [
+            f"The verifier, not the budget, sets the ceiling: a correct answer is among the first {n} candidates "
+            f"for {ceiling[n]:.3f} of the problems (pass@{n}, oracle selection){gap}.",
+            "",
+        ]
+    return lines
+
+
+def adaptive_lines(report: dict[str, Any], images: dict[str, str]) -> list[str]:
+    """Every predictor's spend-axis row, the curves and the spend per bin, the ceiling per bin and the
+    accuracy each stopping threshold gives up."""
+    adaptive = report.get("adaptive") or {}
+    if not adaptive:
+        return []
+    lines = [
+        "## Adaptive test-time compute",
+        "",
+        "Static and adaptive strategies together (stopping rules, revision chains stopped early, tree",
+        "searches escalated, giving up), by generations actually spent; each row one way of binning",
+        "problems by difficulty, its predictor charged (`none`: no bins, nothing to charge; `oracle`: needs",
+        "the answers, a bound). Thresholds and caps are chosen on the other fold.",
+        "",
+        *spend_table(
+            {("**" + k + "**" if k == report.get("adaptive_headline") else k): v for k, v in adaptive.items()}
+        ),
+        "",
+    ]
+    if "spend" in images:
+        lines += [f"![accuracy vs generations spent]({images['spend']})", ""]
+    headline = adaptive.get(report.get("adaptive_headline"))
+    if headline:
+        lines += [
+            "Where the headline's curve reaches weighted best-of-N's top accuracy, per bin (generations spent, "
+            "without the predictor):",
+            "",
+            "| bin | problems | generations | accuracy | options given (problems) |",
+            "|---|---:|---:|---:|---|",
+        ]
+        for group, entry in headline["by_bin"].items():
+            given = ", ".join(
+                f"{k} ({n})" for k, n in sorted(entry["options"].items(), key=lambda kv: -kv[1])
+            )
+            lines.append(
+                f"| {group} | {entry['problems']} | {entry['generations']:.2f} | {entry['accuracy']:.3f} | {given} |"
+            )
+        lines.append("")
+    if "spend_by_bin" in images:
+        lines += [f"![generations spent per problem by bin]({images['spend_by_bin']})", ""]
+    ceiling = report.get("ceiling") or {}
+    if ceiling:
+        budgets = sorted({int(b) for e in ceiling.values() for b in e["pass_at_n"]})
+        lines += [
+            "### The verifier's ceiling",
+            "",
+            "pass@N with oracle selection (a correct candidate among the first N) per bin; within a problem: "
+            "P(a correct candidate outscores a wrong one of the same problem), and how often the top-scored "
+            "candidate is correct among problems with a correct one.",
+            "",
+            "| bin | " + " | ".join(f"pass@{b}" for b in budgets) + " | within-problem AUC | top-1 correct |",
+            "|---|" + "---:|" * (len(budgets) + 2),
+        ]
+        for group, entry in ceiling.items():
+            ranking = entry.get("within_problem") or {}
+            lines.append(
+                f"| {group} | "
+                + " | ".join(_fmt(entry["pass_at_n"].get(str(b))) for b in budgets)
+                + f" | {_fmt(ranking.get('auc'))} | {_fmt(ranking.get('top1'))} |"
+            )
+        lines.append("")
+    given_up = report.get("given_up") or {}
+    if given_up:
+        lines += [
+            "### What stopping early gives up",
+            "",
+            "Each stopping rule capped at the largest budget: the generations it spent and weighted best-of-N's "
+            "accuracy there minus its own (95% paired bootstrap).",
+            "",
+            "| rule | generations | accuracy given up |",
+            "|---|---:|---:|",
+        ]
+        lines += [
+            f"| {k} | {v['generations']:.2f} | {format_interval(v['given_up'])} |"
+            for k, v in given_up.items()
+        ]
+        lines.append("")
+    return lines
+
+
 def markdown_report(report: dict[str, Any], images: dict[str, str], tables: dict[str, str]) -> str:
-    """``report.md``: headline numbers, then each analysis with its plot and table."""
-    lines = ["# ttcompute report", ""]
+    """``report.md``: the headline, then each analysis with its plot and table."""
+    lines = ["# ttcompute report", "", *headline_lines(report)]
     policy = report.get("policy", {})
     if policy:
         lines += ["## Policies", "", "| | parameters | pass@1 |", "|---|---:|---:|"]
@@ -432,10 +579,11 @@ def markdown_report(report: dict[str, Any], images: dict[str, str], tables: dict
         ]
         if "revision_ratio" in images:
             lines += [f"![revision ratio sweep]({images['revision_ratio']})", ""]
+    lines += adaptive_lines(report, images)
     if "compute_optimal" in report:
         co = report["compute_optimal"]
         lines += [
-            "## Compute-optimal scaling",
+            "## Compute-optimal scaling (the paper's: static strategies, per bin)",
             "",
             f"Efficiency vs weighted best-of-N: **{_fmt(co['efficiency_vs_best_of_n'])}x** fewer generations "
             f"(at budget {co.get('efficiency_at_budget')}); **{_fmt(co['efficiency_vs_best_of_n_with_difficulty_cost'])}x** "
@@ -516,6 +664,12 @@ def run_report(config: ReportConfig) -> dict[str, Any]:
             if (Path(directory) / md).is_file():
                 text = (Path(directory) / md).read_text()
                 tables[key] = re.sub(r"^# .*\n", "", text, count=1).replace("\n## ", "\n### ")
+    headline = (report.get("adaptive") or {}).get(report.get("adaptive_headline") or "")
+    for key in ("spend", "spend_by_bin"):
+        source = Path(headline["dir"]) / f"{key}.png" if headline else None
+        if source is not None and source.is_file():
+            shutil.copyfile(source, out / f"{key}.png")
+            images[key] = f"{key}.png"
     save_resolved_config(out, "report", config)
     write_json(out / "report.json", report)
     (out / "report.md").write_text(markdown_report(report, images, tables))
@@ -594,8 +748,8 @@ def adaptive_entries(directories: list[str]) -> dict[str, dict[str, Any]]:
         if "spend" not in summary:
             continue
         name = _difficulty_stats(summary).get("predictor", summary.get("bins_from"))
-        out.setdefault("none", _spend_entry(summary["spend_one_bin"]))
-        out[name] = _spend_entry(summary["spend"])
+        out.setdefault("none", {**_spend_entry(summary["spend_one_bin"]), "dir": directory})
+        out[name] = {**_spend_entry(summary["spend"]), "dir": directory}
     return out
 
 
@@ -609,19 +763,6 @@ def _spend_entry(spend: dict[str, Any]) -> dict[str, Any]:
         "intervals": spend["intervals"],
         "by_bin": spend["at_target"]["by_bin"],
     }
-
-
-# Oracle bins need the answers: they measure what perfect difficulty would buy, never the headline.
-NOT_DEPLOYABLE = ("oracle",)
-
-
-def headline_row(adaptive: dict[str, dict[str, Any]]) -> str | None:
-    """The predictor row the headline reads: among those deployable on new questions, the one whose
-    averaged ratio vs the baseline (every cost counted) has the highest lower bound."""
-    rows = {k: v for k, v in adaptive.items() if k not in NOT_DEPLOYABLE}
-    if not rows:
-        return None
-    return max(rows, key=lambda k: rows[k]["intervals"]["averaged/best_of_n"].get("low") or 0.0)
 
 
 def _difficulty_stats(summary: dict[str, Any]) -> dict[str, Any]:

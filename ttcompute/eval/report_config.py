@@ -22,6 +22,9 @@ class ReportConfig:
         compute_optimal_dir / flops_matched_dir: Outputs of those stages.
         compute_optimal_predicted_dirs: ``ttc compute-optimal`` outputs over predicted bins, one per
             predictor (reported side by side with the oracle's as ``compute_optimal_by_predictor``).
+        headline_predictor: The difficulty predictor whose spend-axis analysis (static and adaptive
+            strategies, every cost counted) the headline reads -- declared, not picked after the fact;
+            ``none`` for the adaptive rules without bins. Every predictor's row is reported beside it.
         profile_file: A JSON ``{stage: seconds}`` of the run being reported (the demo writes one).
         cost_dirs: Stage outputs whose compute is summed into ``cost.total_flops``.
         wall_seconds: Wall time of the run being reported (the demo passes its own).
@@ -47,6 +50,9 @@ class ReportConfig:
         metadata={
             "help": "ttc compute-optimal outputs over predicted (no ground truth) bins, one per predictor"
         },
+    )
+    headline_predictor: str = field(
+        default="question", metadata={"help": "the predictor the headline reads (none: no bins)"}
     )
     profile_file: str | None = field(default=None, metadata={"help": "JSON {stage: seconds} of the run"})
     flops_matched_dir: str | None = field(default=None, metadata={"help": "ttc flops-matched output"})

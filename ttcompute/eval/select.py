@@ -36,6 +36,7 @@ from typing import Any
 import datasets
 import numpy as np
 
+from ttcompute.core.bootstrap import paired_interval
 from ttcompute.core.budget import inference_flops
 from ttcompute.core.config import save_resolved_config
 from ttcompute.core.errors import InputError
@@ -347,6 +348,34 @@ def adaptive_summary(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, d
     return out
 
 
+def accuracy_given_up(records: list[dict[str, Any]], cap: int, num_resamples: int = 1000) -> dict[str, Any]:
+    """For each stopping rule capped at ``cap`` (the largest best-of-N budget): weighted best-of-N's
+    accuracy at ``cap`` minus the rule's, with its paired 95% bootstrap interval over problems, and the
+    generations the rule spent -- what stopping early costs in accuracy, threshold by threshold."""
+    baseline = {
+        r["problem_id"]: r["correct"]
+        for r in records
+        if r["strategy"] == "best_of_n_weighted" and r["budget"] == cap
+    }
+    by_strategy: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for r in records:
+        if r["budget"] == cap and r["strategy"].startswith(("adaptive_vote ", "adaptive_prm ")):
+            by_strategy[r["strategy"]][r["problem_id"]] = r
+    out = {}
+    for strategy, rows in sorted(by_strategy.items()):
+        problems = sorted(set(rows) & set(baseline))
+        if not problems:
+            continue
+        outcomes = {"rule": [rows[p]["correct"] for p in problems], "base": [baseline[p] for p in problems]}
+        out[strategy] = {
+            "generations": round(sum(rows[p]["generations"] for p in problems) / len(problems), 4),
+            "given_up": paired_interval(
+                outcomes, lambda x: float(x["base"].mean() - x["rule"].mean()), num_resamples=num_resamples
+            ),
+        }
+    return out
+
+
 def adaptive_table(summary: dict[str, dict[str, dict[str, Any]]]) -> str:
     """The adaptive strategies over all problems, fewest generations first (Markdown)."""
     lines = [
@@ -560,6 +589,8 @@ def run_select(config: SelectConfig) -> dict[str, Any]:
     ceiling = verifier_ceiling(by_problem, bins, score_of) if by_problem.best_of_n else {}
     if ceiling:
         summary["ceiling"] = ceiling
+    if by_problem.best_of_n_budgets and adaptive_found:
+        summary["given_up"] = accuracy_given_up(records, max(by_problem.best_of_n_budgets))
     if revision_rows:
         summary["revisions"] = revision_step_metrics(revision_rows)
         logger.info(

@@ -150,6 +150,44 @@ def curve_from(points: Mapping[float, np.ndarray | float], spends: Mapping[float
     return curve
 
 
+def family_fronts(
+    records: Sequence[Mapping[str, Any]], families: Sequence[str]
+) -> dict[str, dict[float, float]]:
+    """Each family's front over all problems (in-sample: a picture, not a held-out result): its
+    strategies' points (mean generations spent, accuracy), keeping those no cheaper point of the family
+    matches in accuracy.
+
+    >>> rows = [{"strategy": "adaptive_vote a", "budget": 4, "problem_id": p, "generations": g, "correct": c}
+    ...         for p, g, c in (("x", 2, True), ("y", 4, False))]
+    >>> rows += [{"strategy": "adaptive_vote b", "budget": 8, "problem_id": p, "generations": 8, "correct": False}
+    ...          for p in ("x", "y")]
+    >>> family_fronts(rows, ["adaptive_vote"])
+    {'adaptive_vote': {3.0: 0.5}}
+    """
+    totals: dict[tuple[str, int], list[float]] = defaultdict(lambda: [0.0, 0.0, 0])
+    for r in records:
+        total = totals[(r["strategy"], int(r["budget"]))]
+        total[0] += float(r["generations"])
+        total[1] += float(r["correct"])
+        total[2] += 1
+    out: dict[str, dict[float, float]] = {}
+    for family in families:
+        points = sorted(
+            (spent / n, hits / n)
+            for (s, _), (spent, hits, n) in totals.items()
+            if s.split(" ", 1)[0] == family
+        )
+        front: dict[float, float] = {}
+        best = -1.0
+        for x, y in points:
+            if y > best + 1e-12 and x > 0:
+                front[round(x, 4)] = round(y, 4)
+                best = y
+        if front:
+            out[family] = front
+    return out
+
+
 def first_spend(curve: Mapping[float, float], target: float) -> float | None:
     """The least spend at which ``curve`` reaches ``target`` (None if it never does).
 
