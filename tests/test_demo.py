@@ -27,6 +27,21 @@ TOY = ["--fast", "true", "--num_problems", "6", "--num_samples", "4", "--budgets
        "--prm_problems", "6", "--reviser_problems", "12", "--reviser_samples", "8"]  # fmt: skip
 
 
+def _check_adaptive_headline(out: Path, saved: dict, markdown: str, caplog) -> None:
+    """The report leads with the adaptive headline of the declared predictor (question), its interval
+    and the compute-optimal output it came from; every predictor (and no bins) has its row."""
+    adaptive = saved["adaptive"]
+    assert set(adaptive) == {"none", "oracle", "question", "prm", "prm_probe"}
+    assert saved["adaptive_headline"] == "question"
+    question = json.loads((out / "compute_optimal_question" / "compute_optimal.json").read_text())["spend"]
+    assert adaptive["question"]["intervals"] == question["intervals"]
+    assert adaptive["question"]["predictor_generations"] > 0 == adaptive["none"]["predictor_generations"]
+    assert markdown.index("## Headline") < markdown.index("## Policies")
+    assert "averaged over the accuracies both reach" in markdown and "The paper's ratio at the largest budget" in markdown
+    assert (out / "report" / "spend.png").is_file() and (out / "report" / "spend_by_bin.png").is_file()
+    assert saved["ceiling"]["all"]["pass_at_n"]["2"] >= saved["search"]["best_of_n_weighted"]["2"]
+
+
 def test_demo_runs_end_to_end_and_resumes(tmp_path, monkeypatch, caplog):
     monkeypatch.chdir(REPO)  # the demo reads configs/
     out = tmp_path / "demo"
@@ -57,6 +72,7 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path, monkeypatch, caplog):
             assert key in entry["intervals"], (predictor, key)
     assert saved["compute_optimal_by_predictor"]["prm_probe"]["difficulty_samples_reused"] is True
     assert "| question |" in markdown and "## Where the time went" in markdown
+    _check_adaptive_headline(out, saved, markdown, caplog)
     profile = json.loads((out / "profile.json").read_text())
     assert {"search", "train-reviser", "difficulty: question", "sample: best-of-N (prm_probe: first 4)",
             "train-prm: token classification", "search: token PRM"} <= set(profile)  # fmt: skip

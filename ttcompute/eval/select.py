@@ -348,10 +348,15 @@ def adaptive_summary(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, d
     return out
 
 
-def accuracy_given_up(records: list[dict[str, Any]], cap: int, num_resamples: int = 1000) -> dict[str, Any]:
-    """For each stopping rule capped at ``cap`` (the largest best-of-N budget): weighted best-of-N's
-    accuracy at ``cap`` minus the rule's, with its paired 95% bootstrap interval over problems, and the
-    generations the rule spent -- what stopping early costs in accuracy, threshold by threshold."""
+def accuracy_given_up(
+    records: list[dict[str, Any]], cap: int, hopeless: set[str], num_resamples: int = 1000
+) -> dict[str, Any]:
+    """For each stopping rule capped at ``cap`` (the largest best-of-N budget): the generations it spent,
+    weighted best-of-N's accuracy at ``cap`` minus the rule's (paired 95% bootstrap over problems), and
+    its stopping errors -- the share of problems it stopped early on a wrong answer that best-of-N at
+    the cap got right (``stopped_wrong``), and the share it ran to the cap on although none of the
+    ``cap`` candidates is correct (``capped_hopeless``: ``hopeless``, spend no rule could turn into
+    accuracy)."""
     baseline = {
         r["problem_id"]: r["correct"]
         for r in records
@@ -366,12 +371,18 @@ def accuracy_given_up(records: list[dict[str, Any]], cap: int, num_resamples: in
         problems = sorted(set(rows) & set(baseline))
         if not problems:
             continue
+        n = len(problems)
         outcomes = {"rule": [rows[p]["correct"] for p in problems], "base": [baseline[p] for p in problems]}
+        early = [p for p in problems if rows[p]["settled"] and rows[p]["generations"] < cap]
+        capped = [p for p in problems if p not in early]
         out[strategy] = {
-            "generations": round(sum(rows[p]["generations"] for p in problems) / len(problems), 4),
+            "generations": round(sum(rows[p]["generations"] for p in problems) / n, 4),
             "given_up": paired_interval(
                 outcomes, lambda x: float(x["base"].mean() - x["rule"].mean()), num_resamples=num_resamples
             ),
+            "stopped_early": round(len(early) / n, 4),
+            "stopped_wrong": round(sum(baseline[p] and not rows[p]["correct"] for p in early) / n, 4),
+            "capped_hopeless": round(sum(p in hopeless for p in capped) / n, 4),
         }
     return out
 
@@ -590,7 +601,9 @@ def run_select(config: SelectConfig) -> dict[str, Any]:
     if ceiling:
         summary["ceiling"] = ceiling
     if by_problem.best_of_n_budgets and adaptive_found:
-        summary["given_up"] = accuracy_given_up(records, max(by_problem.best_of_n_budgets))
+        cap = max(by_problem.best_of_n_budgets)
+        hopeless = {p for p, row in by_problem.best_of_n.items() if not any(row["correct"][:cap])}
+        summary["given_up"] = accuracy_given_up(records, cap, hopeless)
     if revision_rows:
         summary["revisions"] = revision_step_metrics(revision_rows)
         logger.info(
