@@ -28,6 +28,34 @@ def resample_indices(num_problems: int, num_resamples: int, seed: int) -> np.nda
     return np.random.default_rng(seed).integers(0, num_problems, size=(num_resamples, num_problems))
 
 
+def mean_interval(
+    values: Sequence[float],
+    *,
+    num_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+    confidence: float = DEFAULT_CONFIDENCE,
+) -> dict[str, Any]:
+    """The mean of per-problem ``values`` and its percentile bootstrap interval (vectorized: cheap
+    enough for every one of hundreds of strategies).
+
+    >>> out = mean_interval([1, 0, 1, 1], seed=0)
+    >>> out["estimate"], out["low"] <= 0.75 <= out["high"]
+    (0.75, True)
+    """
+    array = np.asarray(values, dtype=float)
+    means = array[resample_indices(len(array), num_resamples, seed)].mean(axis=1)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return {
+        "estimate": float(array.mean()),
+        "low": round(float(low), 4),
+        "high": round(float(high), 4),
+        "confidence": confidence,
+        "resamples": num_resamples,
+        "seed": seed,
+    }
+
+
 def paired_interval(
     outcomes: Mapping[str, Sequence[float]],
     statistic: Callable[[Mapping[str, np.ndarray]], float | None],

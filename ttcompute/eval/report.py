@@ -488,18 +488,24 @@ def adaptive_lines(report: dict[str, Any], images: dict[str, str]) -> list[str]:
         lines += [
             "### The verifier's ceiling",
             "",
-            "pass@N with oracle selection (a correct candidate among the first N) per bin; within a problem: "
-            "P(a correct candidate outscores a wrong one of the same problem), and how often the top-scored "
-            "candidate is correct among problems with a correct one.",
+            "pass@N with oracle selection (a correct candidate among the first N) per bin, and in brackets "
+            "the selection gap: that minus weighted best-of-N's accuracy at N. Within a problem: P(a correct "
+            "candidate outscores a wrong one of the same problem), and how often the top-scored candidate is "
+            "correct among problems with a correct one.",
             "",
             "| bin | " + " | ".join(f"pass@{b}" for b in budgets) + " | within-problem AUC | top-1 correct |",
             "|---|" + "---:|" * (len(budgets) + 2),
         ]
         for group, entry in ceiling.items():
             ranking = entry.get("within_problem") or {}
+            gap = entry.get("gap") or {}
+            cells = [
+                _fmt(entry["pass_at_n"].get(str(b))) + (f" ({gap[str(b)]:.3f})" if str(b) in gap else "")
+                for b in budgets
+            ]
             lines.append(
                 f"| {group} | "
-                + " | ".join(_fmt(entry["pass_at_n"].get(str(b))) for b in budgets)
+                + " | ".join(cells)
                 + f" | {_fmt(ranking.get('auc'))} | {_fmt(ranking.get('top1'))} |"
             )
         lines.append("")

@@ -36,7 +36,7 @@ from typing import Any
 import datasets
 import numpy as np
 
-from ttcompute.core.bootstrap import paired_interval
+from ttcompute.core.bootstrap import mean_interval, paired_interval
 from ttcompute.core.budget import inference_flops
 from ttcompute.core.config import save_resolved_config
 from ttcompute.core.errors import InputError
@@ -326,8 +326,10 @@ def adaptive_summary(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, d
     ...      "settled": True},
     ...     {"strategy": "s", "bin": 2, "budget": 8, "correct": False, "generations": 8, "total_flops": 16,
     ...      "settled": False}])
-    >>> out["s"]["all"]
+    >>> {k: v for k, v in out["s"]["all"].items() if not k.endswith("interval")}
     {'cap': 8, 'problems': 2, 'accuracy': 0.5, 'mean_generations': 5.0, 'mean_total_flops': 10.0, 'settled': 0.5}
+    >>> out["s"]["all"]["generations_interval"]["low"], out["s"]["all"]["generations_interval"]["high"]
+    (2.0, 8.0)
     """
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for record in records:
@@ -345,6 +347,9 @@ def adaptive_summary(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, d
             "mean_total_flops": sum(r["total_flops"] for r in rows) / n,
             "settled": round(sum(bool(r["settled"]) for r in rows) / n, 4),
         }
+        if group == "all":  # 95% bootstrap over problems of both (the table's intervals)
+            out[strategy][group]["accuracy_interval"] = mean_interval([r["correct"] for r in rows])
+            out[strategy][group]["generations_interval"] = mean_interval([r["generations"] for r in rows])
     return out
 
 
@@ -489,6 +494,12 @@ def ceiling_table(ceiling: dict[str, Any], accuracy: dict[str, dict[str, dict[in
     return "\n".join(lines) + "\n\n"
 
 
+def _interval(interval: dict[str, Any] | None, value: float, digits: int) -> str:
+    if not interval:
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} [{interval['low']:.{digits}f}, {interval['high']:.{digits}f}]"
+
+
 def _maybe(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
@@ -598,6 +609,14 @@ def run_select(config: SelectConfig) -> dict[str, Any]:
     if adaptive_found:
         summary["adaptive"] = adaptive_found
     ceiling = verifier_ceiling(by_problem, bins, score_of) if by_problem.best_of_n else {}
+    for group, entry in ceiling.items():
+        # The selection gap: what the verifier leaves below its ceiling at each budget.
+        weighted = accuracy.get(group, {}).get("best_of_n_weighted") or accuracy.get(group, {}).get(
+            "majority", {}
+        )
+        entry["gap"] = {
+            b: round(v - weighted[int(b)], 4) for b, v in entry["pass_at_n"].items() if int(b) in weighted
+        }
     if ceiling:
         summary["ceiling"] = ceiling
     if by_problem.best_of_n_budgets and adaptive_found:
