@@ -37,7 +37,10 @@ def _check_adaptive_headline(out: Path, saved: dict, markdown: str, caplog) -> N
     assert adaptive["question"]["intervals"] == question["intervals"]
     assert adaptive["question"]["predictor_generations"] > 0 == adaptive["none"]["predictor_generations"]
     assert markdown.index("## Headline") < markdown.index("## Policies")
-    assert "averaged over the accuracies both reach" in markdown and "The paper's ratio at the largest budget" in markdown
+    assert (
+        "averaged over the accuracies both reach" in markdown
+        and "The paper's ratio at the largest budget" in markdown
+    )
     assert (out / "report" / "spend.png").is_file() and (out / "report" / "spend_by_bin.png").is_file()
     assert saved["ceiling"]["all"]["pass_at_n"]["2"] >= saved["search"]["best_of_n_weighted"]["2"]
 

@@ -425,7 +425,7 @@ def route_rows(
     runs: dict[tuple, tuple[SearchRun, SearchConfig]] = {}
     sampled: dict[int, list[int]] = defaultdict(list)  # search -> adaptive best-of-N problems
     escalated: dict[tuple[int, str], list[int]] = defaultdict(list)
-    chained: dict[tuple[int, int, int], list[int]] = defaultdict(list)  # (search, L, N) -> problems
+    chained: dict[tuple, list[int]] = defaultdict(list)  # (search, L, N, reads the verifier) -> problems
     rows: dict[int, dict[str, Any]] = {}
     batched = [i for i, p in enumerate(problems) if assigned[p.problem_id][0] == BATCH]
     if batched:
@@ -445,7 +445,8 @@ def route_rows(
             if adaptive.kind in ("adaptive_vote", "adaptive_prm"):
                 sampled[settings["search"]].append(i)
             elif adaptive.kind == "adaptive_revisions":
-                chained[(settings["search"], adaptive.chain_length, adaptive.cap)].append(i)
+                key = (settings["search"], adaptive.chain_length, adaptive.cap, adaptive.uses_verifier)
+                chained[key].append(i)
             else:
                 escalated[(settings["search"], strategy)].append(i)
             continue
@@ -473,7 +474,7 @@ def route_rows(
         rows |= _sampled_rows(problems, members, assigned, policy, models[search], predicted)
     for (search, strategy), members in escalated.items():
         rows |= _escalated_rows(problems, members, strategy, policy, models[search], chunk, predicted)
-    for (search, _, _), members in chained.items():
+    for (search, *_), members in chained.items():
         rows |= _chained_rows(problems, members, assigned, policy, models[search], chunk, predicted)
     return [rows[i] for i in range(len(problems))]
 
@@ -656,11 +657,11 @@ def _chained_rows(
     rows = {}
     for i, problem, name, strategy, row in zip(members, group, names, strategies, search_rows):
         scores = [aggregate(s, aggregation) if s else 0.0 for s in row["step_scores"]]
-        # The chains were stopped as they ran: the offline evaluation of the rule on the attempts made
-        # stops at the same attempts, and gives the selection and its cost.
+        # The chains were stopped as they ran, so the rule read offline on the attempts made keeps them
+        # all; it gives the selection. The charge is what was generated and scored.
         (record,) = revision_records(row, scores, [strategy], models)
-        rows[i] = _row(problem, predicted, name, "revisions", strategy.cap, record["generations"], record["answer"],
-                       record["correct"], record["policy_flops"], record["prm_flops"])  # fmt: skip
+        rows[i] = _row(problem, predicted, name, "revisions", strategy.cap, len(row["answers"]), record["answer"],
+                       record["correct"], row["policy_flops"], row["prm_flops"] if strategy.uses_verifier else 0)  # fmt: skip
     return rows
 
 
