@@ -514,14 +514,17 @@ def adaptive_lines(report: dict[str, Any], images: dict[str, str]) -> list[str]:
         lines += [
             "### What stopping early gives up",
             "",
-            "Each stopping rule capped at the largest budget: the generations it spent and weighted best-of-N's "
-            "accuracy there minus its own (95% paired bootstrap).",
+            "Each stopping rule capped at the largest budget: the generations it spent, weighted best-of-N's "
+            "accuracy there minus its own (95% paired bootstrap), and its stopping errors -- the share of "
+            "problems it stopped early on a wrong answer that best-of-N at the cap got right, and the share it "
+            "ran to the cap on with no correct candidate among them all (spend no rule could use).",
             "",
-            "| rule | generations | accuracy given up |",
-            "|---|---:|---:|",
+            "| rule | generations | accuracy given up | stopped early | stopped wrong | ran to the cap, hopeless |",
+            "|---|---:|---:|---:|---:|---:|",
         ]
         lines += [
-            f"| {k} | {v['generations']:.2f} | {format_interval(v['given_up'])} |"
+            f"| {k} | {v['generations']:.2f} | {format_interval(v['given_up'])} | {_fmt(v.get('stopped_early'))} | "
+            f"{_fmt(v.get('stopped_wrong'))} | {_fmt(v.get('capped_hopeless'))} |"
             for k, v in given_up.items()
         ]
         lines.append("")
