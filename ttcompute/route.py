@@ -147,18 +147,17 @@ def check_request(policy: dict[str, Any], problem_args: ProblemConfig, config: R
             raise InputError(
                 f"{where}: its {predictor['kind']} predictor was trained on task {task}, not {problem_args.task}"
             )
-    if config.allocation == "batch":
-        if not policy.get("batch"):
+    # What --allocation batch and spend read, and what writes it: a policy from before has none.
+    needed = {
+        "batch": ("batch", "ttc select and ttc compute-optimal"),
+        "spend": ("spend_points", "ttc compute-optimal"),
+    }
+    if config.allocation in needed:
+        key, stages = needed[config.allocation]
+        if not policy.get(key):
             raise InputError(
-                f"{where}: no batch gain table (a policy from before batch allocation, or selections without "
-                "best-of-N candidates): rerun ttc select and ttc compute-optimal for --allocation batch"
-            )
-        return contract
-    if config.allocation == "spend":
-        if not policy.get("spend_points"):
-            raise InputError(
-                f"{where}: no spend_points (a policy from before adaptive strategies): rerun ttc compute-optimal "
-                "for --allocation spend"
+                f"{where}: no {key} (a policy from before --allocation {config.allocation}, or selections without "
+                f"best-of-N candidates): rerun {stages} for it"
             )
         return contract
     if config.budget != int(config.budget):

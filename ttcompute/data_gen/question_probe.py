@@ -101,16 +101,16 @@ class _Enough(Exception):
     """Raised inside the forward pass once the deepest layer needed was read."""
 
 
-@torch.inference_mode()
-def _features_below(backend, token_ids, layers, blocks, batch_size) -> dict[tuple[int, str], np.ndarray]:
-    """:func:`prompt_features` when every layer asked for is below the last: the hidden states entering
-    block ``l`` are layer ``l``'s (transformers' ``hidden_states[l]``), read by hooks, and the pass
-    stops at the deepest one."""
-    deepest = max(layers)
-    pad = backend.pad_token_id
-    order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
-    pooled: dict[tuple[int, str], list[np.ndarray]] = {(layer, p): [] for layer in layers for p in POOLINGS}
-    seen: dict[int, torch.Tensor] = {}
+def _hidden_states(
+    model, ids: torch.Tensor, mask: torch.Tensor, layers: list[int], blocks
+) -> dict[int, torch.Tensor]:
+    """Each of ``layers``' hidden states of a batch. With the model's blocks known and every layer below
+    the last, the states entering block ``l`` are layer ``l``'s (transformers' ``hidden_states[l]``):
+    hooks read them and the pass stops at the deepest; otherwise a full pass returns them all."""
+    if blocks is None or max(layers) >= len(blocks):
+        out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+        return {layer: out.hidden_states[layer] for layer in layers}
+    deepest, seen = max(layers), {}
 
     def reader(layer: int):
         def hook(module, args, kwargs):
@@ -124,29 +124,12 @@ def _features_below(backend, token_ids, layers, blocks, batch_size) -> dict[tupl
         blocks[layer].register_forward_pre_hook(reader(layer), with_kwargs=True) for layer in set(layers)
     ]
     try:
-        for start in tqdm(range(0, len(order), batch_size), desc="Prompt features", unit="batch"):
-            rows = order[start : start + batch_size]
-            lengths = torch.tensor([len(token_ids[i]) for i in rows])
-            width = int(lengths.max())
-            ids = torch.full((len(rows), width), pad, dtype=torch.long)
-            for r, i in enumerate(rows):
-                ids[r, : lengths[r]] = torch.tensor(token_ids[i])
-            mask = (torch.arange(width)[None, :] < lengths[:, None]).long()
-            seen.clear()
-            with contextlib.suppress(_Enough):
-                backend.model(input_ids=ids.to(backend.device), attention_mask=mask.to(backend.device))
-            mask_f = mask.to(backend.device)[:, :, None].float()
-            for layer in layers:
-                states = seen[layer].float()
-                mean = (states * mask_f).sum(1) / mask_f.sum(1)
-                last = states[torch.arange(len(rows), device=states.device), (lengths - 1).to(states.device)]
-                pooled[(layer, "mean")].append(mean.cpu().numpy())
-                pooled[(layer, "last")].append(last.cpu().numpy())
+        with contextlib.suppress(_Enough):
+            model(input_ids=ids, attention_mask=mask)
     finally:
         for handle in handles:
             handle.remove()
-    inverse = np.argsort(order)
-    return {key: np.concatenate(parts)[inverse].astype(np.float64) for key, parts in pooled.items()}
+    return seen
 
 
 @torch.inference_mode()
@@ -159,7 +142,8 @@ def prompt_features(
     ``backend`` is a :class:`~ttcompute.models.hf_backend.TransformersBackend` (its tokenizer's
     ``encode``, its model, its device). Layer 0 is the embeddings, layer L the last block's output
     (after the final norm, as transformers returns it). Prompts run in batches of similar length,
-    right-padded: a causal model's states of the real tokens do not see the padding after them.
+    right-padded: a causal model's states of the real tokens do not see the padding after them. The
+    pass stops at the deepest layer asked for when it is below the last (:func:`parameters_through`).
     """
     token_ids = backend.encode(prompts)
     num_layers = backend.model.config.num_hidden_layers + 1
@@ -170,10 +154,6 @@ def prompt_features(
                 f"--probe_layers: layer {layer} does not exist (the policy has 0..{num_layers - 1})"
             )
     blocks = _decoder_blocks(backend.model)
-    if blocks is not None and max(layers) < len(blocks):
-        return _features_below(backend, token_ids, layers, blocks, batch_size), [
-            len(ids) for ids in token_ids
-        ]
     pad = backend.pad_token_id
     order = sorted(range(len(prompts)), key=lambda i: len(token_ids[i]))
     pooled: dict[tuple[int, str], list[np.ndarray]] = {(layer, p): [] for layer in layers for p in POOLINGS}
@@ -185,14 +165,12 @@ def prompt_features(
         for r, i in enumerate(rows):
             ids[r, : lengths[r]] = torch.tensor(token_ids[i])
         mask = (torch.arange(width)[None, :] < lengths[:, None]).long()  # (rows, width)
-        out = backend.model(
-            input_ids=ids.to(backend.device),
-            attention_mask=mask.to(backend.device),
-            output_hidden_states=True,
+        hidden = _hidden_states(
+            backend.model, ids.to(backend.device), mask.to(backend.device), layers, blocks
         )
         mask_f = mask.to(backend.device)[:, :, None].float()
         for layer in layers:
-            states = out.hidden_states[layer].float()  # (rows, width, hidden)
+            states = hidden[layer].float()  # (rows, width, hidden)
             mean = (states * mask_f).sum(1) / mask_f.sum(1)
             last = states[torch.arange(len(rows), device=states.device), (lengths - 1).to(states.device)]
             pooled[(layer, "mean")].append(mean.cpu().numpy())

@@ -253,9 +253,11 @@ class Models:
     verifier_parameters: int
 
 
-def _record(row, strategy, index, answers, correct, spent, policy_tokens, prm_tokens, models, **extra):
-    policy_flops = inference_flops(models.policy_parameters, policy_tokens)
-    prm_flops = inference_flops(models.verifier_parameters, prm_tokens) if strategy.uses_verifier else 0
+def _record(
+    row: dict[str, Any], strategy: AdaptiveStrategy, index: int, spent: int, policy_flops: int, prm_flops: int,
+    settled: bool, reused_samples: int = 0,
+) -> dict[str, Any]:  # fmt: skip
+    """A selection record: ``row``'s candidate ``index`` answers, ``spent`` generations were drawn."""
     return {
         "problem_id": row["problem_id"],
         "strategy": strategy.name,
@@ -263,13 +265,22 @@ def _record(row, strategy, index, answers, correct, spent, policy_tokens, prm_to
         "budget": strategy.cap,
         "generations": spent,
         "selected": index,
-        "answer": answers[index] if index is not None else None,
-        "correct": bool(correct[index]) if index is not None else False,
+        "answer": row["answers"][index],
+        "correct": bool(row["correct"][index]),
         "policy_flops": policy_flops,
         "prm_flops": prm_flops,
         "total_flops": policy_flops + prm_flops,
-        **extra,
+        "settled": settled,
+        "reused_samples": reused_samples,
     }
+
+
+def _charged(
+    models: Models, strategy: AdaptiveStrategy, policy_tokens: int, prm_tokens: int
+) -> tuple[int, int]:
+    """The FLOPs of the tokens drawn and (when the strategy reads the verifier) scored."""
+    prm = inference_flops(models.verifier_parameters, prm_tokens) if strategy.uses_verifier else 0
+    return inference_flops(models.policy_parameters, policy_tokens), prm
 
 
 def sampled_records(
@@ -284,7 +295,7 @@ def sampled_records(
     Raises:
         InputError: a cap above the candidates saved, or a per-candidate cost missing.
     """
-    answers, correct = row["answers"], row["correct"]
+    answers = row["answers"]
     groups = group_equivalent_answers(answers)
     has = answered(answers)
     charged = row.get("prm_tokens_by_candidate") or []
@@ -302,21 +313,9 @@ def sampled_records(
             read[key] = confidences(rule, groups, has, scores if rule.needs_verifier else None)
         drawn, settled = stop_point(read[key], rule.tau, strategy.cap, rule.round_size)
         index = stopped_pick(rule, answers, scores if rule.needs_verifier else None, groups, drawn)
-        records.append(
-            _record(
-                row,
-                strategy,
-                index,
-                answers,
-                correct,
-                drawn,
-                sum(row["num_tokens"][:drawn]),
-                sum(charged[:drawn]) if strategy.uses_verifier else 0,
-                models,
-                settled=settled,
-                reused_samples=min(int(row.get("reused_samples") or 0), drawn),
-            )  # fmt: skip
-        )
+        flops = _charged(models, strategy, sum(row["num_tokens"][:drawn]), sum(charged[:drawn]))
+        reused = min(int(row.get("reused_samples") or 0), drawn)
+        records.append(_record(row, strategy, index, drawn, *flops, settled, reused))
     return records
 
 
@@ -324,7 +323,7 @@ def revision_records(
     row: dict[str, Any], scores: list[float], strategies: Sequence[AdaptiveStrategy], models: Models
 ) -> list[dict[str, Any]]:
     """The records of the revision strategies whose (L, N) is this ``revisions`` row's."""
-    answers, correct = row["answers"], row["correct"]
+    answers = row["answers"]
     groups = group_equivalent_answers(answers)
     has = answered(answers)
     charged = row.get("prm_tokens_by_candidate") or []
@@ -352,21 +351,10 @@ def revision_records(
             pick = hierarchical_best_of_n(
                 sub_answers, [scores[i] for i in kept], [row["subtrees"][i] for i in kept]
             )
-        records.append(
-            _record(
-                row,
-                strategy,
-                kept[pick],
-                answers,
-                correct,
-                len(kept),
-                sum(row["num_tokens"][i] for i in kept),
-                sum(charged[i] for i in kept) if strategy.uses_verifier else 0,
-                models,
-                settled=len(kept) < len(answers),
-                reused_samples=0,
-            )  # fmt: skip
+        flops = _charged(
+            models, strategy, sum(row["num_tokens"][i] for i in kept), sum(charged[i] for i in kept)
         )
+        records.append(_record(row, strategy, kept[pick], len(kept), *flops, len(kept) < len(answers)))
     return records
 
 
@@ -422,22 +410,9 @@ def escalation_record(
             break
     if (budget, "pick") not in read:
         read[(budget, "pick")] = weighted_best_of_n(row["answers"], scores, groups=groups_of(budget))
-    index = read[(budget, "pick")]
-    return {
-        "problem_id": row["problem_id"],
-        "strategy": strategy.name,
-        "method": row["method"],
-        "budget": strategy.cap,
-        "generations": spent,
-        "selected": index,
-        "answer": row["answers"][index],
-        "correct": bool(row["correct"][index]),
-        "policy_flops": policy_flops,
-        "prm_flops": prm_flops,
-        "total_flops": policy_flops + prm_flops,
-        "settled": budget < strategy.cap,
-        "reused_samples": 0,
-    }
+    return _record(
+        row, strategy, read[(budget, "pick")], spent, policy_flops, prm_flops, budget < strategy.cap
+    )
 
 
 # --- a search's rows -> every adaptive strategy's records ------------------------------------------
