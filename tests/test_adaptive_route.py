@@ -207,3 +207,17 @@ def test_batch_allocation_online_draws_what_it_would_offline(pipeline, tmp_path)
             prefix["policy_flops"][n - 1],
             prefix["prm_flops"][n - 1],
         )
+
+
+@pytest.mark.parametrize("allocation, key", [("spend", "spend_points"), ("batch", "batch")])
+def test_a_policy_without_what_an_allocation_reads_is_refused(pipeline, tmp_path, allocation, key):
+    from ttcompute.core.errors import InputError
+
+    policy = json.loads((pipeline["root"] / "co" / "routing_policy.json").read_text())
+    del policy[key]
+    path = tmp_path / "routing_policy.json"
+    path.write_text(json.dumps(policy))
+    with pytest.raises(InputError, match=f"no {key} "):
+        run_stage("route", ["--policy", str(path), *PROBLEMS, "--allocation", allocation, "--budget", "1.5",
+                            "--device", "cpu", "--output_dir", str(tmp_path / "out")])  # fmt: skip
+    assert not (tmp_path / "out").exists()

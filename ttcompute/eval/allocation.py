@@ -69,7 +69,13 @@ def allocate(problems: Mapping[str, Mapping[int, float]], total: float) -> dict[
     >>> allocate({"easy": {1: 0.9, 4: 0.92}, "hard": {1: 0.1, 4: 0.7}}, total=5)
     {'easy': 1, 'hard': 4}
     """
-    hulls = {p: upper_hull(curve) for p, curve in problems.items()}
+    # Problems of one bin share one curve: each distinct curve's hull is computed once (and only read).
+    hulls: dict[str, list[tuple[int, float]]] = {}
+    by_curve: dict[int, list[tuple[int, float]]] = {}
+    for p, curve in problems.items():
+        if id(curve) not in by_curve:
+            by_curve[id(curve)] = upper_hull(curve)
+        hulls[p] = by_curve[id(curve)]
     position = {p: 0 for p in hulls}
     spent = sum(h[0][0] for h in hulls.values())
     if spent > total + 1e-9:

@@ -86,7 +86,9 @@ def batch_outcomes(
     path = Path(config.select_dirs[0]) / "prefixes.parquet"
     if not path.is_file():
         return None
-    prefixes = [row for row in datasets.Dataset.from_parquet(str(path)) if row["problem_id"] in bins]
+    prefixes = [
+        row for row in datasets.Dataset.from_parquet(str(path)).to_list() if row["problem_id"] in bins
+    ]
     groups = {p: str(b) for p, b in bins.items()}
     members: dict[str, list[str]] = defaultdict(list)
     for row in prefixes:
@@ -309,7 +311,7 @@ def load_selections(select_dirs: list[str]) -> list[dict[str, Any]]:
         missing = [c for c in COLUMNS if c not in table.column_names]
         if missing:
             raise InputError(f"{path}: missing column(s) {missing} (not ttc select output?)")
-        for row in table:
+        for row in table.to_list():  # in bulk: row by row, datasets decodes each row on its own
             key = (row["problem_id"], row["strategy"], int(row["budget"]))
             if key in seen:
                 skipped += 1

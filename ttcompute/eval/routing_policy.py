@@ -148,7 +148,9 @@ def _batch_record(select_dir: str, problems: set[str]) -> dict[str, Any] | None:
     path = Path(select_dir) / "prefixes.parquet"
     if not path.is_file():
         return None
-    rows = [row for row in datasets.Dataset.from_parquet(str(path)) if row["problem_id"] in problems]
+    rows = [
+        row for row in datasets.Dataset.from_parquet(str(path)).to_list() if row["problem_id"] in problems
+    ]
     if not rows:
         return None
     return {
