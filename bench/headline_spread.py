@@ -17,7 +17,7 @@ each with its 95% paired-bootstrap interval, and the spread (max / min) of each 
 
     .venv/bin/python bench/headline_spread.py [--demo_dir runs/demo] [--problem_seeds 2025 2026]
 
-Every draw writes under ``<demo_dir>-seed<S>`` and resumes like the demo. About 12 minutes per draw on
+Every draw writes under ``<demo_dir>-seed<S>`` and resumes like the demo. About 16 minutes per draw on
 2 CPU cores (400 problems; the search is most of it). Results go to ``<demo_dir>/headline_spread.json``.
 """
 

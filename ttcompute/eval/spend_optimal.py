@@ -272,16 +272,26 @@ def spend_optimal(
     estimate = statistics(correct, spent, baseline_curve(baseline_outcomes), strongest(per_strategy))
     # Paired bootstrap over problems: each level's verdicts and spends, the baseline's and every static
     # strategy's verdicts, resampled together; the options given stay those chosen on the folds.
+    # Levels past the point where the allocation stops changing give the same outcomes: one each.
+    distinct = [
+        level
+        for i, level in enumerate(levels)
+        if i == 0
+        or not (
+            np.array_equal(correct[level], correct[levels[i - 1]])
+            and np.array_equal(spent[level], spent[levels[i - 1]])
+        )
+    ]
     outcomes: dict[str, np.ndarray] = {}
-    for i, level in enumerate(levels):
+    for i, level in enumerate(distinct):
         outcomes[f"c{i}"], outcomes[f"s{i}"] = correct[level], spent[level]
     keys = list(per_strategy)
     for j, key in enumerate(keys):
         outcomes[f"f{j}"] = per_strategy[key]
 
     def resampled(x: Mapping[str, np.ndarray]) -> dict[str, float | None]:
-        corr = {level: x[f"c{i}"] for i, level in enumerate(levels)}
-        spend = {level: x[f"s{i}"] for i, level in enumerate(levels)}
+        corr = {level: x[f"c{i}"] for i, level in enumerate(distinct)}
+        spend = {level: x[f"s{i}"] for i, level in enumerate(distinct)}
         fixed_outcomes = {key: x[f"f{j}"] for j, key in enumerate(keys)}
         base = {b: float(v.mean()) for (s, b), v in fixed_outcomes.items() if s == baseline}
         return statistics(corr, spend, base, strongest(fixed_outcomes))
