@@ -7,7 +7,7 @@ TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || ech
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo demo-fast test test-slow bench lint format clean constraints
+.PHONY: setup demo demo-fast test test-slow bench lint format clean constraints docs
 
 setup: $(VENV)/.installed
 
@@ -39,6 +39,15 @@ bench: setup
 	test -d .bench_deps/trl113/trl || $(PY) -m pip install -q --no-deps --target .bench_deps/trl113 trl==1.13.0
 	$(PY) -m pytest -q -m slow
 	@for b in bench/*.py; do [ -f "$$b" ] && $(PY) "$$b"; done; true
+
+# The docs site, built with --strict (a broken link, a missing page or a docstring warning fails) into
+# SITE_DIR (default: a temporary folder, so nothing lands in the repo; `make docs SITE_DIR=site` keeps it).
+docs: $(VENV)/.docs-installed
+	$(VENV)/bin/mkdocs build --strict --site-dir $${SITE_DIR:-$$(mktemp -d)}
+
+$(VENV)/.docs-installed: $(VENV)/.installed
+	$(PY) -m pip install -q -c constraints.txt -e ".[docs]"
+	touch $@
 
 lint: setup
 	$(VENV)/bin/ruff check .

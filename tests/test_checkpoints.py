@@ -44,11 +44,13 @@ def test_shipped_policies_load_and_match_their_logs():
 def readme_claims() -> dict[str, dict[str, float]]:
     """Parameters and held-out pass@1 (T=1) of each policy, from the README's checkpoint table."""
     claims = {}
-    for line in (REPO / "README.md").read_text().splitlines():
+    for line in (REPO / "docs" / "guides" / "problems.md").read_text().splitlines():
         match = re.match(r"\| `configs/(policy_\w+)\.yaml` \| ([\d,]+) .*\| (\d\.\d+) overall", line)
         if match:
             claims[match[1]] = {"parameters": int(match[2].replace(",", "")), "pass_at_1": float(match[3])}
-    assert set(claims) == {"policy_small", "policy_large"}, "README's checkpoint table not found"
+    assert set(claims) == {"policy_small", "policy_large"}, (
+        "the checkpoint table of docs/guides/problems.md not found"
+    )
     return claims
 
 

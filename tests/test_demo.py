@@ -45,13 +45,14 @@ def _check_adaptive_headline(out: Path, saved: dict, markdown: str, caplog) -> N
     assert saved["ceiling"]["all"]["pass_at_n"]["2"] >= saved["search"]["best_of_n_weighted"]["2"]
 
 
-def test_demo_runs_end_to_end_and_resumes(tmp_path, monkeypatch, caplog):
+def test_demo_runs_end_to_end_and_resumes(tmp_path, monkeypatch, caplog, capsys):
     monkeypatch.chdir(REPO)  # the demo reads configs/
     out = tmp_path / "demo"
     start = time.time()
     report = run_stage("demo", [*TOY, "--output_dir", str(out)])
     elapsed = time.time() - start
     saved = json.loads((out / "report" / "report.json").read_text())
+    _check_smoke_test_statement(saved, capsys.readouterr().out, (out / "report" / "report.md").read_text())
     flat = flatten(saved)
     for key in ("policy.small.pass_at_1", "policy.large.pass_at_1", "prm.first_error_f1", "reviser.pass_at_1_by_step",
                 "search.best_of_n_weighted.2", "search.beam_search.2", "search.revisions.2", "compute_optimal.2",
@@ -104,6 +105,36 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path, monkeypatch, caplog):
         run_stage(
             "demo", [*TOY, "--trained_from", str(tmp_path / "none"), "--output_dir", str(tmp_path / "x")]
         )
+
+
+def _check_smoke_test_statement(saved: dict, printed: str, markdown: str) -> None:
+    """A --fast run says, in its summary and at the top of its report, that it is a smoke test, what
+    that shows and does not, and why its revisions score what they do -- with this run's numbers."""
+    smoke = saved["smoke_test"]
+    assert "\n== ttc demo --fast: a smoke test ==\n" in printed
+    assert printed.index("Its numbers are not results: 6 evaluation problems") < printed.index("policies:")
+    assert markdown.index("> **Smoke test** (`ttc demo --fast`). It shows every stage runs end to end") < (
+        markdown.index("## Headline")
+    )
+    step0, policy = saved["reviser"]["pass_at_1_by_step"][0], saved["policy"]["small"]["pass_at_1"]
+    note = f"the reviser's first attempts, from the policy's own prompt, score pass@1 {step0:.3f} against "
+    assert smoke["reviser"].startswith(note + f"the policy's {policy:.3f}: 3 training steps")
+    assert f"Revisions: {smoke['reviser']}." in printed and f"> Revisions: {smoke['reviser']}." in markdown
+    assert "'loss'" not in printed  # the trainers' log dicts went to logging
+
+
+def test_only_a_fast_demo_is_reported_as_a_smoke_test(tmp_path):
+    from ttcompute.core.config import save_resolved_config
+    from ttcompute.demo_config import DemoConfig
+    from ttcompute.eval.report import smoke_test_entry
+    from ttcompute.eval.report_config import ReportConfig
+
+    for fast in (False, True):
+        save_resolved_config(tmp_path, "demo", DemoConfig(output_dir=str(tmp_path), fast=fast))
+        config = ReportConfig(profile_file=str(tmp_path / "profile.json"))
+        assert (smoke_test_entry(config) is not None) is fast
+    assert "24 evaluation problems" in smoke_test_entry(config)["does_not_show"]  # --fast's default
+    assert smoke_test_entry(ReportConfig()) is None  # no profile: not a demo's report
 
 
 def _check_token_prm(out: Path, report: dict) -> None:
@@ -305,10 +336,19 @@ def _check_report_against_stage_outputs(out: Path, report: dict) -> None:
     assert all(0 <= v <= 1 for v in report["reviser"]["pass_at_1_by_step"])
 
 
-def test_demo_outside_the_repository_says_so(tmp_path, monkeypatch):
+def test_demo_outside_the_repository_runs_on_the_shipped_recipes(tmp_path, monkeypatch):
+    """From any directory the demo's recipes are the installed ones (CI runs the whole fast demo from
+    a wheel, .ci/wheel-check); one that is neither here nor shipped stops it before anything is written."""
+    import ttcompute.demo as demo
+    from ttcompute.core.recipes import RECIPES_DIR, resolve_config
+
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(InputError, match="run the demo from the repository root"):
+    for recipe in demo.DEMO_CONFIGS:
+        assert resolve_config(recipe) == RECIPES_DIR / recipe.removeprefix("configs/")
+    monkeypatch.setattr(demo, "DEMO_CONFIGS", (*demo.DEMO_CONFIGS, "configs/gone.yaml"))
+    with pytest.raises(InputError, match=r"^configs/gone.yaml: no such config file, and no shipped recipe"):
         run_stage("demo", ["--fast", "true", "--output_dir", str(tmp_path / "d")])
+    assert not (tmp_path / "d").exists()
 
 
 def test_demo_with_a_rest_em_round_searches_with_the_second_reviser(tmp_path, monkeypatch):

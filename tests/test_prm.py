@@ -450,7 +450,7 @@ def test_ttcompute_checkpoint_without_metadata(ttcompute_prm, tmp_path):
     with pytest.raises(InputError, match="step_separator"):
         load_prm(str(bare), "ttcompute", device="cpu")
     # Nor which prompt it reads: one line asking for it, never a guess.
-    with pytest.raises(InputError, match=r"records no prompt contract.*--prm_prompt_template") as err:
+    with pytest.raises(InputError, match=r"records no prompt contract.*\(prompt_contract=\)$") as err:
         load_prm(str(bare), "ttcompute", device="cpu", step_separator="\n\n")
     assert "\n" not in str(err.value)
     contract = PromptContract("{question}\n")

@@ -186,7 +186,7 @@ def skywork_prm(tmp_path_factory):
 def test_rlhflow_is_never_guessed_and_its_published_ids_are_known(rlhflow_prm):
     path, _ = rlhflow_prm
     # A plain causal LM: nothing in the checkpoint says it is a PRM.
-    with pytest.raises(InputError, match=r"cannot tell the PRM format.*--prm_format") as err:
+    with pytest.raises(InputError, match=r"cannot tell the PRM format.*pass prm_format=") as err:
         load_prm(str(path), device="cpu")
     assert "\n" not in str(err.value) and "rlhflow" in str(err.value)
     config = json.loads((path / "config.json").read_text())
@@ -282,7 +282,7 @@ def test_an_ordinary_causal_lm_whose_tokenizer_has_the_shepherd_tag_is_not_a_prm
         load_prm(str(path), device="cpu")
     message = str(err.value)
     assert "\n" not in message and message.startswith(str(path))
-    assert "cannot tell the PRM format" in message and "--prm_format" in message
+    assert "cannot tell the PRM format" in message and "prm_format=" in message
     assert all(name in message for name in PRM_FORMATS)
     # Named, it loads as what the user says.
     assert isinstance(load_prm(str(path), "math-shepherd", device="cpu"), PRM)

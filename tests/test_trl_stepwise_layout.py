@@ -72,7 +72,7 @@ def test_a_template_the_prompts_do_not_follow_is_refused(tmp_path, random_policy
     out = tmp_path / "prm"
     config = trainer_config(PRMConfig, out, random_policy_dir, data, prompt_template="Q: {question}\n")
     with pytest.raises(
-        InputError, match=r"row 0: prompt 'Start at 0.*is not --prompt_template 'Q: \{question\}\\n'"
+        InputError, match=r"row 0: prompt 'Start at 0.*is not prompt_template= 'Q: \{question\}\\n'"
     ):
         train_prm(config)
     assert not out.exists()

@@ -9,13 +9,14 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
 import yaml
 
-from ttcompute.core.argv import launcher_rank_args
-from ttcompute.core.errors import InputError
+from ttcompute.core.argv import did_you_mean, launcher_rank_args
+from ttcompute.core.errors import InputError, command_line
 
 # stage -> (summary, [(module, config class) ...], (module, function)), in pipeline order. Config classes
 # live in light ``*_config`` modules; a stage's own module (models, torch ...) is imported only when it runs.
@@ -119,7 +120,10 @@ def _usage() -> str:
     width = max(len(name) for name in STAGES)
     lines = ["usage: ttc <stage> [--config FILE.yaml] [--option value ...]", "", "stages:"]
     lines += [f"  {name:<{width}}  {summary}" for name, (summary, _, _) in STAGES.items()]
-    lines += ["", "`ttc <stage> --help` lists every option of a stage with its default."]
+    lines += [
+        f"  {'recipes':<{width}}  list the shipped recipes (stage configs), show one, copy them out to edit"
+    ]
+    lines += ["", "`ttc <stage> --help` lists every option of a stage with its default; `ttc --version`."]
     return "\n".join(lines)
 
 
@@ -131,18 +135,47 @@ def _setup_logging() -> None:
     # Keep library chatter (datasets caching, httpx) at warnings unless asked for.
     for noisy in ("datasets", "httpx", "urllib3", "filelock", "fsspec", "matplotlib"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    if getattr(sys.stderr, "isatty", lambda: False)():
+        return
+    # stderr is a file or a pipe: no terminal escapes in it. tqdm draws a second open bar (label's
+    # rollouts under its shards) one line down and climbs back with ESC[A; on one line it only
+    # rewrites with \r. tqdm reads TQDM_* defaults when first imported: here, before any stage (torch
+    # imports it; only a launcher's CPU check imports torch before this).
+    os.environ.setdefault("TQDM_POSITION", "0")
+    # transformers bolds the title of its weight-loading report whatever the stream; records are
+    # made plain before any handler (ours, or transformers' own) writes them.
+    make_record = logging.getLogRecordFactory()
+    if getattr(make_record, "strips_ansi", False):
+        return
+    ansi = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+    def plain_record(*args, **kwargs) -> logging.LogRecord:
+        record = make_record(*args, **kwargs)
+        if isinstance(record.msg, str):
+            record.msg = ansi.sub("", record.msg)
+        return record
+
+    plain_record.strips_ansi = True  # type: ignore[attr-defined]  # main() may run more than once
+    logging.setLogRecordFactory(plain_record)
 
 
 def run_stage(stage: str, args: list[str]):
-    """Parse ``args`` for ``stage`` and run it; returns what the stage returns."""
+    """Parse ``args`` for ``stage`` and run it; returns what the stage returns. Errors raised inside
+    name options as flags (``--prm_format``), not as Python arguments."""
+    if stage not in STAGES:
+        hint = did_you_mean(stage, STAGES)
+        raise InputError(f"unknown stage {stage!r}{hint} (stages: {', '.join(STAGES)})")
+    _, config_specs, (module_name, function_name) = STAGES[stage]
+    config_types = tuple(getattr(importlib.import_module(m), c) for m, c in config_specs)
+    with command_line():
+        return _run_parsed(stage, config_types, args, module_name, function_name)
+
+
+def _run_parsed(stage: str, config_types: tuple, args: list[str], module_name: str, function_name: str):
     # Here, not at the top: transformers (HfArgumentParser), datasets and torch take seconds to
     # import, and `ttc --help` or a launcher's argv handling must not wait for them.
     from ttcompute.core.config import parse_stage_args
 
-    if stage not in STAGES:
-        raise InputError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
-    _, config_specs, (module_name, function_name) = STAGES[stage]
-    config_types = tuple(getattr(importlib.import_module(m), c) for m, c in config_specs)
     configs = parse_stage_args(config_types, args, prog=f"ttc {stage}")
     # Per-file "Loading weights" bars are noise for our stages; stages draw their own progress bars.
     import datasets  # see parse_stage_args above: imported once a stage really runs
@@ -204,8 +237,17 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0
+    if argv[0] in ("-V", "--version"):
+        from ttcompute._version import __version__
+
+        print(f"ttcompute {__version__}")
+        return 0
     _setup_logging()
     try:
+        if argv[0] == "recipes":
+            from ttcompute.core.recipes import main as recipes_main
+
+            return recipes_main(argv[1:])
         run_stage(argv[0], argv[1:])
     except InputError as err:
         print(f"ttc: error: {err}", file=sys.stderr)

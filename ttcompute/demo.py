@@ -20,13 +20,14 @@ from typing import Any
 from ttcompute.cli import run_stage
 from ttcompute.core.config import save_resolved_config
 from ttcompute.core.errors import InputError
+from ttcompute.core.recipes import resolve_config
 from ttcompute.core.shards import write_json
 from ttcompute.demo_config import DemoConfig
 from ttcompute.eval.efficiency import format_interval
+from ttcompute.models.shipped import CHECKPOINTS
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 TOKEN_PRM_LOG = "prm/prm_token/training_log.json"
 
 
@@ -52,8 +53,7 @@ def _policy(config: DemoConfig, name: str, recipe: str) -> Path:
     if (path / "training_log.json").is_file():
         logger.info("Using the %s trained earlier in %s", name, path)
         return path
-    if not Path(recipe).is_file():
-        raise InputError(f"{recipe}: no such recipe (run the demo from the repository root)")
+    recipe = str(resolve_config(recipe))
     logger.info("Training %s from %s (this takes a while on a CPU)", name, recipe)
     run_stage("train-policy", ["--config", recipe, "--output_dir", str(path)])
     return path
@@ -89,9 +89,8 @@ class _Stages:
 
 def run_demo(config: DemoConfig) -> dict[str, Any]:
     """Run the pipeline, then print where the report is and its headline numbers."""
-    missing = [c for c in DEMO_CONFIGS if not Path(c).is_file()]
-    if missing:
-        raise InputError(f"{missing[0]}: not found; run the demo from the repository root (it uses configs/)")
+    for recipe in DEMO_CONFIGS:  # a clone's configs/, else the recipes installed with the package
+        resolve_config(recipe)
     out = Path(config.output_dir)
     save_resolved_config(out, "demo", config)
     small = _policy(config, "policy_small", config.policy_small_config)
@@ -327,7 +326,12 @@ def _print_adaptive(report: dict[str, Any]) -> None:
 def _print_headline(report: dict[str, Any], out: Path) -> None:
     # The demo's product is this summary on the terminal, so it is printed rather than logged.
     policy, co = report.get("policy", {}), report.get("compute_optimal", {})
-    print("\n== ttc demo ==")
+    smoke = report.get("smoke_test")
+    print("\n== ttc demo --fast: a smoke test ==" if smoke else "\n== ttc demo ==")
+    if smoke:
+        print(f"It shows {smoke['shows']}.\nIts numbers are not {smoke['does_not_show']}.")
+        if smoke.get("reviser"):
+            print(f"Revisions: {smoke['reviser']}.")
     print(f"report:  {out / 'report' / 'report.md'}")
     print(
         f"policies: small pass@1 {policy.get('small', {}).get('pass_at_1')} "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+TOKEN_PRM_METHODS = ("best_of_n", "beam_search")
+
 
 @dataclass
 class DemoConfig:
@@ -78,21 +80,27 @@ class DemoConfig:
     )
     reviser_samples: int = field(default=64, metadata={"help": "samples per reviser training problem"})
     token_prm_max_steps: int = field(
-        default=400, metadata={"help": "token-classification PRM steps (-1: configs/prm.yaml's epochs)"}
+        default=400, metadata={"help": "token-classification PRM steps (-1: the prm.yaml recipe's epochs)"}
     )
     token_prm_learning_rate: float | None = field(
         default=None,
-        metadata={"help": "token-classification PRM learning rate (default: configs/prm.yaml's)"},
+        metadata={"help": "token-classification PRM learning rate (default: the prm.yaml recipe's)"},
     )
     token_prm_methods: list[str] = field(
         default_factory=lambda: ["best_of_n", "beam_search"],
-        metadata={"help": "searches with the token-classification PRM (best_of_n, beam_search)"},
+        metadata={"help": "searches with the token-classification PRM", "choices": TOKEN_PRM_METHODS},
     )
     reviser_rounds: int = field(
-        default=1, metadata={"help": "1: the paper's reviser; 2: + a ReST^EM round on its own chains"}
+        default=1,
+        metadata={
+            "help": "1: the paper's reviser; 2: + a ReST^EM round on its own chains",
+            "choices": (1, 2),
+        },
     )
     seed: int = field(default=0, metadata={"help": "sampling seed"})
-    report_to: str = field(default="none", metadata={"help": "none | wandb"})
+    report_to: str = field(
+        default="none", metadata={"help": "W&B logging of the report", "choices": ("none", "wandb")}
+    )
     trained_from: str | None = field(
         default=None, metadata={"help": "reuse the PRM and reviser of this finished demo output"}
     )
@@ -114,7 +122,7 @@ class DemoConfig:
             raise ValueError(f"reviser_rounds must be 1 or 2, got {self.reviser_rounds}")
         if not self.budgets or any(b < 1 for b in self.budgets):
             raise ValueError(f"budgets must be positive, got {self.budgets}")
-        unknown = [m for m in self.token_prm_methods if m not in ("best_of_n", "beam_search")]
+        unknown = [m for m in self.token_prm_methods if m not in TOKEN_PRM_METHODS]
         if unknown:
             raise ValueError(f"token_prm_methods: best_of_n and/or beam_search, got {unknown}")
         if self.token_prm_max_steps == 0 or self.token_prm_max_steps < -1:

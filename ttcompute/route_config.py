@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ttcompute.core.prompts import PromptOptions
+from ttcompute.models.generation_config import BACKENDS
 
 ALLOCATIONS = ("per_bin", "per_problem", "spend", "batch")
 
@@ -42,13 +43,15 @@ class RouteConfig(PromptOptions):
         default=None,
         metadata={"help": "generations per problem (required; spend: their mean, any positive number)"},
     )
-    allocation: str = field(default="per_bin", metadata={"help": "per_bin | per_problem | spend | batch"})
+    allocation: str = field(
+        default="per_bin", metadata={"help": "how budget is allocated", "choices": ALLOCATIONS}
+    )
     output_dir: str = field(default="runs/route", metadata={"help": "output directory"})
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "the policy (default and required: the policy file's)"}
     )
     backend: str | None = field(
-        default=None, metadata={"help": "transformers | vllm (default: the search's)"}
+        default=None, metadata={"help": "generation backend (default: the search's)", "choices": BACKENDS}
     )
     device: str | None = field(
         default=None, metadata={"help": "device of every model (default: the search's)"}

@@ -6,6 +6,7 @@ stage runs, and ``ttc --help`` must stay instant.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 
 REDACTED = "<redacted>"
@@ -14,9 +15,9 @@ REDACTED = "<redacted>"
 def redact_argv(argv: list[str], secrets: Iterable[str]) -> list[str]:
     """``argv`` with every argument that is a secret, or ends in ``=secret``, redacted.
 
-    Matched by value, not by flag name, so ``--hub_token=X``, ``--hub-token X`` and argparse's
-    abbreviations (``--hub_tok X``) are all covered; whole values only, so a short token cannot
-    garble other arguments that happen to contain it.
+    Matched by value, not by flag name, so ``--hub_token=X`` and ``--hub-token X`` are both covered
+    (and so would be any other spelling that reaches a parser); whole values only, so a short token
+    cannot garble other arguments that happen to contain it.
 
     >>> redact_argv(["ttc", "train-prm", "--hub_token", "hf_x", "--seed", "3"], ["hf_x"])
     ['ttc', 'train-prm', '--hub_token', '<redacted>', '--seed', '3']
@@ -63,3 +64,22 @@ def strip_launcher_args(argv: list[str]) -> list[str]:
     ['train-prm', '--seed', '3']
     """
     return launcher_rank_args(argv)[0]
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """``"; did you mean X?"`` for the closest of ``known`` to a mistyped ``name``, else ``""``.
+
+    Hyphens and underscores are one to us (``--step-separator`` is ``--step_separator``), so a name is
+    compared with its hyphens read as underscores.
+
+    >>> did_you_mean("--search_di", ["--search_dir", "--seed"])
+    '; did you mean --search_dir?'
+    >>> did_you_mean("--num-smaples", ["--num_samples"])
+    '; did you mean --num_samples?'
+    >>> did_you_mean("--zzz", ["--search_dir"])
+    ''
+    """
+    dashes = len(name) - len(name.lstrip("-"))
+    normalized = name[:dashes] + name[dashes:].replace("-", "_")
+    close = difflib.get_close_matches(normalized, list(known), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""

@@ -15,13 +15,15 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 import yaml
 from transformers import HfArgumentParser
 
-from ttcompute.core.argv import redact_argv
+from ttcompute.core.argv import did_you_mean, redact_argv
 from ttcompute.core.errors import InputError
+from ttcompute.core.recipes import log_once, resolve_config, shipped_path
+from ttcompute.core.stage_help import HelpAllAction, StageHelpFormatter, field_groups, group_title, is_ours
 
 # Options whose values are credentials (TrainingArguments' ``hub_token``). They may be given as flags,
 # but the preferred sources are HF_TOKEN / WANDB_API_KEY and the standard logins.
@@ -29,22 +31,98 @@ SECRET_OPTIONS = ("hub_token",)
 
 
 class StageArgumentParser(HfArgumentParser):
-    """HfArgumentParser whose errors are :class:`InputError` (one line, non-zero exit) not usage dumps."""
+    """HfArgumentParser whose errors are :class:`InputError` (one line, non-zero exit) not usage dumps.
+
+    Options are never abbreviated (``--search_di`` once ran as ``--search_dir``): an unknown one is an
+    error that suggests the nearest. ``--help`` shows the last dataclass first (a stage's own config
+    comes last in ``cli.STAGES``), one group per declaring class, and the options that a library class
+    declares (``TrainingArguments``) by name only, described under ``--help-all``; see
+    :mod:`ttcompute.core.stage_help`.
+    """
 
     def __init__(self, dataclass_types, prog: str, description: str | None = None) -> None:
-        super().__init__(dataclass_types, prog=prog, description=description)
-        self.add_argument(
-            "--config", type=str, default=None, help="YAML file of option values (flags override it)"
+        self.show_all = False
+        self._dtype_rank = {dtype: i for i, dtype in enumerate(dataclass_types)}
+        super().__init__(
+            dataclass_types,
+            prog=prog,
+            description=description,
+            usage="%(prog)s [--config FILE.yaml] [--option value ...]",
+            epilog="Every option is also spelt with hyphens (--an-option) and is a key of the --config file.",
+            formatter_class=StageHelpFormatter,
+            allow_abbrev=False,
         )
+        self.add_argument(
+            "--help-all", action=HelpAllAction, help="show this help with the inherited library options too"
+        )
+        self.add_argument(
+            "--config", type=str, default=None, help="YAML file of option values; flags override it"
+        )
+
+    def _add_dataclass_arguments(self, dtype) -> None:
+        # HfArgumentParser puts a dataclass's fields in one group in MRO field order, TrainingArguments'
+        # 130 first: one group per declaring class instead (HfArgumentParser resolves the types the same way).
+        type_hints = get_type_hints(dtype)
+        for cls, fields in field_groups(dtype):
+            group = self.add_argument_group(group_title(cls))
+            group.inherited = not is_ours(cls)
+            group.dtype_rank = self._dtype_rank.get(dtype, 0)
+            for f in fields:
+                f.type = type_hints[f.name]
+                self._parse_dataclass_field(group, f)
+
+    def format_help(self) -> str:  # noqa: D102 - argparse's, with groups reordered and library ones folded
+        formatter = self._get_formatter()
+        formatter.add_usage(self.usage, self._actions, self._mutually_exclusive_groups)
+        formatter.add_text(self.description)
+        for group in sorted(self._action_groups, key=_help_order):
+            formatter.start_section(group.title)
+            if getattr(group, "inherited", False) and not self.show_all:
+                # Named, so that `--help | grep` finds every option; described under --help-all.
+                names = [action.option_strings[0] for action in group._group_actions]
+                formatter.add_text(f"`{self.prog} --help-all` describes these: {' '.join(names)}")
+            else:
+                formatter.add_text(group.description)
+                formatter.add_arguments(group._group_actions)
+            formatter.end_section()
+        formatter.add_text(self.epilog)
+        return formatter.format_help()
+
+    def parse_args(self, args=None, namespace=None):  # noqa: D102 - argparse's, with did-you-mean
+        namespace, extras = self.parse_known_args(args, namespace)
+        if extras:
+            self.error(self._unknown_arguments(extras))
+        return namespace
+
+    def option_names(self) -> list[str]:
+        """Each option's long spelling (``--step_separator``; HfArgumentParser puts it before the alias)."""
+        names = (
+            next((o for o in action.option_strings if o.startswith("--")), None) for action in self._actions
+        )
+        return [name for name in names if name is not None]
+
+    def _unknown_arguments(self, extras: list[str]) -> str:
+        flags = [arg.split("=", 1)[0] for arg in extras if arg.startswith("-")]
+        if not flags:
+            return f"unexpected argument {extras[0]!r} (options are given as --name value)"
+        return f"unknown option {flags[0]}{did_you_mean(flags[0], self.option_names())}"
 
     def error(self, message: str):  # noqa: D102 - argparse hook
         raise InputError(f"{self.prog}: {message}")
 
 
+def _help_order(group) -> tuple[bool, bool, int]:
+    # Stable sort: the parser's own options (--config), then ours with the stage's config (the last
+    # dataclass) first, then the libraries'.
+    return (
+        hasattr(group, "dtype_rank"),
+        getattr(group, "inherited", False),
+        -getattr(group, "dtype_rank", 0),
+    )
+
+
 def _yaml_with_lines(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
     """The mapping at the top of a YAML file and the (1-based) line of each key."""
-    if not path.is_file():
-        raise InputError(f"{path}: no such config file")
     text = path.read_text()
     try:
         node = yaml.compose(text)
@@ -96,11 +174,14 @@ def parse_stage_args(dataclass_types: tuple[type, ...], args: list[str], prog: s
     yaml_flags: list[str] = []
     dict_defaults: dict[str, Any] = {}
     if config_path is not None:
+        # A file where the command runs, else the shipped recipe of that name (a pip install has no clone).
+        config_path = resolve_config(config_path)
         values, lines = _yaml_with_lines(config_path)
         for key, value in values.items():
             if key not in known:
+                hint = did_you_mean(key, known)
                 raise InputError(
-                    f"{config_path}:{lines.get(key, 1)}: unknown key '{key}' for {prog} (see {prog} --help)"
+                    f"{config_path}:{lines.get(key, 1)}: unknown key '{key}' for {prog}{hint} (see {prog} --help)"
                 )
             if value is None:
                 continue
@@ -118,6 +199,7 @@ def parse_stage_args(dataclass_types: tuple[type, ...], args: list[str], prog: s
         parser.set_defaults(**dict_defaults)
 
     namespace = parser.parse_args(yaml_flags + list(args))
+    _resolve_shipped_paths(namespace)
     outputs = []
     for dtype in dataclass_types:
         names = {f.name for f in dataclasses.fields(dtype) if f.init}
@@ -133,6 +215,18 @@ def parse_stage_args(dataclass_types: tuple[type, ...], args: list[str], prog: s
     if secrets:
         sys.argv[:] = redact_argv(sys.argv, secrets)
     return tuple(outputs)
+
+
+def _resolve_shipped_paths(namespace) -> None:
+    """The recipes name shipped files by their path in a clone (``ttcompute/checkpoints/policy_small``,
+    ``configs/deepspeed/zero2.json``); where no such path exists (a pip install, another directory),
+    such a value means the installed file. A path that exists is always taken as given."""
+    for key, value in vars(namespace).items():
+        if isinstance(value, str) and value and not Path(value).exists():
+            shipped = shipped_path(value)
+            if shipped is not None:
+                log_once(f"{key}: {value} is not here; using the installed {shipped}")
+                setattr(namespace, key, str(shipped))
 
 
 def secret_values(*configs: Any) -> list[str]:

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ttcompute.core.errors import InputError
+from ttcompute.core.errors import InputError, option
 from ttcompute.core.shards import read_manifest, read_resolved_config
 
 DEFAULT_TEMPLATE = "{question}\n"
@@ -107,7 +107,7 @@ def contract_from_flags(
         kept = getattr(recorded, name)
         if value != kept:
             raise InputError(
-                f"{stage}: --{name} {value!r} contradicts the prompt contract recorded in {recorded_in} "
+                f"{stage}: {option(name)} {value!r} contradicts the prompt contract recorded in {recorded_in} "
                 f"({name} {kept!r}); drop the flag or pass that value"
             )
     return recorded
@@ -152,11 +152,16 @@ def read_contracts(data: str) -> tuple[PromptContract | None, str]:
     return first, first_part
 
 
+def contract_options() -> str:
+    """How an error names the three prompt-contract options (flags under ``ttc``, else arguments)."""
+    return ", ".join(option(name) for name in ("prompt_template", "use_chat_template", "system_prompt"))
+
+
 def recorded_contract(
     record: Mapping[str, Any],
     given: PromptContract | None,
     where: str,
-    flags: str = "--prm_prompt_template, --prm_use_chat_template",
+    flags: str | None = None,
 ) -> PromptContract:
     """The prompt contract a checkpoint records (``ttc_prm``, ``ttc_reviser``, ``likelihood_prm.json``),
     checked against ``given``; ``given`` when it records none (``flags``: how to give one).
@@ -166,6 +171,7 @@ def recorded_contract(
     """
     if "prompt_template" not in record:
         if given is None:
+            flags = flags or option("prompt_contract", ("prm_prompt_template", "prm_use_chat_template"))
             raise InputError(
                 f"{where} records no prompt contract (no prompt_template): give the prompt it reads ({flags})"
             )
@@ -209,7 +215,7 @@ class PRMPromptOptions:
                 self.prm_prompt_template or DEFAULT_TEMPLATE, bool(self.prm_use_chat_template)
             )
         except ValueError as err:
-            raise InputError(f"--prm_prompt_template: {err}") from None
+            raise InputError(f"{option('prm_prompt_template')}: {err}") from None
 
 
 @dataclass

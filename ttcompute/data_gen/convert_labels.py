@@ -655,9 +655,26 @@ def run_convert_labels(config: ConvertLabelsConfig) -> dict[str, Any]:
         else:
             logger.debug("%s; row skipped", err)
 
-    def build_shard(j: int) -> list[Row]:
+    def convert(j: int) -> tuple[list[Row], Counter]:
         counts: Counter = Counter()
-        rows = convert_span(inputs[spans[j].input_index], spans[j], config, contract, counts, warn)
+        return convert_span(inputs[spans[j].input_index], spans[j], config, contract, counts, warn), counts
+
+    # Input of which no row converts (every row malformed and skipped) is refused before the output
+    # exists: shards are converted in turn until one gives rows -- normally the first -- and kept for
+    # build_shard, so good input is still read once.
+    prebuilt: dict[int, tuple[list[Row], Counter]] = {}
+    for j in range(len(spans)):
+        prebuilt[j] = convert(j)
+        if prebuilt[j][0]:
+            break
+    else:
+        raise InputError(
+            f"{', '.join(config.input)}: no row converts to stepwise labels ({skipped['rows']} malformed "
+            "rows skipped, see the warnings); nothing to write"
+        )
+
+    def build_shard(j: int) -> list[Row]:
+        rows, counts = prebuilt.pop(j) if j in prebuilt else convert(j)
         built[j] = counts
         return rows
 

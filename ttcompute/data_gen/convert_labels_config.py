@@ -43,8 +43,14 @@ class ConvertLabelsConfig(TrackingOptions, HubDatasetOptions):
         overwrite: Replace an output directory written with a different config.
     """
 
+    # Listed, not argparse choices: __post_init__ refuses another value naming --from.
     source: str | None = field(
-        default=None, metadata={"aliases": ["--from"], "help": "prm800k | math-shepherd"}
+        default=None,
+        metadata={
+            "aliases": ["--from"],
+            "help": "the labels' source",
+            "metavar": "{" + ",".join(SOURCES) + "}",
+        },
     )
     input: list[str] = field(
         default_factory=list, metadata={"help": ".jsonl/.parquet file(s), a directory or a Hub id"}
@@ -65,7 +71,10 @@ class ConvertLabelsConfig(TrackingOptions, HubDatasetOptions):
     )
     finish_reasons: list[str] = field(
         default_factory=lambda: ["solution", "found_error"],
-        metadata={"help": "PRM800K: convert rows with these finish reasons"},
+        metadata={
+            "help": "PRM800K: convert rows with these finish reasons",
+            "choices": PRM800K_FINISH_REASONS,
+        },
     )
     rows_per_shard: int = field(default=4096, metadata={"help": "input rows per output shard"})
     shard: str = field(default="0/1", metadata={"help": "i/n: this worker's part of the shards"})

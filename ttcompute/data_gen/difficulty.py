@@ -149,6 +149,8 @@ def run_difficulty(config: DifficultyConfig) -> dict[str, Any]:
             problem_ids.append(problem_id)
             pass_at_1.append(sum(verdicts) / len(verdicts))
             num_samples.append(len(verdicts))
+    if not problem_ids:  # quantile_edges would refuse too, without saying which data
+        raise InputError(f"{config.samples_dir}: no problems; nothing to bin")
     # Read before anything is written: a wrong --oracle_dir must leave no output behind.
     reference = _oracle_pass_at_1(config.oracle_dir, problem_ids) if config.oracle_dir else pass_at_1
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ttcompute.core.prm_format_names import PRM_FORMAT_CHOICES
 from ttcompute.core.prompts import PRMPromptOptions
 
 PREDICTORS = ("oracle", "prm", "prm_probe", "question")
@@ -41,9 +42,13 @@ class DifficultyConfig(PRMPromptOptions):
     output_dir: str = field(default="runs/difficulty", metadata={"help": "output directory"})
     num_bins: int = field(default=5, metadata={"help": "number of quantile bins"})
     bin_edges_file: str | None = field(default=None, metadata={"help": "bin_edges.json to reuse"})
-    predictor: str = field(default="oracle", metadata={"help": "oracle | prm | prm_probe"})
+    predictor: str = field(
+        default="oracle", metadata={"help": "how difficulty is estimated", "choices": PREDICTORS}
+    )
     prm: str | None = field(default=None, metadata={"help": "PRM checkpoint for the prm predictors"})
-    prm_format: str = field(default="auto", metadata={"help": "PRM format (see ttc search)"})
+    prm_format: str = field(
+        default="auto", metadata={"help": "PRM format (see ttc search)", "choices": PRM_FORMAT_CHOICES}
+    )
     device: str | None = field(default=None, metadata={"help": "PRM device (default: cuda if available)"})
     probe_samples: int = field(default=4, metadata={"help": "samples per problem prm_probe scores"})
     step_separator: str = field(default="\n\n", metadata={"help": "text between steps"})

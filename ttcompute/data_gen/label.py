@@ -104,6 +104,8 @@ def run_label(gen_args: GeneratorConfig, config: LabelConfig) -> dict[str, Any]:
     parse_shard_spec(config.shard)  # a malformed --shard fails before the model loads
     samples = ShardReader(config.samples_dir)  # streamed: memory stays at one shard
     _check_sample_columns(samples, config.samples_dir)
+    if len(samples) == 0:
+        raise InputError(f"{config.samples_dir}: no problems; nothing to label")
     if not gen_args.model_name_or_path:
         gen_args.model_name_or_path = read_resolved_config(config.samples_dir).get("model_name_or_path")
         if not gen_args.model_name_or_path:

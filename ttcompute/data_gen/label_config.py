@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from ttcompute.core.tracking import HubDatasetOptions, TrackingOptions
 
 LABELLERS = ("exhaustive", "binary_search")
+LABEL_TYPES = ("soft", "hard")
 
 
 @dataclass
@@ -34,10 +35,14 @@ class LabelConfig(TrackingOptions, HubDatasetOptions):
 
     samples_dir: str = field(default="runs/samples", metadata={"help": "output directory of ttc sample"})
     output_dir: str = field(default="runs/labels", metadata={"help": "output directory"})
-    labeller: str = field(default="exhaustive", metadata={"help": "exhaustive | binary_search"})
+    labeller: str = field(
+        default="exhaustive", metadata={"help": "how steps are labelled", "choices": LABELLERS}
+    )
     num_rollouts: int = field(default=16, metadata={"help": "k rollouts per step prefix"})
     rollout_chunk: int = field(default=4, metadata={"help": "binary search: rollouts per probe round"})
-    label_type: str = field(default="soft", metadata={"help": "soft | hard: what goes in `labels`"})
+    label_type: str = field(
+        default="soft", metadata={"help": "what goes in `labels`", "choices": LABEL_TYPES}
+    )
     max_solutions_per_problem: int | None = field(
         default=None, metadata={"help": "label at most this many samples per problem"}
     )
@@ -52,7 +57,7 @@ class LabelConfig(TrackingOptions, HubDatasetOptions):
         super().__post_init__()
         if self.labeller not in LABELLERS:
             raise ValueError(f"labeller must be one of {LABELLERS}, got {self.labeller!r}")
-        if self.label_type not in ("soft", "hard"):
+        if self.label_type not in LABEL_TYPES:
             raise ValueError(f"label_type must be 'soft' or 'hard', got {self.label_type!r}")
         if self.num_rollouts < 1:
             raise ValueError("num_rollouts must be >= 1")

@@ -123,6 +123,16 @@ def run_orm_data(config: OrmDataConfig) -> dict[str, Any]:
                     }
                 )
 
+    if not out_rows:
+        raise InputError(
+            f"{config.search_dir}: field completions: every revisions attempt ({empty}) is empty; "
+            "no ORM row to write"
+        )
+    if len({row["correct"] for row in out_rows}) == 1:
+        # Still data (one part of a mix), but an ORM trained on it alone learns a constant.
+        verdict = "correct" if out_rows[0]["correct"] else "incorrect"
+        logger.warning("%s: all %d attempts are %s", config.search_dir, len(out_rows), verdict)
+
     def stats(output_dir: str) -> dict[str, Any]:
         written = pq.read_table(shard_path(output_dir, 0), columns=["correct"]).column("correct")
         return {

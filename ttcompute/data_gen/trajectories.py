@@ -356,6 +356,7 @@ def run_revisions(config: TrajectoryConfig) -> dict[str, Any]:
             )
     else:
         malformed = malformed_rows(samples, ["completions", "correct"], config.strict)
+        _check_something_to_write(samples, config)
         columns = [c for c in (*REQUIRED_COLUMNS, "gold_answer") if c in samples.column_names]
         num_problems = len(samples)
 
@@ -410,6 +411,27 @@ def run_revisions(config: TrajectoryConfig) -> dict[str, Any]:
         config.output_dir,
     )
     return result
+
+
+def _check_something_to_write(samples: ShardReader, config: TrajectoryConfig) -> None:
+    """Refuse samples that give no trajectory at all, before the output exists: every trajectory ends
+    in a correct non-empty completion (the copying stage: any non-empty one), so all-wrong or all-empty
+    samples would leave a manifest over empty shards that train-reviser then refuses."""
+    for batch in samples.iter_batches(["completions", "correct"]):
+        for texts, verdicts in zip(
+            batch.column("completions").to_pylist(), batch.column("correct").to_pylist()
+        ):
+            pairs = zip(texts or [], verdicts or [])
+            if any(text and text.strip() and (ok or config.copy_attempts) for text, ok in pairs):
+                return
+    if config.copy_attempts:
+        raise InputError(
+            f"{config.samples_dir}: field completions: every completion is empty; nothing to copy"
+        )
+    raise InputError(
+        f"{config.samples_dir}: fields correct, completions: no problem has a correct non-empty completion, "
+        "which every revision trajectory ends in; nothing to write"
+    )
 
 
 def _prompt_contract(config: TrajectoryConfig) -> tuple[PromptContract, Any]:

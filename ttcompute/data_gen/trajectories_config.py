@@ -69,14 +69,21 @@ class TrajectoryConfig(PromptOptions, TrackingOptions, HubDatasetOptions):
         default=None, metadata={"help": "ttc search output with revisions: train on its correct attempts"}
     )
     attempt_order: str = field(
-        default="closest_last", metadata={"help": "closest_last (the paper's) | progressive (farthest first)"}
+        default="closest_last",
+        metadata={
+            "help": "closest_last (the paper's) | progressive (farthest first)",
+            "choices": ATTEMPT_ORDERS,
+        },
     )
     correct_context_fraction: float = field(
         default=0.0, metadata={"help": "share of trajectories whose most recent attempt is correct"}
     )
     context_attempts: str = field(
         default="incorrect",
-        metadata={"help": "incorrect (the paper's) | any: attempts drawn from all the problem's samples"},
+        metadata={
+            "help": "incorrect (the paper's) | any: attempts drawn from all the problem's samples",
+            "choices": CONTEXT_ATTEMPTS,
+        },
     )
     correct_attempt_rate: float | None = field(
         default=None,

@@ -286,6 +286,8 @@ def load_samples(samples_dir: str, limit: int | None = None) -> list[dict[str, A
     if limit is not None:
         samples = samples.select(range(min(limit, len(samples))))
     rows = samples.select_columns(columns).to_list()
+    if not rows:
+        raise InputError(f"{samples_dir}: no problems; best-of-N needs sampled solutions")
     for index, row in enumerate(rows):
         if not row["completions"]:
             raise InputError(f"{samples_dir}: row {index}: field 'completions' is empty")

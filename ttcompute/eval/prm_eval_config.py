@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ttcompute.core.prm_format_names import PRM_FORMAT_CHOICES
 from ttcompute.core.prompts import PRMPromptOptions
 from ttcompute.core.steps import AGGREGATIONS
 
@@ -40,15 +41,20 @@ class EvalPRMConfig(PRMPromptOptions):
     """
 
     prm: str | None = field(default=None, metadata={"help": "PRM path or Hub id (required)"})
-    prm_format: str = field(default="auto", metadata={"help": "PRM format (auto-detected by default)"})
+    prm_format: str = field(
+        default="auto",
+        metadata={"help": "PRM format; auto: what it says it is", "choices": PRM_FORMAT_CHOICES},
+    )
     dataset: str | None = field(
         default=None, metadata={"help": "ttc label output dir, or ProcessBench file/dir/Hub id (required)"}
     )
     split: str = field(default="gsm8k", metadata={"help": "split of a dataset dir or Hub id"})
-    gold: str = field(default="auto", metadata={"help": "truth: auto, labels, checker or processbench"})
+    gold: str = field(
+        default="auto", metadata={"help": "where the truth comes from", "choices": GOLD_SOURCES}
+    )
     samples_dir: str | None = field(default=None, metadata={"help": "ttc sample output for best-of-N"})
     aggregation: str = field(
-        default="last", metadata={"help": "step-score aggregation: last, min, prod, mean"}
+        default="last", metadata={"help": "step-score aggregation", "choices": AGGREGATIONS}
     )
     threshold: float = field(default=0.5, metadata={"help": "a step scored below this is predicted wrong"})
     calibration_dataset: str | None = field(

@@ -34,7 +34,9 @@ rebuilt at any time, and the same tables and plots go to W&B with ``--report_to 
 * ``cost.total_flops`` (every stage whose output is given: sampling, labelling, training, search,
   difficulty), ``cost.by_stage``: each one's, less the policy FLOPs of best-of-N candidates a search
   took from a ``ttc sample`` output also given (that output counts them; ``cost.reused_by_stage``),
-  ``wall_seconds``.
+  ``wall_seconds``;
+* ``smoke_test`` (only for ``ttc demo --fast``): ``shows`` and ``does_not_show``, the sentences the
+  report and the demo's summary lead with.
 """
 
 from __future__ import annotations
@@ -196,9 +198,85 @@ def _merge_accuracy(select_dirs: list[str]) -> tuple[dict, dict, dict | None]:
     return accuracy, problems, revisions
 
 
+def smoke_test_entry(config: ReportConfig) -> dict[str, Any] | None:
+    """What a smoke-test run shows and what it does not; None for any other run.
+
+    The run is ``ttc demo --fast``, known by the options that demo recorded beside the profile it
+    passes (``--profile_file``): its numbers, printed like a full run's, were read as results.
+    """
+    if not config.profile_file:
+        return None
+    demo = read_resolved_config(Path(config.profile_file).parent)
+    if not demo.get("fast"):
+        return None
+    problems = demo["num_problems"]
+    return {
+        "run": "ttc demo --fast",
+        "shows": "every stage runs end to end, each reading what the one before it wrote",
+        "does_not_show": (
+            f"results: {problems} evaluation problems (one problem moves an accuracy by {1 / problems:.3f}), "
+            f"budgets up to {max(demo['budgets'])}, revision chains of {max(demo['revision_lengths'])} "
+            f"attempt(s), a PRM and a reviser trained on {demo['prm_problems']} and "
+            f"{demo['reviser_problems']} problems, the token-classification PRM for "
+            f"{demo['token_prm_max_steps']} steps; `ttc demo` without --fast measures them"
+        ),
+    }
+
+
+def smoke_reviser_note(report: dict[str, Any], select_dirs: list[str]) -> str | None:
+    """Why a smoke test's revisions score what they do: the reviser's first attempts (no attempt in
+    context: the policy's own prompt) against the policy, and how little it trained; None without a
+    trained reviser or its training log."""
+    reviser = _searched_reviser(select_dirs)
+    log = Path(reviser) / "training_log.json" if reviser else None
+    steps = (report.get("reviser") or {}).get("pass_at_1_by_step")
+    if log is None or not log.is_file() or not steps:
+        return None
+    trained = _read_json(log)
+    # Measured for issue 35 on the fast demo: the policy's loss on the revision trajectories starts
+    # at 3.3 nats per token (attempts in context, longer than its training solutions), and 20 steps
+    # at the reviser recipe's learning rate took its own prompt from pass@1 0.29 (the policy) to
+    # 0.05 on the same problems (1e-4: 0.15): finetuning this short breaks more than it teaches.
+    policy = (report.get("policy") or {}).get("small", {}).get("pass_at_1")
+    return (
+        f"the reviser's first attempts, from the policy's own prompt, score pass@1 {_fmt(steps[0])} against "
+        f"the policy's {_fmt(policy)}: {trained.get('global_steps')} training steps on "
+        f"{trained.get('num_train_examples')} trajectories leave it at eval token accuracy "
+        f"{_fmt((trained.get('eval') or {}).get('eval_mean_token_accuracy'))} (the full demo's reviser: "
+        "above 0.99), too few to undo what its first steps on long attempt contexts broke"
+    )
+
+
+def _searched_reviser(select_dirs: list[str]) -> str | None:
+    """The reviser of the search a ``ttc select`` output selected from, as both recorded their options."""
+    for select_dir in select_dirs:
+        search_dir = read_resolved_config(select_dir).get("search_dir")
+        reviser = read_resolved_config(search_dir).get("reviser") if search_dir else None
+        if reviser:
+            return reviser
+    return None
+
+
+def smoke_test_lines(report: dict[str, Any]) -> list[str]:
+    """The warning a smoke-test report leads with."""
+    smoke = report.get("smoke_test")
+    if not smoke:
+        return []
+    lines = [
+        f"> **Smoke test** (`{smoke['run']}`). It shows {smoke['shows']}. Its numbers are not "
+        f"{smoke['does_not_show']}.",
+    ]
+    if smoke.get("reviser"):
+        lines += [">", f"> Revisions: {smoke['reviser']}."]
+    return [*lines, ""]
+
+
 def build_report(config: ReportConfig) -> dict[str, Any]:
     """Collect every number of the report into the nested ``report.json`` object."""
     report: dict[str, Any] = {}
+    smoke = smoke_test_entry(config)
+    if smoke:
+        report["smoke_test"] = smoke
     if config.policy_small or config.small_samples_dir:
         small = report.setdefault("policy", {}).setdefault("small", {})
         if config.policy_small:
@@ -284,6 +362,10 @@ def build_report(config: ReportConfig) -> dict[str, Any]:
     costs, reused = stage_costs(config.cost_dirs)
     report["cost"] = {"total_flops": sum(costs.values()), "by_stage": costs, "reused_by_stage": reused}
     report["wall_seconds"] = config.wall_seconds
+    if smoke:
+        note = smoke_reviser_note(report, config.select_dirs)
+        if note:
+            smoke["reviser"] = note
     return report
 
 
@@ -533,7 +615,7 @@ def adaptive_lines(report: dict[str, Any], images: dict[str, str]) -> list[str]:
 
 def markdown_report(report: dict[str, Any], images: dict[str, str], tables: dict[str, str]) -> str:
     """``report.md``: the headline, then each analysis with its plot and table."""
-    lines = ["# ttcompute report", "", *headline_lines(report)]
+    lines = ["# ttcompute report", "", *smoke_test_lines(report), *headline_lines(report)]
     policy = report.get("policy", {})
     if policy:
         lines += ["## Policies", "", "| | parameters | pass@1 |", "|---|---:|---:|"]

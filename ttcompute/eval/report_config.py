@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+REPORT_TO = ("none", "wandb")
+
 
 @dataclass
 class ReportConfig:
@@ -58,8 +60,12 @@ class ReportConfig:
     flops_matched_dir: str | None = field(default=None, metadata={"help": "ttc flops-matched output"})
     cost_dirs: list[str] = field(default_factory=list, metadata={"help": "outputs whose compute is summed"})
     wall_seconds: float | None = field(default=None, metadata={"help": "wall time of the reported run"})
-    report_to: str = field(default="none", metadata={"help": "none | wandb"})
+    # Listed, not argparse choices: __post_init__ refuses another value with its own message.
+    report_to: str = field(
+        default="none",
+        metadata={"help": "where the report also goes", "metavar": "{" + ",".join(REPORT_TO) + "}"},
+    )
 
     def __post_init__(self) -> None:
-        if self.report_to not in ("none", "wandb"):
+        if self.report_to not in REPORT_TO:
             raise ValueError(f"report_to must be none or wandb, got {self.report_to!r}")

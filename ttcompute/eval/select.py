@@ -60,6 +60,7 @@ from ttcompute.eval.adaptive import (
     parse_strategy,
     strategy_grid,
 )
+from ttcompute.eval.efficiency import format_interval
 from ttcompute.eval.plots import plot_accuracy_vs_budget
 from ttcompute.eval.prm_metrics import within_problem_ranking
 from ttcompute.eval.search.revision_chains import revision_step_metrics
@@ -397,7 +398,7 @@ def adaptive_table(summary: dict[str, dict[str, dict[str, Any]]]) -> str:
     lines = [
         "## Adaptive strategies (all problems; generations actually spent)",
         "",
-        "| strategy | cap | generations | accuracy | settled before the cap |",
+        "| strategy | cap | generations [95% CI] | accuracy [95% CI] | settled before the cap |",
         "|---|---:|---:|---:|---:|",
     ]
     rows = sorted(
@@ -405,9 +406,13 @@ def adaptive_table(summary: dict[str, dict[str, dict[str, Any]]]) -> str:
     )
     for strategy, entry in rows:
         e = entry["all"]
-        lines.append(
-            f"| {strategy} | {e['cap']} | {e['mean_generations']:.2f} | {e['accuracy']:.3f} | {e['settled']:.2f} |"
-        )
+        generations = format_interval(e.get("generations_interval"), digits=2)
+        accuracy = format_interval(e.get("accuracy_interval"))
+        if generations == "-":
+            generations = f"{e['mean_generations']:.2f}"
+        if accuracy == "-":
+            accuracy = f"{e['accuracy']:.3f}"
+        lines.append(f"| {strategy} | {e['cap']} | {generations} | {accuracy} | {e['settled']:.2f} |")
     return "\n".join(lines) + "\n\n"
 
 
@@ -534,6 +539,8 @@ def run_select(config: SelectConfig) -> dict[str, Any]:
     for index, row in enumerate(search):
         # Rejected, not skipped: leaving a problem out would silently change every accuracy here.
         problem = misaligned_candidates(row)
+        if not problem and not row["answers"]:
+            problem = f"field answers: a {row['method']} row with no candidates"
         if problem:
             raise InputError(f"{config.search_dir}: row {index} (problem {row['problem_id']}): {problem}")
         rows.append(row)

@@ -40,7 +40,9 @@ class SelectConfig:
 
     search_dir: str = field(default="runs/search", metadata={"help": "output directory of ttc search"})
     output_dir: str | None = field(default=None, metadata={"help": "default: <search_dir>/select"})
-    aggregation: str = field(default="last", metadata={"help": "step scores -> score: last|min|prod|mean"})
+    aggregation: str = field(
+        default="last", metadata={"help": "step scores -> score", "choices": AGGREGATIONS}
+    )
     difficulty_dir: str | None = field(default=None, metadata={"help": "ttc difficulty output (bins)"})
     adaptive: bool = field(default=True, metadata={"help": "evaluate adaptive strategies on the candidates"})
     adaptive_rules: list[str] | None = field(

@@ -6,7 +6,7 @@ Why a reviser wants it: a revision mostly repeats its most recent attempt, and c
 result from an attempt hundreds of characters back needs an attention circuit (match the step's
 left-hand side, read what followed it) that a 2-layer policy, whose layers already do its
 arithmetic, did not form in 5,400 steps of pure copy data; with two expanded blocks it formed
-within 1,800 (README, "Which reviser keeps improving?").
+within 1,800 (docs: research/reviser_study.md).
 """
 
 from __future__ import annotations

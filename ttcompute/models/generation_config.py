@@ -10,6 +10,7 @@ from ttcompute.models.generation import SamplingParams
 # core.grading.ANSWER_EXTRACTIONS (tested equal): not imported, so that parsing a command line does
 # not load SymPy.
 ANSWER_EXTRACTIONS = ("strict", "lenient")
+BACKENDS = ("transformers", "vllm")
 
 
 @dataclass
@@ -41,7 +42,7 @@ class GeneratorConfig:
     """
 
     model_name_or_path: str | None = field(default=None, metadata={"help": "policy: Hub id or local path"})
-    backend: str = field(default="transformers", metadata={"help": "transformers | vllm"})
+    backend: str = field(default="transformers", metadata={"help": "generation backend", "choices": BACKENDS})
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature (0 = greedy)"})
     top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass"})
     max_new_tokens: int = field(default=256, metadata={"help": "most new tokens per completion"})
@@ -67,8 +68,10 @@ class GeneratorConfig:
     trust_remote_code: bool = field(default=False, metadata={"help": "allow custom model code (off)"})
     answer_extraction: str = field(
         default="strict",
+        # Listed, not argparse choices: __post_init__ refuses another value with its own message.
         metadata={
-            "help": "strict (marked answers only) | lenient (else the last expression): how outputs are graded"
+            "help": "strict (marked answers only) | lenient (else the last expression): how outputs are graded",
+            "metavar": "{" + ",".join(ANSWER_EXTRACTIONS) + "}",
         },
     )
 
@@ -82,7 +85,7 @@ class GeneratorConfig:
             raise ValueError(
                 f"data_parallel_size {self.data_parallel_size}: vLLM runs offline data parallelism as one "
                 "process per replica; start one worker per replica instead, e.g. "
-                "CUDA_VISIBLE_DEVICES=i ttc sample ... --shard i/n (README: Running at scale)"
+                "CUDA_VISIBLE_DEVICES=i ttc sample ... --shard i/n (docs: guides/scale.md)"
             )
 
     def prompt_contract(self) -> PromptContract:

@@ -59,7 +59,8 @@ from transformers import (
 from transformers.utils import cached_file
 from transformers.utils import logging as hf_logging
 
-from ttcompute.core.errors import InputError
+from ttcompute.core.errors import InputError, option
+from ttcompute.core.prm_format_names import PRM_FORMATS
 from ttcompute.core.prompts import PromptContract, recorded_contract
 from ttcompute.models.generation import build_prompt
 from ttcompute.models.likelihood_prm import LIKELIHOOD_PRM_FILE, load_likelihood_prm
@@ -68,7 +69,6 @@ from ttcompute.models.weights import holds_only_pickled_weights, load_error
 
 logger = logging.getLogger(__name__)
 
-PRM_FORMATS = ("ttcompute", "math-shepherd", "qwen-prm", "rlhflow", "skywork", "ttcompute-likelihood")
 
 # Math-Shepherd's conventions, from its model card: each step is followed by " ки" and the PRM's
 # verdict at the tag is the LM's choice between "+" and "-".
@@ -162,7 +162,7 @@ def load_prm(
         if prm_format is None:
             raise InputError(
                 f"{model_name_or_path}: cannot tell the PRM format (architectures {architectures}, no "
-                f"ttc_prm metadata): pass --prm_format, one of {', '.join(PRM_FORMATS)} (math-shepherd "
+                f"ttc_prm metadata): pass {option('prm_format')}, one of {', '.join(PRM_FORMATS)} (math-shepherd "
                 "and rlhflow checkpoints are plain causal LMs: only their published Hub ids are known)"
             )
     if step_separator is not None and prm_format != "ttcompute":
@@ -274,7 +274,9 @@ def _ttcompute_parts(
     metadata = config_dict.get("ttc_prm") or {}
     separator = step_separator if step_separator is not None else metadata.get("step_separator")
     if separator is None:
-        raise InputError(f"{name}: no ttc_prm.step_separator in config.json; pass step_separator")
+        raise InputError(
+            f"{name}: no ttc_prm.step_separator in config.json; pass {option('step_separator', 'prm_step_separator')}"
+        )
     contract = recorded_contract(metadata, prompt_contract, f"{name}: config.ttc_prm")
     model = AutoModelForTokenClassification.from_pretrained(name, **load_kwargs).to(device)
     num_labels = model.config.num_labels

@@ -25,7 +25,7 @@ from ttcompute.trainers.launch import launch_command
 from ttcompute.trainers.model_cards import likelihood_prm_card
 from ttcompute.trainers.prm_config import PRMConfig
 from ttcompute.trainers.stepwise_data import step_metrics
-from ttcompute.trainers.training_run import TRAINING_LOG
+from ttcompute.trainers.training_run import TRAINING_LOG, format_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +100,9 @@ def fit_likelihood_prm(
     (out / TRAINING_LOG).write_text(json.dumps(log, indent=2))
     if config.push_to_hub:
         push_folder(out, HubUpload.of(config), "ttc train-prm")
-    logger.info("Likelihood PRM: sigmoid(%.3f x + %.3f) -> %s (eval %s)", weight, bias, out, metrics)
+    logger.info(
+        "Likelihood PRM: sigmoid(%.3f x + %.3f) -> %s (%s)", weight, bias, out, format_metrics(metrics)
+    )
     return log
 
 

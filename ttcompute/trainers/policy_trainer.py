@@ -19,6 +19,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, Trainer
 
 from ttcompute.core.budget import pretraining_flops
 from ttcompute.core.config import save_resolved_config
+from ttcompute.core.errors import InputError, option
 from ttcompute.core.prompts import PromptContract
 from ttcompute.models.generation import build_prompt
 from ttcompute.models.generation_config import GeneratorConfig
@@ -167,13 +168,22 @@ def train_policy(problem_args: ProblemConfig, config: PolicyConfig) -> dict[str,
     Returns the training log (also written to ``<output_dir>/training_log.json``), which records
     the parameter count and D_pretrain (tokens processed) that the FLOPs-matched analysis reads.
     """
+    # Refused before the output directory is touched: a rejected command leaves no ttc_config.yaml.
+    if problem_args.task != "arithmetic":
+        raise InputError(
+            f"ttc train-policy: {option('task')} {problem_args.task}: train-policy pretrains the built-in "
+            f"arithmetic policy; use {option('task')} arithmetic"
+        )
+    if config.eval_num_problems > 0 and problem_args.problem_seed == config.eval_problem_seed:
+        raise InputError(
+            f"ttc train-policy: {option('problem_seed')} (training) and {option('eval_problem_seed')} "
+            f"(held-out) are both {config.eval_problem_seed}: the held-out problems would be the training "
+            "problems; they must differ"
+        )
+    problems = problem_args.load()
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_resolved_config(out, "train-policy", problem_args, config)
-    if problem_args.task != "arithmetic":
-        raise ValueError("train-policy pretrains the built-in arithmetic policy; use --task arithmetic")
-    if problem_args.problem_seed == config.eval_problem_seed:
-        raise ValueError("--problem_seed (training) and --eval_problem_seed (held-out) must differ")
 
     resume_from = resume_point(config, logger)
     tokenizer = AutoTokenizer.from_pretrained(resume_from) if resume_from else build_char_tokenizer()
@@ -196,7 +206,7 @@ def train_policy(problem_args: ProblemConfig, config: PolicyConfig) -> dict[str,
         problem_args.num_problems,
     )
 
-    train_dataset = policy_dataset(problem_args.load(), config.prompt_template)
+    train_dataset = policy_dataset(problems, config.prompt_template)
     # Checkpoints pickle their TrainingArguments (training_args.bin) unmasked, and train-policy never
     # pushes to the Hub: a token has no use here and must not reach disk.
     config.hub_token = None

@@ -12,6 +12,8 @@ from ttcompute.trainers.launch import CPUDeepSpeedMixin
 from ttcompute.trainers.lora import LoraOptions
 from ttcompute.trainers.training_defaults import SmallModelDefaults
 
+PRM_KINDS = ("token_classification", "likelihood")
+
 
 @dataclass
 class PRMConfig(
@@ -65,8 +67,9 @@ class PRMConfig(
     prm_kind: str = field(
         default="token_classification",
         metadata={
-            "help": "token_classification (a head on the separator, trained with Trainer) | likelihood "
-            "(the base causal LM's token log-probs, calibrated on the labels; see models/likelihood_prm.py)"
+            "help": "token_classification: a head on the separator, trained with Trainer; likelihood: "
+            "the base causal LM's token log-probs, calibrated on the labels (models/likelihood_prm.py)",
+            "choices": PRM_KINDS,
         },
     )
     trust_remote_code: bool = field(default=False, metadata={"help": "allow custom model code (off)"})
@@ -85,15 +88,21 @@ class PRMConfig(
     # Solutions differ a lot in length; batching similar lengths cuts padding (1.3-1.5x samples/s on
     # the arithmetic task, bench/prm_trainer_throughput.py). Use "random" for i.i.d. batches.
     train_sampling_strategy: str = field(
-        default="group_by_length", metadata={"help": "group_by_length | random | sequential"}
+        default="group_by_length",
+        metadata={
+            "help": "order of the training examples",
+            "choices": TrainingArguments.__dataclass_fields__["train_sampling_strategy"].metadata.get(
+                "choices"
+            ),
+        },
     )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.step_separator:
             raise ValueError("step_separator must not be empty")
-        if self.prm_kind not in ("token_classification", "likelihood"):
-            raise ValueError(f"prm_kind must be token_classification or likelihood, got {self.prm_kind!r}")
+        if self.prm_kind not in PRM_KINDS:
+            raise ValueError(f"prm_kind must be one of {', '.join(PRM_KINDS)}, got {self.prm_kind!r}")
         if self.prompt_template is not None and "{question}" not in self.prompt_template:
             raise ValueError("prompt_template must contain {question}")
         if not 0 <= self.eval_fraction < 1:

@@ -34,8 +34,8 @@ from transformers import (
 )
 
 from ttcompute.core.config import save_resolved_config
-from ttcompute.core.errors import InputError
-from ttcompute.core.prompts import PromptContract
+from ttcompute.core.errors import InputError, option
+from ttcompute.core.prompts import PromptContract, contract_from_flags
 from ttcompute.models.prm import encode_steps, ttc_prm_metadata
 from ttcompute.models.tiny import count_parameters
 from ttcompute.trainers.hub import HubUpload
@@ -48,12 +48,20 @@ from ttcompute.trainers.stepwise_data import (
     IGNORE,
     check_labelled_positions,
     check_prompt_template,
+    constant_label,
     step_metrics,
     validate_stepwise_rows,
     with_float_labels,
 )
 from ttcompute.trainers.training_data import load_training_dataset, split_by_problem
-from ttcompute.trainers.training_run import TrainingRun, finish_training, match_eval_strategy, resume_point
+from ttcompute.trainers.training_run import (
+    TrainingRun,
+    finish_training,
+    format_metrics,
+    has_accelerator,
+    match_eval_strategy,
+    resume_point,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +118,23 @@ class PRMTrainer(Trainer):
         peft_config: LoraConfig | None = None,
         **kwargs,
     ) -> None:
+        if getattr(model.config, "num_labels", 1) != 1:
+            raise InputError(
+                f"model: num_labels={model.config.num_labels}; PRMTrainer trains one logit against each "
+                "step's label (binary cross-entropy, soft labels welcome): load it with num_labels=1"
+            )
+        if not isinstance(getattr(model.config, "ttc_prm", None), dict):
+            # Built in Python (not by `ttc train-prm`): record the contract here, so that what
+            # `save_model` / `push_to_hub` write loads with `load_prm(path)` and nothing else.
+            model.config.ttc_prm = ttc_prm_metadata(
+                args.step_separator,
+                data_prompt_contract(train_dataset, args, processing_class),
+                train_on_last_step_only=args.train_on_last_step_only,
+            )
+        if args.dataloader_pin_memory and not has_accelerator():
+            args.dataloader_pin_memory = (
+                False  # pinning only speeds copies to a device; torch warns per loader
+            )
         if peft_config is not None:
             model = _wrap_peft(model, peft_config)
         self.num_truncated = 0
@@ -160,6 +185,11 @@ class PRMTrainer(Trainer):
             )
         if name == "train":
             self.num_truncated = truncated
+        if len(tokenized) and unlabelled == len(tokenized):
+            raise InputError(
+                f"{name}_dataset: every example lost all its labels to truncation at "
+                f"{option('max_length')} {args.max_length}; raise it"
+            )
         if unlabelled:
             tokenized = tokenized.select(np.flatnonzero(targets > 0))
         return tokenized.remove_columns("truncated")
@@ -234,6 +264,38 @@ class PRMTrainer(Trainer):
         (Path(self.args.output_dir) / "README.md").write_text(card)
 
 
+def verbatim_contract(dataset: datasets.Dataset) -> PromptContract | None:
+    """For rows without a question column (TRL's stepwise datasets: the prompt is the problem text),
+    the template that rebuilds their prompts exactly: ``"{question}\n"`` when every prompt ends in a
+    newline (the question is the rest), else ``"{question}"``; None for rows with questions."""
+    if "question" in dataset.column_names:
+        return None
+    newline = all(prompt.endswith("\n") for prompt in dataset["prompt"])
+    return PromptContract("{question}\n" if newline else "{question}")
+
+
+def data_prompt_contract(
+    dataset: datasets.Dataset, config: PRMConfig, tokenizer: PreTrainedTokenizerBase | None = None
+) -> PromptContract:
+    """The prompt contract of stepwise rows that carry no record of one (a Python dataset, a file, a
+    Hub dataset): ``config``'s prompt options where given, else the rows' own prompts read verbatim
+    -- ``"{question}\n"`` when every prompt ends in a newline (the question is the rest), else
+    ``"{question}"`` (the question *is* the prompt), as TRL's stepwise datasets are. Checked against
+    the rows.
+
+    Raises:
+        InputError: the contract does not rebuild the rows' prompts.
+    """
+    given = {
+        "prompt_template": config.prompt_template,
+        "use_chat_template": config.use_chat_template,
+        "system_prompt": config.system_prompt,
+    }
+    contract = contract_from_flags(None, given, "", "PRMTrainer", verbatim_contract(dataset))
+    check_prompt_template(dataset, contract, "train_dataset", tokenizer)
+    return contract
+
+
 def _wrap_peft(model: PreTrainedModel, peft_config: LoraConfig) -> PreTrainedModel:
     head = "score" if hasattr(model, "score") else "classifier"
     modules_to_save = list(peft_config.modules_to_save or [])
@@ -257,15 +319,11 @@ def train_prm(config: PRMConfig) -> dict[str, Any]:
             "the Hub; push the base model first and pass its Hub id as --model_name_or_path"
         )
     train_dataset = load_training_dataset(config.dataset_name, config.dataset_split)
-    # Rows without a question column (TRL's stepwise datasets: prompt = the problem text) were seen as
-    # their prompt verbatim: unless told otherwise, the PRM records a template that rebuilds exactly
-    # that -- "{question}\n" when every prompt ends in a newline (the question is the rest), else
-    # "{question}" (the question *is* the prompt).
-    verbatim = None
-    if "question" not in train_dataset.column_names:
-        newline = all(prompt.endswith("\n") for prompt in train_dataset["prompt"])
-        verbatim = PromptContract("{question}\n" if newline else "{question}")
-    contract = config.resolve_prompt_contract(config.dataset_name, "ttc train-prm", default=verbatim)
+    # Rows without a question column (TRL's stepwise datasets) were seen as their prompt verbatim:
+    # unless a ttc output records otherwise, the PRM records the template that rebuilds exactly that.
+    contract = config.resolve_prompt_contract(
+        config.dataset_name, "ttc train-prm", default=verbatim_contract(train_dataset)
+    )
     # Validate everything before the first file is written.
     validate_stepwise_rows(train_dataset, config.dataset_name, config.step_separator)
     prompt_tokenizer = None
@@ -281,13 +339,33 @@ def train_prm(config: PRMConfig) -> dict[str, Any]:
         validate_stepwise_rows(eval_dataset, config.eval_dataset_name, config.step_separator)
         eval_dataset = with_float_labels(eval_dataset)
     elif config.eval_fraction > 0:
-        train_dataset, eval_dataset = split_by_problem(train_dataset, config.eval_fraction, config.seed)
+        train_dataset, eval_dataset = split_by_problem(
+            train_dataset, config.eval_fraction, config.seed, config.dataset_name
+        )
+    constant = constant_label(train_dataset, config.train_on_last_step_only)
+    if constant is not None:
+        which = "last-step label" if config.train_on_last_step_only else "step label"
+        if config.prm_kind == "likelihood":
+            # Two numbers fitted to one class have no optimum: Newton walks the bias off towards
+            # +-infinity until its iteration cap, and the saved calibration scores every step alike.
+            raise InputError(
+                f"{config.dataset_name}: field labels: every {which} of the training rows is {constant:g}; "
+                "the likelihood calibration needs correct and incorrect steps (use such data, or "
+                f"{option('prm_kind')} token_classification)"
+            )
+        # A network can still learn from it (e.g. one part of a larger mix), but alone it learns a constant.
+        logger.warning(
+            "%s: every %s of the training rows is %g: the PRM can only learn to score every step alike",
+            config.dataset_name,
+            which,
+            constant,
+        )
     match_eval_strategy(config, eval_dataset is not None, logger)
 
     out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    save_resolved_config(out, "train-prm", config)
     if config.prm_kind == "likelihood":
+        out.mkdir(parents=True, exist_ok=True)
+        save_resolved_config(out, "train-prm", config)
         return fit_likelihood_prm(config, train_dataset, eval_dataset, out)
 
     resume_from = resume_point(config, logger)
@@ -330,6 +408,9 @@ def train_prm(config: PRMConfig) -> dict[str, Any]:
         processing_class=tokenizer,
         peft_config=lora_config(config, "TOKEN_CLS") if config.use_peft else None,
     )
+    # Written once the trainer has tokenized the data: data it refuses leaves nothing behind.
+    out.mkdir(parents=True, exist_ok=True)
+    save_resolved_config(out, "train-prm", config)
     check_deepspeed_active(trainer)
     logger.info(
         "Training a %d-parameter PRM on %d solutions (%d held out)",
@@ -346,5 +427,7 @@ def train_prm(config: PRMConfig) -> dict[str, Any]:
         {"num_train_examples": len(trainer.train_dataset), "num_truncated_examples": trainer.num_truncated},
     )
     if trainer.is_world_process_zero():
-        logger.info("PRM saved to %s (train loss %.4f, eval %s)", out, log["train_loss"], log["eval"])
+        logger.info(
+            "PRM saved to %s (train loss %.4f; %s)", out, log["train_loss"], format_metrics(log["eval"])
+        )
     return log

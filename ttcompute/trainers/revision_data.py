@@ -15,7 +15,7 @@ import datasets
 from transformers import PreTrainedTokenizerBase
 
 from ttcompute.core.errors import InputError
-from ttcompute.core.prompts import DEFAULT_CONTRACT, PromptContract
+from ttcompute.core.prompts import DEFAULT_CONTRACT, PromptContract, contract_options
 from ttcompute.core.shards import read_manifest
 from ttcompute.models.generation import prompt_token_ids
 from ttcompute.models.reviser import (
@@ -36,11 +36,11 @@ def validate_revision_rows(
 ) -> None:
     """Reject rows a reviser cannot learn from, naming the data, row and field; nothing is written.
 
-    Checks: the columns of ``ttc revisions`` are there; ``question`` and ``completion`` are non-empty
-    text; ``previous_attempts`` is a list of non-empty texts; where present, ``num_previous`` counts
-    the attempts and ``prompt`` is the reviser prompt under ``contract`` (rendered with the base
-    model's ``tokenizer`` for the chat template; else training would not see the format the
-    trajectories were built with).
+    Checks: the columns of ``ttc revisions`` are there, with rows; ``question`` and ``completion``
+    are non-empty text; ``previous_attempts`` is a list of non-empty texts; where present,
+    ``num_previous`` counts the attempts and ``prompt`` is the reviser prompt under ``contract``
+    (rendered with the base model's ``tokenizer`` for the chat template; else training would not see
+    the format the trajectories were built with).
     """
     missing = [c for c in REQUIRED_COLUMNS if c not in dataset.column_names]
     if missing:
@@ -49,6 +49,8 @@ def validate_revision_rows(
             "(the output of ttc revisions)"
         )
     n = len(dataset)
+    if n == 0:
+        raise InputError(f"{where}: no rows; a reviser needs at least one trajectory (ttc revisions output)")
     optional = {
         c: dataset[c] if c in dataset.column_names else [None] * n for c in ("num_previous", "prompt")
     }
@@ -84,7 +86,7 @@ def validate_revision_rows(
             if prompt != expected:
                 raise InputError(
                     f"{at}, field prompt: {prompt[:60]!r}... is not the reviser prompt under the prompt "
-                    f"contract ({contract.describe()}); pass the contract the trajectories were built with (--prompt_template, --use_chat_template, --system_prompt)"
+                    f"contract ({contract.describe()}); pass the contract the trajectories were built with ({contract_options()})"
                 )
 
 

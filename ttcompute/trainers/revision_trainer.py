@@ -44,7 +44,13 @@ from ttcompute.trainers.revision_data import (
     validate_revision_rows,
 )
 from ttcompute.trainers.training_data import load_training_dataset, split_by_problem
-from ttcompute.trainers.training_run import TrainingRun, finish_training, match_eval_strategy, resume_point
+from ttcompute.trainers.training_run import (
+    TrainingRun,
+    finish_training,
+    format_metrics,
+    match_eval_strategy,
+    resume_point,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +67,8 @@ class RevisionTrainer(SFTTrainer):
 
     Args:
         fit_stats: The counts of :func:`fit_trajectories` for the model card.
-        Everything else is ``SFTTrainer``'s.
+
+    Every other argument is ``SFTTrainer``'s.
     """
 
     _tag_names = ["trl", "sft", "reviser", "ttcompute"]
@@ -192,7 +199,9 @@ def train_reviser(config: RevisionConfig) -> dict[str, Any]:
         eval_rows = load_training_dataset(config.eval_dataset_name, config.dataset_split)
         validate_revision_rows(eval_rows, config.eval_dataset_name, contract, tokenizer)
     elif config.eval_fraction > 0:
-        train_rows, eval_rows = split_by_problem(train_rows, config.eval_fraction, config.seed)
+        train_rows, eval_rows = split_by_problem(
+            train_rows, config.eval_fraction, config.seed, config.dataset_name
+        )
 
     context = model_context(config)
     if config.max_length is None:
@@ -291,5 +300,7 @@ def train_reviser(config: RevisionConfig) -> dict[str, Any]:
         },
     )
     if trainer.is_world_process_zero():
-        logger.info("Reviser saved to %s (train loss %.4f, eval %s)", out, log["train_loss"], log["eval"])
+        logger.info(
+            "Reviser saved to %s (train loss %.4f; %s)", out, log["train_loss"], format_metrics(log["eval"])
+        )
     return log

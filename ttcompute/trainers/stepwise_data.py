@@ -12,8 +12,8 @@ import numpy as np
 import pyarrow.compute as pc
 from transformers import EvalPrediction
 
-from ttcompute.core.errors import InputError
-from ttcompute.core.prompts import PromptContract
+from ttcompute.core.errors import InputError, option
+from ttcompute.core.prompts import PromptContract, contract_options
 from ttcompute.models.generation import build_prompt
 
 # The label of a token that is no step's target.
@@ -24,15 +24,17 @@ _LABEL_TYPES = (bool, int, float, np.bool_, np.integer, np.floating)
 def validate_stepwise_rows(dataset: datasets.Dataset, where: str, separator: str) -> None:
     """Reject rows a PRM cannot learn from, naming the row and field; nothing is trained or written.
 
-    Checks: ``prompt`` is text; ``completions`` is a non-empty list of non-empty steps without the
-    separator inside them; ``labels`` has one finite value in [0, 1] (bool, int, float or numpy) per
-    step.
+    Checks: there are rows; ``prompt`` is text; ``completions`` is a non-empty list of non-empty
+    steps without the separator inside them; ``labels`` has one finite value in [0, 1] (bool, int,
+    float or numpy) per step.
     """
     missing = {"prompt", "completions", "labels"} - set(dataset.column_names)
     if missing:
         raise InputError(
             f"{where}: missing column(s) {sorted(missing)}; PRM data needs prompt, completions (steps), labels"
         )
+    if len(dataset) == 0:
+        raise InputError(f"{where}: no rows; PRM data needs at least one labelled solution")
     for i, (prompt, steps, labels) in enumerate(
         zip(dataset["prompt"], dataset["completions"], dataset["labels"])
     ):
@@ -49,7 +51,7 @@ def validate_stepwise_rows(dataset: datasets.Dataset, where: str, separator: str
             if separator in step:
                 raise InputError(
                     f"{at}, field completions[{j}]: contains the step separator {separator!r}; "
-                    "split it into steps (or set --step_separator)"
+                    f"split it into steps (or set {option('step_separator')})"
                 )
         if isinstance(labels, str) or not isinstance(labels, (Sequence, np.ndarray)):
             raise InputError(f"{at}, field labels: expected a list, got {type(labels).__name__}")
@@ -75,7 +77,7 @@ def check_prompt_template(
         for i, prompt in enumerate(dataset["prompt"][:100]):
             if not (prompt.startswith(head) and prompt.endswith(tail) and len(prompt) >= len(head + tail)):
                 raise InputError(
-                    f"{where}: row {i}: prompt {prompt[:80]!r} is not --prompt_template "
+                    f"{where}: row {i}: prompt {prompt[:80]!r} is not {option('prompt_template')} "
                     f"{contract.prompt_template!r} around a question (the data has no question column)"
                 )
         return
@@ -83,7 +85,7 @@ def check_prompt_template(
         if build_prompt(question, contract, tokenizer) != prompt:
             raise InputError(
                 f"{where}: row {i}: prompt {prompt[:80]!r} is not the question under the prompt contract "
-                f"({contract.describe()}); pass the contract the samples were drawn with (--prompt_template, --use_chat_template, --system_prompt)"
+                f"({contract.describe()}); pass the contract the samples were drawn with ({contract_options()})"
             )
 
 
@@ -96,6 +98,24 @@ def with_float_labels(dataset: datasets.Dataset) -> datasets.Dataset:
     if dataset.features["labels"] == target:
         return dataset
     return dataset.cast_column("labels", target)
+
+
+def constant_label(dataset: datasets.Dataset, last_step_only: bool = False) -> float | None:
+    """The one value every step label of ``dataset`` holds (every last step's, with
+    ``last_step_only``: what training sees), or None when they differ. Labels as
+    :func:`with_float_labels` leaves them.
+
+    >>> rows = datasets.Dataset.from_dict({"labels": [[1.0, 0.0], [1.0, 0.0]]})
+    >>> constant_label(rows), constant_label(rows, last_step_only=True)
+    (None, 0.0)
+    """
+    labels = dataset.with_format("arrow")[:]["labels"]
+    values = np.asarray(pc.list_flatten(labels), dtype=np.float64)
+    if last_step_only:
+        values = values[np.cumsum(pc.list_value_length(labels).to_numpy()) - 1]
+    if values.size == 0 or values.min() != values.max():
+        return None
+    return float(values[0])
 
 
 def check_labelled_positions(

@@ -8,8 +8,10 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
+from datasets.exceptions import DatasetGenerationError
 
-from ttcompute.core.errors import InputError
+from ttcompute.core.errors import InputError, option
 from ttcompute.core.shards import MANIFEST, load_sharded
 
 
@@ -34,7 +36,16 @@ def load_training_dataset(name: str, split: str) -> datasets.Dataset:
         kind = {".parquet": "parquet", ".jsonl": "json", ".json": "json"}.get(path.suffix)
         if kind is None:
             raise InputError(f"{name}: unsupported file type (use .parquet, .jsonl or .json)")
-        return datasets.load_dataset(kind, data_files=str(path), split="train")
+        # `datasets` cannot build a dataset from a file without rows (a DatasetGenerationError ten frames
+        # deep): a parquet file keeps its columns, so its rows are checked like any others'; JSON has none.
+        if kind == "parquet" and pq.read_metadata(path).num_rows == 0:
+            return datasets.Dataset(pq.read_table(path))
+        if kind == "json" and _blank(path):
+            raise InputError(f"{name}: no rows")
+        try:
+            return datasets.load_dataset(kind, data_files=str(path), split="train")
+        except DatasetGenerationError as err:
+            raise InputError(f"{name}: cannot read it as {kind} ({err.__cause__ or err})") from None
     if path.is_dir():
         try:
             saved = datasets.load_from_disk(str(path))
@@ -49,6 +60,12 @@ def load_training_dataset(name: str, split: str) -> datasets.Dataset:
         return datasets.load_dataset(name, split=split)
     except Exception as err:  # noqa: BLE001 - the Hub raises many types; the user needs one line
         raise InputError(f"{name}: cannot load the training data ({type(err).__name__}: {err})") from None
+
+
+def _blank(path: Path) -> bool:
+    """Whether a text file holds nothing but whitespace (read up to its first other character)."""
+    with path.open(encoding="utf-8", errors="replace") as lines:
+        return not any(line.strip() for line in lines)
 
 
 def _common_features(parts: list[datasets.Dataset], names: list[str]) -> datasets.Features:
@@ -76,15 +93,31 @@ def _is_number(kind: pa.DataType) -> bool:
 
 
 def split_by_problem(
-    dataset: datasets.Dataset, fraction: float, seed: int
+    dataset: datasets.Dataset, fraction: float, seed: int, name: str = "the training data"
 ) -> tuple[datasets.Dataset, datasets.Dataset]:
-    """Hold out ``fraction`` of the problems (whole problems, so no solution leaks across)."""
+    """Hold out ``fraction`` of the problems (whole problems, so no solution leaks across); at least
+    one problem, so a fraction > 0 always evaluates.
+
+    Raises:
+        InputError: the split would leave nothing to train on (one problem, or a fraction that rounds
+            to all of them), naming ``name`` (the data) and the options that fix it.
+    """
     if "problem_id" in dataset.column_names:
         ids = sorted(set(dataset["problem_id"]))
     else:
         ids = sorted(set(dataset["prompt"]))
+    num_held = max(1, round(fraction * len(ids)))
+    if num_held >= len(ids):
+        # Found here, before any output exists: the Trainer would fail on an empty training set deep
+        # inside `datasets` (a KeyError on the labels column) after ttc_config.yaml was written.
+        problems = f"{len(ids)} problem{'s' if len(ids) != 1 else ''}"
+        flag = option("eval_fraction")
+        raise InputError(
+            f"{name}: {num_held} of {problems} held out for evaluation ({flag} {fraction}), none left to "
+            f"train on; pass {flag} 0 (or {option('eval_dataset_name')}) or use data with more problems"
+        )
     rng = np.random.default_rng(seed)
-    held = set(rng.choice(len(ids), size=max(1, round(fraction * len(ids))), replace=False).tolist())
+    held = set(rng.choice(len(ids), size=num_held, replace=False).tolist())
     held_ids = {ids[i] for i in held}
     key = dataset["problem_id"] if "problem_id" in dataset.column_names else dataset["prompt"]
     eval_rows = [i for i, k in enumerate(key) if k in held_ids]

@@ -4,7 +4,8 @@ checkpoint, write ``training_log.json``, push once.
 A trainer finds its resume point (:func:`resume_point`) and takes the Hub options off its config
 (:meth:`~ttcompute.trainers.hub.HubUpload.take_from`) before it builds its Trainer, then hands both to
 a :class:`TrainingRun` and calls :func:`finish_training` (or, with a log of its own,
-:func:`train_and_save` and :func:`write_log_and_push`).
+:func:`train_and_save` and :func:`write_log_and_push`). Training reports through ``logging`` and the
+progress bar (:func:`report_through_logging`), never as dicts printed to stdout.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from transformers import Trainer, TrainingArguments
+import torch
+from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import TrainOutput
 
 from ttcompute.trainers.hub import HubUpload, push_folder
@@ -25,6 +27,72 @@ from ttcompute.trainers.launch import training_summary, without_zero3_init
 from ttcompute.trainers.resume import last_complete_checkpoint
 
 TRAINING_LOG = "training_log.json"
+
+logger = logging.getLogger(__name__)
+
+
+class LogLinesCallback(TrainerCallback):
+    """Each of the Trainer's logs (loss, learning rate, evaluation metrics, the final summary) as one
+    ``logging`` line naming the stage and the step: transformers prints them as raw dicts
+    (``PrinterCallback``, or ``ProgressCallback`` under its bar), which landed in the middle of
+    ``ttc demo``'s summary on stdout and bypassed ``TTC_LOG_LEVEL``."""
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or not state.is_world_process_zero:
+            return
+        # total_flos: transformers' FLOPs estimate; ours is in training_log.json.
+        values = format_metrics({key: value for key, value in logs.items() if key != "total_flos"})
+        logger.info("%s step %d/%d: %s", self.stage, state.global_step, state.max_steps, values)
+
+
+def format_metrics(metrics: dict[str, Any]) -> str:
+    """Metrics as a log line reads them (not a dict's repr, with its 17 digits).
+
+    >>> format_metrics({"eval_loss": 0.69194668, "eval_num_steps": 12})
+    'eval_loss 0.6919, eval_num_steps 12'
+    """
+    if not metrics:
+        return "none"
+    return ", ".join(
+        f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
+        for key, value in metrics.items()
+    )
+
+
+class BarWithoutLogs(ProgressCallback):
+    """transformers' progress bar, minus the log dicts it writes under itself (:class:`LogLinesCallback`
+    logs them)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        pass
+
+
+def report_through_logging(trainer: Trainer, stage: str) -> None:
+    """Training progress through ``logging`` and the progress bar only, and no warning a run can do
+    nothing about.
+
+    * The bar (unless ``--disable_tqdm``) stays; the log dicts go to :class:`LogLinesCallback`.
+    * ``dataloader_pin_memory`` is turned off where no accelerator exists: pinned host memory only
+      speeds up copies to a device, and torch warned on every dataloader it made (six in `ttc demo --fast`).
+    """
+    had_bar = trainer.pop_callback(ProgressCallback) is not None  # BarWithoutLogs too: a rerun is a no-op
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(LogLinesCallback)
+    if had_bar:
+        trainer.add_callback(BarWithoutLogs)
+    trainer.add_callback(LogLinesCallback(stage))
+    if trainer.args.dataloader_pin_memory and not has_accelerator():
+        trainer.args.dataloader_pin_memory = False
+
+
+def has_accelerator() -> bool:
+    """What torch's DataLoader checks before it warns that pinning is pointless (``torch.accelerator``
+    is torch >= 2.6; before it, pinned memory meant CUDA)."""
+    accelerator = getattr(torch, "accelerator", None)
+    return accelerator.is_available() if accelerator is not None else torch.cuda.is_available()
 
 
 def match_eval_strategy(config: TrainingArguments, has_eval_data: bool, stage_logger: logging.Logger) -> None:
@@ -89,6 +157,7 @@ def train_and_save(run: TrainingRun) -> tuple[TrainOutput, dict[str, float], flo
     training started.
     """
     trainer, out = run.trainer, run.out
+    report_through_logging(trainer, run.stage)
     started = time.time()
     result = trainer.train(resume_from_checkpoint=run.resume_from)
     metrics = trainer.evaluate() if trainer.eval_dataset is not None else {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ttcompute.core.budget import resolve_beam_width
+from ttcompute.core.prm_format_names import PRM_FORMAT_CHOICES
 from ttcompute.core.prompts import PRMPromptOptions
 from ttcompute.core.steps import AGGREGATIONS
 from ttcompute.core.tracking import TrackingOptions
@@ -12,6 +13,7 @@ from ttcompute.core.tracking import TrackingOptions
 SEARCH_METHODS = ("best_of_n", "beam_search", "lookahead", "dvts", "revisions")
 # Methods that select with majority vote alone when there is no verifier.
 VERIFIER_FREE_METHODS = ("best_of_n", "revisions")
+VERIFIER_CONTEXTS = ("question", "history")
 DEFAULT_BUDGETS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 
 
@@ -69,7 +71,10 @@ class SearchConfig(PRMPromptOptions, TrackingOptions):
 
     output_dir: str = field(default="runs/search", metadata={"help": "output directory"})
     prm: str | None = field(default=None, metadata={"help": "PRM checkpoint (Hub id or directory)"})
-    prm_format: str = field(default="auto", metadata={"help": "PRM format (auto-detected by default)"})
+    prm_format: str = field(
+        default="auto",
+        metadata={"help": "PRM format; auto: what it says it is", "choices": PRM_FORMAT_CHOICES},
+    )
     prm_max_batch_tokens: int = field(default=32768, metadata={"help": "PRM tokens per forward batch"})
     prm_cache_tokens: int | None = field(
         default=None,
@@ -79,7 +84,7 @@ class SearchConfig(PRMPromptOptions, TrackingOptions):
     prm_dtype: str = field(default="auto", metadata={"help": "PRM dtype"})
     methods: list[str] = field(
         default_factory=lambda: ["best_of_n", "beam_search", "lookahead", "dvts"],
-        metadata={"help": "search methods: best_of_n beam_search lookahead dvts revisions (needs --reviser)"},
+        metadata={"help": "search methods (revisions needs --reviser)", "choices": SEARCH_METHODS},
     )
     budgets: list[int] = field(
         default_factory=lambda: list(DEFAULT_BUDGETS), metadata={"help": "budgets in generations (N)"}
@@ -94,14 +99,17 @@ class SearchConfig(PRMPromptOptions, TrackingOptions):
         default_factory=lambda: list(DEFAULT_BUDGETS), metadata={"help": "revision chain lengths L"}
     )
     # A revision edits an attempt: sampled cooler than the first attempt, it keeps more of what it
-    # reads (README, "Which reviser keeps improving?").
+    # reads (docs: research/reviser_study.md).
     revision_temperature: float | None = field(
         default=None,
         metadata={"help": "revisions after a chain's first attempt: temperature (default --temperature)"},
     )
-    verifier_context: str = field(default="question", metadata={"help": "question | history (revisions)"})
+    verifier_context: str = field(
+        default="question",
+        metadata={"help": "what the verifier of revisions sees", "choices": VERIFIER_CONTEXTS},
+    )
     search_aggregations: list[str] = field(
-        default_factory=lambda: ["last"], metadata={"help": "how beams are ranked: last | min | prod | mean"}
+        default_factory=lambda: ["last"], metadata={"help": "how beams are ranked", "choices": AGGREGATIONS}
     )
     max_rounds: int = field(default=40, metadata={"help": "most step rounds of a tree search"})
     max_step_tokens: int = field(default=128, metadata={"help": "most tokens of one step"})
@@ -154,5 +162,5 @@ class SearchConfig(PRMPromptOptions, TrackingOptions):
             raise ValueError(
                 "--initial_samples_dir gives best_of_n its first candidates: add best_of_n to --methods"
             )
-        if self.verifier_context not in ("question", "history"):
+        if self.verifier_context not in VERIFIER_CONTEXTS:
             raise ValueError(f"verifier_context must be question or history, got {self.verifier_context!r}")

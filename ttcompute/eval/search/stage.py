@@ -8,7 +8,7 @@ b (nested, as in the paper), written as one row per budget with that subset's ex
 chains nest the same way, one run per chain length L at the largest budget L divides: budget b is
 its first b / L chains.
 
-Budget (README, "Search budgets"): N generations. Best-of-N samples N solutions; beam search and DVTS
+Budget (docs: guides/search.md): N generations. Best-of-N samples N solutions; beam search and DVTS
 keep N beams; lookahead search with k steps gets ``N = budget // (k + 1)`` beams (and is skipped at
 budgets below k + 1). A beam width is rounded down to a divisor of N
 (:func:`~ttcompute.core.budget.resolve_beam_width`); the width actually used is in ``beam_width``.
