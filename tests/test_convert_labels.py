@@ -522,6 +522,7 @@ def test_workers_and_merge_give_the_output_and_stats_of_one_run(tmp_path):
     assert result["num_rows"] == 13
 
 
+@pytest.mark.slow  # ~12 s; the same crash-safety is checked by default on revisions (test_trajectories)
 def test_sigkill_mid_stage_then_rerun_gives_the_uninterrupted_output(tmp_path):
     from killing import kill_after_shards, run_ttc, shard_bytes
 

@@ -351,6 +351,7 @@ def test_demo_outside_the_repository_runs_on_the_shipped_recipes(tmp_path, monke
     assert not (tmp_path / "d").exists()
 
 
+@pytest.mark.slow  # a second fast demo (~30 s): the optional ReST^EM round
 def test_demo_with_a_rest_em_round_searches_with_the_second_reviser(tmp_path, monkeypatch):
     """``--reviser_rounds 2``: the first reviser's own chains on its training problems become
     trajectories (each correct attempt with the attempts before it), a second reviser is trained on

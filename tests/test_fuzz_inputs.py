@@ -426,6 +426,8 @@ def test_corpus_is_hostile_enough() -> None:
     assert any(t.count("\\boxed{") >= 1000 for t in texts)
 
 
+# A bound on time and memory over the whole corpus (~20 s): `make test-slow`; the properties above run by default.
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["main", "thread"])
 def test_corpus_bounded_in_time_and_memory(corpus_runs, mode: str) -> None:
     results, problem = corpus_runs[mode]

@@ -121,7 +121,8 @@ TURN_HEAD = {
 TURN_TAIL = {"bpe": "<|im_end|>\n<|im_start|>assistant\n", "sentencepiece": " [/INST]"}
 
 
-@pytest.fixture(scope="module", params=["bpe", "sentencepiece"])
+# The SentencePiece stand-in reruns the whole rehearsal (~30 s): `make test-slow`; BPE runs by default.
+@pytest.fixture(scope="module", params=["bpe", pytest.param("sentencepiece", marks=pytest.mark.slow)])
 def rehearsal(request, tmp_path_factory) -> Rehearsal:
     kind = request.param
     root = tmp_path_factory.mktemp(f"math_recipe_{kind}")

@@ -71,6 +71,7 @@ def test_difficulty_streams_a_million_completions(million_samples, tmp_path):
     assert peak < PEAK_RSS_BOUND_MIB, f"ttc difficulty peaked at {peak:.0f} MiB"
 
 
+@pytest.mark.slow  # a million completions, ~16 s; difficulty's streaming test above runs by default
 def test_revisions_streams_a_million_completions(million_samples, tmp_path):
     out = tmp_path / "revisions"
     peak = peak_rss_mib(
