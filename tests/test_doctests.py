@@ -10,11 +10,15 @@ import pytest
 
 import ttcompute
 
-MODULES = sorted(
-    name
-    for _, name, _ in pkgutil.walk_packages(ttcompute.__path__, "ttcompute.")
-    if not name.endswith("vllm_backend")  # imports vllm (GPU extra)
-)
+# Every module, vllm_backend included: it imports vllm only inside the functions that need it.
+MODULES = sorted(name for _, name, _ in pkgutil.walk_packages(ttcompute.__path__, "ttcompute."))
+
+
+def test_the_vllm_backend_module_imports_without_vllm():
+    import sys
+
+    importlib.import_module("ttcompute.models.vllm_backend")
+    assert "vllm" not in sys.modules
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -46,6 +46,9 @@ TEXTS = [f"{q}\n\n" + "\n\n".join(s) for q, s in zip(QUESTIONS * 3, STEPS * 3)] 
 ] * 4
 
 
+FLOAT_ORDER_TOL = 5e-5
+
+
 def assert_scores_close(actual, expected, tol=1e-5):
     assert len(actual) == len(expected)
     for got, want in zip(actual, expected):
@@ -248,10 +251,12 @@ def test_prefix_reuse_and_batching_keep_the_scores(request, fixture, prm_format)
     reused = load_prm(str(path), prm_format, device="cpu", reuse_prefixes=True)
     small_batches = load_prm(str(path), prm_format, device="cpu", reuse_prefixes=False, max_batch_tokens=300)
     without, with_reuse = run_rounds(fresh, rounds), run_rounds(reused, rounds)
+    # float32 attention over a cached prefix (or another batch) sums in another order than over the whole
+    # sequence: ~1e-5 apart on some CPUs (test_real_formats saw 1.007e-5); a wrong cache is off by far more.
     for scores_off, scores_on, scores_small in zip(without, with_reuse, run_rounds(small_batches, rounds)):
-        assert_scores_close(scores_on, scores_off)
-        assert_scores_close(scores_small, scores_off)
-    assert_scores_close(with_reuse[-1], [reference(q, s) for q, s in rounds[-1]])
+        assert_scores_close(scores_on, scores_off, tol=FLOAT_ORDER_TOL)
+        assert_scores_close(scores_small, scores_off, tol=FLOAT_ORDER_TOL)
+    assert_scores_close(with_reuse[-1], [reference(q, s) for q, s in rounds[-1]], tol=FLOAT_ORDER_TOL)
     assert fresh.num_tokens_encoded == fresh.num_tokens_requested == reused.num_tokens_requested
     assert reused.num_tokens_encoded < fresh.num_tokens_encoded / 2
 
