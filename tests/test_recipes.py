@@ -68,6 +68,11 @@ def test_a_recipe_runs_from_an_empty_directory_with_its_shipped_files(tmp_path, 
     )
     assert Path(config.deepspeed) == recipes.RECIPES_DIR / "deepspeed" / "zero2.json"
     assert config.model_name_or_path == "Qwen/Qwen2.5-Math-1.5B-Instruct"  # a Hub id stays one
+    # An output folder spelled like a recipe without its suffix stays the folder asked for.
+    (config,) = parse_stage_args(
+        (PRMConfig,), ["--config", "prm.yaml", "--output_dir", "configs/prm"], prog="ttc train-prm"
+    )
+    assert config.output_dir == "configs/prm"
     # A path that exists here is taken as given, even one spelled like a shipped file.
     Path("configs/deepspeed").mkdir(parents=True)
     Path("configs/deepspeed/zero2.json").write_text(

@@ -76,12 +76,18 @@ def shipped_path(value: str) -> Path | None:
     'policy_small'
     >>> shipped_path("runs/prm") is None
     True
+
+    Only a file named in full is a recipe here: ``--output_dir configs/prm`` stays an output folder
+    (``--config`` may leave out ``.yaml``; a value of another option may not).
+
+    >>> shipped_path("configs/prm") is None, shipped_path("configs/prm.yaml").name
+    (True, 'prm.yaml')
     """
     text = PurePosixPath(value).as_posix()
     if text.startswith(SHIPPED_CHECKPOINTS):
         candidate = PACKAGE_DIR / text[len("ttcompute/") :]
         return candidate if candidate.exists() else None
-    if text.startswith(CLONE_PREFIXES):
+    if text.startswith(CLONE_PREFIXES) and text.endswith(SUFFIXES):
         return find(text)
     return None
 
