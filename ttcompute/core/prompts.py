@@ -152,9 +152,13 @@ def read_contracts(data: str) -> tuple[PromptContract | None, str]:
     return first, first_part
 
 
+# The three options that give a prompt contract (PromptOptions' fields, PromptContract's).
+CONTRACT_OPTIONS = ("prompt_template", "use_chat_template", "system_prompt")
+
+
 def contract_options() -> str:
     """How an error names the three prompt-contract options (flags under ``ttc``, else arguments)."""
-    return ", ".join(option(name) for name in ("prompt_template", "use_chat_template", "system_prompt"))
+    return ", ".join(option(name) for name in CONTRACT_OPTIONS)
 
 
 def recorded_contract(
@@ -236,6 +240,10 @@ class PromptOptions:
         default=None, metadata={"help": "the chat template's system turn; default: the data's record"}
     )
 
+    def given_contract(self) -> dict[str, Any]:
+        """The three contract options as given (None: not given)."""
+        return {name: getattr(self, name) for name in CONTRACT_OPTIONS}
+
     def resolve_prompt_contract(
         self, data: str, stage: str, default: PromptContract | None = None
     ) -> PromptContract:
@@ -248,12 +256,7 @@ class PromptOptions:
                 two outputs differ.
         """
         recorded, where = read_contracts(data)
-        given = {
-            "prompt_template": self.prompt_template,
-            "use_chat_template": self.use_chat_template,
-            "system_prompt": self.system_prompt,
-        }
-        contract = contract_from_flags(recorded, given, where, stage, default)
+        contract = contract_from_flags(recorded, self.given_contract(), where, stage, default)
         self.prompt_template = contract.prompt_template
         self.use_chat_template = contract.use_chat_template
         self.system_prompt = contract.system_prompt

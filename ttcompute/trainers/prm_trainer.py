@@ -286,12 +286,9 @@ def data_prompt_contract(
     Raises:
         InputError: the contract does not rebuild the rows' prompts.
     """
-    given = {
-        "prompt_template": config.prompt_template,
-        "use_chat_template": config.use_chat_template,
-        "system_prompt": config.system_prompt,
-    }
-    contract = contract_from_flags(None, given, "", "PRMTrainer", verbatim_contract(dataset))
+    contract = contract_from_flags(
+        None, config.given_contract(), "", "PRMTrainer", verbatim_contract(dataset)
+    )
     check_prompt_template(dataset, contract, "train_dataset", tokenizer)
     return contract
 
