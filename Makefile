@@ -7,7 +7,7 @@ TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || ech
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo demo-fast test test-slow bench lint format clean constraints docs
+.PHONY: setup demo demo-fast test test-slow bench lint format clean constraints docs gpu-check
 
 setup: $(VENV)/.installed
 
@@ -39,6 +39,13 @@ bench: setup
 	test -d .bench_deps/trl113/trl || $(PY) -m pip install -q --no-deps --target .bench_deps/trl113 trl==1.13.0
 	$(PY) -m pytest -q -m slow
 	@for b in bench/*.py; do [ -f "$$b" ] && $(PY) "$$b"; done; true
+
+# First on a new GPU machine (5-8 minutes): vLLM against transformers, seeded sampling, the PRM on CUDA, vLLM
+# searches, ZeRO-2 LoRA training; one JSON in runs/gpu_check.json. Without CUDA: one line saying so, exit 0.
+gpu-check: setup
+	@if $(PY) -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then \
+		$(PY) -c "import vllm" 2>/dev/null || $(PY) -m pip install -q -e ".[vllm]"; fi
+	$(PY) bench/gpu_check.py --output runs/gpu_check.json
 
 # The docs site, built with --strict (a broken link, a missing page or a docstring warning fails) into
 # SITE_DIR (default: a temporary folder, so nothing lands in the repo; `make docs SITE_DIR=site` keeps it).

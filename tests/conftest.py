@@ -9,10 +9,12 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TTC_LOG_LEVEL", "WARNING")
 
+import inspect  # noqa: E402
 import json  # noqa: E402
 import socket  # noqa: E402
 from pathlib import Path  # noqa: E402
 from types import SimpleNamespace  # noqa: E402
+from typing import NoReturn  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -231,23 +233,167 @@ def free_port() -> int:
 
 
 class FakeHfApi:
-    """``huggingface_hub.HfApi`` that records what a push asks for and never connects."""
+    """``huggingface_hub.HfApi`` that records what a push asks for and never connects, and refuses what
+    the Hub would refuse: each method binds its arguments to the real method's signature (an unknown
+    keyword is a TypeError), an unknown ``repo_type`` is a ValueError, and an upload to a repo that no
+    ``create_repo`` of this test made -- or made as another type -- is the real
+    ``RepositoryNotFoundError``. It follows the source of huggingface_hub 2.4.0 (``HfApi.create_repo``,
+    ``upload_folder``, ``_prepare_upload_folder_additions``).
+
+    ``created`` holds each ``create_repo``'s repo_id (as asked), repo_type (None read as "model", like
+    huggingface_hub), private and exist_ok; ``uploads`` each ``upload_folder``'s arguments, defaults
+    applied, with repo_type read the same way and ``uploaded_files``: the paths in the repo of the
+    files the real call would upload, after its ``allow_patterns`` / ``ignore_patterns`` filtering.
+
+    huggingface_hub is imported in the methods, not above, so that conftest stays light for the tests
+    that push nothing."""
 
     instances: list[FakeHfApi] = []
+    # The Hub of one test (reset by `offline_hub`): (repo_type, repo_id) -> its branches.
+    repos: dict[tuple[str, str], set[str]] = {}
+    # Whose token it is: a bare repo name is created under this namespace, as the Hub does.
+    user = "offline-user"
 
-    def __init__(self, token=None, **kwargs):
-        self.token = token
-        self.created: list[tuple] = []  # (repo_id, private, exist_ok)
-        self.uploads: list[dict] = []  # upload_folder's arguments + the file names there at upload
+    def __init__(self, *args, **kwargs):
+        call = self._bind("__init__", args, kwargs)
+        self.token = call["token"]
+        self.endpoint = call["endpoint"]
+        self.created: list[dict] = []
+        self.uploads: list[dict] = []
+        self.branches: list[dict] = []
         FakeHfApi.instances.append(self)
 
-    def create_repo(self, repo_id, private=None, exist_ok=False, **kwargs):
-        self.created.append((repo_id, private, exist_ok))
-        return SimpleNamespace(repo_id=repo_id)
+    def create_repo(self, *args, **kwargs):
+        from huggingface_hub import constants
+        from huggingface_hub.hf_api import RepoUrl
+        from huggingface_hub.utils import validate_repo_id
 
-    def upload_folder(self, **kwargs):
-        kwargs["files_at_upload"] = sorted(p.name for p in Path(kwargs["folder_path"]).iterdir())
-        self.uploads.append(kwargs)
+        call = self._bind("create_repo", args, kwargs)
+        repo_id, repo_type = call["repo_id"], call["repo_type"]
+        validate_repo_id(repo_id)  # as the real method's @validate_hf_hub_args
+        if repo_type not in constants.REPO_TYPES_WITH_KERNEL:
+            raise ValueError("Invalid repo type")
+        self.created.append(
+            {
+                "repo_id": repo_id,
+                "repo_type": repo_type or constants.REPO_TYPE_MODEL,
+                "private": call["private"],
+                "exist_ok": call["exist_ok"],
+            }
+        )
+        full_id = repo_id if "/" in repo_id else f"{self.user}/{repo_id}"
+        key = (repo_type or constants.REPO_TYPE_MODEL, full_id)
+        if key in FakeHfApi.repos and not call["exist_ok"]:
+            self._hub_refuses(409, "/api/repos/create")
+        FakeHfApi.repos.setdefault(key, {constants.DEFAULT_REVISION})
+        endpoint = self.endpoint or constants.ENDPOINT
+        prefix = constants.REPO_TYPES_URL_PREFIXES.get(repo_type, "")
+        return RepoUrl(f"{endpoint}/{prefix}{full_id}", endpoint=endpoint)
+
+    def create_branch(self, *args, **kwargs):
+        from huggingface_hub import constants
+
+        call = self._bind("create_branch", args, kwargs)
+        type_name = call["repo_type"] or constants.REPO_TYPE_MODEL
+        branches = FakeHfApi.repos.get((type_name, call["repo_id"]))
+        if branches is None:
+            self._hub_refuses(
+                404, f"/api/{type_name}s/{call['repo_id']}/branch/{call['branch']}", "RepoNotFound"
+            )
+        if call["branch"] in branches and not call["exist_ok"]:
+            self._hub_refuses(409, f"/api/{type_name}s/{call['repo_id']}/branch/{call['branch']}")
+        branches.add(call["branch"])
+        self.branches.append({"repo_id": call["repo_id"], "repo_type": type_name, "branch": call["branch"]})
+
+    def upload_folder(self, *args, **kwargs):
+        from huggingface_hub import DatasetCard, ModelCard, SpaceCard, constants
+        from huggingface_hub.hf_api import CommitInfo
+        from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, filter_repo_objects, validate_repo_id
+
+        call = self._bind("upload_folder", args, kwargs)
+        repo_id, repo_type, revision = call["repo_id"], call["repo_type"], call["revision"]
+        validate_repo_id(repo_id)
+        if repo_type not in constants.REPO_TYPES_WITH_KERNEL:
+            raise ValueError(f"Invalid repo type, must be one of {constants.REPO_TYPES_WITH_KERNEL}")
+        if call["delete_patterns"] is not None:
+            raise NotImplementedError("FakeHfApi keeps no remote files for delete_patterns to match")
+
+        # As _prepare_upload_folder_additions: every file under the folder, sorted, as a POSIX path
+        # relative to it; the caller's ignore_patterns plus DEFAULT_IGNORE_PATTERNS (.git/,
+        # .cache/huggingface/). The real call extends the caller's list in place; we copy it.
+        folder = Path(call["folder_path"]).expanduser().resolve()
+        if not folder.is_dir():
+            raise ValueError(f"Provided path: '{folder}' is not a directory")
+        ignore_patterns = call["ignore_patterns"]
+        ignore_patterns = (
+            [ignore_patterns] if isinstance(ignore_patterns, str) else list(ignore_patterns or [])
+        )
+        relpaths = [p.relative_to(folder).as_posix() for p in sorted(folder.glob("**/*")) if p.is_file()]
+        kept = list(
+            filter_repo_objects(
+                relpaths,
+                allow_patterns=call["allow_patterns"],
+                ignore_patterns=ignore_patterns + DEFAULT_IGNORE_PATTERNS,
+            )
+        )
+        if "README.md" in kept:
+            # The real call posts the card to /api/validate-yaml first; a header that does not parse
+            # fails there with this ValueError.
+            card_class = {"dataset": DatasetCard, "space": SpaceCard}.get(repo_type, ModelCard)
+            try:
+                card_class((folder / "README.md").read_text(encoding="utf8"))
+            except Exception as error:
+                raise ValueError(f"Invalid metadata in README.md.\n- {error}") from error
+
+        type_name = repo_type or constants.REPO_TYPE_MODEL
+        branch = revision or constants.DEFAULT_REVISION
+        commit_path = f"/api/{type_name}s/{repo_id}/commit/{branch}"
+        branches = FakeHfApi.repos.get((type_name, repo_id))
+        if branches is None:
+            self._hub_refuses(404, commit_path, "RepoNotFound")
+        if branch not in branches:  # a --hub_revision branch that no one created
+            self._hub_refuses(404, commit_path, "RevisionNotFound")
+        prefix = f"{call['path_in_repo'].strip('/')}/" if call["path_in_repo"] else ""
+        upload = {name: value for name, value in call.items() if name != "self"}
+        self.uploads.append({**upload, "repo_type": type_name, "uploaded_files": [prefix + p for p in kept]})
+        endpoint = self.endpoint or constants.ENDPOINT
+        url_prefix = constants.REPO_TYPES_URL_PREFIXES.get(repo_type, "")
+        return CommitInfo(
+            commit_url=f"{endpoint}/{url_prefix}{repo_id}/commit/{'0' * 40}",
+            commit_message=call["commit_message"] or "Upload folder using huggingface_hub",
+            commit_description=call["commit_description"] or "",
+            oid="0" * 40,
+            _endpoint=endpoint,
+        )
+
+    def __getattr__(self, name):
+        from huggingface_hub.hf_api import HfApi
+
+        if hasattr(HfApi, name):
+            raise AttributeError(f"FakeHfApi fakes no HfApi.{name}: add it, bound to the real signature")
+        raise AttributeError(name)
+
+    def _bind(self, method: str, args: tuple, kwargs: dict) -> dict:
+        """The arguments of a call to the real ``HfApi.<method>``, defaults applied; a TypeError where
+        the real method would raise one."""
+        # huggingface_hub.HfApi is this fake while `offline_hub` runs; the module keeps the real one.
+        from huggingface_hub.hf_api import HfApi
+
+        bound = inspect.signature(getattr(HfApi, method)).bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        return bound.arguments
+
+    def _hub_refuses(self, status: int, path: str, error_code: str | None = None) -> NoReturn:
+        """Raise what huggingface_hub raises when the Hub answers ``status`` (and ``X-Error-Code``) to a
+        request for ``path``: its own ``hf_raise_for_status`` on such a response."""
+        import httpx2  # huggingface_hub 2.x's HTTP client
+        from huggingface_hub import constants
+        from huggingface_hub.utils import hf_raise_for_status
+
+        url = f"{self.endpoint or constants.ENDPOINT}{path}"
+        headers = {"X-Error-Code": error_code} if error_code else {}
+        hf_raise_for_status(httpx2.Response(status, headers=headers, request=httpx2.Request("POST", url)))
+        raise AssertionError(f"hf_raise_for_status let a {status} pass")
 
 
 @pytest.fixture
@@ -265,4 +411,5 @@ def offline_hub(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", no_network)
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeHfApi)
     FakeHfApi.instances = []
+    FakeHfApi.repos = {}
     return SimpleNamespace(api=FakeHfApi, connects=connects)

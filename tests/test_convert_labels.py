@@ -597,9 +597,17 @@ def test_push_to_hub_uploads_the_converted_dataset_with_its_card(tmp_path, offli
     out = tmp_path / "prm800k-steps"
     convert("prm800k", [PRM800K], out, "--push_to_hub", "true", "--hub_dataset_id", "me/prm800k-steps")
     (api,) = offline_hub.api.instances
-    assert api.created == [("me/prm800k-steps", None, True)]
+    assert api.created == [
+        {"repo_id": "me/prm800k-steps", "repo_type": "dataset", "private": None, "exist_ok": True}
+    ]
     (upload,) = api.uploads
-    assert {"README.md", "manifest.json", "stats.json", "ttc_config.yaml"} <= set(upload["files_at_upload"])
+    assert upload["repo_type"] == "dataset" and upload["repo_id"] == "me/prm800k-steps"
+    # What the Hub receives, after the push's allow_patterns: the shards, the card and the records.
+    shards = sorted(path.name for path in out.glob("shard-*.parquet"))
+    assert shards
+    assert sorted(upload["uploaded_files"]) == sorted(
+        [*shards, "README.md", "manifest.json", "stats.json", "ttc_config.yaml"]
+    )
     card = (out / "README.md").read_text()
     for fact in ("convert-labels", "prm800k", "neutral label (PRM800K)", "template '{question}\\n'"):
         assert fact in card, fact

@@ -207,47 +207,16 @@ def test_prefix_cache_sampling_is_reproducible(small_policy_dir):
     assert cached.num_prompt_tokens_run < plain.num_prompt_tokens_run
 
 
-def _recording_vllm(monkeypatch) -> dict:
-    """A stand-in ``vllm`` module (vLLM itself needs CUDA) whose ``LLM`` records what it was given."""
-    import sys
-    import types
+def _answering_vllm(monkeypatch, tokenizer_dir):
+    """``vllm`` as built from its real API (tests/fake_vllm.py): every completion answers "1" and ends."""
+    import fake_vllm
+    from transformers import AutoTokenizer
 
-    received = {"engines": 0}
-
-    class RecordingLLM:
-        def __init__(self, **kwargs):
-            received.update(kwargs)
-            received["engines"] += 1
-            self.llm_engine = types.SimpleNamespace(
-                model_config=types.SimpleNamespace(max_model_len=512, model=kwargs["model"])
-            )
-
-        def get_tokenizer(self):
-            from transformers import AutoTokenizer
-
-            return AutoTokenizer.from_pretrained(self.llm_engine.model_config.model)
-
-        def generate(self, prompts, sampling, use_tqdm=False):
-            # Every request answers "1" in one step, n times, as vLLM's RequestOutput lays it out.
-            out = types.SimpleNamespace(
-                text="The answer is \\boxed{1}", token_ids=[5, 6, 7], finish_reason="stop"
-            )
-            return [
-                types.SimpleNamespace(
-                    outputs=[
-                        types.SimpleNamespace(**vars(out), index=i, stop_reason=None) for i in range(params.n)
-                    ]
-                )
-                for params in sampling
-            ]
-
-    def sampling_params(**kwargs):
-        return types.SimpleNamespace(**kwargs)
-
-    monkeypatch.setitem(
-        sys.modules, "vllm", types.SimpleNamespace(LLM=RecordingLLM, SamplingParams=sampling_params)
-    )
-    return received
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    answer = tokenizer("The answer is \\boxed{1}", add_special_tokens=False)["input_ids"] + [
+        tokenizer.eos_token_id
+    ]
+    return fake_vllm.install(monkeypatch, script=lambda prompt_ids, seed: answer), len(answer)
 
 
 def test_vllm_parallel_options_reach_vllm_from_the_command_line(monkeypatch, random_policy_dir):
@@ -255,7 +224,7 @@ def test_vllm_parallel_options_reach_vllm_from_the_command_line(monkeypatch, ran
     from ttcompute.core.config import parse_stage_args
     from ttcompute.models.generation_config import GeneratorConfig
 
-    received = _recording_vllm(monkeypatch)
+    vllm, _ = _answering_vllm(monkeypatch, random_policy_dir)
     (gen_args,) = parse_stage_args(
         (GeneratorConfig,),
         [
@@ -265,6 +234,7 @@ def test_vllm_parallel_options_reach_vllm_from_the_command_line(monkeypatch, ran
         prog="ttc sample",
     )  # fmt: skip
     load_backend(gen_args.backend, gen_args.model_name_or_path, **gen_args.backend_kwargs())
+    ((_, received),) = vllm.calls
     assert received["tensor_parallel_size"] == 4 and "data_parallel_size" not in received
     assert received["gpu_memory_utilization"] == 0.5 and received["trust_remote_code"] is False
     assert received["load_format"] == "safetensors"
@@ -286,7 +256,7 @@ def test_a_vllm_search_never_holds_two_engines(monkeypatch, random_policy_dir, t
     from ttcompute.cli import run_stage
     from ttcompute.core.errors import InputError
 
-    received = _recording_vllm(monkeypatch)
+    vllm, answer_tokens = _answering_vllm(monkeypatch, random_policy_dir)
     common = [
         "--backend", "vllm", "--model_name_or_path", str(random_policy_dir), "--num_problems", "2",
         "--reviser", str(random_policy_dir), "--budgets", "1",
@@ -295,8 +265,8 @@ def test_a_vllm_search_never_holds_two_engines(monkeypatch, random_policy_dir, t
         run_stage(
             "search", [*common, "--methods", "best_of_n", "revisions", "--output_dir", str(tmp_path / "a")]
         )
-    assert received["engines"] == 0 and not (tmp_path / "a").exists()  # refused before any engine starts
+    assert not vllm.engines and not (tmp_path / "a").exists()  # refused before any engine starts
     # Revision chains alone need only the reviser: one engine, which writes every attempt.
     result = run_stage("search", [*common, "--methods", "revisions", "--output_dir", str(tmp_path / "b")])
-    assert received["engines"] == 1 and received["model"] == str(random_policy_dir)
-    assert result["num_rows"] == 2 and result["compute"]["policy_tokens"] == 2 * 3
+    assert len(vllm.engines) == 1 and vllm.engines[0].options["model"] == str(random_policy_dir)
+    assert result["num_rows"] == 2 and result["compute"]["policy_tokens"] == 2 * answer_tokens

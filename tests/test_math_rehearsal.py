@@ -1,7 +1,7 @@
 """The MATH recipe (README "MATH on a GPU (recipe)") rehearsed end to end on CPU, chat template on.
 
 Every stage runs from its ``configs/math/*.yaml`` with only size and device overrides (fewer problems,
-samples, rollouts, steps and budgets; the transformers backend for vLLM, float32 for bf16, no
+samples, rollouts, steps and budgets; vLLM stood in for by tests/fake_vllm.py, float32 for bf16, no
 DeepSpeed -- ``test_the_recipe_trains_under_deepspeed_zero2`` is the slow twin that keeps it), on the
 Qwen2.5-format stand-in (byte-level BPE trained on MATH-500/GSM8K text, Qwen2.5-Math-Instruct's chat
 template) with a tiny random Qwen2 policy, on a few MATH-500 problems:
@@ -30,8 +30,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import GSM8K_TEST_HEAD, MATH500, free_port, write_jsonl
-from transformers import AutoTokenizer
+import torch
+from conftest import GSM8K_TEST_HEAD, MATH500, check_merged_lora_checkpoint, free_port, write_jsonl
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ttcompute.cli import run_stage
 from ttcompute.core.errors import InputError
@@ -58,7 +60,17 @@ SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}
 CONTRACT = PromptContract("{question}", True, SYSTEM)  # what configs/math/sample.yaml and search*.yaml say
 NUM_TRAIN, NUM_TEST = 4, 4
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "vllm_stand_in")
+
+
+@pytest.fixture(scope="module")
+def vllm_stand_in():
+    """``import vllm`` gives the stand-in built from vLLM's API for this module's stages."""
+    import fake_vllm
+
+    with pytest.MonkeyPatch.context() as patch:
+        yield fake_vllm.install(patch)
+
 
 # The overrides that make each stage toy-sized on CPU; nothing else differs from the recipe.
 TRAINER_OVERRIDES = [
@@ -66,7 +78,9 @@ TRAINER_OVERRIDES = [
     *("--max_length", "384", "--eval_steps", "2", "--save_steps", "2", "--logging_steps", "1"),
     *("--bf16", "false", "--use_cpu", "true"),
 ]
-GENERATION_OVERRIDES = ["--backend", "transformers", "--max_new_tokens", "24"]
+# The recipe's own backend, vLLM: here the stand-in built from vLLM's API (tests/fake_vllm.py), which
+# samples from the tiny policy on the CPU (`vllm_stand_in` below).
+GENERATION_OVERRIDES = ["--max_new_tokens", "24"]
 SEARCH_OVERRIDES = [
     *GENERATION_OVERRIDES,
     *("--budgets", "1", "2", "4", "--max_rounds", "3", "--max_step_tokens", "12", "--prm_dtype", "float32"),
@@ -383,6 +397,18 @@ def test_the_recipe_runs_end_to_end_on_the_stand_ins(rehearsal):
     assert (rehearsal.difficulty_prm / "difficulty.parquet").is_file()
 
 
+def test_the_recipes_generation_went_through_vllm(rehearsal, vllm_stand_in):
+    """sample, label and both searches ran the recipe's backend: every engine is the policy's or the
+    reviser's, loaded from safetensors, and its requests are what the stages asked for."""
+    models = {str(rehearsal.policy), str(rehearsal.reviser)}
+    engines = [e for e in vllm_stand_in.engines if e.options["model"] in models]
+    assert {e.options["model"] for e in engines} == models
+    assert all(e.options["load_format"] == "safetensors" for e in engines)
+    requests = [call for name, call in vllm_stand_in.calls if name == "generate"]
+    stops = {tuple(p.stop) for call in requests for p in call["params"]}
+    assert ("\n\n",) in stops  # step-level search asked for steps
+
+
 def test_every_stage_records_and_reads_one_prompt_contract(rehearsal):
     tokenizer = AutoTokenizer.from_pretrained(rehearsal.policy)
     for directory in (
@@ -651,7 +677,8 @@ def test_the_prm_recipe_trains_without_held_out_problems(rehearsal, tmp_path):
 
 
 # --------------------------------------------------------------------------------------------------
-# The slow twin: both trainers of the recipe under `deepspeed --num_gpus 2`, ZeRO-2 on CPU (gloo)
+# The slow twins: both trainers of the recipe under `deepspeed --num_gpus 2`, ZeRO-2 on CPU (gloo);
+# the reviser also under its recipe's own ZeRO-3
 
 
 def deepspeed_launch(
@@ -685,7 +712,8 @@ def deepspeed_launch(
 @pytest.mark.slow
 def test_the_recipe_trains_under_deepspeed_zero2(rehearsal, tmp_path):
     """train-prm (its recipe's own ZeRO-2 JSON) and train-reviser (ZeRO-2 instead of the recipe's
-    ZeRO-3) on the rehearsal's labels and trajectories, two CPU processes; about a minute."""
+    ZeRO-3, which the next test keeps) on the rehearsal's labels and trajectories, two CPU processes;
+    about a minute."""
     pytest.importorskip("deepspeed", reason="deepspeed is not installed")
     trainer_overrides = [o for o in TRAINER_OVERRIDES if o not in ("--use_cpu", "true")]
     runs = {
@@ -718,6 +746,57 @@ def test_the_recipe_trains_under_deepspeed_zero2(rehearsal, tmp_path):
     prm = load_prm(str(tmp_path / "prm"), device="cpu")
     row = next(iter(load_sharded(rehearsal.labels)))
     assert len(prm.score([row["question"]], [row["completions"]])[0]) == len(row["completions"])
+
+
+@pytest.mark.slow
+def test_the_reviser_recipe_trains_under_its_own_deepspeed_zero3(rehearsal, tmp_path):
+    """train-reviser as the recipe has it -- LoRA on all linear layers, its own ZeRO-3 JSON, merged
+    when saved -- on the rehearsal's trajectories, two CPU processes. ZeRO-3 partitions every weight,
+    so the save must gather them: the merged checkpoint is base + the trained adapter in every
+    LoRA-targeted matrix, every tensor at its full shape; 20-40 s on 2 cores."""
+    pytest.importorskip("deepspeed", reason="deepspeed is not installed")
+    out = tmp_path / "reviser"
+    trainer_overrides = [o for o in TRAINER_OVERRIDES if o not in ("--use_cpu", "true")]
+    # A learning rate that moves the adapters visibly in two steps (the recipe's 1e-4 barely does).
+    result = deepspeed_launch(
+        "train-reviser", "reviser.yaml", "--model_name_or_path", rehearsal.policy, "--dataset_name",
+        rehearsal.revisions, "--output_dir", out, "--eval_fraction", "0", *trainer_overrides,
+        "--learning_rate", "1e-2",
+    )  # fmt: skip
+    log = json.loads((out / "training_log.json").read_text())
+    assert log["distributed"] == {
+        "distributed_type": "DEEPSPEED",
+        "world_size": 2,
+        "backend": "gloo",
+        "zero_stage": 3,
+    }
+    assert log["global_steps"] == 2
+    assert "DDP constructor" not in result.stdout + result.stderr
+    record = json.loads((out / "config.json").read_text())["ttc_reviser"]
+    assert PromptContract.from_record(record, "ttc_reviser") == CONTRACT
+
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    row = next(iter(load_sharded(rehearsal.revisions)))
+    ids = torch.tensor([tokenizer(row["prompt"] + row["completion"]).input_ids[:96]])
+    _, adapter, merged = check_merged_lora_checkpoint(out, rehearsal.policy, AutoModelForCausalLM, ids)
+    assert not list(out.glob("adapter_model*"))
+    # Partitioned weights saved ungathered are empty (or flat) tensors: every tensor has its full shape.
+    base = load_file(rehearsal.policy / "model.safetensors")
+    assert {k: v.shape for k, v in merged.items()} == {k: v.shape for k, v in base.items()}
+    targeted = set()
+    for key, weight in adapter.items():
+        module, part = re.fullmatch(r"base_model\.model\.(.+)\.(lora_[AB])\.weight", key).groups()
+        rows, columns = base[module + ".weight"].shape
+        assert weight.shape == ((16, columns) if part == "lora_A" else (rows, 16)), key
+        targeted.add(module + ".weight")
+    # all-linear: every matrix of every block, each merged with its trained adapter (not the base's);
+    # everything else (embeddings, norms) exactly as the base has it.
+    assert targeted == {k for k, v in base.items() if ".layers." in k and v.ndim == 2}
+    for key, weight in base.items():
+        if key in targeted:
+            assert not torch.allclose(merged[key], weight), key
+        else:
+            assert torch.equal(merged[key], weight), key
 
 
 def test_any_context_trajectories_render_the_chat_prompt_and_train(rehearsal, tmp_path):

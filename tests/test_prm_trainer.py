@@ -7,7 +7,6 @@ independently (character tokenizer offsets, BCE written out, hand-made metrics).
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import math
 import os
@@ -672,31 +671,23 @@ def test_push_to_hub_uploads_the_final_folder_once_without_the_token(
     assert len(FakeHfApi.instances) == 1
     api = FakeHfApi.instances[0]
     assert api.token == "hf_SECRET"
-    assert [repo for repo, _, _ in api.created] == ["me/tiny-prm"]
-    assert len(api.uploads) == 1
-    upload = api.uploads[0]
-    assert upload["repo_id"] == "me/tiny-prm"
+    assert api.created == [
+        {"repo_id": "me/tiny-prm", "repo_type": "model", "private": None, "exist_ok": True}
+    ]
+    (upload,) = api.uploads
+    assert upload["repo_id"] == "me/tiny-prm" and upload["repo_type"] == "model"
     assert Path(upload["folder_path"]) == out
-    assert "checkpoint-*" in upload["ignore_patterns"]
-    assert {"README.md", "config.json", "model.safetensors", "training_log.json"} <= set(
-        upload["files_at_upload"]
-    )
     assert (out / "checkpoint-2").is_dir()  # there were checkpoints to leave out
     assert connects == []
     # The card's code loads the model by the id it was pushed to.
     assert 'from_pretrained("me/tiny-prm")' in (out / "README.md").read_text()
 
-    uploaded = [
-        p
-        for p in files_under(out)
-        if not any(
-            fnmatch.fnmatch(part, pattern)
-            for part in p.relative_to(out).parts
-            for pattern in upload["ignore_patterns"]
-        )
-    ]
-    assert out / "ttc_config.yaml" in uploaded
-    assert [p for p in uploaded if b"hf_SECRET" in p.read_bytes()] == []
+    # What the Hub receives, after the push's ignore_patterns: the final model, no checkpoint.
+    uploaded = upload["uploaded_files"]
+    final = {"README.md", "config.json", "model.safetensors", "training_log.json", "ttc_config.yaml"}
+    assert final <= set(uploaded)
+    assert [name for name in uploaded if name.startswith(("checkpoint-", "_", "."))] == []
+    assert [name for name in uploaded if b"hf_SECRET" in (out / name).read_bytes()] == []
     # push_prm promises the token "is never written to a file": not even in a local checkpoint.
     leaks = [str(p.relative_to(out)) for p in files_under(out) if b"hf_SECRET" in p.read_bytes()]
     assert leaks == [], f"hub token written to {leaks}"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from functools import cached_property
 from pathlib import Path
 
@@ -710,15 +709,11 @@ def test_a_chat_template_that_writes_the_bos_gets_no_second_one(stand_ins, solut
     assert sft_ids[: len(expected)] == expected and sft_ids.count(bos) == 1
     assert mask == [0] * len(expected) + [1] * (len(sft_ids) - len(expected))
     # vLLM (a stand-in module: it needs CUDA) gets such a prompt as token ids, not as text to re-tokenize.
-    from test_generation import _recording_vllm
+    import fake_vllm
 
-    received = _recording_vllm(monkeypatch)
-    requests = []
-    llm_class = sys.modules["vllm"].LLM
-    monkeypatch.setattr(
-        llm_class, "generate", lambda self, prompts, sampling, use_tqdm=False: requests.extend(prompts) or []
-    )
+    vllm = fake_vllm.install(monkeypatch, script=lambda prompt_ids, seed: [tokenizer.eos_token_id])
     from ttcompute.models.vllm_backend import VLLMBackend
 
     VLLMBackend(str(policy)).generate([prompt, "plain text"], SamplingParams(n=1, max_tokens=4))
-    assert requests == [{"prompt_token_ids": expected}, "plain text"] and received["engines"] == 1
+    requests = vllm.calls[-1][1]["prompts"]
+    assert requests == [{"prompt_token_ids": expected}, "plain text"] and len(vllm.engines) == 1

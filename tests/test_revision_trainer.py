@@ -8,7 +8,6 @@ gives one token per character plus ``<s>`` in front and ``</s>`` after the revis
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import math
 import os
@@ -504,24 +503,22 @@ def test_push_to_hub_uploads_once_and_the_token_is_in_no_file(tmp_path, random_p
 
     assert len(FakeHfApi.instances) == 1
     api = FakeHfApi.instances[0]
-    assert api.token == secret and [repo for repo, _, _ in api.created] == ["me/tiny-reviser"]
-    assert len(api.uploads) == 1 and Path(api.uploads[0]["folder_path"]) == out
-    assert "checkpoint-*" in api.uploads[0]["ignore_patterns"]
+    assert api.token == secret
+    assert api.created == [
+        {"repo_id": "me/tiny-reviser", "repo_type": "model", "private": None, "exist_ok": True}
+    ]
+    (upload,) = api.uploads
+    assert upload["repo_id"] == "me/tiny-reviser" and upload["repo_type"] == "model"
+    assert Path(upload["folder_path"]) == out
     assert (out / "checkpoint-2" / "training_args.bin").is_file()  # a pickled config was written
     assert 'model_id = "me/tiny-reviser"' in (out / "README.md").read_text()
     assert connects == []
-    uploaded = [
-        p
-        for p in files_under(out)
-        if not any(
-            fnmatch.fnmatch(part, pat)
-            for part in p.relative_to(out).parts
-            for pat in api.uploads[0]["ignore_patterns"]
-        )
-    ]
-    assert {"README.md", "config.json", "model.safetensors", "training_log.json", "ttc_config.yaml"} <= {
-        p.name for p in uploaded
-    }
+    # What the Hub receives, after the push's ignore_patterns: the final model, no checkpoint.
+    uploaded = upload["uploaded_files"]
+    final = {"README.md", "config.json", "model.safetensors", "training_log.json", "ttc_config.yaml"}
+    assert final <= set(uploaded)
+    assert [name for name in uploaded if name.startswith(("checkpoint-", "_", "."))] == []
+    assert "training_args.bin" not in uploaded
     leaks = [str(p.relative_to(out)) for p in files_under(out) if secret.encode() in p.read_bytes()]
     assert leaks == [], f"hub token written to {leaks}"
 

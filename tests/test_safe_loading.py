@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -180,24 +179,14 @@ def test_the_same_checkpoint_as_safetensors_loads(tmp_path):
 
 def test_vllm_backend_loads_safetensors_only_without_remote_code(monkeypatch, tmp_path):
     """vLLM's default load format falls back to pickled ``.bin`` files; ours asks for safetensors."""
+    import fake_vllm
+
     from ttcompute.models.vllm_backend import VLLMBackend
 
     policy = _save_checkpoint(tmp_path / "policy")
-    created: list[dict] = []
-
-    class FakeLLM:
-        def __init__(self, **kwargs) -> None:
-            created.append(kwargs)
-            self.llm_engine = types.SimpleNamespace(
-                model_config=types.SimpleNamespace(model=kwargs["model"], max_model_len=512)
-            )
-
-        def get_tokenizer(self):
-            return build_char_tokenizer()
-
-    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=FakeLLM))
+    vllm = fake_vllm.install(monkeypatch, script=lambda prompt_ids, seed: [])
     backend = VLLMBackend(str(policy))
-    (kwargs,) = created
+    ((_, kwargs),) = vllm.calls
     assert kwargs["load_format"] == "safetensors"
     assert kwargs["trust_remote_code"] is False
     assert backend.num_parameters > 0  # counted from config.json without running any code

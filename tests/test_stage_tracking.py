@@ -131,11 +131,17 @@ def test_label_pushes_its_dataset_with_a_card_and_no_token(sampled, tmp_path, of
         "--hub_dataset_id", "me/arith-labels", "--hub_private_repo", "true",
     ])  # fmt: skip
     (api,) = offline_hub.api.instances
-    assert api.created == [("me/arith-labels", True, True)]
+    assert api.created == [
+        {"repo_id": "me/arith-labels", "repo_type": "dataset", "private": True, "exist_ok": True}
+    ]
     (upload,) = api.uploads
     assert upload["repo_type"] == "dataset" and upload["repo_id"] == "me/arith-labels"
-    assert {"README.md", "manifest.json", "stats.json", "ttc_config.yaml"} <= set(upload["files_at_upload"])
-    assert any(name.startswith("shard-") for name in upload["files_at_upload"])
+    # What the Hub receives, after the push's allow_patterns: every shard, the card and the records.
+    shards = sorted(path.name for path in out.glob("shard-*.parquet"))
+    assert len(shards) == 2
+    assert sorted(upload["uploaded_files"]) == sorted(
+        [*shards, "README.md", "manifest.json", "stats.json", "ttc_config.yaml"]
+    )
     card = (out / "README.md").read_text()
     header = yaml.safe_load(card.split("---\n")[1])
     assert header["configs"][0]["data_files"] == [{"split": "train", "path": "shard-*.parquet"}]
@@ -157,7 +163,14 @@ def test_revisions_pushes_its_dataset(sampled, tmp_path, offline_hub):
     out = tmp_path / "revisions"
     run_stage("revisions", ["--samples_dir", str(sampled), "--output_dir", str(out), "--push_to_hub", "true"])
     (api,) = offline_hub.api.instances
-    assert api.created == [("revisions", None, True)]  # default: the directory's name
+    # Default: the directory's name, which the Hub puts under the token's namespace.
+    assert api.created == [
+        {"repo_id": "revisions", "repo_type": "dataset", "private": None, "exist_ok": True}
+    ]
+    (upload,) = api.uploads
+    assert upload["repo_id"] == f"{api.user}/revisions" and upload["repo_type"] == "dataset"
+    shards = sorted(path.name for path in out.glob("shard-*.parquet"))
+    assert shards and set(shards) | {"README.md"} <= set(upload["uploaded_files"])
     card = (out / "README.md").read_text()
     assert "reviser format" in card and "prompt contract" in card
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import zlib
+from dataclasses import replace
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
@@ -16,6 +17,9 @@ from ttcompute.core.errors import InputError
 from ttcompute.models.generation import Completion, SamplingParams, prompt_token_ids, starts_with_bos
 
 logger = logging.getLogger(__name__)
+
+# vLLM samples greedily below this temperature (its _SAMPLING_EPS, the same in 0.8.0 and 0.34.0).
+GREEDY_BELOW = 1e-5
 
 
 class VLLMBackend:
@@ -89,13 +93,21 @@ class VLLMBackend:
             for (i, _), request in zip(flat, outputs):
                 grouped[i] += _completions(request)
             return grouped
+        # vLLM refuses n > 1 with greedy sampling ("n must be 1 when using greedy sampling"); its n
+        # greedy completions would be one completion n times, so it is asked once and repeated.
+        greedy = params.temperature < GREEDY_BELOW
+        n = 1 if greedy else params.n
         # One seed per request: vLLM seeds each request on its own, so beam search's copies of one
         # prefix (the same prompt several times, n=1) would otherwise all sample the same next step.
         outputs = self.llm.generate(
             requests,
-            [sampling(params.n, request_seed(params.seed, index)) for index in range(len(prompts))],
+            [sampling(n, request_seed(params.seed, index)) for index in range(len(prompts))],
             use_tqdm=False,
         )
+        if greedy:
+            return [
+                [replace(c) for _ in range(params.n) for c in _completions(request)] for request in outputs
+            ]
         return [_completions(request) for request in outputs]
 
 

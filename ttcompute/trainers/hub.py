@@ -61,11 +61,14 @@ def push_folder(out: Path, upload: HubUpload, commit_message: str) -> str:
     api = huggingface_hub.HfApi(token=upload.hub_token)
     repo_id = upload.hub_model_id or out.name
     repo_id = api.create_repo(repo_id, private=upload.hub_private_repo, exist_ok=True).repo_id
+    if upload.hub_revision:
+        # The Hub refuses a commit to a branch that does not exist (transformers' push_to_hub makes it too).
+        api.create_branch(repo_id, branch=upload.hub_revision, exist_ok=True)
     api.upload_folder(
         repo_id=repo_id,
         folder_path=str(out),
         commit_message=commit_message,
-        ignore_patterns=IGNORE_PATTERNS,
+        ignore_patterns=list(IGNORE_PATTERNS),  # the real call extends the list it is given
         revision=upload.hub_revision,
     )
     logger.info("Pushed %s to the Hub as %s", out, repo_id)
