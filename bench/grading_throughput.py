@@ -9,7 +9,9 @@ on the same list, alternating which goes first; the best round of each is report
 (graded pairs) per second for ``grade`` and for ``extract_answer`` alone, with the ratio new/old
 (target: >= 1, new no slower).
 
-Usage: python bench/grading_throughput.py [--repeat 3] [--rounds 3] [--seed 0] [--old_ref REF]
+Both answer extractions are timed (``--modes``): lenient is where an unmarked output is read.
+
+Usage: python bench/grading_throughput.py [--repeat 3] [--rounds 3] [--seed 0] [--old_ref REF] [--modes ...]
 """
 
 from __future__ import annotations
@@ -63,16 +65,16 @@ def load_pairs(repeat: int, seed: int) -> list[tuple[str, str]]:
     return pairs
 
 
-def time_grade(module, pairs: list[tuple[str, str]]) -> tuple[float, int]:
+def time_grade(module, pairs: list[tuple[str, str]], mode: str) -> tuple[float, int]:
     start = time.perf_counter()
-    correct = sum(module.grade(output, gold)[1] for output, gold in pairs)
+    correct = sum(module.grade(output, gold, mode=mode)[1] for output, gold in pairs)
     return time.perf_counter() - start, correct
 
 
-def time_extract(module, pairs: list[tuple[str, str]]) -> float:
+def time_extract(module, pairs: list[tuple[str, str]], mode: str) -> float:
     start = time.perf_counter()
     for output, _ in pairs:
-        module.extract_answer(output)
+        module.extract_answer(output, mode)
     return time.perf_counter() - start
 
 
@@ -82,6 +84,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--old_ref", default=None, help="git ref of the old grading.py")
+    parser.add_argument("--modes", nargs="+", default=["strict", "lenient"], help="answer extractions timed")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):  # one core, as a grading worker gets
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
@@ -94,27 +97,30 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as directory:
         old = load_old_grading(old_ref, directory)
         implementations = {"old": old, "new": new}
-        for module in implementations.values():  # warm-up: imports, regex compilation, SymPy caches
-            time_grade(module, pairs[:200])
-        best = {name: float("inf") for name in implementations}
+        runs = [(name, mode) for mode in args.modes for name in implementations]
+        for name, mode in runs:  # warm-up: imports, regex compilation, SymPy caches
+            time_grade(implementations[name], pairs[:200], mode)
+        best = {run: float("inf") for run in runs}
         best_extract = dict(best)
-        correct: dict[str, int] = {}
+        correct: dict[tuple[str, str], int] = {}
         for round_index in range(args.rounds):
-            order = list(implementations) if round_index % 2 == 0 else list(implementations)[::-1]
-            for name in order:
-                seconds, correct[name] = time_grade(implementations[name], pairs)
-                best[name] = min(best[name], seconds)
-                best_extract[name] = min(best_extract[name], time_extract(implementations[name], pairs))
+            for run in runs if round_index % 2 == 0 else runs[::-1]:
+                name, mode = run
+                seconds, correct[run] = time_grade(implementations[name], pairs, mode)
+                best[run] = min(best[run], seconds)
+                best_extract[run] = min(best_extract[run], time_extract(implementations[name], pairs, mode))
     print(f"{len(pairs)} (output, gold) pairs: the case table x{args.repeat} + 500 MATH-500 references")
     print(f"old = {MODULE} at {old_ref}; new = the working tree; one core, best of {args.rounds} rounds")
-    print(f"{'':4} {'grade answers/s':>16} {'extract answers/s':>18} {'graded correct':>15}")
-    for name in implementations:
-        rate, extract_rate = len(pairs) / best[name], len(pairs) / best_extract[name]
-        print(f"{name:4} {rate:16.0f} {extract_rate:18.0f} {correct[name]:15d}")
-    print(
-        f"ratio new/old: grade {best['old'] / best['new']:.2f}x, "
-        f"extract {best_extract['old'] / best_extract['new']:.2f}x (>= 1: new no slower)"
-    )
+    print(f"{'':13} {'grade answers/s':>16} {'extract answers/s':>18} {'graded correct':>15}")
+    for run in runs:
+        rate, extract_rate = len(pairs) / best[run], len(pairs) / best_extract[run]
+        print(f"{run[0]:4} {run[1]:8} {rate:16.0f} {extract_rate:18.0f} {correct[run]:15d}")
+    for mode in args.modes:
+        old_run, new_run = ("old", mode), ("new", mode)
+        print(
+            f"ratio new/old, {mode}: grade {best[old_run] / best[new_run]:.2f}x, "
+            f"extract {best_extract[old_run] / best_extract[new_run]:.2f}x (>= 1: new no slower)"
+        )
 
 
 if __name__ == "__main__":

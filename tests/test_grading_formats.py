@@ -44,7 +44,6 @@ MIN_AGREEMENT = 0.97
 _UNMARKED = "no marker: strict reads marked answers only (lenient reads this one)"
 KNOWN_DISAGREEMENTS = {
     "strict": {
-        "mv-num-decimal-comma": "decimal comma: '1000,99' is read as a list, as '1,2' is (never as 1000.99)",
         "mv-num-prose-euro": _UNMARKED,
         "mv-num-prose-unit": "no marker; lenient takes 10: a number glued to a unit ('1,000.99m²') is no word",
         "mv-mat-unmarked": _UNMARKED,
@@ -63,8 +62,6 @@ KNOWN_DISAGREEMENTS = {
         "h-nomarker-text": "no marker, and a word is no mathematical expression: neither mode reads it",
     },
     "lenient": {
-        "mv-num-decimal-comma": "decimal comma: '1000,99' is read as a list, as '1,2' is (never as 1000.99)",
-        "mv-num-prose-unit": "a number glued to a unit ('1,000.99m²') is no word: the last number is 10",
         "mv-ot-parts": "boxes separated by words ('for part (a) and') are separate answers: the last is taken",
         "h-nomarker-text": "no marker, and a word is no mathematical expression: neither mode reads it",
         "h-trunc-number": "truncated: its last number (an intermediate count) happens to be the gold answer",
@@ -194,3 +191,34 @@ def test_new_markers_stay_linear_on_hostile_text(mode: str) -> None:
 def test_an_unknown_mode_is_refused() -> None:
     with pytest.raises(ValueError, match="lenient"):
         extract_answer("The answer is 4.", mode="loose")
+
+
+# --- the peer graders' own test cases (issue 37) ---------------------------------------------------
+
+PEER_CASES = TEST_DATA / "grading_cases_peer.jsonl"
+PEER_CLASSES = {
+    "answer_only", "space_thousands", "decimal_comma", "equation_rearranged", "text_vs_bare", "approximation",
+}  # fmt: skip
+# Where lenient grading disagrees with a peer's asserted verdict on purpose.
+PEER_DISAGREEMENTS = {
+    "hd-decimals": "hendrycks' is_equiv compares '4, .1, 2' and '0.1, 4, 2' as strings; math-verify, and we, "
+    "read a list of MATH's solutions as a set",
+}
+
+
+def test_peer_cases_agree_class_by_class() -> None:
+    """The classes of outputs a user found graded wrong on peers' test cases (answer-only outputs, a
+    space or decimal comma in a number, equations up to rearrangement, text against bare letters, an
+    exact value and its approximation), as math-verify's and hendrycks' tests assert them."""
+    cases = [json.loads(line) for line in PEER_CASES.read_text(encoding="utf-8").splitlines()]
+    assert {case["class"] for case in cases} == PEER_CLASSES
+    by_class: dict[str, list[bool]] = defaultdict(list)
+    disagreements = set()
+    for case in cases:
+        agree = grade(case["output"], case["gold"], mode="lenient")[1] == case["expected"]
+        by_class[case["class"]].append(agree)
+        if not agree:
+            disagreements.add(case["id"])
+    print("\n" + "\n".join(f"{name:<22} {sum(v)}/{len(v)}" for name, v in sorted(by_class.items())))
+    assert disagreements == set(PEER_DISAGREEMENTS)
+    assert _rate([a for v in by_class.values() for a in v]) >= MIN_AGREEMENT
