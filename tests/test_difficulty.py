@@ -10,11 +10,10 @@ from fractions import Fraction
 
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
 from ttcompute.core.errors import InputError
 from ttcompute.core.outputs import load_difficulty
-from ttcompute.core.shards import prepare_output, write_json, write_shard
+from ttcompute.core.shards import prepare_output, read_resolved_config, write_json, write_shard
 from ttcompute.data_gen.difficulty import (
     DifficultyConfig,
     assign_bins,
@@ -189,7 +188,7 @@ def test_run_difficulty_on_a_hand_made_sample_dir(tmp_path):
     assert stats["mean_pass_at_1_by_bin"] == {"1": 0.875, "2": 0.3125}
     assert stats["estimation_compute"] == {"policy_tokens": 123}
     assert result["num_problems"] == 6
-    resolved = yaml.safe_load((out / "ttc_config.yaml").read_text())
+    resolved = read_resolved_config(out)  # recorded relative to the file, read back absolute
     assert resolved["num_bins"] == 2 and resolved["samples_dir"] == str(samples)
 
 

@@ -17,7 +17,7 @@ import pytest
 from ttcompute.cli import run_stage
 from ttcompute.core.errors import InputError
 from ttcompute.core.grading import extract_answer
-from ttcompute.core.shards import load_sharded, prepare_output, write_shard
+from ttcompute.core.shards import load_sharded, prepare_output, read_resolved_config, write_shard
 from ttcompute.core.steps import split_into_steps
 from ttcompute.data_gen.label import run_label
 from ttcompute.data_gen.label_config import LabelConfig
@@ -609,7 +609,8 @@ def test_stage_output_columns_and_labels(small_policy_dir, sampled, labelled):
     assert stats["rollout_tokens"] == sum(data["rollout_tokens"]) == stats["compute"]["policy_tokens"] > 0
     assert stats["num_solutions"] == len(data)
     resolved = (labelled / "ttc_config.yaml").read_text()
-    assert f"model_name_or_path: {small_policy_dir}" in resolved  # taken from the samples' config
+    assert read_resolved_config(labelled)["model_name_or_path"] == str(small_policy_dir)
+    assert "model_name_or_path: " in resolved  # taken from the samples' config (relative to the file)
 
 
 def test_stage_resumes_byte_identically(sampled, labelled, tmp_path):

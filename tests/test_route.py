@@ -10,10 +10,12 @@ anything is written.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import zlib
 from collections import defaultdict
 from itertools import product
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +23,7 @@ from ttcompute.cli import run_stage
 from ttcompute.core.budget import resolve_beam_width
 from ttcompute.core.errors import InputError
 from ttcompute.core.grading import extract_answer, is_equivalent
+from ttcompute.core.recorded_paths import RECORDED_PATHS, record_tree, resolve_tree
 from ttcompute.core.selection import best_of_n, majority_vote, weighted_best_of_n
 from ttcompute.core.shards import load_sharded, read_resolved_config, shard_path
 from ttcompute.core.steps import aggregate
@@ -141,11 +144,12 @@ def route_args(pipeline, out, *extra):
 def test_the_policy_file_records_what_routing_needs(pipeline):
     policy = json.loads(pipeline["policy_file"].read_text())
     search = read_resolved_config(pipeline["root"] / "search")
-    assert policy["policy"]["model_name_or_path"] == search["model_name_or_path"]
+    loaded = load_routing_policy(pipeline["policy_file"])  # recorded paths resolved against the file
+    assert loaded["policy"]["model_name_or_path"] == search["model_name_or_path"]
+    assert loaded["searches"][0]["search"]["prm"] == str(pipeline["prm"])
     assert policy["policy"]["prompt_contract"] == {
         "prompt_template": "{question}\n", "use_chat_template": False, "system_prompt": None
     }  # fmt: skip
-    assert policy["searches"][0]["search"]["prm"] == str(pipeline["prm"])
     assert policy["searches"][0]["problems"]["task"] == "arithmetic"
     predictor = policy["predictor"]
     edges = json.loads((pipeline["root"] / "difficulty" / "bin_edges.json").read_text())["edges"]
@@ -321,10 +325,11 @@ def test_per_problem_allocation_spends_at_most_the_total(pipeline, tmp_path):
 
 
 def _edited_policy(pipeline, tmp_path, edit):
-    policy = json.loads(pipeline["policy_file"].read_text())
+    policy = resolve_tree(json.loads(pipeline["policy_file"].read_text()), pipeline["policy_file"])
     edit(policy)
     path = tmp_path / "policy" / "routing_policy.json"
     path.parent.mkdir(exist_ok=True)
+    policy[RECORDED_PATHS] = record_tree(policy, path.parent)  # its paths relative to where it now is
     path.write_text(json.dumps(policy))
     shutil.copyfile(
         pipeline["policy_file"].parent / "question_probe.json", path.parent / "question_probe.json"
@@ -455,7 +460,7 @@ def test_a_revisions_strategy_is_routed_to_its_nested_chains(pipeline, tmp_path,
     run_stage("compute-optimal", ["--select_dirs", str(root / "select"), str(tmp_path / "rsel"), "--difficulty_dir",
               str(root / "difficulty"), "--bootstrap_resamples", "100", "--output_dir", str(tmp_path / "co")])  # fmt: skip
     path = tmp_path / "co" / "routing_policy.json"
-    policy = json.loads(path.read_text())
+    policy = resolve_tree(json.loads(path.read_text()), path)  # recorded paths made absolute
     searches = [s["search_dir"] for s in policy["searches"]]
     assert searches == [str((root / "search").resolve()), str((tmp_path / "rs").resolve())]
     name = "revisions L=2 weighted"
@@ -465,6 +470,7 @@ def test_a_revisions_strategy_is_routed_to_its_nested_chains(pipeline, tmp_path,
     policy["strategies"][name]["search"] = 1
     for entry in policy["rule"]["2"].values():
         entry["strategy"] = name
+    policy[RECORDED_PATHS] = record_tree(policy, path.parent)
     path.write_text(json.dumps(policy))
     run_stage("route", ["--policy", str(path), *NEW, *TASK, "--budget", "2", "--problems_per_shard", "6",
                         "--output_dir", str(tmp_path / "routed")])  # fmt: skip
@@ -483,3 +489,96 @@ def test_a_revisions_strategy_is_routed_to_its_nested_chains(pipeline, tmp_path,
         assert row["answer"] == answers[weighted_best_of_n(answers, scores)], problem.problem_id
         assert row["policy_flops"] == 2 * backend.num_parameters * outcome.policy_tokens
         assert row["prm_flops"] == 2 * prm.num_parameters * outcome.prm_tokens
+
+
+def test_a_moved_run_routes_from_another_directory_and_an_old_policy_still_reads(
+    pipeline, tmp_path, monkeypatch, caplog
+):
+    """Every path in the policy is relative to it (core/recorded_paths.py): the run and the PRM it
+    names, copied together to another depth, route from an unrelated working directory with the
+    original run out of the way; a policy written before the rule reads its paths from the working
+    directory, with a warning."""
+    import logging
+    import shutil
+
+    root, prm = pipeline["root"], Path(pipeline["prm"])
+    policy = json.loads(pipeline["policy_file"].read_text())
+    assert policy["searches"][0]["search_dir"] == "../search"
+    assert "/searches/0/search_dir" in policy["recorded_paths"]
+    moved = tmp_path / "x" / "y" / "z"
+    shutil.copytree(root, moved / root.name)
+    shutil.copytree(prm, moved / prm.name)  # the checkpoint sits beside the run, as it did
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    away = root.with_name(root.name + "_away")
+    root.rename(away)
+    try:
+        run_stage("route", ["--policy", str(moved / root.name / "co" / "routing_policy.json"), *NEW, *TASK,
+                            "--budget", "2", "--problems_per_shard", "6", "--output_dir", "out"])  # fmt: skip
+    finally:
+        away.rename(root)
+    assert (tmp_path / "cwd" / "out" / "manifest.json").is_file()
+
+    # Before the rule: paths as typed (relative to where compute-optimal ran) and no recorded_paths.
+    old = resolve_tree(json.loads(pipeline["policy_file"].read_text()), pipeline["policy_file"])
+    monkeypatch.chdir(root.parent)
+    typed = os.path.relpath(old["searches"][0]["search_dir"])
+    old["searches"][0]["search_dir"] = typed
+    (tmp_path / "old").mkdir()
+    old_file = tmp_path / "old" / "routing_policy.json"
+    old_file.write_text(json.dumps(old))
+    shutil.copy(root / "co" / "question_probe.json", tmp_path / "old")
+    with caplog.at_level(logging.WARNING):
+        loaded = load_routing_policy(old_file)
+    assert loaded["searches"][0]["search_dir"] == typed and Path(typed).is_dir()
+    assert "written before recorded paths were stored relative to it" in caplog.text
+    assert str(old_file) in caplog.text
+
+
+def test_an_exported_bundle_routes_anywhere_and_a_changed_file_is_refused(pipeline, tmp_path, monkeypatch):
+    """``--export_policy``: the policy, its probe and every local checkpoint, copied and checksummed;
+    copied elsewhere it routes with the run and the PRM out of the way; a changed byte is refused."""
+    import shutil
+
+    from ttcompute.eval.policy_bundle import bundle_listing, export_bundle
+
+    root, prm = pipeline["root"], Path(pipeline["prm"])
+    exported = export_bundle(pipeline["policy_file"], tmp_path / "bundle")
+    print(f"\n{bundle_listing(tmp_path / 'bundle')}\n{exported['bytes']:,} bytes")
+    copy = tmp_path / "elsewhere" / "deployed"
+    shutil.copytree(tmp_path / "bundle", copy)
+    policy = json.loads((copy / "routing_policy.json").read_text())
+    assert policy["searches"][0]["search"]["prm"] == f"checkpoints/{prm.name}"
+    assert policy["policy"]["model_name_or_path"].startswith("checkpoints/")
+    assert policy["searches"][0]["search_dir"] is None  # provenance, not shipped
+    assert set(policy["bundle"]["files"]) == {
+        p.relative_to(copy).as_posix()
+        for p in copy.rglob("*")
+        if p.is_file() and p.name != "routing_policy.json"
+    }
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    away = [(root, root.with_name(root.name + "_away")), (prm, prm.with_name(prm.name + "_away"))]
+    for path, moved in away:
+        path.rename(moved)
+    try:
+        run_stage("route", ["--policy", str(copy / "routing_policy.json"), *NEW, *TASK, "--budget", "2",
+                            "--problems_per_shard", "6", "--output_dir", "out"])  # fmt: skip
+        spec = json.loads((copy / "checkpoints" / prm.name / "likelihood_prm.json").read_text())
+        assert spec["base_model"] == "../policy_small"  # the likelihood PRM's base model came along
+        weights = copy / "checkpoints" / "policy_small" / "model.safetensors"
+        data = bytearray(weights.read_bytes())
+        data[-1] ^= 1
+        weights.write_bytes(bytes(data))
+        with pytest.raises(
+            InputError, match="bundle file checkpoints/policy_small/model.safetensors does not match"
+        ):
+            run_stage("route", ["--policy", str(copy / "routing_policy.json"), *NEW, *TASK, "--budget", "2",
+                                "--output_dir", "out2"])  # fmt: skip
+        assert not (tmp_path / "cwd" / "out2").exists()
+    finally:
+        for path, moved in away:
+            moved.rename(path)
+    assert (tmp_path / "cwd" / "out" / "manifest.json").is_file()
+    with pytest.raises(InputError, match="exists and is not empty"):
+        export_bundle(pipeline["policy_file"], tmp_path / "bundle")

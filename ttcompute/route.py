@@ -45,6 +45,7 @@ import pyarrow as pa
 from transformers import PretrainedConfig
 
 from ttcompute.core.budget import inference_flops
+from ttcompute.core.checkpoint_identity import same_checkpoint
 from ttcompute.core.errors import InputError
 from ttcompute.core.grading import extract_answer, is_equivalent
 from ttcompute.core.prompts import PromptContract, contract_from_flags
@@ -183,7 +184,7 @@ def load_probe(policy: dict[str, Any], where: str) -> QuestionProbe:
     probe = QuestionProbe.load(policy["predictor"]["probe_file"])
     recorded = policy["policy"]
     model = recorded["model_name_or_path"]
-    if model and probe.policy != policy_id(model):
+    if model and not same_checkpoint(probe.policy, model):
         raise InputError(
             f"{policy['predictor']['probe_file']}: a question probe of policy {probe.policy}, but {where} "
             f"routes policy {policy_id(model)}"

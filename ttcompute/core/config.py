@@ -23,6 +23,7 @@ from transformers import HfArgumentParser
 from ttcompute.core.argv import did_you_mean, redact_argv
 from ttcompute.core.errors import InputError
 from ttcompute.core.recipes import log_once, resolve_config, shipped_path
+from ttcompute.core.recorded_paths import RECORDED_PATHS, record_options, resolve_options
 from ttcompute.core.stage_help import HelpAllAction, StageHelpFormatter, field_groups, group_title, is_ours
 
 # Options whose values are credentials (TrainingArguments' ``hub_token``). They may be given as flags,
@@ -177,6 +178,8 @@ def parse_stage_args(dataclass_types: tuple[type, ...], args: list[str], prog: s
         # A file where the command runs, else the shipped recipe of that name (a pip install has no clone).
         config_path = resolve_config(config_path)
         values, lines = _yaml_with_lines(config_path)
+        if RECORDED_PATHS in values:  # a ttc_config.yaml: its recorded paths are relative to it
+            values = resolve_options(values, config_path)
         for key, value in values.items():
             if key not in known:
                 hint = did_you_mean(key, known)
@@ -266,7 +269,8 @@ def save_resolved_config(output_dir: str | Path, stage: str, *configs: Any) -> P
     """Write every option's resolved value to ``<output_dir>/ttc_config.yaml`` (re-runnable with --config)."""
     path = Path(output_dir) / "ttc_config.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    values = config_to_dict(*configs)
+    # Input paths relative to this file (core/recorded_paths.py): it reads the same from anywhere.
+    values = record_options(config_to_dict(*configs), path.parent)
     header = f"# Resolved config of `ttc {stage}`; rerun with: ttc {stage} --config {path.name}\n"
     # One temporary name per process: every rank of a distributed launch writes the same file.
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

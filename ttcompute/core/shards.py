@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from ttcompute.core.errors import InputError
+from ttcompute.core.recorded_paths import record_options, resolve_options
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +106,10 @@ def read_resolved_config(output_dir: str | Path) -> dict[str, Any]:
     """The options a stage recorded in ``<output_dir>/ttc_config.yaml`` ({} when there is none): how
     a later stage learns what an earlier one was run with (its policy, its prompt template ...)."""
     path = Path(output_dir) / "ttc_config.yaml"
-    return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    # Paths it recorded are relative to it (core/recorded_paths.py): absolute here, wherever we run.
+    return resolve_options(yaml.safe_load(path.read_text()) or {}, path)
 
 
 def read_manifest(output_dir: str | Path) -> dict[str, Any]:
@@ -317,7 +321,12 @@ def merge_outputs(
         (Path(d) / "ttc_config.yaml" for d in inputs if (Path(d) / "ttc_config.yaml").is_file()), None
     )
     if config is not None and not (out / "ttc_config.yaml").is_file():
-        _atomic_copy(config, out / "ttc_config.yaml")
+        # Its recorded paths are relative to the worker's directory: recorded again for this one.
+        header = "".join(
+            line for line in config.read_text().splitlines(keepends=True) if line.startswith("#")
+        )
+        values = record_options(read_resolved_config(config.parent), out)
+        _atomic_write_text(out / "ttc_config.yaml", header + yaml.safe_dump(values, sort_keys=True))
     present = finished_shards(out)
     copied, already, skipped = 0, len(present), 0
     for directory in inputs:

@@ -45,6 +45,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ttcompute.core.budget import inference_flops
+from ttcompute.core.checkpoint_identity import checkpoint_identity, same_checkpoint
 from ttcompute.core.errors import InputError
 from ttcompute.core.outputs import require_unique_ids
 from ttcompute.core.prompts import read_contract
@@ -390,9 +391,9 @@ def train_question_probe(
 
 
 def policy_id(model_name_or_path: str) -> str:
-    """What a probe records of its policy: a local checkpoint's absolute path, or the Hub id."""
-    path = Path(model_name_or_path)
-    return str(path.resolve()) if path.exists() else model_name_or_path
+    """What a probe records of its policy: what the checkpoint is (a content hash of a local one, or
+    the Hub id), never where it sits (core/checkpoint_identity.py)."""
+    return checkpoint_identity(model_name_or_path)
 
 
 def read_prompts(samples_dir: str) -> tuple[list[str], list[str], list[float]]:
@@ -449,15 +450,16 @@ def predict_question_difficulty(
         )
     if config.question_probe:
         probe = QuestionProbe.load(config.question_probe)
-        if probe.policy != policy_id(policy):
+        if not same_checkpoint(probe.policy, policy):
             raise InputError(
-                f"{config.question_probe}: a probe of policy {probe.policy}, not of {policy_id(policy)}"
+                f"{config.question_probe}: a probe of policy {probe.policy}, not of {policy} ({policy_id(policy)})"
             )
         _check_contract(probe.prompt_contract, config.question_probe, config.samples_dir)
     else:
         train_dir = config.probe_train_samples_dir
         train_policy = read_resolved_config(train_dir).get("model_name_or_path")
         if not config.model_name_or_path and train_policy and policy_id(train_policy) != policy_id(policy):
+            # Compared by content: a copy of the same checkpoint elsewhere is the same policy.
             raise InputError(
                 f"{train_dir}: sampled by {train_policy}, but {config.samples_dir} by {policy}; the probe's "
                 "labels must be the pass@1 of the policy it probes"

@@ -47,6 +47,7 @@ from ttcompute.eval.efficiency import (
     iso_accuracy_efficiency,
 )
 from ttcompute.eval.plots import plot_compute_optimal, plot_spend, plot_spend_by_bin
+from ttcompute.eval.policy_bundle import export_bundle
 from ttcompute.eval.routing_policy import write_routing_policy
 from ttcompute.eval.select import accuracy_by_bin, is_adaptive, load_bins
 from ttcompute.eval.spend_optimal import spend_optimal
@@ -785,7 +786,14 @@ def run_compute_optimal(config: ComputeOptimalConfig) -> dict[str, Any]:
     save_resolved_config(out, "compute-optimal", config)
     write_json(out / "compute_optimal.json", summary)
     (out / "compute_optimal.md").write_text(markdown_report(summary))
-    write_routing_policy(out, config, selections, bins)  # for ttc route
+    policy_file = write_routing_policy(out, config, selections, bins)  # for ttc route
+    if config.export_policy:
+        if policy_file is None:
+            raise InputError(
+                f"--export_policy {config.export_policy}: no routing policy was written (see above)"
+            )
+        exported = export_bundle(policy_file, config.export_policy)
+        summary["exported_policy"] = {"dir": config.export_policy, **exported}
     plot = plot_compute_optimal(
         {int(b): a for b, a in summary["all"].items()},
         baseline,

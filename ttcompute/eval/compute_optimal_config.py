@@ -22,6 +22,9 @@ class ComputeOptimalConfig:
             difficulty output's ``stats.json``; 0 if unknown).
         bootstrap_resamples / bootstrap_seed: The paired bootstrap over problems behind every
             interval (accuracy differences, efficiency ratios; 95%).
+        export_policy: Also write the routing policy as a deployable bundle in this (new or empty)
+            directory: the policy file, its question probe and every local checkpoint it names, copied,
+            each file with its sha256 (``ttc route`` refuses a bundle that changed).
     """
 
     select_dirs: list[str] = field(
@@ -39,6 +42,12 @@ class ComputeOptimalConfig:
         default=1000, metadata={"help": "paired bootstrap resamples (intervals)"}
     )
     bootstrap_seed: int = field(default=0, metadata={"help": "seed of the bootstrap draws"})
+    export_policy: str | None = field(
+        default=None,
+        metadata={
+            "help": "also write a deployable bundle here: the routing policy, its probe and checkpoints, checksummed"
+        },
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.select_dirs, str):

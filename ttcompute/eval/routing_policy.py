@@ -31,6 +31,7 @@ whose answers nobody knows yet. This file holds everything that takes:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -42,6 +43,7 @@ from typing import Any
 import datasets
 
 from ttcompute.core.errors import InputError
+from ttcompute.core.recorded_paths import RECORDED_PATHS, record_tree, resolve_tree
 from ttcompute.core.shards import read_manifest, read_resolved_config, write_json
 from ttcompute.eval.allocation import choose_strategy
 from ttcompute.eval.batch_allocation import gain_table
@@ -61,6 +63,9 @@ PROBE_FILE = "question_probe.json"
 _NOT_RESULTS = {"output_dir", "overwrite", "shard", "strict", "problems_per_shard", "report_to", "wandb_project",
                 "wandb_run_name", "push_to_hub", "hub_dataset_id", "hub_private_repo"}  # fmt: skip
 REQUIRED = ("format", "version", "policy", "searches", "predictor", "strategies", "rule")
+# An exported bundle (eval/policy_bundle.py) lists every file it holds with its sha256 here.
+BUNDLE_KEY = "bundle"
+_CHUNK = 1 << 22
 
 
 def _options(recorded: dict[str, Any], config_class: type) -> dict[str, Any]:
@@ -174,7 +179,7 @@ def _strategy_settings(select_dirs: list[str]) -> tuple[dict[str, dict[str, Any]
                 directory,
             )
             return None
-        record = json.loads(path.read_text())
+        record = resolve_tree(json.loads(path.read_text()), path)
         if record["search_dir"] not in search_dirs:
             search_dirs.append(record["search_dir"])
         for name, values in record["strategies"].items():
@@ -206,7 +211,7 @@ def _predictor_record(difficulty_dir: str | None, out: Path) -> dict[str, Any]:
     kind = options.get("predictor", "oracle")
     record = {
         "kind": kind,
-        "difficulty_dir": str(Path(difficulty_dir).resolve()),
+        "difficulty_dir": str(Path(difficulty_dir).resolve()),  # recorded relative to the policy file
         "options": {k: v for k, v in sorted(options.items()) if k not in ("output_dir",)},
         "edges": edges["edges"],
         "metric": edges.get("metric"),
@@ -275,6 +280,8 @@ def write_routing_policy(
     policy = build_routing_policy(records, bins, config.select_dirs, _difficulty_dir(config), out)
     if policy is None:
         return None
+    # Every local path relative to the policy file (core/recorded_paths.py): it routes from anywhere.
+    policy[RECORDED_PATHS] = record_tree(policy, out)
     write_json(out / POLICY_FILE, policy)
     logger.info("Routing policy (ttc route --policy): %s", out / POLICY_FILE)
     return out / POLICY_FILE
@@ -297,6 +304,11 @@ def load_routing_policy(path: str | Path) -> dict[str, Any]:
         policy = json.loads(Path(path).read_text())
     except (OSError, ValueError) as err:
         raise InputError(f"{path}: cannot read a routing policy ({err.__class__.__name__}: {err})") from None
+    if isinstance(policy, dict) and policy.get("format") == POLICY_FORMAT:
+        try:
+            policy = resolve_tree(policy, path)
+        except (KeyError, IndexError, TypeError, ValueError) as err:
+            raise InputError(f"{path}: malformed routing policy ({RECORDED_PATHS}: {err!r})") from None
     if not isinstance(policy, dict) or policy.get("format") != POLICY_FORMAT:
         raise InputError(
             f"{path}: not a routing policy (no format {POLICY_FORMAT!r}; ttc compute-optimal writes one)"
@@ -327,4 +339,37 @@ def load_routing_policy(path: str | Path) -> dict[str, Any]:
         raise InputError(f"{path}: malformed routing policy ({err.__class__.__name__}: {err})") from None
     if not policy["rule"]:
         raise InputError(f"{path}: the routing policy has no rule (no strategy with its settings known)")
+    if BUNDLE_KEY in policy:  # an exported bundle: every file as it was exported, or refused
+        verify_bundle(policy, path)
     return policy
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_bundle(policy: dict[str, Any], policy_file: str | Path) -> None:
+    """Raise unless every file a bundle's policy lists is there with its checksum.
+
+    Raises:
+        InputError: a file missing or changed, naming it.
+    """
+    listed = policy.get(BUNDLE_KEY, {}).get("files")
+    if not isinstance(listed, dict):
+        raise InputError(f"{policy_file}: malformed bundle record (no file list)")
+    root = Path(policy_file).parent
+    for relative, expected in listed.items():
+        path = root / relative
+        if not path.is_file():
+            raise InputError(f"{policy_file}: bundle file {relative} is missing")
+        found = file_sha256(path)
+        if found != expected:
+            raise InputError(
+                f"{policy_file}: bundle file {relative} does not match its checksum "
+                f"(sha256 {found[:12]}..., recorded {str(expected)[:12]}...): the bundle was changed"
+            )

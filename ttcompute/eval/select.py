@@ -41,6 +41,8 @@ from ttcompute.core.budget import inference_flops
 from ttcompute.core.config import save_resolved_config
 from ttcompute.core.errors import InputError
 from ttcompute.core.outputs import load_difficulty, misaligned_candidates
+from ttcompute.core.recorded_paths import RECORDED_PATHS
+from ttcompute.core.recorded_paths import record as record_path
 from ttcompute.core.selection import (
     best_of_n,
     group_equivalent_answers,
@@ -642,7 +644,9 @@ def run_select(config: SelectConfig) -> dict[str, Any]:
     write_json(
         out / "strategies.json",
         {
-            "search_dir": str(Path(config.search_dir).resolve()),
+            # Relative to this file (core/recorded_paths.py): the run can move and still route.
+            "search_dir": record_path(config.search_dir, out),
+            RECORDED_PATHS: ["/search_dir"],
             "selection_aggregation": config.aggregation,
             "strategies": dict(sorted(settings.items())),
         },

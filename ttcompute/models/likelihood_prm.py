@@ -28,6 +28,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ttcompute.core.errors import InputError
 from ttcompute.core.prompts import DEFAULT_CONTRACT, PromptContract, recorded_contract
+from ttcompute.core.recorded_paths import record_options, resolve_options
 from ttcompute.models.generation import build_prompt
 from ttcompute.models.prm import TransformersPRM, encode_steps, tokenize_piece
 from ttcompute.models.weights import load_error
@@ -185,7 +186,9 @@ def save_likelihood_prm(out: Path, metadata: dict[str, Any]) -> Path:
     """Write ``likelihood_prm.json`` (format, base model, separator, template, weight, bias ...)."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / LIKELIHOOD_PRM_FILE
-    path.write_text(json.dumps({"format": FORMAT, **metadata}, indent=2))
+    # Its base model relative to this file (core/recorded_paths.py): the PRM moves with its run.
+    spec = {"format": FORMAT, **record_options(metadata, out)}
+    path.write_text(json.dumps(spec, indent=2))
     return path
 
 
@@ -202,7 +205,7 @@ def load_likelihood_prm(
     ``prompt_contract`` as for :func:`~ttcompute.models.prm_formats.load_prm`."""
     spec_file = Path(path) / LIKELIHOOD_PRM_FILE
     try:
-        spec = json.loads(spec_file.read_text())
+        spec = resolve_options(json.loads(spec_file.read_text()), spec_file)
         base = spec["base_model"]
         separator = spec["step_separator"]
         contract = recorded_contract(spec, prompt_contract, str(spec_file))

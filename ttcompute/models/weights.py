@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ttcompute.core.recorded_paths import missing_local_path
+
 # Weight files that torch.load would unpickle: the names transformers and PEFT write.
 PICKLED_WEIGHT_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.ckpt")
 
@@ -31,6 +33,9 @@ def holds_only_pickled_weights(model_name_or_path: str | Path) -> bool:
 
 def load_error(model_name_or_path: str | Path, what: str, err: Exception) -> str:
     """A one-line message for a failed load of ``what`` ("the model", "the PRM") from a checkpoint."""
+    missing = missing_local_path(model_name_or_path)
+    if missing is not None:  # not a malformed Hub id: a directory that is not there
+        return f"{model_name_or_path}: cannot load {what}: {missing}"
     text = str(err).strip()
     reason = text.splitlines()[0] if text else type(err).__name__
     message = f"{model_name_or_path}: cannot load {what} ({reason})"
