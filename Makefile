@@ -7,7 +7,7 @@ TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || ech
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo demo-fast test test-slow bench lint format clean constraints docs gpu-check
+.PHONY: setup demo demo-fast test test-slow test-browser bench lint format clean constraints docs gpu-check
 
 setup: $(VENV)/.installed
 
@@ -34,6 +34,11 @@ test: setup
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow
+
+# `ttc view`'s page in headless Chromium (Debian's: apt-get install chromium chromium-driver), driven by
+# Selenium (the dev extra); builds `ttc demo --fast` first (1-2 minutes). Skipped, saying so, without Chromium.
+test-browser: setup
+	$(PY) -m pytest -q -m browser
 
 bench: setup
 	test -d .bench_deps/trl113/trl || $(PY) -m pip install -q --no-deps --target .bench_deps/trl113 trl==1.13.0

@@ -102,7 +102,6 @@ def _config_without(raw: bytes, *keys: str) -> dict:
     return {k: v for k, v in values.items() if k not in keys}
 
 
-
 @pytest.mark.parametrize("stage", STAGES)
 def test_same_seed_and_config_give_byte_identical_files(replicas, stage):
     first, second = (_files(root / stage) for root in replicas)

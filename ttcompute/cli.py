@@ -103,6 +103,11 @@ STAGES: dict[str, tuple[str, list[tuple[str, str]], tuple[str, str]]] = {
         [("ttcompute.eval.report_config", "ReportConfig")],
         ("ttcompute.eval.report", "run_report"),
     ),
+    "view": (
+        "one self-contained HTML page to read a search by: trees, votes, revision flips, PRM verdicts",
+        [("ttcompute.view_config", "ViewConfig")],
+        ("ttcompute.view", "run_view"),
+    ),
     "merge": (
         "join the shards of --shard i/n workers that wrote separate directories; write the stats",
         [("ttcompute.merge_config", "MergeConfig")],

@@ -4,7 +4,8 @@ A stage's output is a dataset with documented columns (each stage module's docst
 later stage reads it, the checks that its rows line up and the readers live here, so no stage
 imports another: ``ttc select`` and ``ttc orm-data`` check search rows, ``ttc label`` and
 ``ttc revisions`` the samples' per-sample lists, ``ttc difficulty`` and ``ttc flops-matched`` that
-problem ids are unique; ``ttc select`` reads the difficulty table.
+problem ids are unique; ``ttc select`` reads the difficulty table; ``ttc view`` opens a search output
+a batch at a time.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 import pyarrow.compute as pc
 
 from ttcompute.core.errors import InputError
-from ttcompute.core.shards import ShardReader
+from ttcompute.core.shards import ShardReader, read_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +76,26 @@ def revision_chains_of(row: dict[str, Any]) -> list[list[int]]:
     for index, chain in enumerate(row["subtrees"]):
         chains.setdefault(chain, []).append(index)
     return [sorted(indices, key=lambda i: row["positions"][i]) for indices in chains.values()]
+
+
+def open_search_output(search_dir: str | Path, columns: list[str]) -> ShardReader:
+    """The rows of a finished ``ttc search`` output, to read a batch at a time (a search of 10^5 rows
+    with its completions does not fit in memory as Python objects).
+
+    Raises:
+        InputError: not a ``ttc search`` output (no manifest, another stage's, a column of ``columns``
+            missing), shards missing, or no rows -- one line naming the directory.
+    """
+    stage = read_manifest(search_dir).get("stage")
+    if stage != "search":
+        raise InputError(f"{search_dir}: a ttc {stage} output, not a ttc search output")
+    reader = ShardReader(search_dir)
+    missing = [c for c in columns if c not in reader.column_names]
+    if missing:
+        raise InputError(f"{search_dir}: missing column(s) {missing} (not a ttc search output?)")
+    if len(reader) == 0:
+        raise InputError(f"{search_dir}: the search output has no rows")
+    return reader
 
 
 def read_sample_solutions(samples_dir: str | Path) -> dict[str, list[tuple[str, int, str]]]:

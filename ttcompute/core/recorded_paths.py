@@ -34,7 +34,11 @@ RECORDED_PATHS = "recorded_paths"
 _HUB_ID_RE = re.compile(r"^[\w.-]+(?:/[\w.-]+)?$")
 _warned: set[str] = set()
 # Where a shipped file's spelling starts in a recorded path, and what core/recipes.py's shipped_path reads.
-_SHIPPED_PREFIXES = (("ttcompute/checkpoints/", 0), ("ttcompute/recipes/", len("ttcompute/")), ("configs/", 0))
+_SHIPPED_PREFIXES = (
+    ("ttcompute/checkpoints/", 0),
+    ("ttcompute/recipes/", len("ttcompute/")),
+    ("configs/", 0),
+)
 # Options that take a path (a model, a dataset, an output): ..._dir, ..._path, model_name_or_path ...
 _PATH_OPTION_RE = re.compile(
     r"(_dir|_dirs|_path|_file|_name_or_path)$|^(prm|reviser|dataset|dataset_name|eval_dataset_name|policy"

@@ -28,11 +28,17 @@ Output rows (one per problem x run x budget):
     first n -- where an adaptive rule stopped -- is exact; empty for tree searches), policy_flops,
     prm_flops, total_flops, rounds, capped_steps,
     reused_samples (best-of-N with ``--initial_samples_dir``: how many of its first candidates are
-    those samples, drawn before the search -- its cost columns count them as the row's own)
+    those samples, drawn before the search -- its cost columns count them as the row's own),
+    tree (beam search, lookahead, DVTS: every beam of every round, parents first -- parent (index in
+    the list, -1 for a first step), round, text (the step it sampled), score (the PRM's score of its
+    last step), rank (what it was ranked by), status (kept | pruned | final), candidate (its index in
+    the candidate lists when final, else -1); empty for best-of-N and revisions; null in searches
+    written before it was recorded)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import zlib
@@ -66,6 +72,19 @@ from ttcompute.models.prm_formats import load_prm
 from ttcompute.models.reviser import reviser_contract
 
 logger = logging.getLogger(__name__)
+
+# One beam of one round of a tree search (step_search.TreeNode).
+TREE_NODE = pa.struct(
+    [
+        ("parent", pa.int64()),
+        ("round", pa.int64()),
+        ("text", pa.string()),
+        ("score", pa.float64()),
+        ("rank", pa.float64()),
+        ("status", pa.string()),
+        ("candidate", pa.int64()),
+    ]
+)
 
 ROW_SCHEMA = pa.schema(
     [
@@ -102,6 +121,7 @@ ROW_SCHEMA = pa.schema(
         ("rounds", pa.int64()),
         ("capped_steps", pa.int64()),
         ("reused_samples", pa.int64()),
+        ("tree", pa.list_(TREE_NODE)),
     ]
 )
 
@@ -352,6 +372,7 @@ def outcome_rows(
                     "rounds": outcome.rounds,
                     "capped_steps": outcome.capped_steps,
                     "reused_samples": min(reused, budget) if run.method == "best_of_n" else 0,
+                    "tree": [dataclasses.asdict(node) for node in outcome.tree],
                 }
             )
     return rows

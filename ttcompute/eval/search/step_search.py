@@ -20,6 +20,10 @@ the paper: "we conclude with N final answer candidates"), and a problem with N; 
 unfinished after ``max_rounds`` rounds become final as they are (finish reason ``"max_rounds"``).
 With ``subtree_size == M`` a subtree keeps one prefix per round: DVTS's greedy beam of width M.
 
+Every beam of every round is recorded as a :class:`TreeNode` (its step, score, rank and whether it was
+kept, pruned or final), so the pruned branches -- where a search's choices are made -- can be read
+back (``ttc view``): the final candidates alone show only what survived.
+
 Nothing here imports an inference engine: the policy is a
 :class:`~ttcompute.models.generation.GenerationBackend`, the verifier a :class:`~ttcompute.models.prm.PRM`.
 """
@@ -128,6 +132,31 @@ class Candidate:
 
 
 @dataclass
+class TreeNode:
+    """One beam in one round of a tree search: the step it sampled and what the search did with it.
+
+    Attributes:
+        parent: The node it was expanded from (-1: a first step).
+        round: The round that sampled it (from 0).
+        text: The text it sampled that round (a step, as the policy wrote it).
+        score: The PRM's score of the beam's last step after that round (None: no step to score).
+        rank: What the beam was ranked by: its aggregated step scores (with lookahead, at the end of
+            the rollout); None where it had nothing to score (ranked last).
+        status: ``kept`` (expanded into the next round), ``pruned`` (ranked out), or ``final`` (it
+            finished that round, or the rounds ran out: one of the final candidates).
+        candidate: Its index among the outcome's candidates when final, else -1.
+    """
+
+    parent: int
+    round: int
+    text: str
+    score: float | None
+    rank: float | None
+    status: str
+    candidate: int = -1
+
+
+@dataclass
 class SearchOutcome:
     """The final candidates of one problem and everything spent finding them.
 
@@ -145,6 +174,8 @@ class SearchOutcome:
             the PRM tokens charged to (and asked for by) each candidate, so the first ``b``
             candidates' cost is known exactly (nested budgets).
         attempts_dropped_by_candidate: Revisions only: ``attempts_dropped`` per candidate.
+        tree: Tree searches only: every beam of every round, in the order sampled (a node's parent
+            comes before it).
     """
 
     candidates: list[Candidate]
@@ -158,6 +189,7 @@ class SearchOutcome:
     prm_tokens_by_candidate: list[int] | None = None
     prm_tokens_requested_by_candidate: list[int] | None = None
     attempts_dropped_by_candidate: list[int] | None = None
+    tree: list[TreeNode] = field(default_factory=list)
 
 
 @dataclass
@@ -170,10 +202,19 @@ class _Beam:
     step_scores: list[float] = field(default_factory=list)
     rank: float = 0.0
     finish_reason: str | None = None
+    step_text: str = ""  # what this round sampled
+    parent: int = -1  # the tree node this beam was expanded from
+    node: int = -1  # this beam's tree node once this round is recorded
 
     def child(self) -> _Beam:
         return _Beam(
-            self.problem, self.subtree, self.text, self.num_tokens, list(self.steps), list(self.step_scores)
+            self.problem,
+            self.subtree,
+            self.text,
+            self.num_tokens,
+            list(self.steps),
+            list(self.step_scores),
+            parent=self.node,
         )
 
 
@@ -253,11 +294,17 @@ def step_search(
 
         last_round = round_index == config.max_rounds - 1
         for key, group in live.items():
+            tree = outcomes[key[0]].tree
             if last_round:  # out of rounds: the unfinished beams are final as they are
                 for beam in group:
                     beam.finish_reason = beam.finish_reason or "max_rounds"
+            for beam in group:
+                beam.node = len(tree)
+                tree.append(_tree_node(beam, round_index))
             finals[key[0]].extend(beam for beam in group if beam.finish_reason is not None)
             live[key] = _select_and_expand([beam for beam in group if beam.finish_reason is None], config)
+            for child in live[key]:
+                tree[child.parent].status = "kept"
         live = {key: group for key, group in live.items() if group}
         logger.debug(
             "round %d: %d beams extended, %d live", round_index, len(beams), sum(map(len, live.values()))
@@ -272,7 +319,21 @@ def step_search(
             )
             for beam in beams
         ]
+        for index, beam in enumerate(beams):
+            outcomes[problem].tree[beam.node].candidate = index
     return outcomes
+
+
+def _tree_node(beam: _Beam, round_index: int) -> TreeNode:
+    """The record of a beam this round; ``pruned`` until a child of it is kept (finished: ``final``)."""
+    return TreeNode(
+        parent=beam.parent,
+        round=round_index,
+        text=beam.step_text,
+        score=beam.step_scores[-1] if beam.step_scores else None,
+        rank=beam.rank if math.isfinite(beam.rank) else None,
+        status="final" if beam.finish_reason is not None else "pruned",
+    )
 
 
 def _extend_one_step(
@@ -301,6 +362,7 @@ def _extend_one_step(
     )
     outputs = policy.generate([prompts[beam.problem] + beam.text for beam in beams], params)
     for beam, (completion,) in zip(beams, outputs):
+        beam.step_text = completion.text
         beam.text += completion.text
         beam.num_tokens += completion.num_tokens
         beam.steps = split_into_steps(beam.text, config.step_separator)
