@@ -16,6 +16,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -c constraints.txt -e ".[dev,deepspeed,wandb]"
+	# DeepSpeed's CPU shared-memory collective is a C++ op built on first use (~30 s): built here, once
+	# per clone, into the folder the tests' launches use, as pip builds any native extension.
+	TORCH_EXTENSIONS_DIR=$(CURDIR)/.cache/torch_extensions $(PY) -c "from deepspeed.accelerator import get_accelerator as a; b = a().create_op_builder('ShareMemCommBuilder'); b and b.load()" >/dev/null 2>&1 || true
 	touch $@
 
 # After upgrading dependencies in the venv and a green `make test`: record their versions.

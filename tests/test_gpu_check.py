@@ -48,6 +48,7 @@ def _rehearse(monkeypatch, tmp_path, checks, script=None) -> dict:
     return report
 
 
+@pytest.mark.slow
 def test_the_checks_pass_on_the_cpu_where_vllm_and_transformers_agree(monkeypatch, tmp_path):
     report = _rehearse(monkeypatch, tmp_path, ["greedy", "prm"])
     checks = report["checks"]

@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from ttcompute.cli import run_stage
+from ttcompute.core.checkpoint_identity import checkpoint_identity
 from ttcompute.core.errors import InputError
 from ttcompute.core.outputs import load_difficulty
 from ttcompute.core.shards import load_sharded
@@ -215,7 +216,7 @@ def test_a_saved_probe_predicts_identically(arithmetic, tmp_path, small_policy_d
     saved = json.loads(probe_file.read_text())
     manifest = json.loads((arithmetic["train"] / "manifest.json").read_text())
     assert saved["prompt_contract"] == manifest["info"]["prompt_contract"]
-    assert saved["policy"] == str(small_policy_dir.resolve())
+    assert saved["policy"] == checkpoint_identity(small_policy_dir)  # what the policy is, not where
     probe = QuestionProbe.load(probe_file)
     assert (probe.layer, probe.pooling) == (saved["layer"], saved["pooling"])
     again = tmp_path / "again"

@@ -19,6 +19,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, EvalPrediction
 
 from ttcompute.core.errors import InputError
 from ttcompute.core.prompts import PromptContract
+from ttcompute.core.recorded_paths import resolve_options
 from ttcompute.models.likelihood_prm import LikelihoodPRM, fit_calibration, save_likelihood_prm
 from ttcompute.trainers.hub import HubUpload, push_folder
 from ttcompute.trainers.launch import launch_command
@@ -82,7 +83,7 @@ def fit_likelihood_prm(
             "dataset": config.dataset_name,
         },
     )
-    spec = json.loads(spec_path.read_text())
+    spec = resolve_options(json.loads(spec_path.read_text()), spec_path)  # the card names the base as given
     (out / "README.md").write_text(likelihood_prm_card(config, spec, config.hub_model_id or out.name))
     log = {
         "command": launch_command("train-prm"),
