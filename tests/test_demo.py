@@ -88,7 +88,26 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path, monkeypatch, caplog, capsys)
     assert "train-prm: reusing" in caplog.text and "train-reviser: reusing" in caplog.text
     assert json.loads((out / "report" / "report.json").read_text())["search"] == saved["search"]
 
-    # Another draw of evaluation problems with the same PRM and reviser: nothing trained again.
+    with pytest.raises(InputError, match="--trained_from takes a finished demo"):
+        run_stage(
+            "demo", [*TOY, "--trained_from", str(tmp_path / "none"), "--output_dir", str(tmp_path / "x")]
+        )
+
+
+# A third demo (~15 s): `make test-slow`. The default suite keeps the first run and its resume.
+@pytest.mark.slow
+def test_another_draw_reuses_the_trained_prm_and_reviser(tmp_path, monkeypatch):
+    """``--trained_from``: another draw of evaluation problems with the same PRM and reviser, nothing
+    trained again -- from a copy of the finished demo in another place (a second clone's copy)."""
+    import shutil
+
+    monkeypatch.chdir(REPO)
+    first = tmp_path / "demo"
+    run_stage("demo", [*TOY, "--output_dir", str(first)])
+    saved = json.loads((first / "report" / "report.json").read_text())
+    out = tmp_path / "clone_b" / "runs" / "demo"
+    shutil.copytree(first, out)
+    shutil.rmtree(first)  # nothing may still point at the first place
     other = tmp_path / "other"
     run_stage("demo", [*TOY, "--problem_seed", "77", "--trained_from", str(out), "--output_dir", str(other)])
     assert not (other / "prm").exists() and not (other / "reviser").exists()
@@ -99,12 +118,8 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path, monkeypatch, caplog, capsys)
         token_prm["first_error_f1"] == saved["verifiers"]["by_prm"]["token_classification"]["first_error_f1"]
     )
     assert token_prm["search_prm"] == str(out / "prm" / "prm_token")
-    first = {row["problem_id"] for row in _rows(out / "samples")}
-    assert first.isdisjoint(row["problem_id"] for row in _rows(other / "samples"))
-    with pytest.raises(InputError, match="--trained_from takes a finished demo"):
-        run_stage(
-            "demo", [*TOY, "--trained_from", str(tmp_path / "none"), "--output_dir", str(tmp_path / "x")]
-        )
+    drawn = {row["problem_id"] for row in _rows(out / "samples")}
+    assert drawn.isdisjoint(row["problem_id"] for row in _rows(other / "samples"))
 
 
 def _check_smoke_test_statement(saved: dict, printed: str, markdown: str) -> None:

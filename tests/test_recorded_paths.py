@@ -138,6 +138,8 @@ def test_a_checkpoint_is_identified_by_its_content_not_its_path(tmp_path, small_
     assert checkpoint_identity(copy) != before and not same_checkpoint(before, copy)
 
 
+# Three stages (~5 s): `make test-slow`; content identity itself is checked just above.
+@pytest.mark.slow
 def test_a_probe_trained_on_samples_of_a_copy_of_the_policy_bins_the_originals_samples(
     tmp_path, small_policy_dir
 ):
