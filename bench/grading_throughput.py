@@ -65,13 +65,24 @@ def load_pairs(repeat: int, seed: int) -> list[tuple[str, str]]:
     return pairs
 
 
+def clear_caches(module) -> None:
+    """Every round starts cold: what a grader caches (normal forms, gold parses) is kept within a
+    round only, where the case table's repeats stand for a problem's N samples sharing one gold."""
+    for name in ("_cached_text_and_normal_form", "_parsed_gold"):
+        cached = getattr(module, name, None)
+        if cached is not None:
+            cached.cache_clear()
+
+
 def time_grade(module, pairs: list[tuple[str, str]], mode: str) -> tuple[float, int]:
+    clear_caches(module)
     start = time.perf_counter()
     correct = sum(module.grade(output, gold, mode=mode)[1] for output, gold in pairs)
     return time.perf_counter() - start, correct
 
 
 def time_extract(module, pairs: list[tuple[str, str]], mode: str) -> float:
+    clear_caches(module)
     start = time.perf_counter()
     for output, _ in pairs:
         module.extract_answer(output, mode)

@@ -939,6 +939,14 @@ def _deadline(seconds: float) -> AbstractContextManager[None]:
     return _thread_deadline(seconds)
 
 
+@functools.lru_cache(maxsize=1 << 12)
+def _parsed_gold(gold: str) -> list:
+    """math-verify's parse of a gold answer, once per process: a problem's N samples are all graded
+    against it. Called under the caller's deadline; a parse the deadline stops raises and is not kept.
+    SymPy's objects are immutable, so the cached parse is shared safely between threads."""
+    return math_verify.parse(f"\\boxed{{{gold}}}", parsing_timeout=None)
+
+
 def _math_verify_equal(pred: str, gold: str, timeout_seconds: float) -> bool:
     # Both sides go through parse() inside \boxed{}: math-verify's LatexExtractionConfig then reads
     # the box with its own brace matching, so plain strings such as `3`, `(3, \frac{\pi}{2})`,
@@ -953,7 +961,7 @@ def _math_verify_equal(pred: str, gold: str, timeout_seconds: float) -> bool:
     math_verify.parser.TIMEOUT_WARNING_SHOWN = True
     math_verify.grader.TIMEOUT_WARNING_SHOWN = True
     with _deadline(timeout_seconds):
-        gold_parsed = math_verify.parse(f"\\boxed{{{gold}}}", parsing_timeout=None)
+        gold_parsed = _parsed_gold(gold)
         pred_parsed = math_verify.parse(f"\\boxed{{{pred}}}", parsing_timeout=None)
         if not gold_parsed or not pred_parsed:
             return False
