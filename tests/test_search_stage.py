@@ -454,10 +454,15 @@ def test_initial_samples_that_are_not_this_searchs_are_refused(
 
 
 def test_initial_samples_of_another_policy_are_refused(tmp_path, prm_dir, small_policy_dir, probe_samples):
+    """Compared by content (core/checkpoint_identity.py): a copy of the policy elsewhere is the policy
+    that drew the samples; the same path holding other weights is not."""
     import shutil
 
     other = tmp_path / "other_policy"
     shutil.copytree(small_policy_dir, other)
+    weights = bytearray((other / "model.safetensors").read_bytes())
+    weights[-1] ^= 1
+    (other / "model.safetensors").write_bytes(bytes(weights))
     out = tmp_path / "refused"
     args = search_args(
         out, prm_dir, other, "--methods", "best_of_n", "--initial_samples_dir", str(probe_samples)
@@ -465,6 +470,11 @@ def test_initial_samples_of_another_policy_are_refused(tmp_path, prm_dir, small_
     with pytest.raises(InputError, match="not this search's policy"):
         run_stage("search", args)
     assert not out.exists()
+    copy = tmp_path / "copy_of_the_policy"
+    shutil.copytree(small_policy_dir, copy)
+    run_stage("search", search_args(tmp_path / "accepted", prm_dir, copy, "--methods", "best_of_n",
+                                    "--initial_samples_dir", str(probe_samples)))  # fmt: skip
+    assert (tmp_path / "accepted" / "manifest.json").is_file()
 
 
 def test_revision_temperature_samples_the_revisions_only(tmp_path, prm_dir, small_policy_dir):
