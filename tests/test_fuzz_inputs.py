@@ -450,6 +450,9 @@ def test_corpus_bounded_in_time_and_memory(corpus_runs, mode: str) -> None:
     assert growth < MAX_RSS_GROWTH_MB, f"peak memory grew by {growth:.0f} MB"
 
 
+# The corpus in two child processes (~15 s): `make test-slow` with its time bound; by default the
+# properties above fuzz the same functions.
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["main", "thread"])
 def test_corpus_results(corpus_runs, mode: str) -> None:
     results = {r["id"]: r for r in corpus_runs[mode][0][1:]}
