@@ -17,10 +17,11 @@ import pytest
 
 from ttcompute.cli import run_stage
 from ttcompute.core.grading import is_equivalent
-from ttcompute.core.recorded_paths import RECORDED_PATHS, record_tree, resolve_tree
+from ttcompute.core.recorded_paths import resolve_tree
 from ttcompute.core.shards import load_sharded
 from ttcompute.eval.adaptive import parse_strategy
 from ttcompute.eval.compute_optimal import load_selections
+from ttcompute.eval.routing_policy import save_routing_policy
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -31,12 +32,6 @@ GENERATION = ["--max_new_tokens", "120", "--device", "cpu"]
 def _read_policy(path):
     """A policy file's JSON with its recorded paths absolute (they are relative to the file)."""
     return resolve_tree(json.loads(path.read_text()), path)
-
-
-def _write_policy(policy, path):
-    """An edited policy written elsewhere: its paths recorded relative to the new file."""
-    policy[RECORDED_PATHS] = record_tree(policy, path.parent)
-    path.write_text(json.dumps(policy))
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +87,7 @@ def test_route_runs_a_rule_online_as_select_evaluated_it(pipeline, tmp_path, kin
               {"generations": 1.0, "accuracy": 1.0, "strategy": name, "budget": strategy.cap}]
     }  # fmt: skip
     path = tmp_path / "routing_policy.json"
-    _write_policy(policy, path)
+    save_routing_policy(policy, path)
     # Other chunks than the search's (6 problems in one): a problem's samples must not depend on them.
     run_stage("route", ["--policy", str(path), *PROBLEMS, "--allocation", "spend", "--budget", "1",
                         "--device", "cpu", "--problems_per_shard", "4", "--output_dir", str(tmp_path / "routed")])  # fmt: skip
@@ -206,7 +201,7 @@ def test_batch_allocation_online_draws_what_it_would_offline(pipeline, tmp_path)
     table = GainTable({0: [middle]}, {(0, 0): 0.4, (0, 1): 0.05, (1, -1): 0.2, (2, -1): 0.01})
     policy["batch"] |= table.to_dict()
     path = tmp_path / "routing_policy.json"
-    _write_policy(policy, path)
+    save_routing_policy(policy, path)
     counts = allocate_saved(prefixes, table, 2.5 * len(prefixes))
     assert sum(counts.values()) <= 2.5 * 6 and len(set(counts.values())) >= 2
     run_stage("route", ["--policy", str(path), *PROBLEMS, "--allocation", "batch", "--budget", "2.5",
@@ -228,7 +223,7 @@ def test_a_policy_without_what_an_allocation_reads_is_refused(pipeline, tmp_path
     policy = _read_policy(pipeline["root"] / "co" / "routing_policy.json")
     del policy[key]
     path = tmp_path / "routing_policy.json"
-    _write_policy(policy, path)
+    save_routing_policy(policy, path)
     with pytest.raises(InputError, match=f"no {key} "):
         run_stage("route", ["--policy", str(path), *PROBLEMS, "--allocation", allocation, "--budget", "1.5",
                             "--device", "cpu", "--output_dir", str(tmp_path / "out")])  # fmt: skip

@@ -23,13 +23,13 @@ from ttcompute.cli import run_stage
 from ttcompute.core.budget import resolve_beam_width
 from ttcompute.core.errors import InputError
 from ttcompute.core.grading import extract_answer, is_equivalent
-from ttcompute.core.recorded_paths import RECORDED_PATHS, record_tree, resolve_tree
+from ttcompute.core.recorded_paths import resolve_tree
 from ttcompute.core.selection import best_of_n, majority_vote, weighted_best_of_n
 from ttcompute.core.shards import load_sharded, read_resolved_config, shard_path
 from ttcompute.core.steps import aggregate
 from ttcompute.data_gen.difficulty import assign_bins
 from ttcompute.data_gen.question_probe import QuestionProbe, prompt_features
-from ttcompute.eval.routing_policy import load_routing_policy, rule_table
+from ttcompute.eval.routing_policy import load_routing_policy, rule_table, save_routing_policy
 from ttcompute.eval.search.search_config import SearchConfig
 from ttcompute.eval.search.stage import SearchRun, search_chunk
 from ttcompute.models.backends import load_backend
@@ -329,8 +329,7 @@ def _edited_policy(pipeline, tmp_path, edit):
     edit(policy)
     path = tmp_path / "policy" / "routing_policy.json"
     path.parent.mkdir(exist_ok=True)
-    policy[RECORDED_PATHS] = record_tree(policy, path.parent)  # its paths relative to where it now is
-    path.write_text(json.dumps(policy))
+    save_routing_policy(policy, path)  # its paths relative to where it now is
     shutil.copyfile(
         pipeline["policy_file"].parent / "question_probe.json", path.parent / "question_probe.json"
     )
@@ -470,8 +469,7 @@ def test_a_revisions_strategy_is_routed_to_its_nested_chains(pipeline, tmp_path,
     policy["strategies"][name]["search"] = 1
     for entry in policy["rule"]["2"].values():
         entry["strategy"] = name
-    policy[RECORDED_PATHS] = record_tree(policy, path.parent)
-    path.write_text(json.dumps(policy))
+    save_routing_policy(policy, path)
     run_stage("route", ["--policy", str(path), *NEW, *TASK, "--budget", "2", "--problems_per_shard", "6",
                         "--output_dir", str(tmp_path / "routed")])  # fmt: skip
     rows = list(load_sharded(tmp_path / "routed"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 # The files that decide what a checkpoint computes (weights, architecture, tokenizer, chat template).
 _IDENTITY_PATTERNS = (
@@ -21,6 +22,19 @@ _IDENTITY_PATTERNS = (
 )  # fmt: skip
 _CHUNK = 1 << 22
 _cache: dict[tuple[str, tuple[tuple[str, int, int], ...]], str] = {}
+
+
+def _feed(digest: Any, path: Path) -> None:
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of one file (hex), read in chunks: a checkpoint's weights may be gigabytes."""
+    digest = hashlib.sha256()
+    _feed(digest, Path(path))
+    return digest.hexdigest()
 
 
 def _files(directory: Path) -> list[Path]:
@@ -41,9 +55,7 @@ def checkpoint_identity(model_name_or_path: str | Path) -> str:
         digest = hashlib.sha256()
         for file in files:
             digest.update(file.name.encode() + b"\0")
-            with file.open("rb") as handle:
-                while chunk := handle.read(_CHUNK):
-                    digest.update(chunk)
+            _feed(digest, file)
             digest.update(b"\0")
         _cache[key] = f"sha256:{digest.hexdigest()}"
     return _cache[key]

@@ -534,7 +534,7 @@ def _math_verify_answer(text: str) -> str | None:
         tail = tail[tail.index("\n") + 1 :]
     if not tail.strip() or not _sympy_can_take(tail):
         return None
-    math_verify.parser.TIMEOUT_WARNING_SHOWN = True
+    _silence_math_verify_timeouts()
     with _deadline(DEFAULT_TIMEOUT_SECONDS):
         parsed = math_verify.parse(
             tail, extraction_config=_LENIENT_EXTRACTION, fallback_mode="first_match", parsing_timeout=None
@@ -939,6 +939,13 @@ def _deadline(seconds: float) -> AbstractContextManager[None]:
     return _thread_deadline(seconds)
 
 
+def _silence_math_verify_timeouts() -> None:
+    """math-verify logs once that a caller who turns its timeouts off must bound the time itself: we
+    do, with :func:`_deadline` around every call, so that warning is noise."""
+    math_verify.parser.TIMEOUT_WARNING_SHOWN = True
+    math_verify.grader.TIMEOUT_WARNING_SHOWN = True
+
+
 @functools.lru_cache(maxsize=1 << 12)
 def _parsed_gold(gold: str) -> list:
     """math-verify's parse of a gold answer, once per process: a problem's N samples are all graded
@@ -956,10 +963,8 @@ def _math_verify_equal(pred: str, gold: str, timeout_seconds: float) -> bool:
         return False
     # math-verify's own timeouts (signal.alarm, whole seconds, main thread only) would bound the
     # parse of each side and the comparison separately -- up to three times timeout_seconds. We turn
-    # them off and set one deadline; math-verify then logs once that we must bound the time
-    # ourselves, so silence that warning.
-    math_verify.parser.TIMEOUT_WARNING_SHOWN = True
-    math_verify.grader.TIMEOUT_WARNING_SHOWN = True
+    # them off and set one deadline.
+    _silence_math_verify_timeouts()
     with _deadline(timeout_seconds):
         gold_parsed = _parsed_gold(gold)
         pred_parsed = math_verify.parse(f"\\boxed{{{pred}}}", parsing_timeout=None)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -169,19 +170,26 @@ def _pointer_parts(pointer: str) -> list[str]:
     return [part.replace("~1", "/").replace("~0", "~") for part in pointer.split("/")[1:]]
 
 
-def record_tree(document: Any, recording_dir: str | Path, pointer: str = "") -> list[str]:
-    """Every local path inside a JSON ``document`` (absolute, or with a ``/`` and existing) rewritten in
-    place relative to ``recording_dir``; returns their JSON pointers (RFC 6901), for
-    :data:`RECORDED_PATHS`."""
-    found: list[str] = []
+def _leaves(document: Any, pointer: str = "") -> Iterator[tuple[Any, Any, str, Any]]:
+    """``(container, key, JSON pointer, value)`` of every non-container value inside ``document``."""
     items = document.items() if isinstance(document, dict) else enumerate(document)
     for key, value in list(items):
         where = f"{pointer}/{str(key).replace('~', '~0').replace('/', '~1')}"
         if isinstance(value, (dict, list)):
-            found += record_tree(value, recording_dir, where)
-        elif is_local_path(value) and ("/" in value or os.sep in value):
-            document[key] = record(value, recording_dir)
-            found.append(where)
+            yield from _leaves(value, where)
+        else:
+            yield document, key, where, value
+
+
+def record_tree(document: Any, recording_dir: str | Path) -> list[str]:
+    """Every local path inside a JSON ``document`` (absolute, or with a ``/`` and existing) rewritten in
+    place relative to ``recording_dir``; returns their JSON pointers (RFC 6901), for
+    :data:`RECORDED_PATHS`."""
+    found: list[str] = []
+    for container, key, pointer, value in _leaves(document):
+        if is_local_path(value) and ("/" in value or os.sep in value):
+            container[key] = record(value, recording_dir)
+            found.append(pointer)
     return found
 
 
@@ -191,17 +199,7 @@ def resolve_tree(document: dict[str, Any], recording_file: str | Path) -> dict[s
     (warned about, values as written)."""
     pointers = document.pop(RECORDED_PATHS, None)
     if pointers is None:
-        strings: list[str] = []
-
-        def collect(node: Any) -> None:
-            for value in node.values() if isinstance(node, dict) else node:
-                if isinstance(value, (dict, list)):
-                    collect(value)
-                elif isinstance(value, str):
-                    strings.append(value)
-
-        collect(document)
-        warn_old_layout(recording_file, strings)
+        warn_old_layout(recording_file, (value for *_, value in _leaves(document)))
         return document
     directory = Path(recording_file).parent
     for pointer in pointers:

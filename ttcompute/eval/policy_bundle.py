@@ -17,16 +17,15 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ttcompute.core.checkpoint_identity import checkpoint_identity
+from ttcompute.core.checkpoint_identity import checkpoint_identity, file_sha256
 from ttcompute.core.errors import InputError
-from ttcompute.core.recorded_paths import RECORDED_PATHS, record_tree, resolve_options
-from ttcompute.core.shards import write_json
+from ttcompute.core.recorded_paths import resolve_options
 from ttcompute.eval.routing_policy import (
     BUNDLE_KEY,
     POLICY_FILE,
     PROBE_FILE,
-    file_sha256,
     load_routing_policy,
+    save_routing_policy,
 )
 from ttcompute.models.likelihood_prm import LIKELIHOOD_PRM_FILE, save_likelihood_prm
 
@@ -102,10 +101,9 @@ def export_bundle(policy_file: str | Path, out: str | Path) -> dict[str, Any]:
             shutil.copyfile(policy["predictor"]["probe_file"], tmp / PROBE_FILE)
             policy["predictor"]["probe_file"] = PROBE_FILE
         _drop_provenance(policy)
-        policy[RECORDED_PATHS] = record_tree(policy, tmp)
         files = sorted(p for p in tmp.rglob("*") if p.is_file())
         policy[BUNDLE_KEY] = {"files": {p.relative_to(tmp).as_posix(): file_sha256(p) for p in files}}
-        write_json(tmp / POLICY_FILE, policy)
+        save_routing_policy(policy, tmp / POLICY_FILE)
         if out.exists():
             out.rmdir()  # empty, checked above
         tmp.replace(out)

@@ -31,7 +31,6 @@ whose answers nobody knows yet. This file holds everything that takes:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -42,6 +41,7 @@ from typing import Any
 
 import datasets
 
+from ttcompute.core.checkpoint_identity import file_sha256
 from ttcompute.core.errors import InputError
 from ttcompute.core.recorded_paths import RECORDED_PATHS, record_tree, resolve_tree
 from ttcompute.core.shards import read_manifest, read_resolved_config, write_json
@@ -65,7 +65,6 @@ _NOT_RESULTS = {"output_dir", "overwrite", "shard", "strict", "problems_per_shar
 REQUIRED = ("format", "version", "policy", "searches", "predictor", "strategies", "rule")
 # An exported bundle (eval/policy_bundle.py) lists every file it holds with its sha256 here.
 BUNDLE_KEY = "bundle"
-_CHUNK = 1 << 22
 
 
 def _options(recorded: dict[str, Any], config_class: type) -> dict[str, Any]:
@@ -280,11 +279,16 @@ def write_routing_policy(
     policy = build_routing_policy(records, bins, config.select_dirs, _difficulty_dir(config), out)
     if policy is None:
         return None
-    # Every local path relative to the policy file (core/recorded_paths.py): it routes from anywhere.
-    policy[RECORDED_PATHS] = record_tree(policy, out)
-    write_json(out / POLICY_FILE, policy)
+    save_routing_policy(policy, out / POLICY_FILE)
     logger.info("Routing policy (ttc route --policy): %s", out / POLICY_FILE)
     return out / POLICY_FILE
+
+
+def save_routing_policy(policy: dict[str, Any], path: Path) -> None:
+    """Write ``policy`` to ``path`` with every local path relative to the file (core/recorded_paths.py):
+    it routes from any working directory, and wherever the folder moves."""
+    policy[RECORDED_PATHS] = record_tree(policy, path.parent)
+    write_json(path, policy)
 
 
 def _difficulty_dir(config: Any) -> str | None:
@@ -342,15 +346,6 @@ def load_routing_policy(path: str | Path) -> dict[str, Any]:
     if BUNDLE_KEY in policy:  # an exported bundle: every file as it was exported, or refused
         verify_bundle(policy, path)
     return policy
-
-
-def file_sha256(path: Path) -> str:
-    """The sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def verify_bundle(policy: dict[str, Any], policy_file: str | Path) -> None:

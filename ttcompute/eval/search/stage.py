@@ -49,7 +49,7 @@ import pyarrow as pa
 from transformers import PretrainedConfig
 
 from ttcompute.core.budget import beams_for_budget, inference_flops, resolve_beam_width
-from ttcompute.core.checkpoint_identity import checkpoint_identity, same_checkpoint
+from ttcompute.core.checkpoint_identity import same_checkpoint
 from ttcompute.core.errors import InputError
 from ttcompute.core.grading import extract_answer, is_equivalent
 from ttcompute.core.outputs import read_sample_solutions
@@ -393,7 +393,7 @@ def initial_solutions(
         raise InputError(f"{where}: not a ttc sample output (--initial_samples_dir)")
     theirs, ours = recorded.get("model_name_or_path"), gen_args.model_name_or_path
     # By what the checkpoints are, not where they sit: a copy of this policy drew the same samples.
-    if theirs is None or not same_checkpoint(checkpoint_identity(theirs), ours):
+    if theirs is None or not same_checkpoint(theirs, ours):
         raise InputError(f"{where}: sampled from {theirs}, not this search's policy {ours}")
     for name in ("temperature", "top_p", "max_new_tokens"):
         if recorded.get(name) != getattr(gen_args, name):
