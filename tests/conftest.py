@@ -222,6 +222,29 @@ def check_resume_and_overwrite(train, config_class, out: Path, policy: Path, dat
     return first, resumed, fresh
 
 
+def run_from(cwd: Path, stage: str, args: list[str]):
+    """``ttc <stage> args`` started from ``cwd`` (made if missing), every path in ``args`` (absolute,
+    or existing relative to the current directory; also each part of a comma-joined list) rewritten
+    relative to ``cwd``: a stage run from elsewhere than the stage that wrote its inputs."""
+    from ttcompute.cli import run_stage
+
+    here = Path.cwd()
+    cwd.mkdir(parents=True, exist_ok=True)
+
+    def relative(part: str) -> str:
+        full = Path(part) if Path(part).is_absolute() else here / part
+        if "/" not in part or not (Path(part).is_absolute() or full.exists()):
+            return part
+        return os.path.relpath(full, cwd)
+
+    moved = [",".join(relative(p) for p in str(a).split(",")) for a in args]
+    os.chdir(cwd)
+    try:
+        return run_stage(stage, moved)
+    finally:
+        os.chdir(here)
+
+
 def files_under(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*") if p.is_file()) if path.exists() else []
 

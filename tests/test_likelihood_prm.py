@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import pytest
 import torch
 
+from ttcompute.core.checkpoint_identity import checkpoint_identity
 from ttcompute.core.errors import InputError
 from ttcompute.models.likelihood_prm import LIKELIHOOD_PRM_FILE, LikelihoodPRM, fit_calibration
 
@@ -101,10 +103,12 @@ def test_train_prm_likelihood_round_trip(tmp_path, random_policy_dir):
     data = tmp_path / "labels.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "prm"
+    base = tmp_path / "base"
+    shutil.copytree(random_policy_dir, base)
     log = train_prm(
         PRMConfig(
             output_dir=str(out),
-            model_name_or_path=str(random_policy_dir),
+            model_name_or_path=str(base),
             dataset_name=str(data),
             prm_kind="likelihood",
             eval_fraction=0.0,
@@ -129,7 +133,8 @@ def test_train_prm_likelihood_round_trip(tmp_path, random_policy_dir):
     for fact in (
         f"{spec['weight']:.6g}",
         f"{spec['bias']:.6g}",
-        str(random_policy_dir),
+        f"`../base` (a local checkpoint, relative to this folder; {checkpoint_identity(base)})",
+        "`../labels.jsonl` (local, relative to this folder)",
         "'{question}\\n'",
         'load_prm("prm")',
     ):
@@ -137,6 +142,15 @@ def test_train_prm_likelihood_round_trip(tmp_path, random_policy_dir):
     scope: dict = {"question": QUESTIONS[1], "steps": STEPS[1]}
     exec(card.split("```python\n", 1)[1].split("```", 1)[0].replace('"prm"', repr(str(out))), scope)
     assert scope["step_scores"] == pytest.approx(prm.score(QUESTIONS, STEPS)[1])
+    assert "base_model:" not in card.split("---")[1]  # a local path is no Hub metadata
+
+    # Its two numbers fit this base's log-probabilities: other weights at the base's path are refused.
+    weights = base / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=f"calibrated over base model {spec['base_model_identity']}, but"):
+        load_prm(str(out))
 
 
 def test_a_broken_spec_is_an_input_error(tmp_path):

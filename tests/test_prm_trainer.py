@@ -32,7 +32,9 @@ from conftest import (
 )
 from transformers import AutoModelForTokenClassification, AutoTokenizer, EvalPrediction
 
+from ttcompute.core.checkpoint_identity import checkpoint_identity
 from ttcompute.core.errors import InputError
+from ttcompute.core.recorded_paths import resolve_options
 from ttcompute.trainers.prm_config import PRMConfig
 from ttcompute.trainers.prm_trainer import PRMTrainer, StepLabelCollator, train_prm
 from ttcompute.trainers.stepwise_data import IGNORE, step_metrics
@@ -408,14 +410,20 @@ def test_train_prm_learns_the_step_labels_and_writes_a_usable_checkpoint(tmp_pat
     assert meta["step_separator"] == SEP
     assert meta["prompt_template"] == "{question}\n"
     assert meta["label_position"] == "last token of each step separator"
-    assert meta["base_model"] == str(random_policy_dir)
-    assert meta["dataset"] == str(data)
+    # Base and data relative to the checkpoint (core/recorded_paths.py), the base also by content.
+    assert resolve_options(meta, out / "config.json")["base_model"] == str(random_policy_dir.resolve())
+    assert meta["base_model"] == os.path.relpath(random_policy_dir.resolve(), out.resolve())
+    assert (meta["dataset"], meta["base_model_identity"]) == (
+        "../data/steps.jsonl",
+        checkpoint_identity(random_policy_dir),
+    )
 
     readme = (out / "README.md").read_text()
     assert repr(SEP) in readme
     assert "last token of each step separator" in readme
-    assert str(random_policy_dir) in readme
-    assert str(data) in readme
+    assert f"`{meta['base_model']}` (a local checkpoint, relative to this folder; sha256:" in readme
+    assert "`../data/steps.jsonl` (local, relative to this folder)" in readme
+    assert "base_model:" not in readme.split("---")[1]  # a local path is no Hub metadata
     assert "training_args.bin" not in {p.name for p in out.iterdir()}
 
     # Held-out questions (not in the data): a "bad" step scores lower than the correct one.

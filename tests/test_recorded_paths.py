@@ -137,6 +137,69 @@ def test_a_checkpoint_is_identified_by_its_content_not_its_path(tmp_path, small_
     (copy / "model.safetensors").write_bytes(bytes(data))
     assert checkpoint_identity(copy) != before and not same_checkpoint(before, copy)
 
+    # A likelihood PRM is its calibration over its base's content, however the base's path is written.
+    spec = {"format": "ttcompute-likelihood", "weight": 0.8, "bias": 0.1, RECORDED_PATHS: ["base_model"]}
+    for name, base in (("a", str(small_policy_dir)), ("b/c", "../../clone_b/policy_small")):
+        (tmp_path / name).mkdir(parents=True)
+        (tmp_path / name / "likelihood_prm.json").write_text(json.dumps({**spec, "base_model": base}))
+    assert checkpoint_identity(tmp_path / "a") != checkpoint_identity(tmp_path / "b/c")  # other weights
+    shutil.copytree(small_policy_dir, copy, dirs_exist_ok=True)
+    assert checkpoint_identity(tmp_path / "a") == checkpoint_identity(tmp_path / "b/c")
+    (tmp_path / "a" / "likelihood_prm.json").write_text(
+        json.dumps({**spec, "base_model": str(copy), "bias": 0.2})
+    )
+    assert checkpoint_identity(tmp_path / "a") != checkpoint_identity(tmp_path / "b/c")
+
+
+def test_a_run_resumes_from_anywhere_but_not_on_new_weights_at_the_same_path(
+    tmp_path, monkeypatch, caplog, small_policy_dir
+):
+    """The config hash names inputs by what they are (core/checkpoint_identity.input_identity): a run
+    resumed from another directory, its paths spelled another way, is the same run; new weights
+    written where the policy was are not; an output begun before the rule still resumes."""
+    import shutil
+
+    from ttcompute.core import sharded_stage
+    from ttcompute.core.shards import load_sharded
+
+    shutil.copytree(small_policy_dir, tmp_path / "policy")
+    for name in ("a", "b/c"):
+        (tmp_path / name).mkdir(parents=True)
+    task = ["--num_problems", "4", "--problems_per_shard", "2", "--num_samples", "2", "--max_ops", "2",
+            "--max_new_tokens", "40", "--device", "cpu"]  # fmt: skip
+    monkeypatch.chdir(tmp_path / "a")
+    run_stage("sample", ["--model_name_or_path", "../policy", *task, "--output_dir", "../run/samples"])
+    out = tmp_path / "run" / "samples"
+    rows = load_sharded(out).to_list()
+    (out / "shard-00001.parquet").unlink()
+
+    monkeypatch.chdir(tmp_path / "b" / "c")
+    with caplog.at_level(logging.INFO, logger="ttcompute.core.sharded_stage"):
+        run_stage(
+            "sample", ["--model_name_or_path", str(tmp_path / "policy"), *task, "--output_dir", str(out)]
+        )
+    assert "Resuming: 1 of 2 shards already finished" in caplog.text
+    assert load_sharded(out).to_list() == rows
+
+    data = bytearray((tmp_path / "policy" / "model.safetensors").read_bytes())
+    data[-1] ^= 1  # other weights, same path
+    (tmp_path / "policy" / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(InputError, match="holds output of a different run"):
+        run_stage(
+            "sample", ["--model_name_or_path", "../../policy", *task, "--output_dir", "../../run/samples"]
+        )
+
+    # Begun by the code before the rule (its hash of the paths as typed), resumed by this one.
+    old = tmp_path / "run" / "old"
+    with monkeypatch.context() as before:
+        before.setattr(sharded_stage, "identified_inputs", lambda values: values)
+        run_stage("sample", ["--model_name_or_path", "../../policy", *task, "--output_dir", str(old)])
+    (old / "shard-00000.parquet").unlink()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="ttcompute.core.sharded_stage"):
+        run_stage("sample", ["--model_name_or_path", "../../policy", *task, "--output_dir", str(old)])
+    assert "Resuming: 1 of 2 shards already finished" in caplog.text
+
 
 # Three stages (~5 s): `make test-slow`; content identity itself is checked just above.
 @pytest.mark.slow
@@ -157,3 +220,74 @@ def test_a_probe_trained_on_samples_of_a_copy_of_the_policy_bins_the_originals_s
                              "--probe_train_samples_dir", str(tmp_path / "train"), "--num_bins", "2",
                              "--device", "cpu", "--output_dir", str(tmp_path / "difficulty")])  # fmt: skip
     assert (tmp_path / "difficulty" / "question_probe.json").is_file()
+
+
+# The whole demo chain again (~60 s): `make test-slow`. The default suite runs sample, label and
+# revisions from other directories (above) and search -> select -> compute-optimal -> route from
+# others (tests/test_route.py's pipeline).
+@pytest.mark.slow
+def test_every_stage_of_the_demo_runs_from_another_directory_and_the_finished_run_moves(
+    tmp_path, monkeypatch, caplog
+):
+    """Each stage of ``ttc demo`` (sample -> label -> train-prm -> revisions -> train-reviser -> search
+    -> select -> compute-optimal ...) started from a directory of its own, every path it is given
+    written relative to there; then the finished run is moved, and select, compute-optimal and route
+    run against it from yet another directory and give what they gave before."""
+    import shutil
+
+    from conftest import run_from
+    from test_demo import REPO, TOY
+
+    from ttcompute import demo
+    from ttcompute.core.shards import load_sharded
+    from ttcompute.eval.routing_policy import load_routing_policy
+
+    ran = []
+
+    def from_elsewhere(stage: str, args: list[str]):
+        cwd = tmp_path / "cwds" / f"{len(ran):02d}-{stage}" / ("a/b" if len(ran) % 2 else "")
+        ran.append((stage, args))
+        return run_from(cwd, stage, args)
+
+    monkeypatch.setattr(demo, "run_stage", from_elsewhere)
+    monkeypatch.chdir(REPO)
+    out = tmp_path / "run" / "demo"
+    with caplog.at_level(logging.WARNING):
+        run_stage("demo", [*TOY, "--output_dir", str(out)])
+    # The report matched each evaluated PRM with the one its search used, however either was spelled.
+    assert "selected from a search with" not in caplog.text
+    stages = {stage for stage, _ in ran}
+    assert {"sample", "label", "train-prm", "revisions", "train-reviser", "search", "select", "difficulty",
+            "compute-optimal", "flops-matched", "report"} <= stages  # fmt: skip
+    # What each stage recorded is relative to its own output, not to where it ran.
+    recorded = yaml.safe_load((out / "reviser" / "trajectories" / "ttc_config.yaml").read_text())
+    assert recorded["samples_dir"] == "../train_samples"
+    assert yaml.safe_load((out / "search" / "ttc_config.yaml").read_text())["prm"] == "../prm/prm"
+    policy_file = out / "compute_optimal_question" / "routing_policy.json"
+    assert json.loads(policy_file.read_text())["searches"][0]["search_dir"] == "../search"
+
+    new = ["--num_problems", "4", "--problem_seed", "4242", "--budget", "2"]
+    monkeypatch.chdir(tmp_path / "cwds")
+    run_stage("route", ["--policy", os.path.relpath(policy_file), *new, "--output_dir", "routed"])
+
+    moved = tmp_path / "elsewhere" / "deeper" / "demo"
+    moved.parent.mkdir(parents=True)
+    out.rename(moved)
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    run_stage("select", ["--search_dir", str(moved / "search"), "--difficulty_dir",
+                         "../elsewhere/deeper/demo/difficulty_question", "--output_dir", "select"])  # fmt: skip
+    run_stage("compute-optimal", ["--select_dirs", "select", "--difficulty_dir", str(moved / "difficulty_question"),
+                                  "--output_dir", "co"])  # fmt: skip
+    again = load_routing_policy("co/routing_policy.json")
+    before = load_routing_policy(moved / "compute_optimal_question" / "routing_policy.json")
+    assert again["rule"] == before["rule"] and again["predictor"]["edges"] == before["predictor"]["edges"]
+    assert again["predictor"]["difficulty_dir"] == before["predictor"]["difficulty_dir"] == str(
+        moved / "difficulty_question"
+    )
+    run_stage("route", ["--policy", str(moved / "compute_optimal_question" / "routing_policy.json"), *new,
+                        "--output_dir", "routed"])  # fmt: skip
+    columns = ["problem_id", "strategy", "answer", "policy_flops", "prm_flops"]
+    routed_before = load_sharded(tmp_path / "cwds" / "routed").select_columns(columns).to_list()
+    assert load_sharded("routed").select_columns(columns).to_list() == routed_before
+    shutil.rmtree(moved.parent)

@@ -32,6 +32,7 @@ from conftest import (
 )
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from ttcompute.core.checkpoint_identity import checkpoint_identity
 from ttcompute.core.errors import InputError
 from ttcompute.core.prompts import PromptContract
 from ttcompute.models.reviser import ATTEMPT_MARKER, FORMAT_VERSION, REVISION_MARKER, format_reviser_prompt
@@ -338,7 +339,13 @@ def test_train_reviser_trains_and_writes_log_card_and_config(tmp_path, random_po
         "**4 attempts**",
     ):
         assert fact in card, fact
-    assert str(random_policy_dir) in card and str(data) in card
+    base = os.path.relpath(random_policy_dir.resolve(), out.resolve())
+    assert (
+        f"`{base}` (a local checkpoint, relative to this folder; {checkpoint_identity(random_policy_dir)})"
+        in card
+    )
+    assert f"`{os.path.relpath(data, out)}` (local, relative to this folder)" in card
+    assert (meta["base_model"], meta["base_model_identity"]) == (base, checkpoint_identity(random_policy_dir))
     assert f"{expected_dropped} attempts were dropped" in card
     # ... and its worked example and generation snippet run as written.
     snippet = re.search(r"```python\n(.*?)```", card, flags=re.DOTALL).group(1)

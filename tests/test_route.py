@@ -18,6 +18,7 @@ from itertools import product
 from pathlib import Path
 
 import pytest
+from conftest import run_from
 
 from ttcompute.cli import run_stage
 from ttcompute.core.budget import resolve_beam_width
@@ -94,41 +95,44 @@ def test_the_rule_is_the_brute_force_best_strategy_of_each_bin_on_all_its_proble
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory, small_policy_dir, likelihood_prm_dir):
+    """Every stage started from a directory of its own, its paths given relative to there (issue 39);
+    the search reuses the samples as best-of-N's first candidates, as the demo does."""
     root = tmp_path_factory.mktemp("route")
     policy = str(small_policy_dir)
+    cwds = iter(root.parent / f"{root.name}-cwd{i}" / ("x" * (i % 3)) for i in range(100))
+
+    def stage(name, args):
+        return run_from(next(cwds), name, args)
 
     def sample(name, seed, n):
-        run_stage(
-            "sample",
-            ["--model_name_or_path", policy, "--num_problems", str(n), "--problem_seed", str(seed),
-             "--num_samples", "2", "--device", "cpu", *TASK, *GENERATION, "--output_dir", str(root / name)],
-        )  # fmt: skip
+        stage("sample", ["--model_name_or_path", policy, "--num_problems", str(n), "--problem_seed", str(seed),
+                         "--num_samples", "2", "--device", "cpu", *TASK, *GENERATION, "--output_dir", str(root / name)])  # fmt: skip
         return root / name
 
     train = sample("probe_train", 7, 20)
     samples = sample("samples", 11, 8)
-    run_stage(
+    stage(
         "difficulty",
         ["--samples_dir", str(samples), "--predictor", "question", "--probe_train_samples_dir", str(train),
          "--num_bins", "2", "--device", "cpu", "--output_dir", str(root / "difficulty")],
     )  # fmt: skip
-    run_stage(
+    stage(
         "search",
         ["--model_name_or_path", policy, "--prm", str(likelihood_prm_dir), "--num_problems", "8",
          "--problem_seed", "11", *TASK, *GENERATION, "--max_step_tokens", "30", "--budgets", "1", "2",
          "--methods", "best_of_n", "beam_search", "--beam_widths", "2", "--device", "cpu",
-         "--problems_per_shard", "8", "--output_dir", str(root / "search")],
+         "--initial_samples_dir", str(samples), "--problems_per_shard", "8", "--output_dir", str(root / "search")],
     )  # fmt: skip
-    run_stage("select", ["--search_dir", str(root / "search"), "--difficulty_dir", str(root / "difficulty"),
-                         "--output_dir", str(root / "select")])  # fmt: skip
-    run_stage(
+    stage("select", ["--search_dir", str(root / "search"), "--difficulty_dir", str(root / "difficulty"),
+                     "--output_dir", str(root / "select")])  # fmt: skip
+    stage(
         "compute-optimal",
         ["--select_dirs", str(root / "select"), "--difficulty_dir", str(root / "difficulty"),
          "--bootstrap_resamples", "100", "--output_dir", str(root / "co")],
     )  # fmt: skip
     policy_file = root / "co" / "routing_policy.json"
     out = root / "routed"
-    stats = run_stage(
+    stats = stage(
         "route",
         ["--policy", str(policy_file), *NEW, *TASK, "--budget", "2", "--problems_per_shard", "4",
          "--output_dir", str(out)],

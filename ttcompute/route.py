@@ -303,7 +303,10 @@ def load_search_models(
         if config.device:
             generator_options["device"] = config.device
         gen_args = GeneratorConfig(**generator_options)
-        search_config = SearchConfig(**search["search"])
+        # Samples the search reused as best-of-N's first candidates are of its own problems, not these.
+        search_config = SearchConfig(
+            **{**search["search"], "initial_samples_dir": None, "initial_samples": None}
+        )
         model = gen_args.model_name_or_path
         policy_backend = _backend(gen_args, model, cache) if model else None
         prm = None

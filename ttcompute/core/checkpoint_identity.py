@@ -11,17 +11,27 @@ same". :func:`checkpoint_identity` hashes what decides a model's outputs: every 
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 from pathlib import Path
 from typing import Any
+
+from ttcompute.core.recorded_paths import RECORDED_PATHS, is_local_path, resolve_options
+
+logger = logging.getLogger(__name__)
 
 # The files that decide what a checkpoint computes (weights, architecture, tokenizer, chat template).
 _IDENTITY_PATTERNS = (
     "*.safetensors", "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
     "special_tokens_map.json", "vocab.json", "vocab.txt", "merges.txt", "tokenizer.model", "added_tokens.json",
-    "chat_template.jinja", "chat_template.json",
+    "chat_template.jinja", "chat_template.json", "likelihood_prm.json",
 )  # fmt: skip
+# A checkpoint that is a spec naming another checkpoint (the likelihood PRM: a calibration over a base
+# LM): its identity is the spec's content with each recorded path replaced by that checkpoint's identity.
+_SPEC_FILES = ("likelihood_prm.json",)
 _CHUNK = 1 << 22
 _cache: dict[tuple[str, tuple[tuple[str, int, int], ...]], str] = {}
+_content_cache: dict[tuple[str, tuple[tuple[str, int, int], ...]], str] = {}
 
 
 def _feed(digest: Any, path: Path) -> None:
@@ -42,7 +52,8 @@ def _files(directory: Path) -> list[Path]:
 
 
 def checkpoint_identity(model_name_or_path: str | Path) -> str:
-    """``sha256:<hex>`` of a local checkpoint directory's files (name and content), else the Hub id.
+    """``sha256:<hex>`` of a local checkpoint directory's files (name and content), else the Hub id
+    (a directory holding none of a checkpoint's files: its absolute path).
 
     Hashed once per process per unchanged directory (name, size and mtime of each file).
     """
@@ -50,15 +61,73 @@ def checkpoint_identity(model_name_or_path: str | Path) -> str:
     if not path.is_dir():
         return str(model_name_or_path)
     files = _files(path)
+    if not files:  # no checkpoint here to identify by content: the directory itself
+        return str(path.resolve())
     key = (str(path.resolve()), tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files))
     if key not in _cache:
         digest = hashlib.sha256()
         for file in files:
             digest.update(file.name.encode() + b"\0")
-            _feed(digest, file)
+            if file.name not in _SPEC_FILES:
+                _feed(digest, file)
             digest.update(b"\0")
-        _cache[key] = f"sha256:{digest.hexdigest()}"
-    return _cache[key]
+        _cache[key] = digest.hexdigest()
+    specs = [_spec_content(file) for file in files if file.name in _SPEC_FILES]
+    if not specs:
+        return f"sha256:{_cache[key]}"
+    # Not cached: what a spec names may change while the spec does not.
+    return f"sha256:{hashlib.sha256(_cache[key].encode() + b''.join(specs)).hexdigest()}"
+
+
+def _spec_content(file: Path) -> bytes:
+    try:
+        spec = json.loads(file.read_text())
+        recorded = set(spec.get(RECORDED_PATHS) or [])
+        spec = resolve_options(spec, file)
+    except (ValueError, AttributeError):
+        return file.read_bytes()  # not a spec we read: its bytes, as any other file
+    return json.dumps(
+        {k: checkpoint_identity(v) if k in recorded else v for k, v in spec.items()}, sort_keys=True
+    ).encode()
+
+
+def input_identity(value: Any) -> Any:
+    """What an input option's value *is*, for the config hash that decides whether a run may resume:
+    a sharded output by its manifest's identity, a checkpoint by :func:`checkpoint_identity`, any other
+    local file or directory by the sha256 of its files; a value that names nothing here, as it is.
+
+    So a path spelled another way, or read from another directory, or a copy of the input elsewhere,
+    resumes the same run; new weights (or samples) written where the old ones were do not.
+    """
+    if not is_local_path(value):
+        return value
+    path = Path(value)
+    manifest = path / "manifest.json"
+    if manifest.is_file():
+        try:
+            recorded = json.loads(manifest.read_text())
+            return "output:" + json.dumps(
+                {k: recorded.get(k) for k in ("stage", "config_hash", "num_shards")}, sort_keys=True
+            )
+        except ValueError:
+            pass  # not one of ours: hashed by content below
+    if path.is_dir() and _files(path):
+        return checkpoint_identity(path)
+    return _content_identity(path)
+
+
+def _content_identity(path: Path) -> str:
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    key = (str(path.resolve()), tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+    if key not in _content_cache:
+        if sum(f.stat().st_size for f in files) > 1 << 30:
+            logger.info("Hashing %s (its content decides whether this run may resume)", path)
+        digest = hashlib.sha256()
+        for file in files:
+            digest.update(file.relative_to(path).as_posix().encode() if path.is_dir() else b"")
+            digest.update(b"\0" + file_sha256(file).encode())
+        _content_cache[key] = f"sha256:{digest.hexdigest()}"
+    return _content_cache[key]
 
 
 def same_checkpoint(recorded: str, model_name_or_path: str | Path) -> bool:

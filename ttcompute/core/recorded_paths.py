@@ -43,7 +43,7 @@ _SHIPPED_PREFIXES = (
 # Options that take a path (a model, a dataset, an output): ..._dir, ..._path, model_name_or_path ...
 _PATH_OPTION_RE = re.compile(
     r"(_dir|_dirs|_path|_file|_name_or_path)$|^(prm|reviser|dataset|dataset_name|eval_dataset_name|policy"
-    r"|deepspeed|trained_from|chains_dir)$"
+    r"|deepspeed|trained_from|chains_dir|base_model)$"
 )
 
 
@@ -88,20 +88,32 @@ def _names_a_path(key: str, value: Any) -> bool:
     return "/" in value or os.sep in value or Path(value).suffix != "" or bool(_PATH_OPTION_RE.search(key))
 
 
+def path_options(values: dict[str, Any]) -> list[str]:
+    """The options whose value names local paths (a path, or a list of paths), sorted."""
+    return sorted(
+        key
+        for key, value in values.items()
+        if key != RECORDED_PATHS
+        and (
+            _names_a_path(key, value)
+            or (isinstance(value, list) and bool(value) and all(_names_a_path(key, v) for v in value))
+        )
+    )
+
+
 def record_options(values: dict[str, Any], recording_dir: str | Path) -> dict[str, Any]:
     """Options to write into a file in ``recording_dir``: local paths (also inside lists) made relative
     to it, and :data:`RECORDED_PATHS` naming the options that hold them."""
-    out, recorded = dict(values), []
-    for key, value in values.items():
-        if key == RECORDED_PATHS:
-            continue
-        if _names_a_path(key, value):
-            out[key] = record(value, recording_dir)
-            recorded.append(key)
-        elif isinstance(value, list) and value and all(_names_a_path(key, v) for v in value):
-            out[key] = [record(v, recording_dir) for v in value]
-            recorded.append(key)
-    out[RECORDED_PATHS] = sorted(recorded)
+    out = dict(values)
+    recorded = path_options(values)
+    for key in recorded:
+        value = values[key]
+        out[key] = (
+            [record(v, recording_dir) for v in value]
+            if isinstance(value, list)
+            else record(value, recording_dir)
+        )
+    out[RECORDED_PATHS] = recorded
     return out
 
 

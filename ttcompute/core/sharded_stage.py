@@ -5,8 +5,9 @@ A stage decides what its shards are and how to build one; :func:`run_sharded_sta
 the same way for all of them:
 
 1. identity: a hash of every option that changes the output (run options such as ``output_dir``,
-   ``--shard`` or ``--strict`` left out), recorded with the shard count in ``manifest.json``
-   (`~ttcompute.core.shards.prepare_output`), so a directory never mixes two configs;
+   ``--shard`` or ``--strict`` left out; an input path by what it names, not how it is spelled),
+   recorded with the shard count in ``manifest.json`` (`~ttcompute.core.shards.prepare_output`), so a
+   directory never mixes two configs or two versions of an input;
 2. ``ttc_config.yaml``: the resolved options, rerunnable with ``--config``;
 3. the shards of this worker (``j % n == i`` for ``--shard i/n``) not yet on disk, each written
    atomically as soon as it is built -- a kill loses only the shards in progress;
@@ -26,7 +27,9 @@ from typing import Any
 import pyarrow as pa
 from tqdm.auto import tqdm
 
+from ttcompute.core.checkpoint_identity import input_identity
 from ttcompute.core.config import config_hash, config_to_dict, save_resolved_config
+from ttcompute.core.recorded_paths import path_options
 from ttcompute.core.shards import (
     finished_shards,
     left_for_other_workers,
@@ -92,8 +95,11 @@ def run_sharded_stage(
     """
     worker, num_workers = parse_shard_spec(shard)
     values = {**config_to_dict(*configs), **(hash_extra or {})}
-    digest = config_hash(values, ignore=RUN_OPTIONS | TRACKING_OPTIONS | set(hash_ignore))
-    prepare_output(output_dir, stage, digest, num_shards, overwrite, info)
+    ignore = RUN_OPTIONS | TRACKING_OPTIONS | set(hash_ignore)
+    digest = config_hash(identified_inputs(values), ignore=ignore)
+    # An output begun before inputs were hashed by what they are: its hash of the paths as typed.
+    as_typed = config_hash(values, ignore=ignore)
+    prepare_output(output_dir, stage, digest, num_shards, overwrite, info, also_accept=(as_typed,))
     save_resolved_config(output_dir, stage, *configs)
     tracker = StageTracker(stage, tracking, config_to_dict(*configs), output_dir)
 
@@ -125,6 +131,17 @@ def run_sharded_stage(
     if on_complete is not None:
         on_complete(result)
     return {"output_dir": output_dir, **result}
+
+
+def identified_inputs(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with every input path replaced by what it names (core/checkpoint_identity.py's
+    :func:`input_identity`): the same run, resumed from another directory, another spelling of a path
+    or a copy of its inputs, hashes the same; new weights or samples written at the same path do not."""
+    out = dict(values)
+    for key in path_options(values):
+        value = values[key]
+        out[key] = [input_identity(v) for v in value] if isinstance(value, list) else input_identity(value)
+    return out
 
 
 def is_complete(result: dict[str, Any]) -> bool:

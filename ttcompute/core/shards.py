@@ -20,7 +20,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,11 +63,14 @@ def prepare_output(
     num_shards: int,
     overwrite: bool,
     info: dict[str, Any] | None = None,
+    also_accept: Collection[str] = (),
 ) -> None:
     """Create ``output_dir`` with its manifest, or check that an existing one belongs to this config.
 
     ``info`` is recorded beside the run's identity (stage, config hash, shard count) for the stats
     (`ttc merge` computes them without loading a model); it is not part of the identity.
+    ``also_accept``: other hashes of the same config (as an older version computed it), under which an
+    existing output is still this run's; its manifest keeps them.
 
     Raises:
         InputError: the directory holds the output of another stage or another config, and
@@ -78,6 +81,8 @@ def prepare_output(
     manifest = {"stage": stage, "config_hash": config_hash, "num_shards": num_shards}
     if manifest_file.exists():
         existing = json.loads(manifest_file.read_text())
+        if existing.get("config_hash") in also_accept:
+            manifest["config_hash"] = existing["config_hash"]
         if _identity(existing) != manifest:
             if not overwrite:
                 raise InputError(

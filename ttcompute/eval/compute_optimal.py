@@ -36,6 +36,7 @@ import datasets
 from ttcompute.core.bootstrap import paired_interval
 from ttcompute.core.config import save_resolved_config
 from ttcompute.core.errors import InputError
+from ttcompute.core.recorded_paths import RECORDED_PATHS, is_local_path, record
 from ttcompute.core.shards import read_resolved_config, write_json
 from ttcompute.eval.allocation import allocation_choices, choose_strategy, realised
 from ttcompute.eval.batch_allocation import evaluate_batch
@@ -597,6 +598,14 @@ def _spend_lines(result: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def recorded_summary(summary: dict[str, Any], out: Path) -> dict[str, Any]:
+    """``compute_optimal.json`` as written: the difficulty output it binned by relative to the file
+    (core/recorded_paths.py), so ``ttc report`` finds its stats after the run moves."""
+    if not is_local_path(summary.get("bins_from")):
+        return summary
+    return {**summary, "bins_from": record(summary["bins_from"], out), RECORDED_PATHS: ["/bins_from"]}
+
+
 def markdown_report(result: dict[str, Any]) -> str:
     """Tables: compute-optimal vs the baseline per bin, the choices, and the efficiency ratios."""
     budgets = sorted(result["all"], key=int)
@@ -784,7 +793,7 @@ def run_compute_optimal(config: ComputeOptimalConfig) -> dict[str, Any]:
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_resolved_config(out, "compute-optimal", config)
-    write_json(out / "compute_optimal.json", summary)
+    write_json(out / "compute_optimal.json", recorded_summary(summary, out))
     (out / "compute_optimal.md").write_text(markdown_report(summary))
     policy_file = write_routing_policy(out, config, selections, bins)  # for ttc route
     if config.export_policy:

@@ -30,6 +30,7 @@ Output (``output_dir``): ``prm_eval.json`` (every metric and the PRM compute spe
 
 from __future__ import annotations
 
+import copy
 import itertools
 import logging
 import math
@@ -44,6 +45,7 @@ from transformers import PretrainedConfig
 from ttcompute.core.budget import ComputeSpent
 from ttcompute.core.config import config_to_dict, save_resolved_config
 from ttcompute.core.errors import InputError
+from ttcompute.core.recorded_paths import RECORDED_PATHS, record_tree
 from ttcompute.core.shards import MANIFEST, load_sharded, write_json
 from ttcompute.core.steps import AGGREGATIONS, aggregate
 from ttcompute.eval.prm_eval_config import EvalPRMConfig
@@ -428,7 +430,10 @@ def run_eval_prm(config: EvalPRMConfig) -> dict[str, Any]:
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_resolved_config(out, "eval-prm", config)
-    write_json(out / "prm_eval.json", metrics)
+    # The PRM and data it names relative to the file (core/recorded_paths.py): the run can move.
+    recorded = copy.deepcopy(metrics)
+    recorded[RECORDED_PATHS] = record_tree(recorded, out)
+    write_json(out / "prm_eval.json", recorded)
     _log_summary(metrics, out)
     return {"output_dir": str(out), **metrics}
 

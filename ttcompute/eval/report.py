@@ -52,8 +52,10 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from ttcompute.core.budget import inference_flops
+from ttcompute.core.checkpoint_identity import checkpoint_identity
 from ttcompute.core.config import save_resolved_config
 from ttcompute.core.errors import InputError
+from ttcompute.core.recorded_paths import RECORDED_PATHS, resolve_tree
 from ttcompute.core.shards import load_sharded, read_resolved_config, write_json
 from ttcompute.eval.compute_optimal import allocation_table, spend_table
 from ttcompute.eval.efficiency import format_interval
@@ -68,8 +70,10 @@ FAMILIES = ("majority", "best_of_n", "best_of_n_weighted", "beam_search", "looka
 
 
 def _read_json(path: Path) -> dict[str, Any]:
+    """A stage's JSON output, the paths it recorded resolved against it (core/recorded_paths.py)."""
     try:
-        return json.loads(path.read_text())
+        document = json.loads(path.read_text())
+        return resolve_tree(document, path) if RECORDED_PATHS in document else document
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except json.JSONDecodeError as err:
@@ -428,7 +432,8 @@ def _searched_with(select_dir: str) -> str | None:
 
 
 def _same_path(a: str, b: str) -> bool:
-    return a == b or Path(a).resolve() == Path(b).resolve()
+    """Whether two recorded checkpoints are the same: by content (a copy elsewhere is the same PRM)."""
+    return a == b or checkpoint_identity(a) == checkpoint_identity(b)
 
 
 def _verifier_lines(report: dict[str, Any]) -> list[str]:

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from ttcompute.core.checkpoint_identity import checkpoint_identity, same_checkpoint
 from ttcompute.core.errors import InputError
 from ttcompute.core.prompts import DEFAULT_CONTRACT, PromptContract, recorded_contract
 from ttcompute.core.recorded_paths import record_options, resolve_options
@@ -212,6 +213,13 @@ def load_likelihood_prm(
         weight, bias = float(spec["weight"]), float(spec["bias"])
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise InputError(f"{spec_file}: not a likelihood PRM spec ({type(err).__name__}: {err})") from None
+    calibrated_on = spec.get("base_model_identity")
+    if calibrated_on and Path(base).is_dir() and not same_checkpoint(calibrated_on, base):
+        # Its two numbers fit one LM's log-probabilities; other weights at the path need their own.
+        raise InputError(
+            f"{spec_file}: calibrated over base model {calibrated_on}, but {base} now holds "
+            f"{checkpoint_identity(base)}; calibrate again with `ttc train-prm --prm_kind likelihood`"
+        )
     target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     try:
         tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=trust_remote_code)

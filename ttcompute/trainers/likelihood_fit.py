@@ -17,6 +17,7 @@ import datasets
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, EvalPrediction
 
+from ttcompute.core.checkpoint_identity import checkpoint_identity
 from ttcompute.core.errors import InputError
 from ttcompute.core.prompts import PromptContract
 from ttcompute.core.recorded_paths import resolve_options
@@ -75,6 +76,8 @@ def fit_likelihood_prm(
         out,
         {
             "base_model": config.model_name_or_path,
+            # What it was calibrated over, wherever the base's files go (core/checkpoint_identity.py).
+            "base_model_identity": checkpoint_identity(config.model_name_or_path),
             "step_separator": config.step_separator,
             **contract.to_dict(),
             "weight": weight,

@@ -8,7 +8,9 @@ from typing import Any
 
 import yaml
 
+from ttcompute.core.checkpoint_identity import checkpoint_identity
 from ttcompute.core.prompts import PromptContract
+from ttcompute.core.recorded_paths import is_local_path, record, record_options
 from ttcompute.models.reviser import (
     ATTEMPT_MARKER,
     MAX_ATTEMPTS_IN_CONTEXT,
@@ -19,21 +21,52 @@ from ttcompute.trainers.prm_config import PRMConfig
 from ttcompute.trainers.revision_config import RevisionConfig
 
 
+def recorded_provenance(out: str | Path, base_model: str, dataset: str | None) -> dict[str, Any]:
+    """``base_model`` and ``dataset`` as a checkpoint in ``out`` records them (``config.ttc_prm`` /
+    ``config.ttc_reviser``): local paths relative to the checkpoint (core/recorded_paths.py), Hub ids as
+    they are, and a local base's content identity -- what it was trained from, wherever the files go."""
+    values = record_options({"base_model": base_model, "dataset": dataset}, out)
+    if is_local_path(base_model):
+        values["base_model_identity"] = checkpoint_identity(base_model)
+    return values
+
+
+def _header(header: dict[str, Any], hub_base: str | None, data: str | None) -> dict[str, Any]:
+    """The card's YAML header: ``base_model`` and ``datasets`` only where they are Hub ids."""
+    if hub_base:
+        header["base_model"] = hub_base
+    if data and not is_local_path(data):
+        header["datasets"] = [data]
+    return header
+
+
+def _base_model(base: str, out: str | Path) -> tuple[str | None, str]:
+    """The card's YAML ``base_model`` (a Hub id; None for a local checkpoint, which the Hub would refuse
+    as metadata) and how its text names the base."""
+    if not is_local_path(base):
+        return base, f"`{base}`"
+    local = (
+        f"`{record(base, out)}` (a local checkpoint, relative to this folder; {checkpoint_identity(base)})"
+    )
+    return None, local
+
+
+def _data(data: str | None, out: str | Path) -> str:
+    return f"`{record(data, out)}` (local, relative to this folder)" if is_local_path(data) else f"`{data}`"
+
+
 def prm_model_card(args: PRMConfig, metadata: dict[str, Any], model_name: str) -> str:
     """A Hub model card (YAML header + usage) for a PRM trained here."""
     separator = metadata.get("step_separator", args.step_separator)
     contract = PromptContract.from_record(metadata, "ttc_prm")
     template = contract.prompt_template
-    base = args.model_name_or_path
-    data = args.dataset_name
-    header = {
-        "library_name": "transformers",
-        "pipeline_tag": "token-classification",
-        "tags": ["process-reward-model", "prm", "ttcompute"],
-        "base_model": base,
-    }
-    if data and not Path(data).exists():
-        header["datasets"] = [data]
+    hub_base, base = _base_model(args.model_name_or_path, args.output_dir)
+    data = _data(args.dataset_name, args.output_dir)
+    header = _header(
+        {"library_name": "transformers", "pipeline_tag": "token-classification",
+         "tags": ["process-reward-model", "prm", "ttcompute"]},
+        hub_base, args.dataset_name,
+    )  # fmt: skip
     lines = ["---", yaml.safe_dump(header, sort_keys=False).strip(), "---"]
     kind = "outcome reward model (last step only)" if args.train_on_last_step_only else "process reward model"
     return "\n".join(
@@ -47,8 +80,8 @@ def prm_model_card(args: PRMConfig, metadata: dict[str, Any], model_name: str) -
             "",
             "## How to score a solution (no ttcompute needed)",
             "",
-            f"- **Base policy / base model:** `{base}`",
-            f"- **Training data:** `{data}`",
+            f"- **Base policy / base model:** {base}",
+            f"- **Training data:** {data}",
             f"- **Prompt:** the question formatted with `{template!r}` (Python `str.format`, field `question`)"
             + _chat_sentence(contract),
             f"- **Step separator:** `{separator!r}`, appended after *every* step, the last one included.",
@@ -100,14 +133,14 @@ def prm_model_card(args: PRMConfig, metadata: dict[str, Any], model_name: str) -
 def likelihood_prm_card(args: PRMConfig, spec: dict[str, Any], model_id: str) -> str:
     """A Hub model card for a likelihood PRM (``likelihood_prm.json`` over its base causal LM)."""
     contract = PromptContract.from_record(spec, "likelihood_prm.json")
-    base, data = spec["base_model"], spec.get("dataset", args.dataset_name)
-    header = {
-        "library_name": "ttcompute",
-        "tags": ["process-reward-model", "prm", "ttcompute"],
-        "base_model": base,
-    }
-    if data and not Path(data).exists():
-        header["datasets"] = [data]
+    hub_base, base = _base_model(spec["base_model"], args.output_dir)
+    raw_data = spec.get("dataset", args.dataset_name)
+    data = _data(raw_data, args.output_dir)
+    header = _header(
+        {"library_name": "ttcompute", "tags": ["process-reward-model", "prm", "ttcompute"]},
+        hub_base,
+        raw_data,
+    )
     return "\n".join(
         [
             "---",
@@ -118,7 +151,7 @@ def likelihood_prm_card(args: PRMConfig, spec: dict[str, Any], model_id: str) ->
             "",
             "A *likelihood* process reward model trained with ttcompute (`ttc train-prm --prm_kind likelihood`):",
             "no weights of its own, two numbers calibrated on Monte Carlo step labels over the token",
-            f"log-probabilities of its base causal LM `{base}` (loaded from there).",
+            f"log-probabilities of its base causal LM {base} (loaded from there).",
             "",
             f"- **Score of step i:** `sigmoid({spec['weight']:.6g} * x_i + {spec['bias']:.6g})`, where `x_i` is the",
             "  lowest log-probability the base LM gives any token of steps 0..i (a running minimum; the",
@@ -126,7 +159,7 @@ def likelihood_prm_card(args: PRMConfig, spec: dict[str, Any], model_id: str) ->
             f"- **Step separator:** `{spec['step_separator']!r}`, after every step.",
             f"- **Prompt:** the question formatted with `{contract.prompt_template!r}`"
             + _chat_sentence(contract),
-            f"- **Training data:** `{data}`",
+            f"- **Training data:** {data}",
             "",
             "## How to use it",
             "",
@@ -159,15 +192,13 @@ def reviser_model_card(args: RevisionConfig, model_id: str, fit_stats: dict[str,
     is what the usage snippet loads (the Hub id, or the folder's name); ``tokenizer`` renders the
     worked example's chat template when the prompt contract has one."""
     contract = PromptContract(args.prompt_template, args.use_chat_template, args.system_prompt)
-    template, base, data = contract.prompt_template, args.model_name_or_path, args.dataset_name
-    header = {
-        "library_name": "transformers",
-        "pipeline_tag": "text-generation",
-        "tags": ["reviser", "ttcompute", "trl", "sft"],
-        "base_model": base,
-    }
-    if data and not Path(data).exists():
-        header["datasets"] = [data]
+    template = contract.prompt_template
+    hub_base, base = _base_model(args.model_name_or_path, args.output_dir)
+    data = _data(args.dataset_name, args.output_dir)
+    header = _header(
+        {"library_name": "transformers", "pipeline_tag": "text-generation", "tags": ["reviser", "ttcompute", "trl", "sft"]},
+        hub_base, args.dataset_name,
+    )  # fmt: skip
     example = (
         format_reviser_prompt(_EXAMPLE_QUESTION, _EXAMPLE_ATTEMPTS, contract, tokenizer) + _EXAMPLE_REVISION
     )
@@ -189,7 +220,7 @@ def reviser_model_card(args: RevisionConfig, model_id: str, fit_stats: dict[str,
             "finetuned to write a correct solution given its own earlier incorrect attempts in context",
             "(Snell et al. 2024, sec. 6).",
             "",
-            f"- **Base policy / base model:** `{base}`"
+            f"- **Base policy / base model:** {base}"
             + (
                 f", deepened by {args.expand_blocks} identity-initialised decoder block"
                 f"{'s' if args.expand_blocks != 1 else ''} (LLaMA Pro block "
@@ -202,7 +233,7 @@ def reviser_model_card(args: RevisionConfig, model_id: str, fit_stats: dict[str,
                 if args.context_length
                 else ""
             ),
-            f"- **Training data:** `{data}` (revision trajectories: 0-{MAX_ATTEMPTS_IN_CONTEXT} incorrect "
+            f"- **Training data:** {data} (revision trajectories: 0-{MAX_ATTEMPTS_IN_CONTEXT} incorrect "
             "attempts, then a correct solution)",
             "- **Loss:** on the revision only (the tokens after the revision marker, and the EOS token);",
             "  the question and the previous attempts are context, never trained on.",

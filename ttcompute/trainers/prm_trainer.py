@@ -42,7 +42,7 @@ from ttcompute.trainers.hub import HubUpload
 from ttcompute.trainers.launch import check_deepspeed_active, init_deepspeed_comm, without_zero3_init
 from ttcompute.trainers.likelihood_fit import fit_likelihood_prm
 from ttcompute.trainers.lora import lora_config, merge_lora_checkpoint
-from ttcompute.trainers.model_cards import prm_model_card
+from ttcompute.trainers.model_cards import prm_model_card, recorded_provenance
 from ttcompute.trainers.prm_config import PRMConfig
 from ttcompute.trainers.stepwise_data import (
     IGNORE,
@@ -390,8 +390,7 @@ def train_prm(config: PRMConfig) -> dict[str, Any]:
     metadata = ttc_prm_metadata(
         config.step_separator,
         contract,
-        base_model=config.model_name_or_path,
-        dataset=config.dataset_name,
+        **recorded_provenance(config.output_dir, config.model_name_or_path, config.dataset_name),
         train_on_last_step_only=config.train_on_last_step_only,
     )
     model.config.ttc_prm = metadata

@@ -35,7 +35,7 @@ from ttcompute.models.weights import load_error
 from ttcompute.trainers.hub import HubUpload
 from ttcompute.trainers.launch import check_deepspeed_active, init_deepspeed_comm, without_zero3_init
 from ttcompute.trainers.lora import lora_config, merge_lora_checkpoint
-from ttcompute.trainers.model_cards import reviser_model_card
+from ttcompute.trainers.model_cards import recorded_provenance, reviser_model_card
 from ttcompute.trainers.revision_config import RevisionConfig
 from ttcompute.trainers.revision_data import (
     check_reviser_format,
@@ -149,8 +149,7 @@ def reviser_metadata(config: RevisionConfig, contract: PromptContract) -> dict[s
         "max_attempts_in_context": MAX_ATTEMPTS_IN_CONTEXT,
         "drop_rule": "oldest attempts first",
         "max_length": config.max_length,
-        "base_model": config.model_name_or_path,
-        "dataset": config.dataset_name,
+        **recorded_provenance(config.output_dir, config.model_name_or_path, config.dataset_name),
     }
 
 
