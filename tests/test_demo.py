@@ -15,6 +15,7 @@ from transformers import AutoModelForCausalLM
 
 from ttcompute.cli import run_stage
 from ttcompute.core.errors import InputError
+from ttcompute.core.recorded_paths import resolve_tree
 from ttcompute.demo import CHECKPOINTS
 from ttcompute.eval.report import flatten, search_by_family
 from ttcompute.eval.select import is_adaptive
@@ -158,7 +159,9 @@ def _check_token_prm(out: Path, report: dict) -> None:
     it with the numbers of its own eval-prm and select outputs."""
     trained = _json(out / "prm" / "prm_token" / "training_log.json")
     assert trained["global_steps"] == 20 and trained["training_flops"] > 0  # --fast: 20 steps
-    evaluation = {name: _json(out / "prm" / name / "prm_eval.json") for name in ("eval", "eval_token")}
+    files = {name: out / "prm" / name / "prm_eval.json" for name in ("eval", "eval_token")}
+    assert _json(files["eval_token"])["prm"] == "../prm_token"  # relative to the file (recorded paths)
+    evaluation = {name: resolve_tree(_json(path), path) for name, path in files.items()}
     assert evaluation["eval_token"]["prm"] == str(out / "prm" / "prm_token")
     assert evaluation["eval_token"]["dataset"] == evaluation["eval"]["dataset"]  # the same held-out labels
     calibration = [e["config"]["calibration_dataset"] for e in evaluation.values()]
