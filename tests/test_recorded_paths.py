@@ -282,8 +282,10 @@ def test_every_stage_of_the_demo_runs_from_another_directory_and_the_finished_ru
     again = load_routing_policy("co/routing_policy.json")
     before = load_routing_policy(moved / "compute_optimal_question" / "routing_policy.json")
     assert again["rule"] == before["rule"] and again["predictor"]["edges"] == before["predictor"]["edges"]
-    assert again["predictor"]["difficulty_dir"] == before["predictor"]["difficulty_dir"] == str(
-        moved / "difficulty_question"
+    assert (
+        again["predictor"]["difficulty_dir"]
+        == before["predictor"]["difficulty_dir"]
+        == str(moved / "difficulty_question")
     )
     run_stage("route", ["--policy", str(moved / "compute_optimal_question" / "routing_policy.json"), *new,
                         "--output_dir", "routed"])  # fmt: skip
