@@ -76,6 +76,12 @@ def test_stages_run_from_other_directories_and_after_the_run_moved(tmp_path, mon
         "revisions", ["--samples_dir", str(moved / "samples"), "--output_dir", str(moved / "revisions2")]
     )
     assert (moved / "revisions2" / "manifest.json").is_file()
+    # `ttc merge` recomputes the revisions' stats from the samples their manifest names.
+    assert (
+        json.loads((moved / "revisions" / "manifest.json").read_text())["info"]["samples_dir"] == "../samples"
+    )
+    merged = run_stage("merge", ["--inputs", str(moved / "revisions"), "--output_dir", "merged"])
+    assert merged["stats"] == json.loads((moved / "revisions" / "stats.json").read_text())
 
 
 def test_a_file_written_before_the_rule_reads_from_the_working_directory_with_a_warning(
@@ -149,6 +155,36 @@ def test_a_checkpoint_is_identified_by_its_content_not_its_path(tmp_path, small_
         json.dumps({**spec, "base_model": str(copy), "bias": 0.2})
     )
     assert checkpoint_identity(tmp_path / "a") != checkpoint_identity(tmp_path / "b/c")
+
+
+def test_a_hub_cache_snapshot_is_the_same_checkpoint_as_its_copy_and_its_weights_are_not_read(
+    tmp_path, monkeypatch, small_policy_dir
+):
+    """The Hub's cache keeps each LFS file under its sha256 (blobs/<sha256>, linked from
+    snapshots/<rev>/): the identity reads that name, not gigabytes, and equals a plain copy's."""
+    import hashlib
+    import shutil
+
+    from ttcompute.core import checkpoint_identity as identity
+
+    blobs, snapshot = tmp_path / "hub" / "blobs", tmp_path / "hub" / "snapshots" / "abc123"
+    blobs.mkdir(parents=True)
+    snapshot.mkdir(parents=True)
+    for file in small_policy_dir.iterdir():
+        if file.is_file():
+            blob = blobs / hashlib.sha256(file.read_bytes()).hexdigest()
+            shutil.copyfile(file, blob)
+            (snapshot / file.name).symlink_to(os.path.relpath(blob, snapshot))
+    read: list[str] = []
+    real = identity.file_sha256
+    monkeypatch.setattr(identity, "file_sha256", lambda path: read.append(Path(path).name) or real(path))
+    copy = shutil.copytree(small_policy_dir, tmp_path / "copy")  # not hashed yet in this process
+    assert identity.checkpoint_identity(snapshot) == identity.checkpoint_identity(copy)
+    assert "model.safetensors" in read  # the plain checkpoint's weights were read ...
+    read.clear()
+    identity._cache.clear()
+    identity.checkpoint_identity(snapshot)
+    assert read == []  # ... the snapshot's were named by the cache
 
 
 def test_a_run_resumes_from_anywhere_but_not_on_new_weights_at_the_same_path(

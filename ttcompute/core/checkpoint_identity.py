@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ _IDENTITY_PATTERNS = (
 # LM): its identity is the spec's content with each recorded path replaced by that checkpoint's identity.
 _SPEC_FILES = ("likelihood_prm.json",)
 _CHUNK = 1 << 22
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _cache: dict[tuple[str, tuple[tuple[str, int, int], ...]], str] = {}
 _content_cache: dict[tuple[str, tuple[tuple[str, int, int], ...]], str] = {}
 
@@ -45,6 +47,16 @@ def file_sha256(path: str | Path) -> str:
     digest = hashlib.sha256()
     _feed(digest, Path(path))
     return digest.hexdigest()
+
+
+def _content_sha256(file: Path) -> str:
+    """The sha256 of a file's content; read from the name of a Hugging Face cache blob (the Hub's
+    cache stores an LFS file -- the weights -- under its sha256) without reading gigabytes."""
+    if file.is_symlink():
+        target = file.resolve()
+        if target.parent.name == "blobs" and _SHA256_RE.fullmatch(target.name):
+            return target.name
+    return file_sha256(file)
 
 
 def _files(directory: Path) -> list[Path]:
@@ -65,12 +77,13 @@ def checkpoint_identity(model_name_or_path: str | Path) -> str:
         return str(path.resolve())
     key = (str(path.resolve()), tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files))
     if key not in _cache:
+        size = sum(f.stat().st_size for f in files)
+        if size > 1 << 30:
+            logger.info("Hashing %s (%.1f GB): what it is, not where it sits", path, size / 1e9)
         digest = hashlib.sha256()
         for file in files:
-            digest.update(file.name.encode() + b"\0")
             if file.name not in _SPEC_FILES:
-                _feed(digest, file)
-            digest.update(b"\0")
+                digest.update(f"{file.name}\0{_content_sha256(file)}\0".encode())
         _cache[key] = digest.hexdigest()
     specs = [_spec_content(file) for file in files if file.name in _SPEC_FILES]
     if not specs:
@@ -125,7 +138,7 @@ def _content_identity(path: Path) -> str:
         digest = hashlib.sha256()
         for file in files:
             digest.update(file.relative_to(path).as_posix().encode() if path.is_dir() else b"")
-            digest.update(b"\0" + file_sha256(file).encode())
+            digest.update(b"\0" + _content_sha256(file).encode())
         _content_cache[key] = f"sha256:{digest.hexdigest()}"
     return _content_cache[key]
 

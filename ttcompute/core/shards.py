@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from ttcompute.core.errors import InputError
-from ttcompute.core.recorded_paths import record_options, resolve_options
+from ttcompute.core.recorded_paths import RECORDED_PATHS, record_options, resolve_options
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +79,7 @@ def prepare_output(
     out = Path(output_dir)
     manifest_file = out / MANIFEST
     manifest = {"stage": stage, "config_hash": config_hash, "num_shards": num_shards}
+    info = _recorded_info(info, out)
     if manifest_file.exists():
         existing = json.loads(manifest_file.read_text())
         if existing.get("config_hash") in also_accept:
@@ -101,6 +102,17 @@ def prepare_output(
         )
     out.mkdir(parents=True, exist_ok=True)
     _atomic_write_text(manifest_file, json.dumps({**manifest, "info": info or {}}, indent=2))
+
+
+def _recorded_info(info: dict[str, Any] | None, out: Path) -> dict[str, Any] | None:
+    """``info`` as the manifest keeps it: the inputs it names (``samples_dir`` ...) relative to the
+    output (core/recorded_paths.py), so ``ttc merge`` finds them from any directory."""
+    if not info:
+        return info
+    recorded = record_options(info, out)
+    if not recorded[RECORDED_PATHS]:
+        del recorded[RECORDED_PATHS]
+    return recorded
 
 
 def _identity(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -126,6 +138,9 @@ def read_manifest(output_dir: str | Path) -> dict[str, Any]:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise InputError(f"{path}: not valid JSON ({err})") from None
+    info = manifest.get("info") or {}
+    if isinstance(info, dict) and RECORDED_PATHS in info:
+        manifest["info"] = resolve_options(info, path)
     return {"info": {}, **manifest}
 
 
