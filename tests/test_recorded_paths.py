@@ -28,14 +28,16 @@ def test_local_paths_are_recorded_relative_to_the_file_and_resolved_from_anywher
         "model_name_or_path": "Qwen/Qwen2.5-Math-1.5B",  # a Hub id: as it is
         "device": "cpu",
         "select_dirs": ["run/samples", "run/label"],
+        "dataset_name": "run/samples,run/label",  # several outputs trained on together
+        "prompt_template": "{question}, then",  # a comma, but no paths
         "output_dir": "run/label",
         "num_samples": 4,
     }
     recorded = record_options(values, tmp_path / "run" / "label")
     assert recorded["samples_dir"] == "../samples" and recorded["output_dir"] == "."
-    assert recorded["select_dirs"] == ["../samples", "."]
+    assert recorded["select_dirs"] == ["../samples", "."] and recorded["dataset_name"] == "../samples,."
     assert (recorded["model_name_or_path"], recorded["device"]) == ("Qwen/Qwen2.5-Math-1.5B", "cpu")
-    assert recorded[RECORDED_PATHS] == ["output_dir", "samples_dir", "select_dirs"]
+    assert recorded[RECORDED_PATHS] == ["dataset_name", "output_dir", "samples_dir", "select_dirs"]
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -43,6 +45,8 @@ def test_local_paths_are_recorded_relative_to_the_file_and_resolved_from_anywher
     read = resolve_options(recorded, tmp_path / "run" / "label" / "ttc_config.yaml")
     assert read["samples_dir"] == str(tmp_path / "run" / "samples")
     assert read["select_dirs"] == [str(tmp_path / "run" / "samples"), str(tmp_path / "run" / "label")]
+    assert read["dataset_name"] == ",".join(read["select_dirs"])
+    assert read["prompt_template"] == "{question}, then"
     assert RECORDED_PATHS not in read and read["model_name_or_path"] == "Qwen/Qwen2.5-Math-1.5B"
 
 

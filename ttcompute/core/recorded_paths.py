@@ -88,8 +88,17 @@ def _names_a_path(key: str, value: Any) -> bool:
     return "/" in value or os.sep in value or Path(value).suffix != "" or bool(_PATH_OPTION_RE.search(key))
 
 
+def comma_parts(key: str, value: Any) -> list[str] | None:
+    """The paths of a comma-joined value (``--dataset_name runs/a,runs/b``), or None."""
+    if not isinstance(value, str) or "," not in value or is_local_path(value):
+        return None
+    parts = value.split(",")
+    return parts if all(_names_a_path(key, part) for part in parts) else None
+
+
 def path_options(values: dict[str, Any]) -> list[str]:
-    """The options whose value names local paths (a path, or a list of paths), sorted."""
+    """The options whose value names local paths (a path, a list of paths, or comma-joined paths),
+    sorted."""
     return sorted(
         key
         for key, value in values.items()
@@ -97,8 +106,16 @@ def path_options(values: dict[str, Any]) -> list[str]:
         and (
             _names_a_path(key, value)
             or (isinstance(value, list) and bool(value) and all(_names_a_path(key, v) for v in value))
+            or comma_parts(key, value) is not None
         )
     )
+
+
+def _map_paths(key: str, value: Any, convert) -> Any:
+    if isinstance(value, list):
+        return [convert(v) for v in value]
+    parts = comma_parts(key, value)
+    return ",".join(convert(part) for part in parts) if parts else convert(value)
 
 
 def record_options(values: dict[str, Any], recording_dir: str | Path) -> dict[str, Any]:
@@ -107,12 +124,7 @@ def record_options(values: dict[str, Any], recording_dir: str | Path) -> dict[st
     out = dict(values)
     recorded = path_options(values)
     for key in recorded:
-        value = values[key]
-        out[key] = (
-            [record(v, recording_dir) for v in value]
-            if isinstance(value, list)
-            else record(value, recording_dir)
-        )
+        out[key] = _map_paths(key, values[key], lambda v: record(v, recording_dir))
     out[RECORDED_PATHS] = recorded
     return out
 
@@ -129,7 +141,9 @@ def resolve_options(values: dict[str, Any], recording_file: str | Path) -> dict[
         return values
     for key in recorded:
         value = values.get(key)
-        if isinstance(value, str):
+        if isinstance(value, str) and "," in value and not (directory / value).exists():
+            values[key] = ",".join(resolve(part, directory) for part in value.split(","))
+        elif isinstance(value, str):
             values[key] = resolve(value, directory)
         elif isinstance(value, list):
             values[key] = [resolve(v, directory) for v in value]

@@ -10,7 +10,7 @@ import yaml
 
 from ttcompute.core.checkpoint_identity import checkpoint_identity
 from ttcompute.core.prompts import PromptContract
-from ttcompute.core.recorded_paths import is_local_path, record, record_options
+from ttcompute.core.recorded_paths import comma_parts, is_local_path, record, record_options
 from ttcompute.models.reviser import (
     ATTEMPT_MARKER,
     MAX_ATTEMPTS_IN_CONTEXT,
@@ -35,7 +35,7 @@ def _header(header: dict[str, Any], hub_base: str | None, data: str | None) -> d
     """The card's YAML header: ``base_model`` and ``datasets`` only where they are Hub ids."""
     if hub_base:
         header["base_model"] = hub_base
-    if data and not is_local_path(data):
+    if data and not is_local_path(data) and not comma_parts("dataset", data):
         header["datasets"] = [data]
     return header
 
@@ -52,7 +52,11 @@ def _base_model(base: str, out: str | Path) -> tuple[str | None, str]:
 
 
 def _data(data: str | None, out: str | Path) -> str:
-    return f"`{record(data, out)}` (local, relative to this folder)" if is_local_path(data) else f"`{data}`"
+    """How a card names its training data: local paths relative to the card's folder."""
+    local = comma_parts("dataset", data) or ([data] if is_local_path(data) else None)
+    if not local:
+        return f"`{data}`"
+    return ", ".join(f"`{record(part, out)}`" for part in local) + " (local, relative to this folder)"
 
 
 def prm_model_card(args: PRMConfig, metadata: dict[str, Any], model_name: str) -> str:
