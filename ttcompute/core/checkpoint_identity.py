@@ -33,7 +33,6 @@ _SPEC_FILES = ("likelihood_prm.json",)
 _CHUNK = 1 << 22
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _cache: dict[tuple[str, tuple[tuple[str, int, int], ...]], str] = {}
-_content_cache: dict[tuple[str, tuple[tuple[str, int, int], ...]], str] = {}
 
 
 def _feed(digest: Any, path: Path) -> None:
@@ -63,11 +62,24 @@ def _files(directory: Path) -> list[Path]:
     return sorted({p for pattern in _IDENTITY_PATTERNS for p in directory.glob(pattern) if p.is_file()})
 
 
+def _files_digest(root: Path, files: list[Path]) -> str:
+    """sha256 (hex) over each file's path relative to ``root`` and its content's sha256; computed once
+    per process per unchanged set of files (path, size and mtime of each)."""
+    key = (str(root.resolve()), tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+    if key not in _cache:
+        size = sum(f.stat().st_size for f in files)
+        if size > 1 << 30:
+            logger.info("Hashing %s (%.1f GB): what it is, not where it sits", root, size / 1e9)
+        digest = hashlib.sha256()
+        for file in files:
+            digest.update(f"{file.relative_to(root).as_posix()}\0{_content_sha256(file)}\0".encode())
+        _cache[key] = digest.hexdigest()
+    return _cache[key]
+
+
 def checkpoint_identity(model_name_or_path: str | Path) -> str:
     """``sha256:<hex>`` of a local checkpoint directory's files (name and content), else the Hub id
     (a directory holding none of a checkpoint's files: its absolute path).
-
-    Hashed once per process per unchanged directory (name, size and mtime of each file).
     """
     path = Path(model_name_or_path)
     if not path.is_dir():
@@ -75,21 +87,12 @@ def checkpoint_identity(model_name_or_path: str | Path) -> str:
     files = _files(path)
     if not files:  # no checkpoint here to identify by content: the directory itself
         return str(path.resolve())
-    key = (str(path.resolve()), tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files))
-    if key not in _cache:
-        size = sum(f.stat().st_size for f in files)
-        if size > 1 << 30:
-            logger.info("Hashing %s (%.1f GB): what it is, not where it sits", path, size / 1e9)
-        digest = hashlib.sha256()
-        for file in files:
-            if file.name not in _SPEC_FILES:
-                digest.update(f"{file.name}\0{_content_sha256(file)}\0".encode())
-        _cache[key] = digest.hexdigest()
+    digest = _files_digest(path, [f for f in files if f.name not in _SPEC_FILES])
     specs = [_spec_content(file) for file in files if file.name in _SPEC_FILES]
     if not specs:
-        return f"sha256:{_cache[key]}"
+        return f"sha256:{digest}"
     # Not cached: what a spec names may change while the spec does not.
-    return f"sha256:{hashlib.sha256(_cache[key].encode() + b''.join(specs)).hexdigest()}"
+    return f"sha256:{hashlib.sha256(digest.encode() + b''.join(specs)).hexdigest()}"
 
 
 def _spec_content(file: Path) -> bytes:
@@ -124,23 +127,12 @@ def input_identity(value: Any) -> Any:
             )
         except ValueError:
             pass  # not one of ours: hashed by content below
-    if path.is_dir() and _files(path):
-        return checkpoint_identity(path)
-    return _content_identity(path)
-
-
-def _content_identity(path: Path) -> str:
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    key = (str(path.resolve()), tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
-    if key not in _content_cache:
-        if sum(f.stat().st_size for f in files) > 1 << 30:
-            logger.info("Hashing %s (its content decides whether this run may resume)", path)
-        digest = hashlib.sha256()
-        for file in files:
-            digest.update(file.relative_to(path).as_posix().encode() if path.is_dir() else b"")
-            digest.update(b"\0" + _content_sha256(file).encode())
-        _content_cache[key] = f"sha256:{digest.hexdigest()}"
-    return _content_cache[key]
+    if not path.is_dir():
+        return f"sha256:{_files_digest(path, [path])}"
+    identity = checkpoint_identity(path)
+    if identity.startswith("sha256:"):
+        return identity
+    return f"sha256:{_files_digest(path, sorted(p for p in path.rglob('*') if p.is_file()))}"
 
 
 def same_checkpoint(recorded: str, model_name_or_path: str | Path) -> bool:

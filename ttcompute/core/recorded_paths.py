@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +111,8 @@ def path_options(values: dict[str, Any]) -> list[str]:
     )
 
 
-def _map_paths(key: str, value: Any, convert) -> Any:
+def map_paths(key: str, value: Any, convert: Callable[[str], str]) -> Any:
+    """``value`` (a path, a list of paths, or comma-joined paths) with ``convert`` applied to each path."""
     if isinstance(value, list):
         return [convert(v) for v in value]
     parts = comma_parts(key, value)
@@ -124,7 +125,7 @@ def record_options(values: dict[str, Any], recording_dir: str | Path) -> dict[st
     out = dict(values)
     recorded = path_options(values)
     for key in recorded:
-        out[key] = _map_paths(key, values[key], lambda v: record(v, recording_dir))
+        out[key] = map_paths(key, values[key], lambda v: record(v, recording_dir))
     out[RECORDED_PATHS] = recorded
     return out
 

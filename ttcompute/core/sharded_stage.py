@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from ttcompute.core.checkpoint_identity import input_identity
 from ttcompute.core.config import config_hash, config_to_dict, save_resolved_config
-from ttcompute.core.recorded_paths import comma_parts, path_options
+from ttcompute.core.recorded_paths import map_paths, path_options
 from ttcompute.core.shards import (
     finished_shards,
     left_for_other_workers,
@@ -139,12 +139,7 @@ def identified_inputs(values: dict[str, Any]) -> dict[str, Any]:
     or a copy of its inputs, hashes the same; new weights or samples written at the same path do not."""
     out = dict(values)
     for key in path_options(values):
-        value = values[key]
-        parts = comma_parts(key, value)
-        if parts or isinstance(value, list):
-            out[key] = [input_identity(v) for v in parts or value]
-        else:
-            out[key] = input_identity(value)
+        out[key] = map_paths(key, values[key], input_identity)
     return out
 
 
